@@ -1,0 +1,68 @@
+// Package dataset declares what every input and output format offers the
+// runner: a streaming reader of records and a streaming writer of results.
+// The format packages (io/jsonl, io/csv, io/parquet) implement it; Open and
+// Create pick one by format name or file extension.
+package dataset
+
+import "errors"
+
+// Kind is a column's value type. Values in Field.Value are, by kind:
+// String: string; Int: int64; Float: float64; Bool: bool; JSON: a
+// json.RawMessage (nested objects or arrays, or a JSONL field whose type
+// varies between rows). Any kind may hold nil (null / missing).
+type Kind int
+
+// The kinds.
+const (
+	String Kind = iota
+	Int
+	Float
+	Bool
+	JSON
+)
+
+// Column names a field and its kind.
+type Column struct {
+	Name string
+	Kind Kind
+}
+
+// Field is one named value of a record.
+type Field struct {
+	Name  string
+	Value any
+}
+
+// Record is one input row.
+type Record struct {
+	Index  int64   // 0-based row number in the input, counting bad rows too
+	Line   int64   // 1-based line in the file (JSONL, CSV: the row's first line); Index+1 for Parquet
+	Fields []Field // in the file's column order
+	// Err is set for a row that could not be parsed (it names the file and
+	// line); Fields may then be empty. A bad row is data, not a fatal error.
+	Err error
+}
+
+// Reader streams records. Read returns io.EOF after the last record; any
+// other error is fatal for the file (unreadable, truncated footer, ...).
+type Reader interface {
+	Columns() []Column
+	Read() (Record, error)
+	Close() error
+}
+
+// Writer streams output rows; each row's fields follow the columns given
+// when it was made. Close flushes the format's trailer; it does not close
+// the underlying file.
+type Writer interface {
+	Write(fields []Field) error
+	Close() error
+}
+
+// Options tune the formats.
+type Options struct {
+	Delimiter rune // CSV only; 0 means ','
+}
+
+// ErrUnknownFormat is returned for a format name or extension no package handles.
+var ErrUnknownFormat = errors.New("unknown format")
