@@ -1,8 +1,3 @@
-// Package kernels owns the numeric hot loops of the engine: weight matrices in
-// their in-memory formats (f32, bf16, q8) and the matrix products over them.
-// Every matmul of the forward pass goes through MatMul, so this is the one
-// place where speed work happens. Matrices are immutable after construction
-// and safe to read from many goroutines at once.
 package kernels
 
 import (
@@ -17,8 +12,13 @@ type DType int
 const (
 	F32 DType = iota
 	BF16
+	// Q8 holds int8 values in blocks of Q8Block along each row, one float32
+	// scale per block (absmax/127, rounded to nearest).
 	Q8
 )
+
+// Q8Block is the number of consecutive values of a row sharing one Q8 scale.
+const Q8Block = 32
 
 func (d DType) String() string {
 	switch d {
@@ -45,17 +45,50 @@ func ParseDType(s string) (DType, error) {
 	return 0, fmt.Errorf("unknown dtype %q (want f32, bf16 or q8)", s)
 }
 
-// Matrix is a Rows x Cols weight matrix, row-major, each row one output
-// feature (the PyTorch nn.Linear layout: out_features x in_features).
+// Matrix is a Rows x Cols weight matrix, each row one output feature (the
+// PyTorch nn.Linear layout: out_features x in_features). In memory the rows
+// are packed in panels of PanelRows: panel p holds rows 16p..16p+15
+// interleaved column by column (element (r, k) at ((r/16)*Cols + k)*16 +
+// r%16), the last panel padded with zero rows, so a kernel streams 16 rows
+// with one contiguous read. A Matrix is immutable after construction and
+// safe for concurrent use.
 type Matrix struct {
 	Rows, Cols int
 	DType      DType
 	f32        []float32
 	bf16       []uint16
+	// Q8: q holds the packed int8 values; scales holds, per panel, per
+	// block of Q8Block columns, the 16 rows' float32 scales.
+	q      []int8
+	scales []float32
 }
 
-// NewF32 returns a matrix holding data (len Rows*Cols) in format dt; for BF16
-// each value is rounded once, to nearest even. The matrix may keep data.
+// PanelRows is the number of rows interleaved in one packed panel.
+const PanelRows = 16
+
+func panelsOf(rows int) int { return (rows + PanelRows - 1) / PanelRows }
+
+func q8Blocks(cols int) int { return (cols + Q8Block - 1) / Q8Block }
+
+// packIndex is where row-major element (r, k) of a rows x cols matrix goes.
+func packIndex(r, k, cols int) int {
+	return ((r/PanelRows)*cols+k)*PanelRows + r%PanelRows
+}
+
+func pack[T any](rows, cols int, src []T) []T {
+	dst := make([]T, panelsOf(rows)*PanelRows*cols)
+	for r := range rows {
+		for k, v := range src[r*cols : (r+1)*cols] {
+			dst[packIndex(r, k, cols)] = v
+		}
+	}
+	return dst
+}
+
+// NewF32 returns a matrix holding data (len Rows*Cols) in format dt. For BF16
+// each value is rounded once, to nearest even. For Q8 each block of Q8Block
+// values of a row is quantized to round(v/scale) with scale = max|v|/127.
+// The matrix does not keep data.
 func NewF32(rows, cols int, data []float32, dt DType) *Matrix {
 	if len(data) != rows*cols {
 		panic(fmt.Sprintf("kernels: NewF32 %dx%d with %d values", rows, cols, len(data)))
@@ -63,58 +96,94 @@ func NewF32(rows, cols int, data []float32, dt DType) *Matrix {
 	m := &Matrix{Rows: rows, Cols: cols, DType: dt}
 	switch dt {
 	case F32:
-		m.f32 = data
+		m.f32 = pack(rows, cols, data)
+	case Q8:
+		q, scales := quantizeQ8(rows, cols, data)
+		m.q = pack(rows, cols, q)
+		nb := q8Blocks(cols)
+		m.scales = make([]float32, panelsOf(rows)*PanelRows*nb)
+		for r := range rows {
+			for b := range nb {
+				m.scales[packIndex(r, b, nb)] = scales[r*nb+b]
+			}
+		}
 	default:
 		m.DType = BF16
-		m.bf16 = make([]uint16, len(data))
-		for i, v := range data {
-			m.bf16[i] = F32ToBF16(v)
+		m.bf16 = make([]uint16, panelsOf(rows)*PanelRows*cols)
+		for r := range rows {
+			for k, v := range data[r*cols : (r+1)*cols] {
+				m.bf16[packIndex(r, k, cols)] = F32ToBF16(v)
+			}
 		}
 	}
 	return m
 }
 
-// NewBF16 returns a BF16 matrix over data (len Rows*Cols); it keeps data.
+// NewBF16 returns a BF16 matrix over data (len Rows*Cols), repacked.
 func NewBF16(rows, cols int, data []uint16) *Matrix {
 	if len(data) != rows*cols {
 		panic(fmt.Sprintf("kernels: NewBF16 %dx%d with %d values", rows, cols, len(data)))
 	}
-	return &Matrix{Rows: rows, Cols: cols, DType: BF16, bf16: data}
+	return &Matrix{Rows: rows, Cols: cols, DType: BF16, bf16: pack(rows, cols, data)}
 }
 
-// Row writes row i of m, as float32, to dst (len Cols).
+// quantizeQ8 quantizes each row of data in blocks of Q8Block values; the
+// result is row-major.
+func quantizeQ8(rows, cols int, data []float32) ([]int8, []float32) {
+	nb := q8Blocks(cols)
+	q := make([]int8, rows*cols)
+	scales := make([]float32, rows*nb)
+	for r := range rows {
+		row := data[r*cols : (r+1)*cols]
+		for b := range nb {
+			lo, hi := b*Q8Block, min((b+1)*Q8Block, cols)
+			var amax float32
+			for _, v := range row[lo:hi] {
+				amax = max(amax, float32(math.Abs(float64(v))))
+			}
+			if amax == 0 || math.IsNaN(float64(amax)) || math.IsInf(float64(amax), 0) {
+				// A zero block stays zero; a non-finite block cannot be
+				// represented and is zeroed rather than poisoning the row.
+				continue
+			}
+			scale := amax / 127
+			scales[r*nb+b] = scale
+			inv := 1 / float64(scale)
+			for k := lo; k < hi; k++ {
+				v := math.RoundToEven(float64(row[k]) * inv)
+				q[r*cols+k] = int8(max(-127, min(127, v)))
+			}
+		}
+	}
+	return q, scales
+}
+
+// Row writes row i of m, as float32, to dst (len Cols). For Q8 each value is
+// float32(q) * scale, the same value the matrix products use.
 func (m *Matrix) Row(i int, dst []float32) {
+	dst = dst[:m.Cols]
+	base := packIndex(i, 0, m.Cols)
 	switch m.DType {
 	case F32:
-		copy(dst, m.f32[i*m.Cols:(i+1)*m.Cols])
+		for k := range dst {
+			dst[k] = m.f32[base+k*PanelRows]
+		}
 	case BF16:
-		for j, b := range m.bf16[i*m.Cols : (i+1)*m.Cols] {
-			dst[j] = BF16ToF32(b)
+		for k := range dst {
+			dst[k] = BF16ToF32(m.bf16[base+k*PanelRows])
+		}
+	case Q8:
+		nb := q8Blocks(m.Cols)
+		sb := packIndex(i, 0, nb)
+		for k := range dst {
+			dst[k] = float32(float32(m.q[base+k*PanelRows]) * m.scales[sb+(k/Q8Block)*PanelRows])
 		}
 	}
 }
 
 // Bytes is the memory the matrix's weights take.
 func (m *Matrix) Bytes() int64 {
-	return int64(len(m.f32))*4 + int64(len(m.bf16))*2
-}
-
-// MatMul computes dst[b*w.Rows+r] = sum_k x[b*w.Cols+k] * w[r][k] for each of
-// the n rows b of x. Each output element is reduced in the same order whatever
-// n is, so results do not depend on batching.
-func MatMul(dst, x []float32, n int, w *Matrix) {
-	row := make([]float32, w.Cols)
-	for r := 0; r < w.Rows; r++ {
-		w.Row(r, row)
-		for b := 0; b < n; b++ {
-			xb := x[b*w.Cols : (b+1)*w.Cols]
-			var s float32
-			for k, v := range row {
-				s += xb[k] * v
-			}
-			dst[b*w.Rows+r] = s
-		}
-	}
+	return int64(len(m.f32))*4 + int64(len(m.bf16))*2 + int64(len(m.q)) + int64(len(m.scales))*4
 }
 
 // BF16ToF32 widens a bfloat16 exactly.

@@ -1,0 +1,36 @@
+// Package kernels owns the numeric hot loops of the engine: weight matrices in
+// their in-memory formats (f32, bf16, q8) and the matrix products over them.
+// Every matmul of the forward pass goes through MatMul, so this is the one
+// place where speed work happens. Matrices are immutable after construction
+// and safe to read from many goroutines at once.
+//
+// Each fast routine is a triad: a plain-Go version (kernels_generic.go, used
+// with -tags purego and on architectures without assembly), an assembly
+// version per architecture (kernels_amd64.s: AVX2+FMA; kernels_arm64.s:
+// NEON) and a stub file declaring it. There is no AVX-512 path yet. The variant is chosen once at start-up
+// from CPU features (golang.org/x/sys/cpu); Impl names it.
+//
+// Layout. Weights are packed in panels of PanelRows (16) rows interleaved
+// column by column, so the decode kernel (n = 1) streams four panels, 64 rows,
+// with contiguous reads, and the batched kernel (n > 1) holds a 16 x 6 tile
+// of outputs in registers, walking 256-column panel segments (widened to
+// float32 once per segment) past chunks of activation rows sized for L2.
+//
+// Numerics. Every output element of MatMul is accumulated in order of k,
+// from zero, one product at a time: with fused multiply-add in assembly,
+// with a rounded multiply then add in Go. Neither the batch size n, nor the
+// position of a row in a tile, nor the thread count changes that order, so a
+// row's output bits never depend on what else shares its batch (batch
+// invariance); the tests hold every path to it bitwise. Against an exact sum
+// the error is the usual one of a sequential float32 sum (a few ulps of
+// sum|w*x| per hundred terms). BF16 weights are widened exactly. Q8 weights
+// are dequantized to float32(q)*scale (one rounding) and multiplied with the
+// float32 activations, which are never quantized; the quantization error is
+// at most half a step, max|w|/254, per block of 32 weights of a row.
+// Dot and Axpy (helpers for attention) use eight lanes and a fixed tree.
+//
+// MatMul runs on a persistent pool of worker goroutines (SetThreads), split
+// over output rows; it does not allocate in the steady state.
+//
+// This package imports nothing of the engine.
+package kernels

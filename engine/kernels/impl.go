@@ -1,0 +1,84 @@
+package kernels
+
+// impl is one implementation of the inner kernels. Every slice argument of a
+// kernel has the same length k8, a positive multiple of 8; scale slices hold
+// the Q8 scales of the blocks those k8 values touch. Each kernel returns,
+// per output, the dot product over those k8 values reduced in the package's
+// fixed order (see doc.go); the caller adds the Cols%8 tail.
+type impl struct {
+	name string
+
+	// gemv* compute, for four packed panels p0..p3 over k columns,
+	// out[16i+j] = sum_k panel_i[k][j] * x[k], each sum in order of k.
+	// Q8 panels come with their scale panels s0..s3.
+	gemvF32  func(p0, p1, p2, p3 []float32, x []float32, out *[64]float32)
+	gemvBF16 func(p0, p1, p2, p3 []uint16, x []float32, out *[64]float32)
+	gemvQ8   func(p0, p1, p2, p3 []int8, s0, s1, s2, s3, x []float32, out *[64]float32)
+	// gemm16x6 continues acc[16j+i] += sum_k p[k][i] * x_j[k] over one
+	// float32 panel segment, in order of k.
+	gemm16x6 func(p, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32)
+	// gemm16x6BF16 and gemm16x6Q8 are gemm16x6 over a bf16 or Q8 panel
+	// segment (Q8 with its scales from the segment's first block), widened
+	// in registers to the same float32 values widenBF16 and dequantQ8 give.
+	// Small batches use them; nil means widen the segment first.
+	gemm16x6BF16 func(p []uint16, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32)
+	gemm16x6Q8   func(p []int8, s, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32)
+	// widenBF16 writes dst[k] = BF16ToF32(src[k]) (len a multiple of 8).
+	widenBF16 func(dst []float32, src []uint16)
+	// dequantQ8 writes a float32 panel segment from a Q8 one:
+	// dst[16k+i] = float32(q[16k+i]) * s[16(k/Q8Block)+i].
+	dequantQ8 func(dst []float32, q []int8, s []float32)
+	// dot returns the dot product of a and b (len a multiple of 8).
+	dot func(a, b []float32) float32
+	// axpy computes y[k] += alpha * x[k] (len a multiple of 8).
+	axpy func(alpha float32, x, y []float32)
+	// sum returns the sum of a (len a multiple of 32) in any order; it
+	// measures memory bandwidth.
+	sum func(a []float32) float32
+}
+
+// generic is the plain-Go implementation, available everywhere.
+var generic = &impl{
+	name:     "generic",
+	gemvF32:  gemvF32Go,
+	gemvBF16: gemvBF16Go,
+	gemvQ8:   gemvQ8Go,
+	gemm16x6: gemm16x6Go,
+	gemm16x6BF16: func(p []uint16, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32) {
+		var seg [kBlock * PanelRows]float32
+		widenBF16Go(seg[:len(p)], p)
+		gemm16x6Go(seg[:len(p)], x0, x1, x2, x3, x4, x5, acc)
+	},
+	gemm16x6Q8: func(p []int8, s, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32) {
+		var seg [kBlock * PanelRows]float32
+		dequantQ8Go(seg[:len(p)], p, s)
+		gemm16x6Go(seg[:len(p)], x0, x1, x2, x3, x4, x5, acc)
+	},
+	widenBF16: widenBF16Go,
+	dequantQ8: dequantQ8Go,
+	dot:       dot8Go,
+	axpy:      axpyGo,
+	sum:       sumGo,
+}
+
+// active is the implementation MatMul uses, chosen once at start-up.
+var active = best()
+
+// impls lists every implementation this machine can run, best last.
+func impls() []*impl {
+	out := []*impl{generic}
+	for _, im := range archImpls() {
+		if im != nil {
+			out = append(out, im)
+		}
+	}
+	return out
+}
+
+func best() *impl {
+	all := impls()
+	return all[len(all)-1]
+}
+
+// Impl names the kernel implementation in use: "generic", "avx2", "neon".
+func Impl() string { return active.name }

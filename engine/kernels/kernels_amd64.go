@@ -1,0 +1,85 @@
+//go:build !purego
+
+package kernels
+
+import "golang.org/x/sys/cpu"
+
+// archImpls returns the AVX2+FMA kernels when the CPU and OS support them.
+func archImpls() []*impl {
+	if !cpu.X86.HasAVX2 || !cpu.X86.HasFMA {
+		return nil
+	}
+	return []*impl{avx2}
+}
+
+var avx2 = &impl{
+	name: "avx2",
+	gemvF32: func(p0, p1, p2, p3 []float32, x []float32, out *[64]float32) {
+		gemvF32AVX2(&p0[0], &p1[0], &p2[0], &p3[0], &x[0], len(x), out)
+	},
+	gemvBF16: func(p0, p1, p2, p3 []uint16, x []float32, out *[64]float32) {
+		gemvBF16AVX2(&p0[0], &p1[0], &p2[0], &p3[0], &x[0], len(x), out)
+	},
+	gemvQ8: func(p0, p1, p2, p3 []int8, s0, s1, s2, s3, x []float32, out *[64]float32) {
+		gemvQ8AVX2(&p0[0], &p1[0], &p2[0], &p3[0], &s0[0], &s1[0], &s2[0], &s3[0], &x[0], len(x), out)
+	},
+	gemm16x6: func(p, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32) {
+		gemm16x6AVX2(&p[0], &x0[0], &x1[0], &x2[0], &x3[0], &x4[0], &x5[0], len(x0), acc)
+	},
+	gemm16x6BF16: func(p []uint16, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32) {
+		gemm16x6BF16AVX2(&p[0], &x0[0], &x1[0], &x2[0], &x3[0], &x4[0], &x5[0], len(x0), acc)
+	},
+	gemm16x6Q8: func(p []int8, s, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32) {
+		gemm16x6Q8AVX2(&p[0], &s[0], &x0[0], &x1[0], &x2[0], &x3[0], &x4[0], &x5[0], len(x0), acc)
+	},
+	widenBF16: func(dst []float32, src []uint16) {
+		widenBF16AVX2(&dst[0], &src[0], len(src))
+	},
+	dequantQ8: func(dst []float32, q []int8, s []float32) {
+		dequantQ8AVX2(&dst[0], &q[0], &s[0], len(q))
+	},
+	dot: func(a, b []float32) float32 {
+		return dotAVX2(&a[0], &b[0], len(a))
+	},
+	axpy: func(alpha float32, x, y []float32) {
+		axpyAVX2(alpha, &x[0], &y[0], len(x))
+	},
+	sum: func(a []float32) float32 {
+		return sumAVX2(&a[0], len(a))
+	},
+}
+
+// The assembly kernels (kernels_amd64.s); lengths as in impl, all positive.
+
+//go:noescape
+func gemvF32AVX2(p0, p1, p2, p3, x *float32, k int, out *[64]float32)
+
+//go:noescape
+func gemvBF16AVX2(p0, p1, p2, p3 *uint16, x *float32, k int, out *[64]float32)
+
+//go:noescape
+func gemvQ8AVX2(p0, p1, p2, p3 *int8, s0, s1, s2, s3, x *float32, k int, out *[64]float32)
+
+//go:noescape
+func gemm16x6AVX2(p, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32)
+
+//go:noescape
+func gemm16x6BF16AVX2(p *uint16, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32)
+
+//go:noescape
+func gemm16x6Q8AVX2(p *int8, s, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32)
+
+//go:noescape
+func widenBF16AVX2(dst *float32, src *uint16, k8 int)
+
+//go:noescape
+func dequantQ8AVX2(dst *float32, q *int8, s *float32, n int)
+
+//go:noescape
+func dotAVX2(a, b *float32, k8 int) float32
+
+//go:noescape
+func axpyAVX2(alpha float32, x, y *float32, k8 int)
+
+//go:noescape
+func sumAVX2(a *float32, k32 int) float32

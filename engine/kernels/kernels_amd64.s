@@ -1,0 +1,427 @@
+//go:build !purego
+
+#include "textflag.h"
+
+// AVX2+FMA kernels over packed panels (16 rows interleaved column by
+// column). Each output lives in one lane of an accumulator and takes its
+// products in order of k through VFMADD231PS, whatever the kernel or tile,
+// so results never depend on batching. dot keeps 8 lanes and reduces them
+// with HSUM in the tree (a0+a4 + a2+a6) + (a1+a5 + a3+a7) that sum8 in
+// kernels_generic.go repeats.
+
+// HSUM leaves the lane sum of Y (whose low half is X) in X's lane 0; T is a
+// scratch X register.
+#define HSUM(Y, X, T) \
+	VEXTRACTF128 $1, Y, T; \
+	VADDPS       T, X, X; \
+	VMOVHLPS     X, X, T; \
+	VADDPS       T, X, X; \
+	VMOVSHDUP    X, T; \
+	VADDSS       T, X, X
+
+#define STORE8(DI) \
+	VMOVUPS Y0, 0(DI); \
+	VMOVUPS Y1, 32(DI); \
+	VMOVUPS Y2, 64(DI); \
+	VMOVUPS Y3, 96(DI); \
+	VMOVUPS Y4, 128(DI); \
+	VMOVUPS Y5, 160(DI); \
+	VMOVUPS Y6, 192(DI); \
+	VMOVUPS Y7, 224(DI)
+
+#define ZERO8 \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y1, Y1, Y1; \
+	VXORPS Y2, Y2, Y2; \
+	VXORPS Y3, Y3, Y3; \
+	VXORPS Y4, Y4, Y4; \
+	VXORPS Y5, Y5, Y5; \
+	VXORPS Y6, Y6, Y6; \
+	VXORPS Y7, Y7, Y7
+
+// func gemvF32AVX2(p0, p1, p2, p3, x *float32, k int, out *[64]float32)
+TEXT ·gemvF32AVX2(SB), NOSPLIT, $0-56
+	MOVQ p0+0(FP), R8
+	MOVQ p1+8(FP), R9
+	MOVQ p2+16(FP), R10
+	MOVQ p3+24(FP), R11
+	MOVQ x+32(FP), SI
+	MOVQ k+40(FP), CX
+	MOVQ out+48(FP), DI
+	ZERO8
+	XORQ AX, AX
+
+gemvf32_loop:
+	VBROADCASTSS (SI)(AX*4), Y15
+	VFMADD231PS  (R8), Y15, Y0
+	VFMADD231PS  32(R8), Y15, Y1
+	VFMADD231PS  (R9), Y15, Y2
+	VFMADD231PS  32(R9), Y15, Y3
+	VFMADD231PS  (R10), Y15, Y4
+	VFMADD231PS  32(R10), Y15, Y5
+	VFMADD231PS  (R11), Y15, Y6
+	VFMADD231PS  32(R11), Y15, Y7
+	ADDQ         $64, R8
+	ADDQ         $64, R9
+	ADDQ         $64, R10
+	ADDQ         $64, R11
+	INCQ         AX
+	CMPQ         AX, CX
+	JB           gemvf32_loop
+	STORE8(DI)
+	VZEROUPPER
+	RET
+
+// BF16HALF widens eight bf16 weights at off(P) and accumulates their product
+// with the broadcast activation Y15 into ACC; T is scratch.
+#define BF16HALF(off, P, T, ACC) \
+	VPMOVZXWD   off(P), T; \
+	VPSLLD      $16, T, T; \
+	VFMADD231PS Y15, T, ACC
+
+// func gemvBF16AVX2(p0, p1, p2, p3 *uint16, x *float32, k int, out *[64]float32)
+TEXT ·gemvBF16AVX2(SB), NOSPLIT, $0-56
+	MOVQ p0+0(FP), R8
+	MOVQ p1+8(FP), R9
+	MOVQ p2+16(FP), R10
+	MOVQ p3+24(FP), R11
+	MOVQ x+32(FP), SI
+	MOVQ k+40(FP), CX
+	MOVQ out+48(FP), DI
+	ZERO8
+	XORQ AX, AX
+
+gemvbf16_loop:
+	VBROADCASTSS (SI)(AX*4), Y15
+	BF16HALF(0, R8, Y8, Y0)
+	BF16HALF(16, R8, Y9, Y1)
+	BF16HALF(0, R9, Y10, Y2)
+	BF16HALF(16, R9, Y11, Y3)
+	BF16HALF(0, R10, Y12, Y4)
+	BF16HALF(16, R10, Y13, Y5)
+	BF16HALF(0, R11, Y14, Y6)
+	BF16HALF(16, R11, Y8, Y7)
+	ADDQ         $32, R8
+	ADDQ         $32, R9
+	ADDQ         $32, R10
+	ADDQ         $32, R11
+	INCQ         AX
+	CMPQ         AX, CX
+	JB           gemvbf16_loop
+	STORE8(DI)
+	VZEROUPPER
+	RET
+
+// Q8HALF dequantizes eight int8 weights at off(P) with the scales at
+// soff(S)(BX*1) (float32(q)*s, one rounding) and accumulates their product
+// with the broadcast activation Y15 into ACC; T is scratch.
+#define Q8HALF(off, P, soff, S, T, ACC) \
+	VPMOVSXBD   off(P), T; \
+	VCVTDQ2PS   T, T; \
+	VMULPS      soff(S)(BX*1), T, T; \
+	VFMADD231PS Y15, T, ACC
+
+// func gemvQ8AVX2(p0, p1, p2, p3 *int8, s0, s1, s2, s3, x *float32, k int, out *[64]float32)
+TEXT ·gemvQ8AVX2(SB), NOSPLIT, $0-88
+	MOVQ p0+0(FP), R8
+	MOVQ p1+8(FP), R9
+	MOVQ p2+16(FP), R10
+	MOVQ p3+24(FP), R11
+	MOVQ s0+32(FP), R12
+	MOVQ s1+40(FP), R13
+	MOVQ s2+48(FP), R14
+	MOVQ s3+56(FP), R15
+	MOVQ x+64(FP), SI
+	MOVQ k+72(FP), CX
+	MOVQ out+80(FP), DI
+	ZERO8
+	XORQ AX, AX
+
+gemvq8_loop:
+	VBROADCASTSS (SI)(AX*4), Y15
+	MOVQ         AX, BX
+	SHRQ         $5, BX
+	SHLQ         $6, BX
+	Q8HALF(0, R8, 0, R12, Y8, Y0)
+	Q8HALF(8, R8, 32, R12, Y9, Y1)
+	Q8HALF(0, R9, 0, R13, Y10, Y2)
+	Q8HALF(8, R9, 32, R13, Y11, Y3)
+	Q8HALF(0, R10, 0, R14, Y12, Y4)
+	Q8HALF(8, R10, 32, R14, Y13, Y5)
+	Q8HALF(0, R11, 0, R15, Y14, Y6)
+	Q8HALF(8, R11, 32, R15, Y8, Y7)
+	ADDQ         $16, R8
+	ADDQ         $16, R9
+	ADDQ         $16, R10
+	ADDQ         $16, R11
+	INCQ         AX
+	CMPQ         AX, CX
+	JB           gemvq8_loop
+	STORE8(DI)
+	VZEROUPPER
+	RET
+
+// GEMMX broadcasts activation k of row X and accumulates it times the panel
+// row held in Y12:Y13 into A0:A1.
+#define GEMMX(X, A0, A1) \
+	VBROADCASTSS (X)(AX*4), Y14; \
+	VFMADD231PS  Y14, Y12, A0; \
+	VFMADD231PS  Y14, Y13, A1
+
+// func gemm16x6AVX2(p, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32)
+TEXT ·gemm16x6AVX2(SB), NOSPLIT, $0-72
+	MOVQ p+0(FP), SI
+	MOVQ x0+8(FP), R8
+	MOVQ x1+16(FP), R9
+	MOVQ x2+24(FP), R10
+	MOVQ x3+32(FP), R11
+	MOVQ x4+40(FP), R12
+	MOVQ x5+48(FP), R13
+	MOVQ k+56(FP), CX
+	MOVQ acc+64(FP), DI
+	VMOVUPS 0(DI), Y0
+	VMOVUPS 32(DI), Y1
+	VMOVUPS 64(DI), Y2
+	VMOVUPS 96(DI), Y3
+	VMOVUPS 128(DI), Y4
+	VMOVUPS 160(DI), Y5
+	VMOVUPS 192(DI), Y6
+	VMOVUPS 224(DI), Y7
+	VMOVUPS 256(DI), Y8
+	VMOVUPS 288(DI), Y9
+	VMOVUPS 320(DI), Y10
+	VMOVUPS 352(DI), Y11
+	XORQ    AX, AX
+
+gemm_loop:
+	VMOVUPS (SI), Y12
+	VMOVUPS 32(SI), Y13
+	GEMMX(R8, Y0, Y1)
+	GEMMX(R9, Y2, Y3)
+	GEMMX(R10, Y4, Y5)
+	GEMMX(R11, Y6, Y7)
+	GEMMX(R12, Y8, Y9)
+	GEMMX(R13, Y10, Y11)
+	ADDQ    $64, SI
+	INCQ    AX
+	CMPQ    AX, CX
+	JB      gemm_loop
+	STORE8(DI)
+	VMOVUPS Y8, 256(DI)
+	VMOVUPS Y9, 288(DI)
+	VMOVUPS Y10, 320(DI)
+	VMOVUPS Y11, 352(DI)
+	VZEROUPPER
+	RET
+
+// func widenBF16AVX2(dst *float32, src *uint16, k8 int)
+TEXT ·widenBF16AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ k8+16(FP), CX
+	XORQ AX, AX
+
+widen_loop:
+	VPMOVZXWD (SI)(AX*2), Y0
+	VPSLLD    $16, Y0, Y0
+	VMOVUPS   Y0, (DI)(AX*4)
+	ADDQ      $8, AX
+	CMPQ      AX, CX
+	JB        widen_loop
+	VZEROUPPER
+	RET
+
+// func dequantQ8AVX2(dst *float32, q *int8, s *float32, n int)
+// n counts values (16 per column); the scales of column c are at s[16(c/32)].
+TEXT ·dequantQ8AVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ q+8(FP), SI
+	MOVQ s+16(FP), DX
+	MOVQ n+24(FP), CX
+	SHRQ $4, CX
+	XORQ AX, AX
+
+deq_loop:
+	MOVQ      AX, BX
+	SHRQ      $5, BX
+	SHLQ      $6, BX
+	VPMOVSXBD (SI), Y0
+	VPMOVSXBD 8(SI), Y1
+	VCVTDQ2PS Y0, Y0
+	VCVTDQ2PS Y1, Y1
+	VMULPS    (DX)(BX*1), Y0, Y0
+	VMULPS    32(DX)(BX*1), Y1, Y1
+	VMOVUPS   Y0, (DI)
+	VMOVUPS   Y1, 32(DI)
+	ADDQ      $16, SI
+	ADDQ      $64, DI
+	INCQ      AX
+	CMPQ      AX, CX
+	JB        deq_loop
+	VZEROUPPER
+	RET
+
+// func dotAVX2(a, b *float32, k8 int) float32
+TEXT ·dotAVX2(SB), NOSPLIT, $0-28
+	MOVQ   a+0(FP), SI
+	MOVQ   b+8(FP), DI
+	MOVQ   k8+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	XORQ   AX, AX
+
+dot_loop:
+	VMOVUPS     (SI)(AX*4), Y1
+	VFMADD231PS (DI)(AX*4), Y1, Y0
+	ADDQ        $8, AX
+	CMPQ        AX, CX
+	JB          dot_loop
+	HSUM(Y0, X0, X1)
+	VMOVSS      X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func axpyAVX2(alpha float32, x, y *float32, k8 int)
+TEXT ·axpyAVX2(SB), NOSPLIT, $0-32
+	VBROADCASTSS alpha+0(FP), Y0
+	MOVQ         x+8(FP), SI
+	MOVQ         y+16(FP), DI
+	MOVQ         k8+24(FP), CX
+	XORQ         AX, AX
+
+axpy_loop:
+	VMULPS  (SI)(AX*4), Y0, Y1
+	VADDPS  (DI)(AX*4), Y1, Y1
+	VMOVUPS Y1, (DI)(AX*4)
+	ADDQ    $8, AX
+	CMPQ    AX, CX
+	JB      axpy_loop
+	VZEROUPPER
+	RET
+
+// func sumAVX2(a *float32, k32 int) float32
+// sumAVX2 streams a once (the bandwidth benchmark's reader).
+TEXT ·sumAVX2(SB), NOSPLIT, $0-20
+	MOVQ   a+0(FP), SI
+	MOVQ   k32+8(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   AX, AX
+
+sum_loop:
+	VADDPS (SI)(AX*4), Y0, Y0
+	VADDPS 32(SI)(AX*4), Y1, Y1
+	VADDPS 64(SI)(AX*4), Y2, Y2
+	VADDPS 96(SI)(AX*4), Y3, Y3
+	ADDQ   $32, AX
+	CMPQ   AX, CX
+	JB     sum_loop
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	HSUM(Y0, X0, X1)
+	VMOVSS X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// GEMMW loads the next 16 weights, already float32, into Y12:Y13 from the
+// bf16 panel at (SI): an exact widening.
+#define GEMMWBF16 \
+	VPMOVZXWD (SI), Y12; \
+	VPMOVZXWD 16(SI), Y13; \
+	VPSLLD    $16, Y12, Y12; \
+	VPSLLD    $16, Y13, Y13
+
+#define LOADACC \
+	VMOVUPS 0(DI), Y0; \
+	VMOVUPS 32(DI), Y1; \
+	VMOVUPS 64(DI), Y2; \
+	VMOVUPS 96(DI), Y3; \
+	VMOVUPS 128(DI), Y4; \
+	VMOVUPS 160(DI), Y5; \
+	VMOVUPS 192(DI), Y6; \
+	VMOVUPS 224(DI), Y7; \
+	VMOVUPS 256(DI), Y8; \
+	VMOVUPS 288(DI), Y9; \
+	VMOVUPS 320(DI), Y10; \
+	VMOVUPS 352(DI), Y11
+
+#define STOREACC \
+	STORE8(DI); \
+	VMOVUPS Y8, 256(DI); \
+	VMOVUPS Y9, 288(DI); \
+	VMOVUPS Y10, 320(DI); \
+	VMOVUPS Y11, 352(DI)
+
+// func gemm16x6BF16AVX2(p *uint16, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32)
+// gemm16x6BF16AVX2 is gemm16x6AVX2 widening a bf16 panel in registers.
+TEXT ·gemm16x6BF16AVX2(SB), NOSPLIT, $0-72
+	MOVQ p+0(FP), SI
+	MOVQ x0+8(FP), R8
+	MOVQ x1+16(FP), R9
+	MOVQ x2+24(FP), R10
+	MOVQ x3+32(FP), R11
+	MOVQ x4+40(FP), R12
+	MOVQ x5+48(FP), R13
+	MOVQ k+56(FP), CX
+	MOVQ acc+64(FP), DI
+	LOADACC
+	XORQ AX, AX
+
+gemmbf16_loop:
+	GEMMWBF16
+	GEMMX(R8, Y0, Y1)
+	GEMMX(R9, Y2, Y3)
+	GEMMX(R10, Y4, Y5)
+	GEMMX(R11, Y6, Y7)
+	GEMMX(R12, Y8, Y9)
+	GEMMX(R13, Y10, Y11)
+	ADDQ $32, SI
+	INCQ AX
+	CMPQ AX, CX
+	JB   gemmbf16_loop
+	STOREACC
+	VZEROUPPER
+	RET
+
+// func gemm16x6Q8AVX2(p *int8, s *float32, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32)
+// gemm16x6Q8AVX2 is gemm16x6AVX2 dequantizing a Q8 panel in registers
+// (float32(q)*s, one rounding, as dequantQ8AVX2).
+TEXT ·gemm16x6Q8AVX2(SB), NOSPLIT, $0-80
+	MOVQ p+0(FP), SI
+	MOVQ s+8(FP), DX
+	MOVQ x0+16(FP), R8
+	MOVQ x1+24(FP), R9
+	MOVQ x2+32(FP), R10
+	MOVQ x3+40(FP), R11
+	MOVQ x4+48(FP), R12
+	MOVQ x5+56(FP), R13
+	MOVQ k+64(FP), CX
+	MOVQ acc+72(FP), DI
+	LOADACC
+	XORQ AX, AX
+
+gemmq8_loop:
+	MOVQ      AX, BX
+	SHRQ      $5, BX
+	SHLQ      $6, BX
+	VPMOVSXBD (SI), Y12
+	VPMOVSXBD 8(SI), Y13
+	VCVTDQ2PS Y12, Y12
+	VCVTDQ2PS Y13, Y13
+	VMULPS    (DX)(BX*1), Y12, Y12
+	VMULPS    32(DX)(BX*1), Y13, Y13
+	GEMMX(R8, Y0, Y1)
+	GEMMX(R9, Y2, Y3)
+	GEMMX(R10, Y4, Y5)
+	GEMMX(R11, Y6, Y7)
+	GEMMX(R12, Y8, Y9)
+	GEMMX(R13, Y10, Y11)
+	ADDQ      $16, SI
+	INCQ      AX
+	CMPQ      AX, CX
+	JB        gemmq8_loop
+	STOREACC
+	VZEROUPPER
+	RET

@@ -1,0 +1,111 @@
+package kernels
+
+// The plain-Go kernels. Each output of a matrix product is accumulated in
+// order of k, like the assembly; they differ from it only in not fusing
+// multiply-adds, so each path is batch invariant on its own.
+
+func gemvF32Go(p0, p1, p2, p3 []float32, x []float32, out *[64]float32) {
+	for i, p := range [4][]float32{p0, p1, p2, p3} {
+		var acc [PanelRows]float32
+		for k, xk := range x {
+			row := p[k*PanelRows : (k+1)*PanelRows]
+			for j := range acc {
+				acc[j] += float32(row[j] * xk)
+			}
+		}
+		copy(out[i*PanelRows:], acc[:])
+	}
+}
+
+func gemvBF16Go(p0, p1, p2, p3 []uint16, x []float32, out *[64]float32) {
+	for i, p := range [4][]uint16{p0, p1, p2, p3} {
+		var acc [PanelRows]float32
+		for k, xk := range x {
+			row := p[k*PanelRows : (k+1)*PanelRows]
+			for j := range acc {
+				acc[j] += float32(BF16ToF32(row[j]) * xk)
+			}
+		}
+		copy(out[i*PanelRows:], acc[:])
+	}
+}
+
+func gemvQ8Go(p0, p1, p2, p3 []int8, s0, s1, s2, s3, x []float32, out *[64]float32) {
+	ss := [4][]float32{s0, s1, s2, s3}
+	for i, p := range [4][]int8{p0, p1, p2, p3} {
+		var acc [PanelRows]float32
+		for k, xk := range x {
+			row := p[k*PanelRows : (k+1)*PanelRows]
+			sc := ss[i][(k/Q8Block)*PanelRows : (k/Q8Block+1)*PanelRows]
+			for j := range acc {
+				w := float32(float32(row[j]) * sc[j])
+				acc[j] += float32(w * xk)
+			}
+		}
+		copy(out[i*PanelRows:], acc[:])
+	}
+}
+
+func gemm16x6Go(p, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32) {
+	for j, x := range [6][]float32{x0, x1, x2, x3, x4, x5} {
+		a := acc[j*PanelRows : (j+1)*PanelRows]
+		for k, xk := range x {
+			row := p[k*PanelRows : (k+1)*PanelRows]
+			for i := range a {
+				a[i] += float32(row[i] * xk)
+			}
+		}
+	}
+}
+
+func widenBF16Go(dst []float32, src []uint16) {
+	dst = dst[:len(src)]
+	for k, b := range src {
+		dst[k] = BF16ToF32(b)
+	}
+}
+
+func dequantQ8Go(dst []float32, q []int8, s []float32) {
+	dst = dst[:len(q)]
+	for k := 0; k < len(q); k += PanelRows {
+		sc := s[(k/PanelRows/Q8Block)*PanelRows:]
+		for i := range PanelRows {
+			dst[k+i] = float32(float32(q[k+i]) * sc[i])
+		}
+	}
+}
+
+// sum8 reduces eight lanes in the same tree as the assembly.
+func sum8(a *[8]float32) float32 {
+	l0, l1, l2, l3 := a[0]+a[4], a[1]+a[5], a[2]+a[6], a[3]+a[7]
+	return (l0 + l2) + (l1 + l3)
+}
+
+func dot8Go(a, b []float32) float32 {
+	var acc [8]float32
+	b = b[:len(a)]
+	for k := 0; k+8 <= len(a); k += 8 {
+		for j := range 8 {
+			acc[j] += float32(a[k+j] * b[k+j])
+		}
+	}
+	return sum8(&acc)
+}
+
+func axpyGo(alpha float32, x, y []float32) {
+	y = y[:len(x)]
+	for k, v := range x {
+		y[k] += float32(alpha * v)
+	}
+}
+
+func sumGo(a []float32) float32 {
+	var s0, s1, s2, s3 float32
+	for k := 0; k+4 <= len(a); k += 4 {
+		s0 += a[k]
+		s1 += a[k+1]
+		s2 += a[k+2]
+		s3 += a[k+3]
+	}
+	return (s0 + s1) + (s2 + s3)
+}

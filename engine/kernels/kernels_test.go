@@ -1,0 +1,381 @@
+package kernels
+
+import (
+	"math"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var allDTypes = []DType{F32, BF16, Q8}
+
+func randSlice(rng *rand.Rand, n int, scale float64) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = float32(rng.NormFloat64() * scale)
+	}
+	return s
+}
+
+// reference computes MatMul in float64 from the matrix's own row values, and
+// the bound sum|w*x| per element that scales the allowed rounding error.
+func reference(x []float32, n int, w *Matrix) (want, mag []float64) {
+	want = make([]float64, n*w.Rows)
+	mag = make([]float64, n*w.Rows)
+	row := make([]float32, w.Cols)
+	for r := range w.Rows {
+		w.Row(r, row)
+		for b := range n {
+			var s, m float64
+			for k, v := range row {
+				p := float64(v) * float64(x[b*w.Cols+k])
+				s += p
+				m += math.Abs(p)
+			}
+			want[b*w.Rows+r], mag[b*w.Rows+r] = s, m
+		}
+	}
+	return want, mag
+}
+
+// matmulWith runs MatMul on the pool with implementation im.
+func matmulWith(im *impl, dst, x []float32, n int, w *Matrix) {
+	defaultPool.matmul(im, dst, x, n, w)
+}
+
+// withThreads runs fn with the pool at n threads and restores the count.
+func withThreads(t *testing.T, n int, fn func()) {
+	t.Helper()
+	old := Threads()
+	SetThreads(n)
+	defer SetThreads(old)
+	fn()
+}
+
+func TestImplsIncludeBest(t *testing.T) {
+	all := impls()
+	require.NotEmpty(t, all)
+	assert.Equal(t, "generic", all[0].name)
+	assert.Equal(t, all[len(all)-1].name, Impl())
+	t.Logf("kernel implementations: %d, active %s", len(all), Impl())
+}
+
+func TestMatMulMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	shapes := []struct{ rows, cols int }{
+		{1, 1}, {1, 8}, {3, 0}, {17, 300}, {70, 520}, {2, 7}, {3, 9}, {5, 16}, {7, 17}, {4, 31}, {13, 32},
+		{6, 33}, {11, 40}, {25, 63}, {12, 64}, {37, 65}, {29, 100}, {50, 257},
+	}
+	for _, im := range impls() {
+		for _, dt := range allDTypes {
+			t.Run(im.name+"/"+dt.String(), func(t *testing.T) {
+				for _, sh := range shapes {
+					w := NewF32(sh.rows, sh.cols, randSlice(rng, sh.rows*sh.cols, 1), dt)
+					for _, n := range []int{1, 2, 3, 4, 5, 7, 8, 13, 20} {
+						x := randSlice(rng, n*sh.cols, 1)
+						dst := make([]float32, n*sh.rows)
+						matmulWith(im, dst, x, n, w)
+						want, mag := reference(x, n, w)
+						for i := range dst {
+							tol := 2e-6*mag[i] + 1e-30
+							require.InDelta(t, want[i], float64(dst[i]), tol,
+								"%dx%d n=%d element %d", sh.rows, sh.cols, n, i)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestBatchInvariance holds each output row bitwise equal whether it is
+// computed alone, inside any batch, or with any thread count.
+func TestBatchInvariance(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	shapes := []struct{ rows, cols int }{{7, 13}, {41, 72}, {300, 259}, {130, 512}, {21, 2100}}
+	for _, im := range impls() {
+		for _, dt := range allDTypes {
+			t.Run(im.name+"/"+dt.String(), func(t *testing.T) {
+				for _, sh := range shapes {
+					w := NewF32(sh.rows, sh.cols, randSlice(rng, sh.rows*sh.cols, 1), dt)
+					const maxN = 20
+					x := randSlice(rng, maxN*sh.cols, 1)
+					alone := make([]float32, maxN*sh.rows)
+					withThreads(t, 1, func() {
+						for b := range maxN {
+							matmulWith(im, alone[b*sh.rows:(b+1)*sh.rows], x[b*sh.cols:(b+1)*sh.cols], 1, w)
+						}
+					})
+					for _, threads := range []int{1, 2, 3} {
+						withThreads(t, threads, func() {
+							for _, n := range []int{1, 2, 3, 4, 5, 6, 9, 12, 17, 20} {
+								// Rows n..2n-1 of x shifted so each row sits at
+								// another position in its tiles than alone.
+								off := maxN - n
+								dst := make([]float32, n*sh.rows)
+								matmulWith(im, dst, x[off*sh.cols:], n, w)
+								for b := range n {
+									for r := range sh.rows {
+										got, want := dst[b*sh.rows+r], alone[(off+b)*sh.rows+r]
+										if math.Float32bits(got) != math.Float32bits(want) {
+											t.Fatalf("%dx%d threads=%d n=%d row %d out %d: %v in batch, %v alone",
+												sh.rows, sh.cols, threads, n, off+b, r, got, want)
+										}
+									}
+								}
+							}
+						})
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestImplsAgree holds every assembly path to the generic one on the same
+// inputs, at the tolerance of a reordered float32 sum.
+func TestImplsAgree(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	all := impls()
+	for _, dt := range allDTypes {
+		w := NewF32(67, 301, randSlice(rng, 67*301, 0.5), dt)
+		x := randSlice(rng, 9*301, 2)
+		base := make([]float32, 9*67)
+		matmulWith(generic, base, x, 9, w)
+		_, mag := reference(x, 9, w)
+		for _, im := range all[1:] {
+			got := make([]float32, len(base))
+			matmulWith(im, got, x, 9, w)
+			for i := range got {
+				assert.InDelta(t, base[i], got[i], 2e-6*mag[i], "%s %s element %d", im.name, dt, i)
+			}
+		}
+	}
+}
+
+func TestQ8Quantization(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, cols := range []int{1, 31, 32, 33, 100} {
+		data := randSlice(rng, 3*cols, 1)
+		data[0] = 0
+		m := NewF32(3, cols, data, Q8)
+		require.Equal(t, Q8, m.DType)
+		assert.Equal(t, int64(PanelRows*cols+PanelRows*q8Blocks(cols)*4), m.Bytes())
+		row := make([]float32, cols)
+		for r := range 3 {
+			m.Row(r, row)
+			for b := range q8Blocks(cols) {
+				lo, hi := b*Q8Block, min(cols, (b+1)*Q8Block)
+				var amax float64
+				for _, v := range data[r*cols+lo : r*cols+hi] {
+					amax = math.Max(amax, math.Abs(float64(v)))
+				}
+				for k := lo; k < hi; k++ {
+					assert.InDelta(t, data[r*cols+k], row[k], amax/254*1.0001+1e-12, "row %d col %d", r, k)
+				}
+			}
+		}
+	}
+	zero := NewF32(2, 40, make([]float32, 80), Q8)
+	row := make([]float32, 40)
+	zero.Row(1, row)
+	assert.Equal(t, make([]float32, 40), row)
+}
+
+func TestRowAllDTypes(t *testing.T) {
+	data := []float32{1, -2.5, 3.25, 0, 1e-3, 65504, -7, 0.1}
+	for _, dt := range allDTypes {
+		m := NewF32(2, 4, data, dt)
+		row := make([]float32, 4)
+		m.Row(1, row)
+		tol := func(v float32) float64 { return math.Abs(float64(v))*0.01 + 1e-6 }
+		if dt == Q8 {
+			tol = func(float32) float64 { return 65504.0 / 254 }
+		}
+		for k, v := range row {
+			assert.InDelta(t, data[4+k], v, tol(data[4+k]), "%s col %d", dt, k)
+		}
+	}
+	b := NewBF16(1, 3, []uint16{0x3f80, 0xc000, 0x0000})
+	row := make([]float32, 3)
+	b.Row(0, row)
+	assert.Equal(t, []float32{1, -2, 0}, row)
+}
+
+func TestBF16Rounding(t *testing.T) {
+	tests := []struct {
+		name string
+		in   float32
+		want uint16
+	}{
+		{"one", 1, 0x3f80},
+		{"ties to even down", math.Float32frombits(0x3f808000), 0x3f80},
+		{"ties to even up", math.Float32frombits(0x3f818000), 0x3f82},
+		{"above half", math.Float32frombits(0x3f808001), 0x3f81},
+		{"inf", float32(math.Inf(1)), 0x7f80},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, F32ToBF16(tc.in))
+		})
+	}
+	assert.True(t, math.IsNaN(float64(BF16ToF32(F32ToBF16(float32(math.NaN()))))))
+}
+
+func TestDotAxpy(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, im := range impls() {
+		t.Run(im.name, func(t *testing.T) {
+			old := active
+			active = im
+			defer func() { active = old }()
+			for _, n := range []int{0, 1, 7, 8, 9, 64, 65, 200} {
+				a, b := randSlice(rng, n, 1), randSlice(rng, n, 1)
+				var want, mag float64
+				for i := range a {
+					want += float64(a[i]) * float64(b[i])
+					mag += math.Abs(float64(a[i]) * float64(b[i]))
+				}
+				assert.InDelta(t, want, float64(Dot(a, b)), 2e-6*mag+1e-30, "dot n=%d", n)
+				y := randSlice(rng, n, 1)
+				wantY := make([]float32, n)
+				for i := range y {
+					wantY[i] = y[i] + float32(0.75*a[i])
+				}
+				Axpy(0.75, a, y)
+				assert.Equal(t, wantY, y, "axpy n=%d", n)
+			}
+		})
+	}
+}
+
+func TestMatMulNoAllocs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, dt := range allDTypes {
+		w := NewF32(256, 512, randSlice(rng, 256*512, 1), dt)
+		for _, n := range []int{1, 6, 20} {
+			x := randSlice(rng, n*512, 1)
+			dst := make([]float32, n*256)
+			MatMul(dst, x, n, w) // warm the scratch
+			allocs := testing.AllocsPerRun(20, func() { MatMul(dst, x, n, w) })
+			assert.Zero(t, allocs, "%s n=%d", dt, n)
+		}
+	}
+}
+
+// TestMatMulConcurrent calls MatMul from several goroutines at once: callers
+// that find the pool busy run alone, and every result stays bitwise the same.
+func TestMatMulConcurrent(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	w := NewF32(200, 300, randSlice(rng, 200*300, 1), BF16)
+	x := randSlice(rng, 5*300, 1)
+	want := make([]float32, 5*200)
+	MatMul(want, x, 5, w)
+	var wg sync.WaitGroup
+	errs := make([]bool, 8)
+	for g := range errs {
+		wg.Go(func() {
+			dst := make([]float32, 5*200)
+			for range 10 {
+				MatMul(dst, x, 5, w)
+				for i := range dst {
+					if math.Float32bits(dst[i]) != math.Float32bits(want[i]) {
+						errs[g] = true
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, make([]bool, 8), errs)
+}
+
+func TestSetThreads(t *testing.T) {
+	old := Threads()
+	defer SetThreads(old)
+	SetThreads(3)
+	assert.Equal(t, 3, Threads())
+	SetThreads(0)
+	assert.Positive(t, Threads())
+}
+
+func TestMatMulBadShapes(t *testing.T) {
+	w := NewF32(2, 3, make([]float32, 6), F32)
+	assert.Panics(t, func() { MatMul(make([]float32, 4), make([]float32, 5), 2, w) })
+	assert.Panics(t, func() { MatMul(make([]float32, 3), make([]float32, 6), 2, w) })
+	assert.NotPanics(t, func() { MatMul(nil, nil, 0, w) })
+}
+
+func TestParseDType(t *testing.T) {
+	for _, dt := range allDTypes {
+		got, err := ParseDType(dt.String())
+		require.NoError(t, err)
+		assert.Equal(t, dt, got)
+	}
+	_, err := ParseDType("fp16")
+	assert.ErrorContains(t, err, "fp16")
+}
+
+// FuzzMatMul holds every implementation to the float64 reference and to
+// batch invariance on shapes drawn from the fuzzer.
+func FuzzMatMul(f *testing.F) {
+	f.Add(uint8(5), uint8(33), uint8(3), uint8(1), uint64(1))
+	f.Add(uint8(1), uint8(7), uint8(20), uint8(2), uint64(2))
+	f.Add(uint8(40), uint8(64), uint8(9), uint8(0), uint64(3))
+	f.Fuzz(func(t *testing.T, rows, cols, n, dt uint8, seed uint64) {
+		R, K, N := int(rows%64)+1, int(cols)+1, int(n%24)+1
+		d := allDTypes[int(dt)%len(allDTypes)]
+		rng := rand.New(rand.NewPCG(seed, 99))
+		w := NewF32(R, K, randSlice(rng, R*K, 1), d)
+		x := randSlice(rng, N*K, 1)
+		want, mag := reference(x, N, w)
+		for _, im := range impls() {
+			dst := make([]float32, N*R)
+			matmulWith(im, dst, x, N, w)
+			for i := range dst {
+				if math.Abs(float64(dst[i])-want[i]) > 2e-6*mag[i]+1e-30 {
+					t.Fatalf("%s %s %dx%d n=%d element %d: %v, want %v", im.name, d, R, K, N, i, dst[i], want[i])
+				}
+			}
+			last := make([]float32, R)
+			matmulWith(im, last, x[(N-1)*K:], 1, w)
+			for r := range R {
+				if math.Float32bits(last[r]) != math.Float32bits(dst[(N-1)*R+r]) {
+					t.Fatalf("%s %s %dx%d n=%d row %d differs alone", im.name, d, R, K, N, r)
+				}
+			}
+		}
+	})
+}
+
+// TestBatchInvarianceChunked covers batches large enough for the gemm to
+// split the activations into chunks (n > singleChunkRows).
+func TestBatchInvarianceChunked(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	const rows, cols, n = 20, 2100, singleChunkRows + 7
+	require.Less(t, xChunkBytes/(4*cols), n, "the shape must make several chunks")
+	x := randSlice(rng, n*cols, 1)
+	for _, im := range impls() {
+		for _, dt := range allDTypes {
+			t.Run(im.name+"/"+dt.String(), func(t *testing.T) {
+				w := NewF32(rows, cols, randSlice(rng, rows*cols, 1), dt)
+				dst := make([]float32, n*rows)
+				matmulWith(im, dst, x, n, w)
+				alone := make([]float32, rows)
+				for _, b := range []int{0, 5, 47, 48, 49, n - 1} {
+					matmulWith(im, alone, x[b*cols:(b+1)*cols], 1, w)
+					for r := range rows {
+						require.Equal(t, math.Float32bits(alone[r]), math.Float32bits(dst[b*rows+r]), "row %d out %d", b, r)
+					}
+				}
+				want, mag := reference(x, n, w)
+				for i := range dst {
+					require.InDelta(t, want[i], float64(dst[i]), 2e-6*mag[i]+1e-30, "element %d", i)
+				}
+			})
+		}
+	}
+}
