@@ -11,17 +11,25 @@ all: build
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/batchtrans
 
-# deps installs what the tests need beyond Go (the independent Parquet/CSV reader).
+# deps installs what the tests need beyond Go: DuckDB for Node.js, the
+# independent reader/writer the io/ tests check every format against. It
+# reinstalls only when the lockfile changed, so a second run is instant.
+DUCKCHECK := io/internal/duckcheck
 deps:
-	@true
+	@command -v npm >/dev/null || { echo "deps: npm (Node.js 20) is needed for the io tests' DuckDB check" >&2; exit 1; }
+	@cmp -s $(DUCKCHECK)/package-lock.json $(DUCKCHECK)/node_modules/.installed-lock 2>/dev/null || \
+		{ cd $(DUCKCHECK) && npm ci --no-audit --no-fund --loglevel=error && cp package-lock.json node_modules/.installed-lock; }
 
 # The race detector needs cgo; the binary itself never does.
 test: deps
 	CGO_ENABLED=1 $(GO) test -race -count=1 $(PKGS)
 	$(GO) test -count=1 -tags purego ./engine/...
 
+# demo translates held-out Debian package descriptions English->German with
+# the bundled tiny model and scores them against the human translations.
 demo: build
-	@true
+	$(BIN) run examples/translate-de.yaml --restart --no-progress
+	$(GO) run ./examples/cmd/chrf examples/out/heldout-de.jsonl
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./engine/...

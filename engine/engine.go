@@ -20,9 +20,11 @@ type Request struct {
 	// (after BOS) instead of rendering the chat template.
 	NoTemplate bool
 	// Date is the chat template's date_string, e.g. "25 Nov 2026".
+	// The Llama 3 templates need it: without it rendering fails rather
+	// than read the clock.
 	Date string
 
-	MaxNewTokens int
+	MaxNewTokens int     // must be positive
 	Temperature  float32 // 0 = greedy
 	TopK         int     // 0 = off
 	TopP         float32 // 1 = off
@@ -38,8 +40,15 @@ const (
 
 // Result is a finished generation.
 type Result struct {
-	Text         string
-	PromptIDs    []int
-	OutputIDs    []int
+	// Text is the output decoded without special tokens (as transformers'
+	// skip_special_tokens=True), cut before the first stop string.
+	Text string
+	// PromptIDs are the prompt's token ids, BOS included.
+	PromptIDs []int
+	// OutputIDs are the generated ids, a final EOS id included (as
+	// transformers' generate returns them).
+	OutputIDs []int
+	// FinishReason is FinishStop (EOS id or stop string) or FinishLength
+	// (MaxNewTokens reached, or the context is full).
 	FinishReason string
 }

@@ -1,10 +1,14 @@
 // Package dataset declares what every input and output format offers the
 // runner: a streaming reader of records and a streaming writer of results.
-// The format packages (io/jsonl, io/csv, io/parquet) implement it; Open and
-// Create pick one by format name or file extension.
+// The format packages (io/jsonl, io/csv, io/parquet) implement it and
+// register themselves; Open and NewWriter pick one by format name or file
+// extension (import io/formats to get all of them).
 package dataset
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Kind is a column's value type. Values in Field.Value are, by kind:
 // String: string; Int: int64; Float: float64; Bool: bool; JSON: a
@@ -21,6 +25,23 @@ const (
 	JSON
 )
 
+// String returns the kind's name as messages spell it.
+func (k Kind) String() string {
+	switch k {
+	case String:
+		return "string"
+	case Int:
+		return "int"
+	case Float:
+		return "float"
+	case Bool:
+		return "bool"
+	case JSON:
+		return "json"
+	}
+	return fmt.Sprintf("kind(%d)", int(k))
+}
+
 // Column names a field and its kind.
 type Column struct {
 	Name string
@@ -35,9 +56,13 @@ type Field struct {
 
 // Record is one input row.
 type Record struct {
-	Index  int64   // 0-based row number in the input, counting bad rows too
-	Line   int64   // 1-based line in the file (JSONL, CSV: the row's first line); Index+1 for Parquet
-	Fields []Field // in the file's column order
+	Index int64 // 0-based row number in the input, counting bad rows too
+	Line  int64 // 1-based line in the file (JSONL, CSV: the row's first line); Index+1 for Parquet
+	// Fields are in the file's column order. CSV and Parquet records hold
+	// every column (Parquet nulls as nil Values); a JSONL record holds only
+	// the fields present on its line (a JSON null as a nil Value), so a
+	// missing field has no Field at all.
+	Fields []Field
 	// Err is set for a row that could not be parsed (it names the file and
 	// line); Fields may then be empty. A bad row is data, not a fatal error.
 	Err error
@@ -62,7 +87,24 @@ type Writer interface {
 // Options tune the formats.
 type Options struct {
 	Delimiter rune // CSV only; 0 means ','
+
+	// Compression is the Parquet writer's codec: "zstd" (the default when
+	// empty), "snappy", "gzip" or "none".
+	Compression string
+	// RowGroupRows is the most rows the Parquet writer buffers before it
+	// flushes a row group; 0 means DefaultRowGroupRows. The writer also
+	// flushes when the buffered values pass RowGroupBytes.
+	RowGroupRows int
+	// RowGroupBytes bounds the bytes of values the Parquet writer buffers
+	// before it flushes a row group; 0 means DefaultRowGroupBytes.
+	RowGroupBytes int64
 }
+
+// Defaults for Options.
+const (
+	DefaultRowGroupRows  = 10_000
+	DefaultRowGroupBytes = 64 << 20
+)
 
 // ErrUnknownFormat is returned for a format name or extension no package handles.
 var ErrUnknownFormat = errors.New("unknown format")

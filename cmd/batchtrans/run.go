@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/batchtrans/batchtrans/engine/device"
+	"github.com/batchtrans/batchtrans/io/dataset"
+	_ "github.com/batchtrans/batchtrans/io/formats" // registers jsonl, csv, parquet
+	"github.com/batchtrans/batchtrans/jobs"
+	"github.com/batchtrans/batchtrans/runner"
+	"github.com/batchtrans/batchtrans/runner/progress"
+)
+
+func init() {
+	register(&command{name: "run", summary: "run or resume a translation job", run: runCmd})
+}
+
+// runOptions are run's flags.
+type runOptions struct {
+	job        string
+	workers    int
+	device     string
+	restart    bool
+	noProgress bool
+	logFormat  string
+}
+
+// parseJobArgs parses flags given before or after the one JOB.yaml argument.
+func parseJobArgs(fs *flag.FlagSet, args []string) (string, error) {
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		return "", usageError("%v", err)
+	}
+	if fs.NArg() == 0 {
+		return "", usageError("missing JOB.yaml (usage: batchtrans %s JOB.yaml [flags])", fs.Name())
+	}
+	job := fs.Arg(0)
+	if err := fs.Parse(fs.Args()[1:]); err != nil {
+		return "", usageError("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return "", usageError("unexpected arguments %q after %s", fs.Args(), job)
+	}
+	return job, nil
+}
+
+func runCmd(ctx context.Context, env *cliEnv, args []string) error {
+	var o runOptions
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.IntVar(&o.workers, "workers", 0, "concurrent rows (default: the job's runtime.workers, else enough to fill the engine's batch)")
+	fs.StringVar(&o.device, "device", "", "auto, cpu, cuda or mps (default: the job's runtime.device)")
+	fs.BoolVar(&o.restart, "restart", false, "discard the checkpoint and start over")
+	fs.BoolVar(&o.noProgress, "no-progress", false, "no progress bar; log progress lines instead")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	job, err := parseJobArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	o.job = job
+	if o.workers < 0 {
+		return usageError("--workers must be >= 0, got %d", o.workers)
+	}
+	log, err := newLogger(env.stderr, o.logFormat)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	return runJob(ctx, env, log, o)
+}
+
+// loadJob reads and validates a job file; every problem is a usage error.
+func loadJob(path string) (*jobs.Job, error) {
+	j, err := jobs.Load(path)
+	if err != nil {
+		return nil, withCode(exitUsage, err)
+	}
+	if err := j.Validate(); err != nil {
+		return nil, withCode(exitUsage, err)
+	}
+	return j, nil
+}
+
+// checkInput fails (exit 1) when the input file is missing or unreadable.
+func checkInput(j *jobs.Job) error {
+	st, err := os.Stat(j.Input.Path)
+	if err != nil {
+		return fmt.Errorf("input.path: %w", err)
+	}
+	if st.IsDir() {
+		return fmt.Errorf("input.path: %s is a folder, not a file", j.Input.Path)
+	}
+	return nil
+}
+
+func datasetOptions(j *jobs.Job) dataset.Options {
+	var o dataset.Options
+	if r := []rune(j.Input.Delimiter); len(r) == 1 {
+		o.Delimiter = r[0]
+	}
+	return o
+}
+
+func runJob(ctx context.Context, env *cliEnv, log *slog.Logger, o runOptions) error {
+	j, err := loadJob(o.job)
+	if err != nil {
+		return err
+	}
+	if o.device != "" {
+		j.Runtime.Device = o.device
+	}
+	if err := checkInput(j); err != nil {
+		return err
+	}
+	dev, err := device.Choose(device.System().Probe(), j.Runtime.Device, func(line string) { log.Info(line) })
+	if err != nil {
+		return withCode(exitUsage, err)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	drain := make(chan struct{})
+	var sig os.Signal
+	sigDone := make(chan struct{})
+	defer close(sigDone)
+	sigSeen := make(chan os.Signal, 1)
+	go func() {
+		n := 0
+		for {
+			select {
+			case s := <-env.signals:
+				n++
+				if n == 1 {
+					sigSeen <- s
+					log.Warn("interrupted: finishing rows in flight and saving the checkpoint (send again to stop at once)", "signal", s.String())
+					close(drain)
+				} else {
+					log.Warn("stopping at once", "signal", s.String())
+					cancel()
+				}
+			case <-sigDone:
+				return
+			}
+		}
+	}()
+
+	workers := o.workers
+	if workers == 0 {
+		workers = j.Runtime.Workers
+	}
+	if workers == 0 {
+		workers = runner.DefaultWorkers()
+	}
+	start := time.Now()
+	tr, closeTr, err := loadTranslator(ctx, j, dev, workers, log)
+	if err != nil {
+		return err
+	}
+	defer closeTr()
+	log.Info("model loaded", "model", j.Model.Path, "adapter", j.Model.Adapter, "dtype", j.Model.DType, "device", string(dev), "load_s", time.Since(start).Seconds())
+
+	counters := progress.NewCounters()
+	rep := progress.Start(counters, progress.Options{Bar: isTerminal(env.stderr) && !o.noProgress, Out: env.stderr, Log: log})
+	opt := datasetOptions(j)
+	sum, err := runner.Run(ctx, runner.Config{
+		Job:        j,
+		Translator: tr,
+		Open:       func() (dataset.Reader, error) { return dataset.Open(j.Input.Path, j.Input.Format, opt) },
+		Create: func(w io.Writer, cols []dataset.Column) (dataset.Writer, error) {
+			return dataset.NewWriter(w, j.Output.Format, cols, dataset.Options{})
+		},
+		Workers:  workers,
+		Restart:  o.restart,
+		Drain:    drain,
+		Counters: counters,
+		Log:      log,
+	})
+	rep.Stop()
+	select {
+	case sig = <-sigSeen:
+	default:
+	}
+	return finishRun(env, log, o, sum, sig, err)
+}
+
+// finishRun logs the summary and maps the outcome to an exit code.
+func finishRun(env *cliEnv, log *slog.Logger, o runOptions, sum runner.Summary, sig os.Signal, err error) error {
+	tokPerS := 0.0
+	if sum.Wall > 0 {
+		tokPerS = float64(sum.CompletionTokens) / sum.Wall.Seconds()
+	}
+	switch {
+	case errors.Is(err, runner.ErrInterrupted):
+		code, name := exitInterrupted, "SIGINT"
+		if sig == syscall.SIGTERM {
+			code, name = exitTerminated, "SIGTERM"
+		}
+		log.Info("summary", "complete", false, "rows_done", sum.Good+sum.Failed, "tokens_in", sum.PromptTokens,
+			"tokens_out", sum.CompletionTokens, "wall_s", sum.Wall.Seconds(), "tokens_per_s", tokPerS)
+		return withCode(code, fmt.Errorf("interrupted by %s; finished rows are saved in %s; run `batchtrans run %s` again to resume", name, sum.Checkpoint, o.job))
+	case err != nil:
+		return withCode(exitFatal, err)
+	}
+	log.Info("summary", "complete", true, "rows", sum.Rows, "good", sum.Good, "failed", sum.Failed, "skipped", sum.Skipped,
+		"resumed", sum.Resumed, "tokens_in", sum.PromptTokens, "tokens_out", sum.CompletionTokens,
+		"wall_s", sum.Wall.Seconds(), "tokens_per_s", tokPerS, "output", sum.Output)
+	if n := sum.Failed + sum.Skipped; n > 0 {
+		where := "their " + "error field in " + sum.Output
+		if sum.ErrorsFile != "" {
+			where = sum.ErrorsFile
+		}
+		return withCode(exitRowsFailed, fmt.Errorf("%d of %d rows failed; see %s", n, sum.Rows, where))
+	}
+	return nil
+}

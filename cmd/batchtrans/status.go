@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/batchtrans/batchtrans/io/dataset"
+	"github.com/batchtrans/batchtrans/jobs"
+	"github.com/batchtrans/batchtrans/runner/checkpoint"
+)
+
+func init() {
+	register(&command{name: "status", summary: "show a job's progress from its checkpoint", run: statusCmd})
+}
+
+func statusCmd(ctx context.Context, env *cliEnv, args []string) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	path, err := parseJobArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	j, err := loadJob(path)
+	if err != nil {
+		return err
+	}
+	w := env.stdout
+	fmt.Fprintf(w, "job:        %s\n", j.File)
+	fmt.Fprintf(w, "checkpoint: %s\n", j.Checkpoint.Path)
+	hdr, st, err := checkpoint.Inspect(j.Checkpoint.Path)
+	if errors.Is(err, checkpoint.ErrNoCheckpoint) {
+		fmt.Fprintf(w, "state:      not started (run `batchtrans run %s`)\n", path)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	total := st.Total
+	if total < 0 {
+		if total, err = countRows(j); err != nil {
+			return err
+		}
+	}
+	state := "stopped (rerun to resume)"
+	if st.Done >= total {
+		state = "complete"
+		if _, err := os.Stat(j.Output.Path); err != nil {
+			state = "all rows done; output not written yet (rerun to write it)"
+		}
+	}
+	if lk, err := checkpoint.Acquire(j.Checkpoint.Path + ".lock"); errors.Is(err, checkpoint.ErrLocked) {
+		state = "running (" + err.Error() + ")"
+	} else if err == nil {
+		lk.Release()
+	}
+	if fp, err := jobs.Compute(j); err == nil {
+		if d := fp.Describe(hdr.Fingerprint); d != "" {
+			state += "; the job has changed since the checkpoint was made (" + d + "): a run needs --restart"
+		}
+	}
+	left := max(total-st.Done, 0)
+	pct := 100.0
+	if total > 0 {
+		pct = 100 * float64(st.Done) / float64(total)
+	}
+	fmt.Fprintf(w, "state:      %s\n", state)
+	fmt.Fprintf(w, "rows:       %d done of %d (%.1f%%), %d failed, %d left\n", st.Done, total, pct, st.Failed, left)
+	fmt.Fprintf(w, "tokens:     %d in, %d out\n", st.PromptTokens, st.CompletionTokens)
+	fmt.Fprintf(w, "date:       %s (template date, frozen)\n", hdr.Date)
+	elapsed := st.LastRow.Sub(st.SessionStart)
+	if st.SessionRows > 0 && elapsed > 0 {
+		rate := float64(st.SessionRows) / elapsed.Seconds()
+		fmt.Fprintf(w, "rate:       %.2f rows/s in the latest run (started %s)\n", rate, st.SessionStart.Local().Format(time.DateTime))
+		if left > 0 {
+			eta := time.Duration(float64(left) / rate * float64(time.Second)).Round(time.Second)
+			fmt.Fprintf(w, "eta:        %s at that rate\n", eta)
+		}
+	}
+	return nil
+}
+
+// countRows streams the input to count its rows (bad rows included).
+func countRows(j *jobs.Job) (int64, error) {
+	rd, err := dataset.Open(j.Input.Path, j.Input.Format, datasetOptions(j))
+	if err != nil {
+		return 0, fmt.Errorf("open input: %w", err)
+	}
+	defer rd.Close()
+	var n int64
+	for {
+		_, err := rd.Read()
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("read input: %w", err)
+		}
+		n++
+	}
+}

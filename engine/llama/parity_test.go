@@ -1,0 +1,120 @@
+package llama
+
+import (
+	"math"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/batchtrans/batchtrans/engine/kernels"
+)
+
+// minMargin is the top-2 logit gap below which the reference's argmax is a
+// near-tie: greedy comparison stops at the first such step.
+const minMargin = 1e-3
+
+// greedyIDs prefills the prompt and decodes n tokens greedily with the KV
+// cache, EOS ignored, as the reference did. It also returns the logits of
+// the first step.
+func greedyIDs(t *testing.T, m *Model, prompt []int, n int) ([]int, []float32) {
+	t.Helper()
+	ws := &Workspace{}
+	st := m.NewState()
+	require.NoError(t, m.Forward(ws, []Step{{State: st, Tokens: prompt, Logits: true}}))
+	first := append([]float32(nil), st.Logits...)
+	out := make([]int, 0, n)
+	for range n {
+		best := 0
+		for i, v := range st.Logits {
+			if v > st.Logits[best] {
+				best = i
+			}
+		}
+		out = append(out, best)
+		if len(out) == n {
+			break
+		}
+		require.NoError(t, m.Forward(ws, []Step{{State: st, Tokens: []int{best}, Logits: true}}))
+	}
+	return out, first
+}
+
+// comparable is how many leading steps of a reference case are free of
+// near-ties.
+func comparable(c refCase) int {
+	for i, mg := range c.Margins {
+		if mg < minMargin {
+			return i
+		}
+	}
+	return len(c.OutputIDs)
+}
+
+// TestParityWithTransformers runs the fixtures' chat-templated prompts
+// through the loaded (and merged) model in f32: greedy generations must equal
+// transformers + peft token for token up to the first near-tie, and
+// first-step logits must agree to 1e-4 of their scale. In bf16 the agreement
+// rate is measured and logged.
+func TestParityWithTransformers(t *testing.T) {
+	for _, name := range refFixtures {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			doc, modelDir, adapterDir := readRef(t, name)
+			cfg, w, err := Load(modelDir, adapterDir, kernels.F32)
+			require.NoError(t, err)
+			m, err := NewModel(cfg, w)
+			require.NoError(t, err)
+
+			compared, worstRel := 0, 0.0
+			for i, c := range doc.Cases {
+				got, first := greedyIDs(t, m, c.PromptIDs, len(c.OutputIDs))
+				k := comparable(c)
+				compared += k
+				assert.Equal(t, c.OutputIDs[:k], got[:k], "case %d (%q): greedy ids", i, c.PromptText[len(c.PromptText)-min(60, len(c.PromptText)):])
+				for _, fl := range doc.FirstStepLogits {
+					if fl.Case != i {
+						continue
+					}
+					require.Len(t, first, len(fl.Logits))
+					scale := 0.0
+					for _, v := range fl.Logits {
+						scale = math.Max(scale, math.Abs(v))
+					}
+					worst := 0.0
+					for j, v := range fl.Logits {
+						worst = math.Max(worst, math.Abs(float64(first[j])-v))
+					}
+					worstRel = math.Max(worstRel, worst/scale)
+					assert.LessOrEqual(t, worst/scale, 1e-4, "case %d: first-step logits, max error %g of scale %g", i, worst, scale)
+				}
+			}
+			assert.Greater(t, compared, 20*10, "too few comparable steps")
+			t.Logf("f32: %d cases, %d greedy steps compared, first-step logits max error %.2g of their scale", len(doc.Cases), compared, worstRel)
+
+			// bf16: the same prompts, agreement reported, not required.
+			cfg16, w16, err := Load(modelDir, adapterDir, kernels.BF16)
+			require.NoError(t, err)
+			m16, err := NewModel(cfg16, w16)
+			require.NoError(t, err)
+			exact, steps, agree := 0, 0, 0
+			for _, c := range doc.Cases {
+				got, _ := greedyIDs(t, m16, c.PromptIDs, len(c.OutputIDs))
+				k := comparable(c)
+				same := true
+				for j := range k {
+					if got[j] != c.OutputIDs[j] {
+						same = false
+						break
+					}
+					agree++
+				}
+				steps += k
+				if same {
+					exact++
+				}
+			}
+			t.Logf("bf16 weights: %d/%d prompts token-exact over the comparable steps; %d/%d leading tokens agree", exact, len(doc.Cases), agree, steps)
+		})
+	}
+}

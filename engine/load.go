@@ -1,0 +1,135 @@
+package engine
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/batchtrans/batchtrans/engine/chat"
+	"github.com/batchtrans/batchtrans/engine/kernels"
+	"github.com/batchtrans/batchtrans/engine/llama"
+	"github.com/batchtrans/batchtrans/engine/tokenizer"
+)
+
+// Options say what to load and how to run it.
+type Options struct {
+	ModelDir   string // Hugging Face model folder
+	AdapterDir string // PEFT LoRA folder; "" for none
+	DType      string // weights in memory: f32, bf16 (default) or q8
+	// Threads is how many threads each matrix product uses (0: every
+	// core). It sets the process-wide kernel pool.
+	Threads int
+	// MaxBatch is how many sequences one forward step serves at most
+	// (0: DefaultMaxBatch); more concurrent requests wait their turn.
+	MaxBatch int
+	// StepTokens caps the tokens of one forward step (0:
+	// DefaultStepTokens); longer prompts are prefilled in chunks.
+	StepTokens int
+}
+
+// Load reads the tokenizer, the chat template and the weights (merging the
+// adapter, if any) and returns a Model ready for concurrent Generate calls.
+// Errors name the file (and tensor) at fault. A model folder without a chat
+// template loads; only requests that need the template then fail.
+func Load(opts Options) (*Model, error) {
+	start := time.Now()
+	dtName := opts.DType
+	if dtName == "" {
+		dtName = "bf16"
+	}
+	dt, err := kernels.ParseDType(dtName)
+	if err != nil {
+		return nil, fmt.Errorf("load model: %w", err)
+	}
+	tok, err := tokenizer.Load(opts.ModelDir)
+	if err != nil {
+		return nil, err
+	}
+	tmpl, tmplErr := chat.Load(opts.ModelDir)
+	cfg, w, err := llama.Load(opts.ModelDir, opts.AdapterDir, dt)
+	if err != nil {
+		return nil, err
+	}
+	net, err := llama.NewModel(cfg, w)
+	if err != nil {
+		return nil, fmt.Errorf("load model %s: %w", opts.ModelDir, err)
+	}
+	if opts.Threads > 0 {
+		kernels.SetThreads(opts.Threads)
+	}
+	c := &textCodec{tok: tok, tmpl: tmpl, tmplErr: tmplErr, bos: cfg.BOS, vocab: cfg.Vocab}
+	m, err := newModel(net, c, opts.MaxBatch, opts.StepTokens)
+	if err != nil {
+		return nil, err
+	}
+	m.tok = tok
+	m.dtype = dt
+	m.loadTime = time.Since(start)
+	return m, nil
+}
+
+// Tokenizer returns the model's tokenizer (immutable, safe to share).
+func (m *Model) Tokenizer() *tokenizer.Tokenizer { return m.tok }
+
+// DType is the in-memory weight format.
+func (m *Model) DType() kernels.DType { return m.dtype }
+
+// LoadTime is how long Load took.
+func (m *Model) LoadTime() time.Duration { return m.loadTime }
+
+// textCodec renders requests with the chat template and the tokenizer.
+type textCodec struct {
+	tok     *tokenizer.Tokenizer
+	tmpl    *chat.Template
+	tmplErr error // why there is no template
+	bos     int
+	vocab   int
+}
+
+// promptIDs builds the prompt the way transformers does: the rendered
+// template tokenized without added specials (the template writes BOS
+// itself), message contents literal; with NoTemplate, BOS then the last
+// message's content, literal.
+func (c *textCodec) promptIDs(req Request) ([]int, error) {
+	var ids []int
+	if req.NoTemplate {
+		ids = append([]int{c.bos}, c.tok.Encode(req.Messages[len(req.Messages)-1].Content)...)
+	} else {
+		if c.tmpl == nil {
+			return nil, fmt.Errorf("model has no usable chat template (send the text without one): %w", c.tmplErr)
+		}
+		msgs := make([]chat.Message, len(req.Messages))
+		for i, m := range req.Messages {
+			msgs[i] = chat.Message{Role: m.Role, Content: m.Content}
+		}
+		text, content, err := c.tmpl.Render(msgs, chat.Options{AddGenerationPrompt: true, Date: req.Date})
+		if err != nil {
+			return nil, &RequestError{fmt.Errorf("render prompt: %w: %w", err, ErrBadRequest)}
+		}
+		ids = c.tok.EncodeMixed(text, content)
+	}
+	for _, id := range ids {
+		if id < 0 || id >= c.vocab {
+			return nil, fmt.Errorf("prompt token id %d outside the model's vocabulary of %d (tokenizer and config.json disagree)", id, c.vocab)
+		}
+	}
+	return ids, nil
+}
+
+// decode returns the text of generated ids with special tokens left out,
+// as transformers' decode(..., skip_special_tokens=True).
+func (c *textCodec) decode(ids []int) string {
+	keep := ids
+	for i, id := range ids {
+		if c.tok.IsSpecial(id) {
+			keep = make([]int, 0, len(ids))
+			keep = append(keep, ids[:i]...)
+			for _, id := range ids[i+1:] {
+				if !c.tok.IsSpecial(id) {
+					keep = append(keep, id)
+				}
+			}
+			break
+		}
+	}
+	return c.tok.Decode(keep)
+}

@@ -1,0 +1,20 @@
+// Package examples holds batchtrans's runnable example jobs, their data and
+// the small translator bundled for them; it has no code of its own beyond
+// its tests, which check the bundle against the engine.
+//
+//	translate-de.yaml           the demo job (make demo): held-out Debian
+//	                            package descriptions, English -> German
+//	data/heldout-de.jsonl       its input and human reference (id, package, en, de)
+//	models/tiny-translator/     a 6.6M-parameter Llama model trained from scratch
+//	  base/                     English -> French/Italian base (bf16 safetensors,
+//	                            byte-level BPE tokenizer, Llama 3.2 chat template)
+//	  adapter-de/               PEFT LoRA adapter (r=16) for English -> German
+//	  testdata/parity.json.gz   transformers + peft greedy outputs (float32)
+//	train/                      the script that trained the model, and how to rerun it
+//	cmd/chrf                    scores a job's output with chrF (sacreBLEU's definition)
+//
+// The tests load the bundled model through the engine and require its greedy
+// float32 output to equal the transformers + peft fixture token for token,
+// and its German translations of the held-out rows to beat copying the
+// English source by a clear chrF margin while ending at EOS.
+package examples

@@ -1,0 +1,31 @@
+// Package runner owns one run of a job: it reads the input, renders each
+// row's prompt, has worker goroutines share one Translator (the engine),
+// checkpoints every finished row, and when every row is done writes the
+// output in input order by merging the input with the checkpoint.
+//
+// Shape of a run: one errgroup; one reader goroutine feeding rows that are
+// not yet in the checkpoint; N workers calling Translator.Generate
+// concurrently (the engine batches concurrent calls, so more workers give
+// bigger batches); one writer goroutine that owns the checkpoint and
+// group-commits finished rows (one fsync for all rows finished since the
+// last). Memory is bounded by the workers' window of rows in flight plus a
+// bitmap of finished row indices; results live on disk.
+//
+// When the output appears: only when every input row has a result in the
+// checkpoint. The final merge re-reads the input, looks each row's result
+// up in the checkpoint by index, writes to a temporary file in the output's
+// folder, fsyncs it, renames it into place and fsyncs the folder. Because
+// the output is a function of the input and the checkpoint's per-row
+// results (each a function of the model, job and row alone), it is
+// byte-identical whatever the worker count or interruptions. Until then
+// `batchtrans status` reports progress from the checkpoint.
+//
+// Workers. Config.Workers, else the job's runtime.workers, else
+// DefaultWorkers: engine.DefaultMaxBatch (16) concurrent requests, enough to
+// fill the engine's batch. The engine spreads each batched step over every
+// core itself, so "one worker per core" would leave the batch mostly empty
+// on small machines.
+//
+// The runner imports engine only for its request and result types, jobs
+// for the job, and io/dataset for the reader and writer interfaces.
+package runner

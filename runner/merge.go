@@ -1,0 +1,247 @@
+package runner
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/batchtrans/batchtrans/io/dataset"
+	"github.com/batchtrans/batchtrans/jobs"
+	"github.com/batchtrans/batchtrans/runner/checkpoint"
+)
+
+// OutputColumns is the output's schema for an input's columns: the kept
+// input fields (all by default) in input order, or in keep's order, then
+// the translation and error fields.
+func OutputColumns(j *jobs.Job, in []dataset.Column) ([]dataset.Column, error) {
+	var cols []dataset.Column
+	if j.Output.Keep == nil {
+		for _, c := range in {
+			if c.Name == j.Output.Field || c.Name == j.Output.ErrorField {
+				return nil, fmt.Errorf("input field %q clashes with output.field or output.error_field; rename one or list output.keep", c.Name)
+			}
+			cols = append(cols, c)
+		}
+	} else {
+		for _, k := range j.Output.Keep {
+			found := false
+			for _, c := range in {
+				if c.Name == k {
+					cols, found = append(cols, c), true
+					break
+				}
+			}
+			if !found {
+				return nil, fmt.Errorf("output.keep: the input has no field %q", k)
+			}
+		}
+	}
+	return append(cols,
+		dataset.Column{Name: j.Output.Field, Kind: dataset.String},
+		dataset.Column{Name: j.Output.ErrorField, Kind: dataset.String}), nil
+}
+
+// errorLine is one line of OUTPUT.errors.jsonl under on_error: skip.
+type errorLine struct {
+	Row   int64  `json:"row"`
+	ID    string `json:"id"`
+	Line  int64  `json:"line"`
+	Error string `json:"error"`
+}
+
+// merge writes the output: the input re-read in order, each row joined with
+// its checkpointed result, into a temporary file renamed into place.
+func merge(cfg Config, log *checkpoint.Log, b *builder, sum *Summary) error {
+	j := cfg.Job
+	idx, err := log.Index()
+	if err != nil {
+		return err
+	}
+	defer idx.Close()
+	rd, err := cfg.Open()
+	if err != nil {
+		return fmt.Errorf("open input: %w", err)
+	}
+	defer rd.Close()
+	cols, err := OutputColumns(j, rd.Columns())
+	if err != nil {
+		return err
+	}
+	keep := cols[:len(cols)-2]
+
+	out, err := newAtomicFile(j.Output.Path)
+	if err != nil {
+		return err
+	}
+	defer out.abort()
+	w, err := cfg.Create(out.w, cols)
+	if err != nil {
+		return fmt.Errorf("create output %s: %w", j.Output.Path, err)
+	}
+	var errs *atomicFile
+	var errEnc *json.Encoder
+	skip := j.OnError == jobs.OnErrorSkip
+	if skip {
+		if errs, err = newAtomicFile(j.ErrorsPath()); err != nil {
+			return err
+		}
+		defer errs.abort()
+		errEnc = json.NewEncoder(errs.w)
+	}
+	fields := make([]dataset.Field, len(cols))
+	for i, c := range cols {
+		fields[i].Name = c.Name
+	}
+	*sum = Summary{Resumed: sum.Resumed, PromptTokens: sum.PromptTokens, CompletionTokens: sum.CompletionTokens,
+		Wall: sum.Wall, Output: sum.Output, Checkpoint: sum.Checkpoint, Date: sum.Date}
+	for {
+		rec, err := rd.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read input: %w", err)
+		}
+		sum.Rows++
+		row, ok, err := idx.Get(rec.Index)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("checkpoint %s has no result for %s; rerun to finish it", j.Checkpoint.Path, b.where(rec))
+		}
+		if row.Text == nil {
+			switch j.OnError {
+			case jobs.OnErrorFail:
+				return fmt.Errorf("%w: %s (recorded by an earlier run)", ErrRowFailed, row.Err)
+			case jobs.OnErrorSkip:
+				sum.Skipped++
+				if err := errEnc.Encode(errorLine{Row: row.Index, ID: row.ID, Line: row.Line, Error: row.Err}); err != nil {
+					return fmt.Errorf("write %s: %w", j.ErrorsPath(), err)
+				}
+				continue
+			}
+			sum.Failed++
+		} else {
+			sum.Good++
+		}
+		for i, c := range keep {
+			fields[i].Value, _ = field(rec, c.Name)
+		}
+		n := len(keep)
+		fields[n].Value, fields[n+1].Value = nil, nil
+		if row.Text != nil {
+			fields[n].Value = *row.Text
+		} else {
+			fields[n+1].Value = row.Err
+		}
+		if err := w.Write(fields); err != nil {
+			return fmt.Errorf("write output %s: %w", j.Output.Path, err)
+		}
+		if sum.Rows == 1 {
+			crashPoint("merge.first-row")
+		}
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("write output %s: %w", j.Output.Path, err)
+	}
+	if err := out.commit(); err != nil {
+		return err
+	}
+	if skip {
+		if err := errs.commit(); err != nil {
+			return err
+		}
+		sum.ErrorsFile = j.ErrorsPath()
+	} else if err := os.Remove(j.ErrorsPath()); err == nil {
+		// A list of skipped rows from an earlier run under on_error: skip
+		// no longer describes this output.
+		checkpoint.SyncDir(filepath.Dir(j.ErrorsPath()))
+	}
+	return nil
+}
+
+// atomicFile is a file written under a temporary name in its final folder
+// and renamed into place once synced.
+type atomicFile struct {
+	path string
+	f    *os.File
+	w    *bufio.Writer
+	done bool
+}
+
+func newAtomicFile(path string) (*atomicFile, error) {
+	// A run killed mid-merge leaves its temporary file; the job's lock
+	// says no other run is writing one now.
+	if stale, err := filepath.Glob(filepath.Join(filepath.Dir(path), "."+globEscape(filepath.Base(path))+".tmp-*")); err == nil {
+		for _, s := range stale {
+			os.Remove(s)
+		}
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("create output: %w", err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("create output: %w", err)
+	}
+	return &atomicFile{path: path, f: f, w: bufio.NewWriterSize(f, 1<<16)}, nil
+}
+
+func (a *atomicFile) commit() error {
+	if err := a.w.Flush(); err != nil {
+		return fmt.Errorf("write %s: %w", a.path, err)
+	}
+	if err := a.f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", a.path, err)
+	}
+	if err := a.f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", a.path, err)
+	}
+	crashPoint("merge.before-rename")
+	if err := os.Rename(a.f.Name(), a.path); err != nil {
+		return fmt.Errorf("rename output into place: %w", err)
+	}
+	a.done = true
+	crashPoint("merge.after-rename")
+	return checkpoint.SyncDir(filepath.Dir(a.path))
+}
+
+func (a *atomicFile) abort() {
+	if !a.done {
+		a.f.Close()
+		os.Remove(a.f.Name())
+	}
+}
+
+// CrashHook, when set, is called at named points of the final merge
+// ("merge.first-row", "merge.before-rename", "merge.after-rename") and of
+// the checkpoint's group commit ("commit.before-sync", "commit.after-sync").
+// It exists so crash tests can kill the process at exact moments; normal
+// builds never set it.
+var CrashHook func(point string)
+
+func crashPoint(name string) {
+	if CrashHook != nil {
+		CrashHook(name)
+	}
+}
+
+// globEscape quotes the pattern characters in a file name.
+func globEscape(s string) string {
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '*', '?', '[', '\\':
+			b = append(b, '\\')
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
+}

@@ -1,0 +1,180 @@
+package runner
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"path/filepath"
+	"strconv"
+	"text/template"
+	"unicode/utf8"
+
+	"github.com/batchtrans/batchtrans/engine"
+	"github.com/batchtrans/batchtrans/io/dataset"
+	"github.com/batchtrans/batchtrans/jobs"
+)
+
+// promptData is what the prompt templates see.
+type promptData struct {
+	Source, Target, Text string
+	Row                  map[string]any
+}
+
+// builder turns records into requests; safe for concurrent use (templates
+// are safe to execute concurrently).
+type builder struct {
+	job          *jobs.Job
+	file         string // the input's base name, for messages
+	system, user *template.Template
+	date         string
+}
+
+func newBuilder(j *jobs.Job, date string) (*builder, error) {
+	sys, err := jobs.NewTemplate("prompt.system", j.Prompt.System)
+	if err != nil {
+		return nil, fmt.Errorf("prompt.system: %w", err)
+	}
+	usr, err := jobs.NewTemplate("prompt.user", j.Prompt.User)
+	if err != nil {
+		return nil, fmt.Errorf("prompt.user: %w", err)
+	}
+	return &builder{job: j, file: filepath.Base(j.Input.Path), system: sys, user: usr, date: date}, nil
+}
+
+// where names a record's place for messages: "data.jsonl line 7 (row 6)".
+func (b *builder) where(rec dataset.Record) string {
+	if b.job.Input.Format == "parquet" || rec.Line <= 0 {
+		return fmt.Sprintf("%s row %d", b.file, rec.Index)
+	}
+	return fmt.Sprintf("%s line %d (row %d)", b.file, rec.Line, rec.Index)
+}
+
+// rowID is the record's id: the id field's value, or the row number.
+func (b *builder) rowID(rec dataset.Record) (string, error) {
+	if b.job.Input.IDField == "" {
+		return strconv.FormatInt(rec.Index, 10), nil
+	}
+	v, ok := field(rec, b.job.Input.IDField)
+	if !ok || v == nil {
+		return "", fmt.Errorf("%s: field %q: missing id", b.where(rec), b.job.Input.IDField)
+	}
+	return valueString(v), nil
+}
+
+// request builds the engine request for a parsed record; the error is the
+// row's fault.
+func (b *builder) request(rec dataset.Record, id string) (engine.Request, error) {
+	tf := b.job.Input.TextField
+	v, ok := field(rec, tf)
+	if !ok {
+		return engine.Request{}, fmt.Errorf("%s: field %q: missing text field", b.where(rec), tf)
+	}
+	if raw, ok := v.(json.RawMessage); ok && len(raw) > 0 && raw[0] == '"' {
+		// A field whose JSON type varies between rows arrives raw.
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			v = s
+		}
+	}
+	text, isStr := v.(string)
+	switch {
+	case v == nil:
+		return engine.Request{}, fmt.Errorf("%s: field %q: text is null", b.where(rec), tf)
+	case !isStr:
+		return engine.Request{}, fmt.Errorf("%s: field %q: text is %s, not a string", b.where(rec), tf, kindName(v))
+	case !utf8.ValidString(text):
+		return engine.Request{}, fmt.Errorf("%s: field %q: text is not valid UTF-8", b.where(rec), tf)
+	}
+	row := make(map[string]any, len(rec.Fields))
+	for _, f := range rec.Fields {
+		if raw, ok := f.Value.(json.RawMessage); ok {
+			row[f.Name] = string(raw)
+		} else {
+			row[f.Name] = f.Value
+		}
+	}
+	d := promptData{Source: b.job.Prompt.Source, Target: b.job.Prompt.Target, Text: text, Row: row}
+	var sb, ub bytes.Buffer
+	if err := b.system.Execute(&sb, d); err != nil {
+		return engine.Request{}, fmt.Errorf("%s: prompt.system: %w", b.where(rec), err)
+	}
+	if err := b.user.Execute(&ub, d); err != nil {
+		return engine.Request{}, fmt.Errorf("%s: prompt.user: %w", b.where(rec), err)
+	}
+	g := b.job.Generation
+	req := engine.Request{
+		Date:         b.date,
+		MaxNewTokens: g.MaxNewTokens,
+		Temperature:  float32(g.Temperature),
+		TopK:         g.TopK,
+		TopP:         float32(*g.TopP),
+		Seed:         RowSeed(g.Seed, id),
+		Stop:         g.Stop,
+	}
+	if b.job.Prompt.ChatTemplate == "none" {
+		req.NoTemplate = true
+		req.Messages = []engine.Message{{Role: "user", Content: ub.String()}}
+		return req, nil
+	}
+	if sb.Len() > 0 {
+		req.Messages = append(req.Messages, engine.Message{Role: "system", Content: sb.String()})
+	}
+	req.Messages = append(req.Messages, engine.Message{Role: "user", Content: ub.String()})
+	return req, nil
+}
+
+// RowSeed is a row's RNG seed: a function of the job's seed and the row's
+// id only, so sampling does not depend on scheduling.
+func RowSeed(seed uint64, id string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	x := seed ^ h.Sum64()
+	// splitmix64 finaliser: spreads nearby seeds and ids apart.
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
+
+func field(rec dataset.Record, name string) (any, bool) {
+	for _, f := range rec.Fields {
+		if f.Name == name {
+			return f.Value, true
+		}
+	}
+	return nil, false
+}
+
+func valueString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	case bool:
+		return strconv.FormatBool(x)
+	case json.RawMessage:
+		return string(x)
+	}
+	return fmt.Sprint(v)
+}
+
+func kindName(v any) string {
+	switch x := v.(type) {
+	case int64, int:
+		return "a number"
+	case float64:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case json.RawMessage:
+		if len(x) > 0 && (x[0] == '[' || x[0] == '{') {
+			return "an array or object"
+		}
+		return "a JSON value"
+	}
+	return fmt.Sprintf("%T", v)
+}
