@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Side-by-side speed of batchtrans and transformers + peft on one machine, at
+# 2 threads (cores 0-1) and at 16 threads, with any GPU hidden from torch.
+# Needs bin/batchtrans (make build) and Python with torch, transformers, peft.
+# usage: scripts/compare/run.sh WORKDIR [HF_ROWS_16 HF_ROWS_2 BT_ROWS_2]
+set -u
+W=${1:?workdir}; HF16=${2:-8}; HF2=${3:-3}; BT2=${4:-32}
+NEW=16
+export CUDA_VISIBLE_DEVICES= PYTHONUNBUFFERED=1
+py=scripts/compare/transformers_side.py
+mkjob() { # rows threads-label
+  head -n "$1" examples/data/heldout-de.jsonl > "$W/rows-$1.jsonl"
+  cat > "$W/job-$1.yaml" <<JOB
+version: 1
+input: {path: rows-$1.jsonl, text_field: en, id_field: id}
+output: {path: out-$1-\$T.jsonl, keep: [id]}
+model: {path: base, adapter: lora, dtype: bf16}
+prompt:
+  system: "Translate the user's text from {{.Source}} to {{.Target}}. Reply with the translation only."
+  source: English
+  target: German
+  date: "$(echo 25 Nov 2026)"
+generation: {max_new_tokens: $NEW}
+JOB
+}
+[ -e "$W/base" ] || timeout 240 python3 $py make "$W"
+mkjob 256; mkjob "$BT2"
+echo "== batchtrans, 16 threads"
+timeout 120 bin/batchtrans bench --model "$W/base" --adapter "$W/lora" --threads 16 --decode 32 --json
+sed "s/\$T/16/" "$W/job-256.yaml" > "$W/j16.yaml"
+timeout 200 bin/batchtrans run "$W/j16.yaml" --no-progress --log-format json 2>&1 | grep -E '"summary|"msg":"(done|summary)' | tail -2
+echo "== batchtrans, 2 threads (taskset -c 0,1)"
+timeout 150 taskset -c 0,1 bin/batchtrans bench --model "$W/base" --adapter "$W/lora" --threads 2 --decode 32 --json
+sed "s/\$T/2/" "$W/job-$BT2.yaml" > "$W/j2.yaml"
+timeout 200 taskset -c 0,1 bin/batchtrans run "$W/j2.yaml" --no-progress --log-format json 2>&1 | grep -E '"summary|"msg":"(done|summary)' | tail -2
+echo "== transformers + peft, 16 threads"
+timeout 200 python3 $py hf "$W" 16 "$HF16" $NEW
+echo "== transformers + peft, 2 threads (taskset -c 0,1)"
+timeout 200 taskset -c 0,1 python3 $py hf "$W" 2 "$HF2" $NEW
