@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -104,7 +105,17 @@ type task struct {
 
 // Run runs or resumes the job. On success every row is done and the output
 // is written; Summary.Failed+Skipped > 0 means some rows failed (exit 3).
+// When the disk fills, the error says so and how to resume: every row
+// checkpointed before is kept, and no partial output is left in place.
 func Run(ctx context.Context, cfg Config) (Summary, error) {
+	sum, err := run(ctx, cfg)
+	if errors.Is(err, syscall.ENOSPC) {
+		err = fmt.Errorf("disk full; free some space and run again to resume (finished rows are kept in %s): %w", cfg.Job.Checkpoint.Path, err)
+	}
+	return sum, err
+}
+
+func run(ctx context.Context, cfg Config) (Summary, error) {
 	start := time.Now()
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -373,7 +384,7 @@ func translate(ctx context.Context, cfg Config, log *checkpoint.Log, b *builder,
 			}
 		}
 		if werr != nil {
-			return fmt.Errorf("write checkpoint: %w", werr)
+			return werr // it names the checkpoint file
 		}
 		if total >= 0 { // the reader has finished: total is settled
 			if err := log.SetTotal(total); err != nil {

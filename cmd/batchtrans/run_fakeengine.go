@@ -20,8 +20,10 @@ import (
 )
 
 // This file is built only with -tags fakeengine, by the command's tests: it
-// swaps the model for a deterministic stand-in so the runner's crash and
-// resume behaviour can be tested through the real binary quickly. The
+// swaps the model for a deterministic stand-in for the checks the tiny
+// translator cannot serve (the product build runs every other test): a
+// kill at each exact point of the group commit and the final merge, and
+// memory over tens of thousands of wide rows in seconds. The
 // stand-in answers with the user text reversed; BATCHTRANS_FAKE_DELAY (a
 // duration) slows each row; text containing TOOLONG fails like an
 // over-long prompt. BATCHTRANS_CRASH_AT=point:n SIGKILLs the process the

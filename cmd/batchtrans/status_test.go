@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
@@ -12,39 +11,38 @@ import (
 )
 
 func TestStatus(t *testing.T) {
-	lines := sampleRows(200)
+	lines := sampleRows(120)
 	lines[10] = `{"sku":"S00010"}`
-	dir := jobDir(t, "in.jsonl", lines, "")
+	dir := textJob(t, "in.jsonl", lines, "")
 	job := filepath.Join(dir, "job.yaml")
 
-	r := runBin(t, nil, "status", job)
+	r := runReal(t, nil, "status", job)
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "not started")
 
 	// Interrupted part way: counts come from the checkpoint.
-	cmd := exec.Command(fakeBinary(t), "run", job, "--no-progress", "--workers", "2")
-	cmd.Env = append(os.Environ(), "BATCHTRANS_FAKE_DELAY=5ms")
+	cmd := exec.Command(realBinary(t), "run", job, "--no-progress", "--workers", "2")
 	require.NoError(t, cmd.Start())
 	waitForFile(t, filepath.Join(dir, "out/result.jsonl.ckpt"))
-	r = runBin(t, nil, "status", job)
+	r = runReal(t, nil, "status", job)
 	assert.Contains(t, r.stdout, "running")
 	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
 	cmd.Wait()
-	r = runBin(t, nil, "status", job)
+	r = runReal(t, nil, "status", job)
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "stopped (rerun to resume)")
-	assert.Contains(t, r.stdout, "done of 200")
+	assert.Contains(t, r.stdout, "done of 120")
 	assert.Contains(t, r.stdout, "rows/s")
 
-	require.Equal(t, 3, runBin(t, nil, "run", job, "--no-progress").code)
-	r = runBin(t, nil, "status", job)
+	require.Equal(t, 3, runReal(t, nil, "run", job, "--no-progress").code)
+	r = runReal(t, nil, "status", job)
 	assert.Contains(t, r.stdout, "state:      complete")
-	assert.Contains(t, r.stdout, "200 done of 200 (100.0%), 1 failed, 0 left")
+	assert.Contains(t, r.stdout, "120 done of 120 (100.0%), 1 failed, 0 left")
 
-	writeJobFile(t, dir, "in.jsonl", "prompt:\n  user: \"Say: {{.Text}}\"\n")
-	r = runBin(t, nil, "status", job)
+	writeTextJob(t, dir, "in.jsonl", "prompt:\n  user: \"Say: {{.Text}}\"\n")
+	r = runReal(t, nil, "status", job)
 	assert.Equal(t, 2, r.code, "prompt is repeated: a job-file error")
-	writeJobFile(t, dir, "in.jsonl", "generation:\n  seed: 9\n")
-	r = runBin(t, nil, "status", job)
+	writeTextJob(t, dir, "in.jsonl", "generation:\n  seed: 9\n")
+	r = runReal(t, nil, "status", job)
 	assert.Contains(t, r.stdout, "generation.seed changed")
 }

@@ -25,7 +25,7 @@ func TestValidatePrintsThePlan(t *testing.T) {
 	lines := sampleRows(25)
 	lines[3] = `{"broken`
 	dir := tinyModelJob(t, lines, "runtime:\n  device: cpu\n")
-	r := runBin(t, nil, "validate", filepath.Join(dir, "job.yaml"))
+	r := runReal(t, nil, "validate", filepath.Join(dir, "job.yaml"))
 	require.Equal(t, 0, r.code, r.stderr)
 	for _, want := range []string{
 		"25 rows", "1 unreadable", `translating "text"`, "sku:string", "price:float",
@@ -69,7 +69,7 @@ func TestValidateFindsProblems(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := tt.setup(t)
-			r := runBin(t, nil, "validate", filepath.Join(dir, "job.yaml"))
+			r := runReal(t, nil, "validate", filepath.Join(dir, "job.yaml"))
 			assert.Equal(t, tt.code, r.code, r.stderr)
 			for _, w := range tt.want {
 				assert.Contains(t, r.stderr, w)
