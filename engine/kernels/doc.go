@@ -13,8 +13,16 @@
 // Layout. Weights are packed in panels of PanelRows (16) rows interleaved
 // column by column, so the decode kernel (n = 1) streams four panels, 64 rows,
 // with contiguous reads, and the batched kernel (n > 1) holds a 16 x 6 tile
-// of outputs in registers, walking 256-column panel segments (widened to
-// float32 once per segment) past chunks of activation rows sized for L2.
+// of outputs in registers (16 x 4 for the last rows of a batch). The gemm
+// cuts the activation rows into chunks of at most 192 and, per chunk, walks
+// the panels in blocks (their accumulators, at most 48 KB, stay in cache)
+// k-slice by k-slice (256 columns): a slice of the activations is reused by
+// every panel of the block while it is in L2, whatever K is, and each weight
+// is read from memory once per chunk. bf16 weights of batches up to 48 rows
+// are widened in registers; larger batches, and Q8 weights past 12 rows,
+// widen (dequantize) each 16 x 256 panel segment once into an L1 buffer
+// shared by all the tiles. While a tile works, its kernel prefetches the
+// weights of the segment that comes next.
 //
 // Numerics. Every output element of MatMul is accumulated in order of k,
 // from zero, one product at a time: with fused multiply-add in assembly,

@@ -1,5 +1,7 @@
 package kernels
 
+import "unsafe"
+
 // impl is one implementation of the inner kernels. Every slice argument of a
 // kernel has the same length k8, a positive multiple of 8; scale slices hold
 // the Q8 scales of the blocks those k8 values touch. Each kernel returns,
@@ -15,14 +17,21 @@ type impl struct {
 	gemvBF16 func(p0, p1, p2, p3 []uint16, x []float32, out *[64]float32)
 	gemvQ8   func(p0, p1, p2, p3 []int8, s0, s1, s2, s3, x []float32, out *[64]float32)
 	// gemm16x6 continues acc[16j+i] += sum_k p[k][i] * x_j[k] over one
-	// float32 panel segment, in order of k.
-	gemm16x6 func(p, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32)
+	// float32 panel segment, in order of k. While it works it may prefetch
+	// pfStride bytes per k from pf on (the weights the gemm reads next; a
+	// prefetch never faults, so pf may point anywhere).
+	gemm16x6 func(p, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, pf unsafe.Pointer, pfStride int)
+	// gemm16x4 is gemm16x6 for four activation rows (acc[16j+i], j < 4),
+	// for the last rows of a batch; nil means pad them to six.
+	gemm16x4 func(p, x0, x1, x2, x3 []float32, acc *[64]float32, pf unsafe.Pointer, pfStride int)
+	// gemm16x4BF16 is gemm16x6BF16 for four activation rows (nil: pad).
+	gemm16x4BF16 func(p []uint16, x0, x1, x2, x3 []float32, acc *[64]float32, pf unsafe.Pointer, pfStride int)
 	// gemm16x6BF16 and gemm16x6Q8 are gemm16x6 over a bf16 or Q8 panel
 	// segment (Q8 with its scales from the segment's first block), widened
 	// in registers to the same float32 values widenBF16 and dequantQ8 give.
 	// Small batches use them; nil means widen the segment first.
-	gemm16x6BF16 func(p []uint16, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32)
-	gemm16x6Q8   func(p []int8, s, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32)
+	gemm16x6BF16 func(p []uint16, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, pf unsafe.Pointer, pfStride int)
+	gemm16x6Q8   func(p []int8, s, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, pf unsafe.Pointer, pfStride int)
 	// widenBF16 writes dst[k] = BF16ToF32(src[k]) (len a multiple of 8).
 	widenBF16 func(dst []float32, src []uint16)
 	// dequantQ8 writes a float32 panel segment from a Q8 one:
@@ -43,13 +52,15 @@ var generic = &impl{
 	gemvF32:  gemvF32Go,
 	gemvBF16: gemvBF16Go,
 	gemvQ8:   gemvQ8Go,
-	gemm16x6: gemm16x6Go,
-	gemm16x6BF16: func(p []uint16, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32) {
+	gemm16x6: func(p, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, _ unsafe.Pointer, _ int) {
+		gemm16x6Go(p, x0, x1, x2, x3, x4, x5, acc)
+	},
+	gemm16x6BF16: func(p []uint16, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, _ unsafe.Pointer, _ int) {
 		var seg [kBlock * PanelRows]float32
 		widenBF16Go(seg[:len(p)], p)
 		gemm16x6Go(seg[:len(p)], x0, x1, x2, x3, x4, x5, acc)
 	},
-	gemm16x6Q8: func(p []int8, s, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32) {
+	gemm16x6Q8: func(p []int8, s, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, _ unsafe.Pointer, _ int) {
 		var seg [kBlock * PanelRows]float32
 		dequantQ8Go(seg[:len(p)], p, s)
 		gemm16x6Go(seg[:len(p)], x0, x1, x2, x3, x4, x5, acc)

@@ -2,7 +2,11 @@
 
 package kernels
 
-import "golang.org/x/sys/cpu"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
 
 // archImpls returns the AVX2+FMA kernels when the CPU and OS support them.
 func archImpls() []*impl {
@@ -23,14 +27,20 @@ var avx2 = &impl{
 	gemvQ8: func(p0, p1, p2, p3 []int8, s0, s1, s2, s3, x []float32, out *[64]float32) {
 		gemvQ8AVX2(&p0[0], &p1[0], &p2[0], &p3[0], &s0[0], &s1[0], &s2[0], &s3[0], &x[0], len(x), out)
 	},
-	gemm16x6: func(p, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32) {
-		gemm16x6AVX2(&p[0], &x0[0], &x1[0], &x2[0], &x3[0], &x4[0], &x5[0], len(x0), acc)
+	gemm16x6: func(p, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, pf unsafe.Pointer, pfStride int) {
+		gemm16x6AVX2(&p[0], &x0[0], &x1[0], &x2[0], &x3[0], &x4[0], &x5[0], len(x0), acc, pf, pfStride)
 	},
-	gemm16x6BF16: func(p []uint16, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32) {
-		gemm16x6BF16AVX2(&p[0], &x0[0], &x1[0], &x2[0], &x3[0], &x4[0], &x5[0], len(x0), acc)
+	gemm16x4: func(p, x0, x1, x2, x3 []float32, acc *[64]float32, pf unsafe.Pointer, pfStride int) {
+		gemm16x4AVX2(&p[0], &x0[0], &x1[0], &x2[0], &x3[0], len(x0), acc, pf, pfStride)
 	},
-	gemm16x6Q8: func(p []int8, s, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32) {
-		gemm16x6Q8AVX2(&p[0], &s[0], &x0[0], &x1[0], &x2[0], &x3[0], &x4[0], &x5[0], len(x0), acc)
+	gemm16x4BF16: func(p []uint16, x0, x1, x2, x3 []float32, acc *[64]float32, pf unsafe.Pointer, pfStride int) {
+		gemm16x4BF16AVX2(&p[0], &x0[0], &x1[0], &x2[0], &x3[0], len(x0), acc, pf, pfStride)
+	},
+	gemm16x6BF16: func(p []uint16, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, pf unsafe.Pointer, pfStride int) {
+		gemm16x6BF16AVX2(&p[0], &x0[0], &x1[0], &x2[0], &x3[0], &x4[0], &x5[0], len(x0), acc, pf, pfStride)
+	},
+	gemm16x6Q8: func(p []int8, s, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, pf unsafe.Pointer, pfStride int) {
+		gemm16x6Q8AVX2(&p[0], &s[0], &x0[0], &x1[0], &x2[0], &x3[0], &x4[0], &x5[0], len(x0), acc, pf, pfStride)
 	},
 	widenBF16: func(dst []float32, src []uint16) {
 		widenBF16AVX2(&dst[0], &src[0], len(src))
@@ -61,13 +71,19 @@ func gemvBF16AVX2(p0, p1, p2, p3 *uint16, x *float32, k int, out *[64]float32)
 func gemvQ8AVX2(p0, p1, p2, p3 *int8, s0, s1, s2, s3, x *float32, k int, out *[64]float32)
 
 //go:noescape
-func gemm16x6AVX2(p, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32)
+func gemm16x6AVX2(p, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32, pf unsafe.Pointer, pfStride int)
 
 //go:noescape
-func gemm16x6BF16AVX2(p *uint16, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32)
+func gemm16x4AVX2(p, x0, x1, x2, x3 *float32, k int, acc *[64]float32, pf unsafe.Pointer, pfStride int)
 
 //go:noescape
-func gemm16x6Q8AVX2(p *int8, s, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32)
+func gemm16x4BF16AVX2(p *uint16, x0, x1, x2, x3 *float32, k int, acc *[64]float32, pf unsafe.Pointer, pfStride int)
+
+//go:noescape
+func gemm16x6BF16AVX2(p *uint16, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32, pf unsafe.Pointer, pfStride int)
+
+//go:noescape
+func gemm16x6Q8AVX2(p *int8, s, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32, pf unsafe.Pointer, pfStride int)
 
 //go:noescape
 func widenBF16AVX2(dst *float32, src *uint16, k8 int)

@@ -168,8 +168,14 @@ gemvq8_loop:
 	VFMADD231PS  Y14, Y12, A0; \
 	VFMADD231PS  Y14, Y13, A1
 
-// func gemm16x6AVX2(p, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32)
-TEXT ·gemm16x6AVX2(SB), NOSPLIT, $0-72
+// PF prefetches the next line of the weights the gemm reads next (R14,
+// advancing R15 bytes per k): see impl.gemm16x6.
+#define PF \
+	PREFETCHT0 (R14); \
+	ADDQ       R15, R14
+
+// func gemm16x6AVX2(p, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32, pf unsafe.Pointer, pfStride int)
+TEXT ·gemm16x6AVX2(SB), NOSPLIT, $0-88
 	MOVQ p+0(FP), SI
 	MOVQ x0+8(FP), R8
 	MOVQ x1+16(FP), R9
@@ -179,6 +185,8 @@ TEXT ·gemm16x6AVX2(SB), NOSPLIT, $0-72
 	MOVQ x5+48(FP), R13
 	MOVQ k+56(FP), CX
 	MOVQ acc+64(FP), DI
+	MOVQ pf+72(FP), R14
+	MOVQ pfStride+80(FP), R15
 	VMOVUPS 0(DI), Y0
 	VMOVUPS 32(DI), Y1
 	VMOVUPS 64(DI), Y2
@@ -196,6 +204,7 @@ TEXT ·gemm16x6AVX2(SB), NOSPLIT, $0-72
 gemm_loop:
 	VMOVUPS (SI), Y12
 	VMOVUPS 32(SI), Y13
+	PF
 	GEMMX(R8, Y0, Y1)
 	GEMMX(R9, Y2, Y3)
 	GEMMX(R10, Y4, Y5)
@@ -211,6 +220,44 @@ gemm_loop:
 	VMOVUPS Y9, 288(DI)
 	VMOVUPS Y10, 320(DI)
 	VMOVUPS Y11, 352(DI)
+	VZEROUPPER
+	RET
+
+// func gemm16x4AVX2(p, x0, x1, x2, x3 *float32, k int, acc *[64]float32, pf unsafe.Pointer, pfStride int)
+// gemm16x4AVX2 is gemm16x6AVX2 for four activation rows.
+TEXT ·gemm16x4AVX2(SB), NOSPLIT, $0-72
+	MOVQ    p+0(FP), SI
+	MOVQ    x0+8(FP), R8
+	MOVQ    x1+16(FP), R9
+	MOVQ    x2+24(FP), R10
+	MOVQ    x3+32(FP), R11
+	MOVQ    k+40(FP), CX
+	MOVQ    acc+48(FP), DI
+	MOVQ    pf+56(FP), R14
+	MOVQ    pfStride+64(FP), R15
+	VMOVUPS 0(DI), Y0
+	VMOVUPS 32(DI), Y1
+	VMOVUPS 64(DI), Y2
+	VMOVUPS 96(DI), Y3
+	VMOVUPS 128(DI), Y4
+	VMOVUPS 160(DI), Y5
+	VMOVUPS 192(DI), Y6
+	VMOVUPS 224(DI), Y7
+	XORQ    AX, AX
+
+gemm4_loop:
+	VMOVUPS (SI), Y12
+	VMOVUPS 32(SI), Y13
+	PF
+	GEMMX(R8, Y0, Y1)
+	GEMMX(R9, Y2, Y3)
+	GEMMX(R10, Y4, Y5)
+	GEMMX(R11, Y6, Y7)
+	ADDQ    $64, SI
+	INCQ    AX
+	CMPQ    AX, CX
+	JB      gemm4_loop
+	STORE8(DI)
 	VZEROUPPER
 	RET
 
@@ -354,9 +401,9 @@ sum_loop:
 	VMOVUPS Y10, 320(DI); \
 	VMOVUPS Y11, 352(DI)
 
-// func gemm16x6BF16AVX2(p *uint16, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32)
+// func gemm16x6BF16AVX2(p *uint16, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32, pf unsafe.Pointer, pfStride int)
 // gemm16x6BF16AVX2 is gemm16x6AVX2 widening a bf16 panel in registers.
-TEXT ·gemm16x6BF16AVX2(SB), NOSPLIT, $0-72
+TEXT ·gemm16x6BF16AVX2(SB), NOSPLIT, $0-88
 	MOVQ p+0(FP), SI
 	MOVQ x0+8(FP), R8
 	MOVQ x1+16(FP), R9
@@ -366,11 +413,14 @@ TEXT ·gemm16x6BF16AVX2(SB), NOSPLIT, $0-72
 	MOVQ x5+48(FP), R13
 	MOVQ k+56(FP), CX
 	MOVQ acc+64(FP), DI
+	MOVQ pf+72(FP), R14
+	MOVQ pfStride+80(FP), R15
 	LOADACC
 	XORQ AX, AX
 
 gemmbf16_loop:
 	GEMMWBF16
+	PF
 	GEMMX(R8, Y0, Y1)
 	GEMMX(R9, Y2, Y3)
 	GEMMX(R10, Y4, Y5)
@@ -385,10 +435,47 @@ gemmbf16_loop:
 	VZEROUPPER
 	RET
 
-// func gemm16x6Q8AVX2(p *int8, s *float32, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32)
+// func gemm16x4BF16AVX2(p *uint16, x0, x1, x2, x3 *float32, k int, acc *[64]float32, pf unsafe.Pointer, pfStride int)
+// gemm16x4BF16AVX2 is gemm16x6BF16AVX2 for four activation rows.
+TEXT ·gemm16x4BF16AVX2(SB), NOSPLIT, $0-72
+	MOVQ    p+0(FP), SI
+	MOVQ    x0+8(FP), R8
+	MOVQ    x1+16(FP), R9
+	MOVQ    x2+24(FP), R10
+	MOVQ    x3+32(FP), R11
+	MOVQ    k+40(FP), CX
+	MOVQ    acc+48(FP), DI
+	MOVQ    pf+56(FP), R14
+	MOVQ    pfStride+64(FP), R15
+	VMOVUPS 0(DI), Y0
+	VMOVUPS 32(DI), Y1
+	VMOVUPS 64(DI), Y2
+	VMOVUPS 96(DI), Y3
+	VMOVUPS 128(DI), Y4
+	VMOVUPS 160(DI), Y5
+	VMOVUPS 192(DI), Y6
+	VMOVUPS 224(DI), Y7
+	XORQ    AX, AX
+
+gemm4bf16_loop:
+	GEMMWBF16
+	PF
+	GEMMX(R8, Y0, Y1)
+	GEMMX(R9, Y2, Y3)
+	GEMMX(R10, Y4, Y5)
+	GEMMX(R11, Y6, Y7)
+	ADDQ $32, SI
+	INCQ AX
+	CMPQ AX, CX
+	JB   gemm4bf16_loop
+	STORE8(DI)
+	VZEROUPPER
+	RET
+
+// func gemm16x6Q8AVX2(p *int8, s *float32, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32, pf unsafe.Pointer, pfStride int)
 // gemm16x6Q8AVX2 is gemm16x6AVX2 dequantizing a Q8 panel in registers
 // (float32(q)*s, one rounding, as dequantQ8AVX2).
-TEXT ·gemm16x6Q8AVX2(SB), NOSPLIT, $0-80
+TEXT ·gemm16x6Q8AVX2(SB), NOSPLIT, $0-96
 	MOVQ p+0(FP), SI
 	MOVQ s+8(FP), DX
 	MOVQ x0+16(FP), R8
@@ -399,6 +486,8 @@ TEXT ·gemm16x6Q8AVX2(SB), NOSPLIT, $0-80
 	MOVQ x5+56(FP), R13
 	MOVQ k+64(FP), CX
 	MOVQ acc+72(FP), DI
+	MOVQ pf+80(FP), R14
+	MOVQ pfStride+88(FP), R15
 	LOADACC
 	XORQ AX, AX
 
@@ -412,6 +501,7 @@ gemmq8_loop:
 	VCVTDQ2PS Y13, Y13
 	VMULPS    (DX)(BX*1), Y12, Y12
 	VMULPS    32(DX)(BX*1), Y13, Y13
+	PF
 	GEMMX(R8, Y0, Y1)
 	GEMMX(R9, Y2, Y3)
 	GEMMX(R10, Y4, Y5)

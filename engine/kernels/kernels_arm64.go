@@ -2,6 +2,8 @@
 
 package kernels
 
+import "unsafe"
+
 // archImpls returns the NEON kernels (every arm64 CPU has Advanced SIMD).
 // The Q8 decode kernel, dot and axpy stay in Go; Q8 batches go through the
 // NEON gemm on dequantized panels. Conversions are exact or single-rounded
@@ -18,7 +20,7 @@ var neon = &impl{
 	},
 	// nil: a Q8 row of activations goes through gemm16x6, fused like it.
 	gemvQ8: nil,
-	gemm16x6: func(p, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32) {
+	gemm16x6: func(p, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, _ unsafe.Pointer, _ int) {
 		gemm16x6NEON(&p[0], &x0[0], &x1[0], &x2[0], &x3[0], &x4[0], &x5[0], len(x0), acc)
 	},
 	widenBF16: widenBF16Go,

@@ -101,7 +101,10 @@ func TestBatchInvariance(t *testing.T) {
 			t.Run(im.name+"/"+dt.String(), func(t *testing.T) {
 				for _, sh := range shapes {
 					w := NewF32(sh.rows, sh.cols, randSlice(rng, sh.rows*sh.cols, 1), dt)
-					const maxN = 20
+					// Up to 49 rows: bf16 batches of up to 8 groups of
+					// six (48 rows) widen in registers, larger ones per
+					// segment; both sides of that edge are held equal.
+					const maxN = 49
 					x := randSlice(rng, maxN*sh.cols, 1)
 					alone := make([]float32, maxN*sh.rows)
 					withThreads(t, 1, func() {
@@ -111,7 +114,7 @@ func TestBatchInvariance(t *testing.T) {
 					})
 					for _, threads := range []int{1, 2, 3} {
 						withThreads(t, threads, func() {
-							for _, n := range []int{1, 2, 3, 4, 5, 6, 9, 12, 17, 20} {
+							for _, n := range []int{1, 2, 3, 4, 5, 6, 9, 12, 16, 17, 20, 48, 49} {
 								// Rows n..2n-1 of x shifted so each row sits at
 								// another position in its tiles than alone.
 								off := maxN - n
@@ -352,11 +355,14 @@ func FuzzMatMul(f *testing.F) {
 }
 
 // TestBatchInvarianceChunked covers batches large enough for the gemm to
-// split the activations into chunks (n > singleChunkRows).
+// split the activations into chunks (n > maxChunkRows), with panel blocks
+// of two panels (the last one short) walked k-slice by k-slice.
 func TestBatchInvarianceChunked(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 16))
-	const rows, cols, n = 20, 2100, singleChunkRows + 7
-	require.Less(t, xChunkBytes/(4*cols), n, "the shape must make several chunks")
+	const rows, cols, n = 4*PanelRows + 4, 2100, maxChunkRows + 7
+	saved := accBytes
+	accBytes = 2 * ((maxChunkRows/2+6)/6 + 1) * 96 * 4
+	t.Cleanup(func() { accBytes = saved })
 	x := randSlice(rng, n*cols, 1)
 	for _, im := range impls() {
 		for _, dt := range allDTypes {
@@ -365,7 +371,7 @@ func TestBatchInvarianceChunked(t *testing.T) {
 				dst := make([]float32, n*rows)
 				matmulWith(im, dst, x, n, w)
 				alone := make([]float32, rows)
-				for _, b := range []int{0, 5, 47, 48, 49, n - 1} {
+				for _, b := range []int{0, 5, 47, 48, 49, 101, 102, 103, n - 1} {
 					matmulWith(im, alone, x[b*cols:(b+1)*cols], 1, w)
 					for r := range rows {
 						require.Equal(t, math.Float32bits(alone[r]), math.Float32bits(dst[b*rows+r]), "row %d out %d", b, r)

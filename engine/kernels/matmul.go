@@ -1,6 +1,9 @@
 package kernels
 
-import "fmt"
+import (
+	"fmt"
+	"unsafe"
+)
 
 // MatMul computes dst[b*w.Rows+r] = sum_k x[b*w.Cols+k] * w[r][k] for each of
 // the n rows b of x. Each output element is reduced in the same order whatever
@@ -91,25 +94,31 @@ func (j *job) gemv(p0, p1 int, sc *scratch) {
 // float32 (16 KB) stay in L1 while every activation row of a chunk passes.
 const kBlock = 256
 
-// xChunkBytes bounds the activations one chunk holds, so they stay in a
-// core's L2 while the panels stream past.
-const xChunkBytes = 384 << 10
+// maxChunkRows bounds the activation rows of one gemm chunk (a multiple of
+// 6). The weights are read once per chunk; a chunk's k-slice (at most 192
+// rows x kBlock columns, 192 KB) stays in L2 while the panels pass.
+const maxChunkRows = 192
 
-// singleChunkRows is the batch size up to which the gemm does not chunk the
-// activations.
-const singleChunkRows = 96
+// accBytes bounds the accumulators of one panel block: the gemm walks a
+// block of panels k-slice by k-slice, so each slice of the activations is
+// reused by every panel of the block while it is in cache, whatever K is.
+// A variable so tests can make blocks of a few panels.
+var accBytes = 48 << 10
 
+// gemm computes panels [p0, p1) for n > 1 activation rows. The rows are
+// cut into chunks of at most maxChunkRows; per chunk, the panels are taken
+// in blocks, and per block the k-slices of kBlock columns in order, so every
+// output is still reduced in order of k from zero: the accumulators of a
+// block round-trip through memory between slices, which changes no bits.
 func (j *job) gemm(p0, p1 int, sc *scratch) {
 	w, im, n := j.w, j.im, j.n
 	K, R := w.Cols, w.Rows
 	nb := q8Blocks(K)
-	// Chunking re-reads the weights once per chunk; for small batches the
-	// weight stream dominates, so they take every row in one chunk.
-	nc := max(6, xChunkBytes/(4*K)/6*6)
-	if n <= singleChunkRows {
-		nc = n
-	}
-	sc.acc = grow(sc.acc, (nc+5)/6*96)
+	chunks := (n + maxChunkRows - 1) / maxChunkRows
+	nc := ((n+chunks-1)/chunks + 5) / 6 * 6
+	groupsMax := (min(n, nc) + 5) / 6
+	pb := max(1, min(p1-p0, accBytes/(groupsMax*96*4)))
+	sc.acc = grow(sc.acc, pb*groupsMax*96)
 	if w.DType != F32 {
 		sc.seg = grow(sc.seg, kBlock*PanelRows)
 	}
@@ -117,61 +126,116 @@ func (j *job) gemm(p0, p1 int, sc *scratch) {
 	for b0 := 0; b0 < n; b0 += nc {
 		b1 := min(n, b0+nc)
 		groups := (b1 - b0 + 5) / 6
-		acc := sc.acc[:groups*96]
 		// With few activation rows, widening a segment costs as much as
 		// using it: widen in registers instead.
-		fused := groups <= fusedMaxGroups
-		for p := p0; p < p1; p++ {
+		fused := groups <= fusedMaxGroupsQ8 || (w.DType == BF16 && groups <= fusedMaxGroupsBF16)
+		for q0 := p0; q0 < p1; q0 += pb {
+			q1 := min(p1, q0+pb)
+			acc := sc.acc[:(q1-q0)*groups*96]
 			clear(acc)
-			base := p * K * PanelRows
 			for k0 := 0; k0 < K; k0 += kBlock {
 				kl := min(kBlock, K-k0)
-				lo, hi := base+k0*PanelRows, base+(k0+kl)*PanelRows
-				var seg []float32
-				switch {
-				case w.DType == BF16 && fused && im.gemm16x6BF16 != nil:
+				for p := q0; p < q1; p++ {
+					pacc := acc[(p-q0)*groups*96:]
+					lo, hi := (p*K+k0)*PanelRows, (p*K+k0+kl)*PanelRows
+					// The first group's kernel prefetches the segment
+					// that comes next; the others repeat its first line.
+					pf, pfStride := j.nextSegment(p, k0, q0, q1, p1)
+					var seg []float32
+					switch {
+					case w.DType == BF16 && fused && im.gemm16x6BF16 != nil:
+						for g := range groups {
+							xs = j.xGroup(xs, b0+g*6, b1, k0, kl)
+							if b1-(b0+g*6) <= 4 && im.gemm16x4BF16 != nil {
+								im.gemm16x4BF16(w.bf16[lo:hi], xs[0], xs[1], xs[2], xs[3], (*[64]float32)(pacc[g*96:]), pf, pfStride)
+							} else {
+								im.gemm16x6BF16(w.bf16[lo:hi], xs[0], xs[1], xs[2], xs[3], xs[4], xs[5], (*[96]float32)(pacc[g*96:]), pf, pfStride)
+							}
+							pfStride = 0
+						}
+						continue
+					case w.DType == Q8 && fused && im.gemm16x6Q8 != nil:
+						s0 := (p*nb + k0/Q8Block) * PanelRows
+						for g := range groups {
+							xs = j.xGroup(xs, b0+g*6, b1, k0, kl)
+							im.gemm16x6Q8(w.q[lo:hi], w.scales[s0:(p+1)*nb*PanelRows], xs[0], xs[1], xs[2], xs[3], xs[4], xs[5], (*[96]float32)(pacc[g*96:]), pf, pfStride)
+							pfStride = 0
+						}
+						continue
+					}
+					switch w.DType {
+					case F32:
+						seg = w.f32[lo:hi]
+					case BF16:
+						seg = sc.seg[:kl*PanelRows]
+						im.widenBF16(seg, w.bf16[lo:hi])
+					case Q8:
+						seg = sc.seg[:kl*PanelRows]
+						s0 := (p*nb + k0/Q8Block) * PanelRows
+						im.dequantQ8(seg, w.q[lo:hi], w.scales[s0:(p+1)*nb*PanelRows])
+					}
 					for g := range groups {
 						xs = j.xGroup(xs, b0+g*6, b1, k0, kl)
-						im.gemm16x6BF16(w.bf16[lo:hi], xs[0], xs[1], xs[2], xs[3], xs[4], xs[5], (*[96]float32)(acc[g*96:]))
+						if b1-(b0+g*6) <= 4 && im.gemm16x4 != nil {
+							im.gemm16x4(seg, xs[0], xs[1], xs[2], xs[3], (*[64]float32)(pacc[g*96:]), pf, pfStride)
+						} else {
+							im.gemm16x6(seg, xs[0], xs[1], xs[2], xs[3], xs[4], xs[5], (*[96]float32)(pacc[g*96:]), pf, pfStride)
+						}
+						pfStride = 0
 					}
-					continue
-				case w.DType == Q8 && fused && im.gemm16x6Q8 != nil:
-					s0 := (p*nb + k0/Q8Block) * PanelRows
-					for g := range groups {
-						xs = j.xGroup(xs, b0+g*6, b1, k0, kl)
-						im.gemm16x6Q8(w.q[lo:hi], w.scales[s0:(p+1)*nb*PanelRows], xs[0], xs[1], xs[2], xs[3], xs[4], xs[5], (*[96]float32)(acc[g*96:]))
-					}
-					continue
-				}
-				switch w.DType {
-				case F32:
-					seg = w.f32[lo:hi]
-				case BF16:
-					seg = sc.seg[:kl*PanelRows]
-					im.widenBF16(seg, w.bf16[lo:hi])
-				case Q8:
-					seg = sc.seg[:kl*PanelRows]
-					s0 := (p*nb + k0/Q8Block) * PanelRows
-					im.dequantQ8(seg, w.q[lo:hi], w.scales[s0:(p+1)*nb*PanelRows])
-				}
-				for g := range groups {
-					xs = j.xGroup(xs, b0+g*6, b1, k0, kl)
-					im.gemm16x6(seg, xs[0], xs[1], xs[2], xs[3], xs[4], xs[5], (*[96]float32)(acc[g*96:]))
 				}
 			}
-			r0 := p * PanelRows
-			rows := min(PanelRows, R-r0)
-			for b := b0; b < b1; b++ {
-				g, jj := (b-b0)/6, (b-b0)%6
-				copy(j.dst[b*R+r0:b*R+r0+rows], acc[g*96+jj*PanelRows:])
+			for p := q0; p < q1; p++ {
+				pacc := acc[(p-q0)*groups*96:]
+				r0 := p * PanelRows
+				rows := min(PanelRows, R-r0)
+				for b := b0; b < b1; b++ {
+					g, jj := (b-b0)/6, (b-b0)%6
+					copy(j.dst[b*R+r0:b*R+r0+rows], pacc[g*96+jj*PanelRows:])
+				}
 			}
 		}
 	}
 }
 
-// fusedMaxGroups is the number of 6-row activation groups up to which the
-// gemm widens bf16 and Q8 weights in registers rather than once per segment.
-const fusedMaxGroups = 2
+// nextSegment returns where the weights of the segment the gemm reads after
+// panel p's segment at column k0 start, and their bytes per column; the
+// walk goes panel by panel within [q0, q1), then to the next k-slice, then
+// to the next block (from column 0) up to p1. After the last one it
+// returns p's own segment with no stride.
+func (j *job) nextSegment(p, k0, q0, q1, p1 int) (unsafe.Pointer, int) {
+	K := j.w.Cols
+	stride := 1
+	switch {
+	case p+1 < q1:
+		p++
+	case k0+kBlock < K:
+		p, k0 = q0, k0+kBlock
+	case q1 < p1:
+		p, k0 = q1, 0
+	default:
+		stride = 0
+	}
+	i := (p*K + k0) * PanelRows
+	switch j.w.DType {
+	case F32:
+		return unsafe.Pointer(&j.w.f32[i]), stride * 4 * PanelRows
+	case BF16:
+		return unsafe.Pointer(&j.w.bf16[i]), stride * 2 * PanelRows
+	default:
+		return unsafe.Pointer(&j.w.q[i]), stride * PanelRows
+	}
+}
+
+// fusedMaxGroupsBF16 and fusedMaxGroupsQ8 are the numbers of 6-row
+// activation groups up to which the gemm widens bf16 and Q8 weights in
+// registers rather than once per segment into L1. Widening bf16 is two
+// cheap instructions per eight weights and wins well past a few groups;
+// dequantizing Q8 costs more and only pays for the smallest batches.
+const (
+	fusedMaxGroupsBF16 = 8
+	fusedMaxGroupsQ8   = 2
+)
 
 // xGroup points xs at columns [k0, k0+kl) of activation rows b..b+5, the
 // rows past b1-1 repeating row b1-1.

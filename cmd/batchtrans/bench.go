@@ -1,0 +1,465 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/batchtrans/batchtrans/engine/kernels"
+	"github.com/batchtrans/batchtrans/engine/llama"
+	"github.com/batchtrans/batchtrans/engine/llama/synth"
+)
+
+func init() {
+	register(&command{name: "bench", summary: "measure load, prefill and decode speed on a model or a synthetic one", run: benchCmd})
+}
+
+const benchUsage = "usage: batchtrans bench [--model DIR [--adapter DIR] | --synthetic [--size 1b|small]] [--dtype f32|bf16|q8] [--threads N] [--prefill N] [--decode N] [--batch N] [--json] [--cpuprofile FILE]"
+
+// benchSizes are the shapes --synthetic can build: the real Llama-3.2-1B
+// shape, and a small one (same structure, a few MB) for quick checks.
+var benchSizes = map[string]func() synth.Spec{
+	"1b": synth.Llama32_1B,
+	"small": func() synth.Spec {
+		s := synth.Llama32_1B()
+		s.Vocab, s.Hidden, s.Intermediate, s.Layers = 2048, 256, 1024, 2
+		s.Heads, s.KVHeads, s.HeadDim = 4, 2, 64
+		s.BOS, s.EOS = 1, []int{2}
+		return s
+	},
+}
+
+// benchResult is what bench measures; --json prints it as one object.
+type benchResult struct {
+	Model     string  `json:"model"` // the folder, or "synthetic-<size>"
+	DType     string  `json:"dtype"`
+	Impl      string  `json:"impl"`
+	Threads   int     `json:"threads"`
+	Params    int64   `json:"params"`
+	WeightsB  int64   `json:"weight_bytes"` // in memory, after the dtype conversion
+	LoadS     float64 `json:"load_s"`
+	PrefillN  int     `json:"prefill_tokens"`
+	PrefillTS float64 `json:"prefill_tok_s"`
+	DecodeN   int     `json:"decode_tokens"` // per sequence
+	DecodeTS  float64 `json:"decode_tok_s"`
+	BatchN    int     `json:"batch_sequences"`
+	BatchTS   float64 `json:"batch_decode_tok_s"` // all sequences together
+	// BandwidthBS is the memory read rate measured on the kernel threads;
+	// DecodeBound is that rate over the weight bytes one decode step reads.
+	BandwidthBS float64 `json:"bandwidth_bytes_s"`
+	DecodeBound float64 `json:"decode_bound_tok_s"`
+	PeakRSS     int64   `json:"peak_rss_bytes"` // VmHWM; 0 where unknown
+	// CPUShare is the process's CPU time over the timed steps divided by
+	// their wall time times the thread count: near 1 on an idle machine,
+	// lower when other work takes the cores (every speed drops with it).
+	// 0 where unknown.
+	CPUShare float64 `json:"cpu_share"`
+}
+
+// benchCmd measures the engine's speed on random prompts with EOS ignored:
+// load time, one prompt of --prefill tokens fed in one step, one sequence
+// decoding --decode tokens greedily, and --batch sequences decoding --decode
+// tokens each, stepped together. Each decode starts after a prompt of
+// benchDecodePrompt tokens (prefilled untimed). Without --model it writes a
+// Llama-3.2-1B-shaped model with random weights (real safetensors, about
+// 2.5 GB for 1b) to a temporary folder, loads it like any model folder, and
+// removes it at the end.
+//
+// The measurements drive the network's forward step (llama.Model.Forward)
+// directly, the same step the engine's scheduler runs with the same row
+// stacking, so prompts can be random token ids and EOS can be ignored; the
+// tokenizer and chat template are not involved.
+func benchCmd(ctx context.Context, env *cliEnv, args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	model := fs.String("model", "", "Hugging Face model folder (default: a synthetic model)")
+	adapter := fs.String("adapter", "", "PEFT LoRA folder merged at load")
+	synthetic := fs.Bool("synthetic", false, "bench a model with random weights written to a temporary folder")
+	size := fs.String("size", "1b", "synthetic model shape: 1b (Llama-3.2-1B) or small")
+	dtype := fs.String("dtype", "bf16", "weights in memory: f32, bf16 or q8")
+	threads := fs.Int("threads", 0, "threads per matrix product (0: every core)")
+	prefill := fs.Int("prefill", 512, "prompt tokens of the prefill measurement")
+	decode := fs.Int("decode", 64, "tokens each sequence decodes")
+	batch := fs.Int("batch", 16, "sequences of the batched decode measurement")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the forward steps to this file")
+	if err := fs.Parse(args); err != nil {
+		return usageError("%v (%s)", err, benchUsage)
+	}
+	mk, sizeOK := benchSizes[*size]
+	dt, dtErr := kernels.ParseDType(*dtype)
+	sizeSet := false
+	fs.Visit(func(f *flag.Flag) { sizeSet = sizeSet || f.Name == "size" })
+	switch {
+	case fs.NArg() > 0:
+		return usageError("unexpected argument %q (%s)", fs.Arg(0), benchUsage)
+	case *synthetic && *model != "":
+		return usageError("--synthetic and --model exclude each other (%s)", benchUsage)
+	case *model == "" && *adapter != "":
+		return usageError("--adapter needs --model (%s)", benchUsage)
+	case *model != "" && sizeSet:
+		return usageError("--size shapes a synthetic model; drop it with --model (%s)", benchUsage)
+	case !sizeOK:
+		return usageError("unknown --size %q (want 1b or small)", *size)
+	case dtErr != nil:
+		return usageError("--dtype: %v", dtErr)
+	case *threads < 0:
+		return usageError("--threads %d is negative", *threads)
+	case *prefill < 1 || *decode < 1 || *batch < 1:
+		return usageError("--prefill, --decode and --batch must be positive")
+	}
+	if *threads > 0 {
+		kernels.SetThreads(*threads)
+	}
+	res := benchResult{DType: dt.String(), Impl: kernels.Impl(), Threads: kernels.Threads(),
+		PrefillN: *prefill, DecodeN: *decode, BatchN: *batch}
+
+	dir := *model
+	res.Model = dir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "batchtrans-bench-")
+		if err != nil {
+			return withCode(exitFatal, fmt.Errorf("bench: temporary model folder: %w", err))
+		}
+		defer os.RemoveAll(tmp)
+		env.log.Info("writing a synthetic model", "size", *size, "dir", tmp)
+		if err := synth.WriteModel(tmp, mk(), 1); err != nil {
+			return withCode(exitFatal, fmt.Errorf("bench: %w", err))
+		}
+		dir, res.Model = tmp, "synthetic-"+*size
+	}
+	if err := ctx.Err(); err != nil {
+		return withCode(exitInterrupted, err)
+	}
+
+	start := time.Now()
+	cfg, w, err := llama.Load(dir, *adapter, dt)
+	if err != nil {
+		return withCode(exitFatal, err)
+	}
+	net, err := llama.NewModel(cfg, w)
+	if err != nil {
+		return withCode(exitFatal, fmt.Errorf("load model %s: %w", dir, err))
+	}
+	res.LoadS = time.Since(start).Seconds()
+	res.Params = cfg.ParamCount()
+	res.WeightsB = weightBytes(w)
+
+	b := &bencher{net: net, rng: rand.New(rand.NewPCG(1, 2)), stop: env.signals}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return withCode(exitFatal, fmt.Errorf("bench: %w", err))
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return withCode(exitFatal, fmt.Errorf("bench: cpu profile: %w", err))
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if err := b.run(&res, *prefill, *decode, *batch); err != nil {
+		if errors.Is(err, errBenchInterrupted) {
+			return withCode(exitInterrupted, err)
+		}
+		return withCode(exitFatal, err)
+	}
+	if rss, err := peakRSS(); err == nil {
+		res.PeakRSS = rss
+	} else {
+		env.log.Warn("peak RSS unknown", "err", err)
+	}
+	// Bandwidth last, after the peak RSS is read, so its buffer does not
+	// count in it.
+	res.BandwidthBS = kernels.MeasureBandwidth(256<<20, time.Second)
+	if res.BandwidthBS > 0 {
+		res.DecodeBound = res.BandwidthBS / float64(res.WeightsB)
+	}
+	out := bufio.NewWriter(env.stdout)
+	if *asJSON {
+		if err := writeJSONLine(out, res); err != nil {
+			return withCode(exitFatal, err)
+		}
+	} else {
+		printBench(out, res)
+	}
+	return withCode(exitFatal, out.Flush())
+}
+
+// benchDecodePrompt is the prompt length each decoding sequence starts from.
+const benchDecodePrompt = 64
+
+// bencher runs the measured forward steps.
+type bencher struct {
+	net  *llama.Model
+	ws   llama.Workspace
+	rng  *rand.Rand
+	stop <-chan os.Signal
+
+	wall, cpu time.Duration // over the timed steps
+	cpuKnown  bool
+}
+
+// timed runs fn, adding its wall and process CPU time to the totals, and
+// returns its wall time.
+func (b *bencher) timed(fn func() error) (time.Duration, error) {
+	c0, cerr := processCPU()
+	start := time.Now()
+	err := fn()
+	d := time.Since(start)
+	c1, cerr1 := processCPU()
+	b.wall += d
+	if cerr == nil && cerr1 == nil {
+		b.cpu += c1 - c0
+		b.cpuKnown = true
+	}
+	return d, err
+}
+
+var errBenchInterrupted = errors.New("bench interrupted")
+
+func (b *bencher) interrupted() bool {
+	select {
+	case <-b.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// prompt returns n random token ids.
+func (b *bencher) prompt(n int) []int {
+	ids := make([]int, n)
+	vocab := b.net.Config().Vocab
+	for i := range ids {
+		ids[i] = b.rng.IntN(vocab)
+	}
+	return ids
+}
+
+// prefill feeds the prompts to fresh states, in steps of at most
+// stepTokens rows as the engine does, and returns the states.
+func (b *bencher) prefill(prompts [][]int, stepTokens int) ([]*llama.State, error) {
+	states := make([]*llama.State, len(prompts))
+	var steps []llama.Step
+	budget := stepTokens
+	flush := func() error {
+		if len(steps) == 0 {
+			return nil
+		}
+		err := b.net.Forward(&b.ws, steps)
+		steps, budget = steps[:0], stepTokens
+		return err
+	}
+	for i, p := range prompts {
+		states[i] = b.net.NewState()
+		for fed := 0; fed < len(p); {
+			if budget == 0 {
+				if err := flush(); err != nil {
+					return nil, err
+				}
+			}
+			n := min(len(p)-fed, budget)
+			steps = append(steps, llama.Step{State: states[i], Tokens: p[fed : fed+n], Logits: fed+n == len(p)})
+			fed += n
+			budget -= n
+		}
+	}
+	return states, flush()
+}
+
+// decode steps every state forward n tokens together, each feeding its
+// greedy choice, and returns the elapsed time.
+func (b *bencher) decode(states []*llama.State, n int) (time.Duration, error) {
+	toks := make([]int, len(states))
+	steps := make([]llama.Step, len(states))
+	for i, s := range states {
+		toks[i] = argmax(s.Logits)
+		steps[i] = llama.Step{State: s, Tokens: toks[i : i+1], Logits: true}
+	}
+	return b.timed(func() error {
+		for range n {
+			if b.interrupted() {
+				return errBenchInterrupted
+			}
+			if err := b.net.Forward(&b.ws, steps); err != nil {
+				return fmt.Errorf("bench: decode step: %w", err)
+			}
+			for i, s := range states {
+				toks[i] = argmax(s.Logits)
+			}
+		}
+		return nil
+	})
+}
+
+func (b *bencher) run(res *benchResult, prefillN, decodeN, batchN int) error {
+	maxPos := b.net.Config().MaxPositions
+	if prefillN > maxPos || benchDecodePrompt+decodeN > maxPos {
+		return fmt.Errorf("bench: the model's context of %d positions is shorter than the prompts and decodes asked for", maxPos)
+	}
+	// Warm up: one short step sizes the workspace and touches the code.
+	if _, err := b.prefill([][]int{b.prompt(8)}, prefillN); err != nil {
+		return fmt.Errorf("bench: warm-up step: %w", err)
+	}
+
+	p := b.prompt(prefillN)
+	d, err := b.timed(func() error {
+		_, err := b.prefill([][]int{p}, prefillN)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("bench: prefill: %w", err)
+	}
+	res.PrefillTS = float64(prefillN) / d.Seconds()
+	if b.interrupted() {
+		return errBenchInterrupted
+	}
+
+	states, err := b.prefill([][]int{b.prompt(benchDecodePrompt)}, 512)
+	if err != nil {
+		return fmt.Errorf("bench: decode prompt: %w", err)
+	}
+	if d, err = b.decode(states, decodeN); err != nil {
+		return err
+	}
+	res.DecodeTS = float64(decodeN) / d.Seconds()
+
+	prompts := make([][]int, batchN)
+	for i := range prompts {
+		prompts[i] = b.prompt(benchDecodePrompt)
+	}
+	if states, err = b.prefill(prompts, 512); err != nil {
+		return fmt.Errorf("bench: batch prompts: %w", err)
+	}
+	if d, err = b.decode(states, decodeN); err != nil {
+		return err
+	}
+	res.BatchTS = float64(batchN*decodeN) / d.Seconds()
+	if b.cpuKnown && b.wall > 0 {
+		res.CPUShare = b.cpu.Seconds() / (b.wall.Seconds() * float64(kernels.Threads()))
+	}
+	return nil
+}
+
+func argmax(v []float32) int {
+	best := 0
+	for i, x := range v {
+		if x > v[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// weightBytes is the memory of the model's weight matrices (a tied head
+// counted once) and norms.
+func weightBytes(w *llama.Weights) int64 {
+	n := w.Embed.Bytes() + int64(len(w.Norm))*4
+	if w.LMHead != w.Embed {
+		n += w.LMHead.Bytes()
+	}
+	for _, l := range w.Layers {
+		for _, m := range []*kernels.Matrix{l.Q, l.K, l.V, l.O, l.Gate, l.Up, l.Down} {
+			n += m.Bytes()
+		}
+		n += int64(len(l.AttnNorm)+len(l.MLPNorm)) * 4
+	}
+	return n
+}
+
+// peakRSS reads the process's peak resident set (VmHWM) from
+// /proc/self/status.
+func peakRSS() (int64, error) {
+	if runtime.GOOS != "linux" {
+		return 0, fmt.Errorf("no /proc/self/status on %s", runtime.GOOS)
+	}
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, fmt.Errorf("read peak RSS: %w", err)
+	}
+	return parseVmHWM(b)
+}
+
+// processCPU is the process's user plus system CPU time so far, from
+// /proc/self/stat (clock ticks of 1/100 s, the Linux USER_HZ).
+func processCPU() (time.Duration, error) {
+	if runtime.GOOS != "linux" {
+		return 0, fmt.Errorf("no /proc/self/stat on %s", runtime.GOOS)
+	}
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return 0, fmt.Errorf("read CPU time: %w", err)
+	}
+	return parseStatCPU(b)
+}
+
+// parseStatCPU reads utime and stime (fields 14 and 15) of a /proc stat
+// line; the command name (field 2) may hold spaces and parentheses, so the
+// fields are counted after its last ')'.
+func parseStatCPU(stat []byte) (time.Duration, error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("/proc/self/stat: no command name")
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/self/stat: %d fields after the command name, want at least 13", len(f))
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || v < 0 {
+			return 0, fmt.Errorf("/proc/self/stat: CPU time %q is not a tick count", s)
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * (time.Second / 100), nil
+}
+
+// parseVmHWM finds the "VmHWM:  1234 kB" line of a /proc status file.
+func parseVmHWM(status []byte) (int64, error) {
+	for line := range bytes.Lines(status) {
+		rest, ok := bytes.CutPrefix(line, []byte("VmHWM:"))
+		if !ok {
+			continue
+		}
+		f := strings.Fields(string(rest))
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("/proc/self/status: VmHWM line %q is not \"N kB\"", strings.TrimSpace(string(line)))
+		}
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil || kb < 0 {
+			return 0, fmt.Errorf("/proc/self/status: VmHWM value %q is not a size", f[0])
+		}
+		return kb << 10, nil
+	}
+	return 0, errors.New("/proc/self/status: no VmHWM line")
+}
+
+func printBench(w io.Writer, r benchResult) {
+	fmt.Fprintf(w, "model            %s (%.4g M parameters)\n", r.Model, float64(r.Params)/1e6)
+	fmt.Fprintf(w, "dtype            %s (%.4g MB of weights)\n", r.DType, float64(r.WeightsB)/1e6)
+	fmt.Fprintf(w, "kernels          %s, %d threads\n", r.Impl, r.Threads)
+	fmt.Fprintf(w, "load             %.2f s\n", r.LoadS)
+	fmt.Fprintf(w, "prefill          %.1f tokens/s (one %d-token prompt)\n", r.PrefillTS, r.PrefillN)
+	fmt.Fprintf(w, "decode           %.2f tokens/s (one sequence, %d tokens)\n", r.DecodeTS, r.DecodeN)
+	fmt.Fprintf(w, "batched decode   %.1f tokens/s (%d sequences, %d tokens each)\n", r.BatchTS, r.BatchN, r.DecodeN)
+	fmt.Fprintf(w, "memory bandwidth %.1f GB/s: decode bound %.2f tokens/s\n", r.BandwidthBS/1e9, r.DecodeBound)
+	if r.CPUShare > 0 {
+		fmt.Fprintf(w, "cpu share        %.0f%% of %d threads during the timed steps\n", 100*r.CPUShare, r.Threads)
+	}
+	if r.PeakRSS > 0 {
+		fmt.Fprintf(w, "peak RSS         %.4g MB\n", float64(r.PeakRSS)/1e6)
+	}
+}

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/batchtrans/batchtrans/engine/kernels"
+	"github.com/batchtrans/batchtrans/engine/llama"
+	"github.com/batchtrans/batchtrans/engine/llama/synth"
+)
+
+// runBenchCmd runs the command in-process and returns its exit code,
+// stdout and stderr.
+func runBenchCmd(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	env := &cliEnv{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	err := benchCmd(t.Context(), env, args)
+	if err != nil {
+		errb.WriteString(err.Error())
+	}
+	return exitCode(err), out.String(), errb.String()
+}
+
+// quick keeps the measured work small.
+var quick = []string{"--prefill", "24", "--decode", "3", "--batch", "3"}
+
+func TestBenchSyntheticJSON(t *testing.T) {
+	t.Cleanup(func() { kernels.SetThreads(0) })
+	for _, dt := range []string{"f32", "bf16", "q8"} {
+		t.Run(dt, func(t *testing.T) {
+			code, out, errs := runBenchCmd(t, append([]string{"--synthetic", "--size", "small", "--dtype", dt, "--threads", "1", "--json"}, quick...)...)
+			require.Equal(t, 0, code, errs)
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			require.Len(t, lines, 1, "one JSON object")
+			var r map[string]any
+			require.NoError(t, json.Unmarshal([]byte(lines[0]), &r))
+			for _, k := range []string{"load_s", "prefill_tok_s", "decode_tok_s", "batch_decode_tok_s", "peak_rss_bytes",
+				"bandwidth_bytes_s", "decode_bound_tok_s", "weight_bytes", "params"} {
+				require.Contains(t, r, k)
+				assert.Greater(t, r[k].(float64), 0.0, k)
+			}
+			assert.Equal(t, "synthetic-small", r["model"])
+			assert.Equal(t, dt, r["dtype"])
+			assert.Equal(t, kernels.Impl(), r["impl"])
+			assert.Equal(t, 1.0, r["threads"])
+			assert.Equal(t, 24.0, r["prefill_tokens"])
+			assert.Equal(t, 3.0, r["decode_tokens"])
+			assert.Equal(t, 3.0, r["batch_sequences"])
+			spec := benchSizes["small"]()
+			var params int64 = int64(spec.Vocab) * int64(spec.Hidden) // tied
+			q, kv := spec.Heads*spec.HeadDim, spec.KVHeads*spec.HeadDim
+			params += int64(spec.Layers) * int64(2*spec.Hidden+spec.Hidden*(2*q+2*kv)+3*spec.Hidden*spec.Intermediate)
+			params += int64(spec.Hidden)
+			assert.Equal(t, float64(params), r["params"])
+		})
+	}
+}
+
+func TestBenchModelFolderWithAdapter(t *testing.T) {
+	dir := t.TempDir()
+	spec := synth.Tiny()
+	require.NoError(t, synth.WriteModel(filepath.Join(dir, "model"), spec, 1))
+	require.NoError(t, synth.WriteAdapter(filepath.Join(dir, "adapter"), spec,
+		synth.AdapterSpec{Rank: 4, Alpha: 8, Targets: synth.AllLinear}, 2))
+	prof := filepath.Join(dir, "cpu.pprof")
+	code, out, errs := runBenchCmd(t, append([]string{"--model", filepath.Join(dir, "model"), "--adapter", filepath.Join(dir, "adapter"), "--cpuprofile", prof}, quick...)...)
+	require.Equal(t, 0, code, errs)
+	st, err := os.Stat(prof)
+	require.NoError(t, err)
+	assert.Positive(t, st.Size(), "the CPU profile is written")
+	for _, want := range []string{
+		"model            " + filepath.Join(dir, "model"),
+		"dtype            bf16",
+		"kernels          " + kernels.Impl(),
+		"prefill          ", "(one 24-token prompt)",
+		"decode           ", "(one sequence, 3 tokens)",
+		"batched decode   ", "(3 sequences, 3 tokens each)",
+		"peak RSS", "memory bandwidth",
+	} {
+		assert.Contains(t, out, want)
+	}
+}
+
+func TestBenchErrors(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, synth.WriteModel(filepath.Join(dir, "model"), synth.Tiny(), 1)) // 256 positions
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"synthetic and model", []string{"--synthetic", "--model", dir}, 2, "exclude each other"},
+		{"adapter alone", []string{"--adapter", dir}, 2, "--adapter needs --model"},
+		{"size with model", []string{"--model", dir, "--size", "small"}, 2, "--size shapes a synthetic model"},
+		{"size", []string{"--size", "7b"}, 2, `unknown --size "7b"`},
+		{"dtype", []string{"--dtype", "f16"}, 2, `unknown dtype "f16"`},
+		{"threads", []string{"--threads", "-1"}, 2, "--threads -1"},
+		{"zero decode", []string{"--decode", "0"}, 2, "must be positive"},
+		{"argument", []string{"--size", "small", "extra"}, 2, `unexpected argument "extra"`},
+		{"flag", []string{"--fast"}, 2, "fast"},
+		{"no model", []string{"--model", filepath.Join(dir, "missing")}, 1, "missing"},
+		{"prompt past context", append([]string{"--model", filepath.Join(dir, "model"), "--prefill", "300"}, quick[2:]...), 1, "context of 256 positions"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errs := runBenchCmd(t, tc.args...)
+			assert.Equal(t, tc.code, code, errs)
+			assert.Contains(t, errs, tc.want)
+			assert.Empty(t, out)
+		})
+	}
+}
+
+// The bench's decode must really step every sequence: each state advances
+// one position per token, and the greedy tokens are the ones a plain
+// one-sequence loop over the same forward step picks.
+func TestBenchDecodeSteps(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, synth.WriteModel(dir, synth.Tiny(), 3))
+	cfg, w, err := llama.Load(dir, "", kernels.F32)
+	require.NoError(t, err)
+	net, err := llama.NewModel(cfg, w)
+	require.NoError(t, err)
+	b := &bencher{net: net, rng: rand.New(rand.NewPCG(1, 2))}
+	prompts := [][]int{b.prompt(5), b.prompt(9), b.prompt(7)}
+	states, err := b.prefill(prompts, 8) // chunked: 8 rows a step
+	require.NoError(t, err)
+	_, err = b.decode(states, 4)
+	require.NoError(t, err)
+	for i, p := range prompts {
+		assert.Equal(t, len(p)+4, states[i].Pos())
+		// Reference: the same prompt alone, whole, then 4 greedy steps.
+		var ws llama.Workspace
+		s := net.NewState()
+		require.NoError(t, net.Forward(&ws, []llama.Step{{State: s, Tokens: p, Logits: true}}))
+		for range 4 {
+			tok := argmax(s.Logits)
+			require.NoError(t, net.Forward(&ws, []llama.Step{{State: s, Tokens: []int{tok}, Logits: true}}))
+		}
+		assert.Equal(t, s.Logits, states[i].Logits, "sequence %d", i)
+	}
+}
+
+func TestParseVmHWM(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     int64
+		err      string
+	}{
+		{"linux", "Name:\tx\nVmPeak:\t  100 kB\nVmHWM:\t    2048 kB\nVmRSS:\t 1 kB\n", 2048 << 10, ""},
+		{"missing", "Name:\tx\n", 0, "no VmHWM line"},
+		{"unit", "VmHWM:\t 5 MB\n", 0, "is not \"N kB\""},
+		{"number", "VmHWM:\t x kB\n", 0, "is not a size"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseVmHWM([]byte(tc.in))
+			if tc.err != "" {
+				require.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestParseStatCPU(t *testing.T) {
+	// Fields after the name: state ppid pgrp session tty tpgid flags minflt
+	// cminflt majflt cmajflt utime stime ...
+	const tail = " R 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 3"
+	for _, tc := range []struct {
+		name, in string
+		want     time.Duration
+		err      string
+	}{
+		{"plain", "42 (batchtrans)" + tail, 3 * time.Second, ""},
+		{"odd name", "42 (a) b (c)" + tail, 3 * time.Second, ""},
+		{"no name", "42 batchtrans" + tail, 0, "no command name"},
+		{"short", "42 (x) R 1 2", 0, "want at least 13"},
+		{"bad ticks", "42 (x) R 1 2 3 4 5 6 7 8 9 10 x 50", 0, "not a tick count"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseStatCPU([]byte(tc.in))
+			if tc.err != "" {
+				require.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}

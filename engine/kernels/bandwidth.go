@@ -1,0 +1,41 @@
+package kernels
+
+import "time"
+
+// MeasureBandwidth streams a buffer of size bytes (rounded down to a whole
+// number of 128-byte lines per thread; at least 1 MiB) on the MatMul pool's
+// threads for about d and returns the best read rate seen, in bytes per
+// second. A decode step that reads every weight once can go no faster than
+// this rate divided by the weight bytes: the bound decode speed is quoted
+// against. The buffer is freed on return.
+func MeasureBandwidth(size int, d time.Duration) float64 {
+	size = max(size, 1<<20)
+	buf := make([]float32, size/4)
+	for i := range buf {
+		buf[i] = 1
+	}
+	var parts [256]float32
+	best := 0.0
+	start := time.Now()
+	for first := true; first || time.Since(start) < d; first = false {
+		var bytes int
+		t0 := time.Now()
+		defaultPool.run(func(id, n int) {
+			chunk := len(buf) / n / 32 * 32
+			if id == 0 {
+				bytes = chunk * n * 4
+			}
+			if chunk > 0 && id < len(parts) {
+				parts[id] += active.sum(buf[id*chunk : (id+1)*chunk])
+			}
+		})
+		if s := time.Since(t0).Seconds(); s > 0 {
+			best = max(best, float64(bytes)/s)
+		}
+	}
+	sink = parts[0]
+	return best
+}
+
+// sink keeps the streamed sums alive.
+var sink float32
