@@ -28,12 +28,12 @@ mkjob 256; mkjob "$BT2"
 echo "== batchtrans, 16 threads"
 timeout 70 bin/batchtrans bench --model "$W/base" --adapter "$W/lora" --threads 16 --decode 32 --json
 sed "s/\$T/16/" "$W/job-256.yaml" > "$W/j16.yaml"
-timeout 150 bin/batchtrans run "$W/j16.yaml" --no-progress --log-format json 2>&1 | grep -E '"summary|"msg":"(done|summary)' | tail -2
+timeout 150 bin/batchtrans run "$W/j16.yaml" --no-progress --log-format json 2>&1 | grep -E '"msg":"(summary|progress)"' | tail -2
 echo "== transformers + peft, 16 threads"
 timeout 100 python3 $py hf "$W" 16 "$HF16" $NEW
 echo "== batchtrans, 2 threads (taskset -c 0,1)"
 timeout 90 taskset -c 0,1 bin/batchtrans bench --model "$W/base" --adapter "$W/lora" --threads 2 --decode 32 --json
 sed "s/\$T/2/" "$W/job-$BT2.yaml" > "$W/j2.yaml"
-timeout 100 taskset -c 0,1 bin/batchtrans run "$W/j2.yaml" --no-progress --log-format json 2>&1 | grep -E '"summary|"msg":"(done|summary)' | tail -2
+timeout 100 taskset -c 0,1 bin/batchtrans run "$W/j2.yaml" --no-progress --log-format json 2>&1 | grep -E '"msg":"(summary|progress)"' | tail -2
 echo "== transformers + peft, 2 threads (taskset -c 0,1)"
 timeout 100 taskset -c 0,1 python3 $py hf "$W" 2 "$HF2" $NEW
