@@ -2,11 +2,13 @@ package engine
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/batchtrans/batchtrans/engine/llama"
 	"github.com/batchtrans/batchtrans/engine/sample"
@@ -46,6 +48,13 @@ type codec interface {
 	decode(ids []int) string
 }
 
+// prefixCodec is a codec that also says how many leading prompt ids are
+// shared by requests that differ only in the last message's content: the
+// part the prefix cache may serve.
+type prefixCodec interface {
+	promptPrefix(req Request) (ids []int, prefix int, err error)
+}
+
 // Generate runs one request to its end and returns the result. It is safe
 // for many concurrent callers: their sequences are batched together by one
 // step loop, and a request's output does not depend on what else runs
@@ -54,7 +63,16 @@ func (m *Model) Generate(ctx context.Context, req Request) (Result, error) {
 	if err := validate(req); err != nil {
 		return Result{}, &RequestError{err}
 	}
-	ids, err := m.codec.promptIDs(req)
+	var (
+		ids    []int
+		prefix int
+		err    error
+	)
+	if pc, ok := m.codec.(prefixCodec); ok && m.sched.cache != nil {
+		ids, prefix, err = pc.promptPrefix(req)
+	} else {
+		ids, err = m.codec.promptIDs(req)
+	}
 	if err != nil {
 		return Result{}, err
 	}
@@ -67,12 +85,20 @@ func (m *Model) Generate(ctx context.Context, req Request) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
+	// The last prompt token must be run to get the first logits, so a
+	// prefix never covers the whole prompt.
+	prefix = min(prefix, len(ids)-1)
 	s := &seq{
 		ctx:     ctx,
 		req:     req,
 		prompt:  ids,
 		sampler: sample.New(sample.Params{Temperature: req.Temperature, TopK: req.TopK, TopP: req.TopP}, req.Seed),
 		done:    make(chan struct{}),
+	}
+	// A prefix too large to keep is not built: its builder would only make
+	// the requests sharing it wait.
+	if prefix >= minPrefix && 2*m.cfg.Layers*prefix*m.cfg.KVHeads*m.cfg.HeadDim*4 <= m.sched.cache.maxBytes {
+		s.prefix, s.key = prefix, prefixKey(ids[:prefix])
 	}
 	m.sched.submit(s)
 	select {
@@ -113,12 +139,20 @@ type seq struct {
 	sampler *sample.Sampler
 	state   *llama.State
 	fed     int // prompt tokens in the cache
-	out     []int
-	text    string // decoded output, kept only while stop strings are watched
-	eos     bool   // the last output id is an EOS id
-	done    chan struct{}
-	res     Result
-	err     error
+	// prefix is how many leading prompt ids the prefix cache may serve
+	// (0: none); key is their cache key. After the cache was consulted,
+	// looked is set; building marks the sequence whose prefill fills the
+	// cache entry for key (its chunks stop at prefix, then it is copied).
+	prefix   int
+	key      string
+	looked   bool
+	building bool
+	out      []int
+	text     string // decoded output, kept only while stop strings are watched
+	eos      bool   // the last output id is an EOS id
+	done     chan struct{}
+	res      Result
+	err      error
 }
 
 // scheduler owns the step loop. Sequences wait in queue until a slot in
@@ -128,9 +162,14 @@ type scheduler struct {
 	maxBatch   int
 	stepTokens int
 
+	cache *prefixCache // nil: off
+
 	mu      sync.Mutex
 	queue   []*seq
 	running bool
+
+	prefilled atomic.Int64 // prompt tokens run through the network
+	reused    atomic.Int64 // prompt tokens copied from the prefix cache
 }
 
 func (sc *scheduler) submit(s *seq) {
@@ -154,6 +193,9 @@ func (sc *scheduler) loop() {
 		free   []*llama.State
 		steps  []llama.Step
 		inStep []*seq
+		// building holds the prefix keys some active sequence is
+		// prefilling for the cache; others with the key wait for it.
+		building = map[string]bool{}
 	)
 	defer func() {
 		// A failure below the engine must not take the process down: every
@@ -224,9 +266,21 @@ func (sc *scheduler) loop() {
 				budget--
 			}
 		}
+		clear(building)
+		for _, s := range active {
+			if s.building {
+				building[s.key] = true
+			}
+		}
 		for _, s := range active {
 			if s.fed < len(s.prompt) && budget > 0 {
+				if !sc.usePrefix(s, building) {
+					continue // another sequence is computing this prefix
+				}
 				n := min(len(s.prompt)-s.fed, budget)
+				if s.building {
+					n = min(n, s.prefix-s.fed)
+				}
 				end := s.fed + n
 				steps = append(steps, llama.Step{State: s.state, Tokens: s.prompt[s.fed:end], Logits: end == len(s.prompt)})
 				inStep = append(inStep, s)
@@ -247,6 +301,15 @@ func (sc *scheduler) loop() {
 			s := inStep[i]
 			if s.fed < len(s.prompt) {
 				s.fed += len(st.Tokens)
+				sc.prefilled.Add(int64(len(st.Tokens)))
+				if s.building && s.fed == s.prefix {
+					s.building = false
+					p, err := s.state.Snapshot(s.prefix)
+					if err != nil {
+						panic(err) // fed == prefix <= Pos: cannot happen
+					}
+					sc.cache.put(s.key, p)
+				}
 			}
 			if !st.Logits {
 				continue
@@ -258,6 +321,133 @@ func (sc *scheduler) loop() {
 		}
 		active = slices.DeleteFunc(active, func(s *seq) bool { return s.isDone() })
 	}
+}
+
+// usePrefix consults the prefix cache for s before its first prefill
+// chunk: on a hit s's state starts from a copy of the cached positions;
+// on a miss s becomes the builder of the entry, unless another active
+// sequence already is, in which case s waits (usePrefix reports false)
+// and asks again next step.
+func (sc *scheduler) usePrefix(s *seq, building map[string]bool) bool {
+	if s.looked || s.prefix == 0 || sc.cache == nil {
+		return true
+	}
+	if p := sc.cache.get(s.key); p != nil {
+		if err := s.state.LoadPrefix(p); err != nil {
+			panic(err) // the state is fresh and of this model: cannot happen
+		}
+		s.fed = p.Len()
+		sc.reused.Add(int64(p.Len()))
+		s.looked = true
+		return true
+	}
+	if building[s.key] {
+		return false
+	}
+	building[s.key] = true
+	s.building = true
+	s.looked = true
+	return true
+}
+
+// minPrefix is the shortest prefix worth caching.
+const minPrefix = 2
+
+// Prefix cache limits: entries are whole-prefix copies of the KV cache
+// (prefix tokens x layers x 2 x kv dims x 4 bytes).
+const (
+	prefixCacheEntries = 8
+	prefixCacheBytes   = 64 << 20
+)
+
+// prefixCache is a small LRU of KV copies keyed by the exact prompt id
+// sequence they were computed from. Entries are read-only once stored.
+type prefixCache struct {
+	maxEntries, maxBytes int
+
+	mu      sync.Mutex
+	bytes   int
+	entries []prefixEntry // least recently used first
+}
+
+type prefixEntry struct {
+	key string
+	p   *llama.Prefix
+}
+
+func newPrefixCache(entries, bytes int) *prefixCache {
+	return &prefixCache{maxEntries: entries, maxBytes: bytes}
+}
+
+// prefixKey is the cache key of a prompt id sequence.
+func prefixKey(ids []int) string {
+	b := make([]byte, 0, 4*len(ids))
+	for _, id := range ids {
+		b = binary.LittleEndian.AppendUint32(b, uint32(id))
+	}
+	return string(b)
+}
+
+// get returns the entry for key, nil if none, and marks it recently used.
+func (c *prefixCache) get(key string) *llama.Prefix {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, e := range c.entries {
+		if e.key == key {
+			c.entries = append(slices.Delete(c.entries, i, i+1), e)
+			return e.p
+		}
+	}
+	return nil
+}
+
+// put stores p under key, evicting the least recently used entries to
+// stay within the limits. A prefix larger than the byte cap is not kept.
+func (c *prefixCache) put(key string, p *llama.Prefix) {
+	size := p.Bytes()
+	if size > c.maxBytes {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, e := range c.entries {
+		if e.key == key {
+			c.bytes -= e.p.Bytes()
+			c.entries = slices.Delete(c.entries, i, i+1)
+			break
+		}
+	}
+	for len(c.entries) > 0 && (len(c.entries) >= c.maxEntries || c.bytes+size > c.maxBytes) {
+		c.bytes -= c.entries[0].p.Bytes()
+		c.entries = slices.Delete(c.entries, 0, 1)
+	}
+	c.entries = append(c.entries, prefixEntry{key: key, p: p})
+	c.bytes += size
+}
+
+// keys returns the cached keys, least recently used first.
+func (c *prefixCache) keys() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ks := make([]string, len(c.entries))
+	for i, e := range c.entries {
+		ks[i] = e.key
+	}
+	return ks
+}
+
+// PrefillStats counts prompt tokens since Load.
+type PrefillStats struct {
+	// Prefilled is the number of prompt tokens run through the network.
+	Prefilled int64
+	// Reused is the number of prompt tokens served from the prefix cache
+	// (a copy of an earlier request's KV cache) instead.
+	Reused int64
+}
+
+// PrefillStats returns the prompt token counters.
+func (m *Model) PrefillStats() PrefillStats {
+	return PrefillStats{Prefilled: m.sched.prefilled.Load(), Reused: m.sched.reused.Load()}
 }
 
 // next samples s's next token from its logits and says whether (and why)

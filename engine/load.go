@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/batchtrans/batchtrans/engine/chat"
@@ -24,6 +25,13 @@ type Options struct {
 	// StepTokens caps the tokens of one forward step (0:
 	// DefaultStepTokens); longer prompts are prefilled in chunks.
 	StepTokens int
+	// NoPrefixCache turns off the shared-prefix cache. With it on (the
+	// default), requests whose prompts share the rendered chat up to the
+	// last message's content compute that part once: later ones start
+	// from a copy of its KV cache. Outputs are identical either way; the
+	// switch is for measuring. The environment variable
+	// BATCHTRANS_PREFIX_CACHE=off has the same effect.
+	NoPrefixCache bool
 }
 
 // Load reads the tokenizer, the chat template and the weights (merging the
@@ -61,6 +69,9 @@ func Load(opts Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.NoPrefixCache || os.Getenv("BATCHTRANS_PREFIX_CACHE") == "off" {
+		m.sched.cache = nil
+	}
 	m.tok = tok
 	m.dtype = dt
 	m.loadTime = time.Since(start)
@@ -90,29 +101,51 @@ type textCodec struct {
 // itself), message contents literal; with NoTemplate, BOS then the last
 // message's content, literal.
 func (c *textCodec) promptIDs(req Request) ([]int, error) {
-	var ids []int
+	ids, _, err := c.promptPrefix(req)
+	return ids, err
+}
+
+// promptPrefix returns the prompt ids (see promptIDs) and how many of them
+// come before the last message's content: the ids of the rendered text up
+// to that content, as far as they agree with the prompt's own ids (a BPE
+// piece may run across the boundary, so only equal ids count).
+func (c *textCodec) promptPrefix(req Request) ([]int, int, error) {
 	if req.NoTemplate {
-		ids = append([]int{c.bos}, c.tok.Encode(req.Messages[len(req.Messages)-1].Content)...)
-	} else {
-		if c.tmpl == nil {
-			return nil, fmt.Errorf("model has no usable chat template (send the text without one): %w", c.tmplErr)
-		}
-		msgs := make([]chat.Message, len(req.Messages))
-		for i, m := range req.Messages {
-			msgs[i] = chat.Message{Role: m.Role, Content: m.Content}
-		}
-		text, content, err := c.tmpl.Render(msgs, chat.Options{AddGenerationPrompt: true, Date: req.Date})
-		if err != nil {
-			return nil, &RequestError{fmt.Errorf("render prompt: %w: %w", err, ErrBadRequest)}
-		}
-		ids = c.tok.EncodeMixed(text, content)
+		ids := append([]int{c.bos}, c.tok.Encode(req.Messages[len(req.Messages)-1].Content)...)
+		return ids, 0, c.checkIDs(ids)
 	}
+	if c.tmpl == nil {
+		return nil, 0, fmt.Errorf("model has no usable chat template (send the text without one): %w", c.tmplErr)
+	}
+	msgs := make([]chat.Message, len(req.Messages))
+	for i, m := range req.Messages {
+		msgs[i] = chat.Message{Role: m.Role, Content: m.Content}
+	}
+	text, content, err := c.tmpl.Render(msgs, chat.Options{AddGenerationPrompt: true, Date: req.Date})
+	if err != nil {
+		return nil, 0, &RequestError{fmt.Errorf("render prompt: %w: %w", err, ErrBadRequest)}
+	}
+	ids := c.tok.EncodeMixed(text, content)
+	if err := c.checkIDs(ids); err != nil {
+		return nil, 0, err
+	}
+	prefix := 0
+	if n := len(content); n > 0 {
+		head := c.tok.EncodeMixed(text[:content[n-1][0]], content[:n-1])
+		for prefix < min(len(head), len(ids)) && head[prefix] == ids[prefix] {
+			prefix++
+		}
+	}
+	return ids, prefix, nil
+}
+
+func (c *textCodec) checkIDs(ids []int) error {
 	for _, id := range ids {
 		if id < 0 || id >= c.vocab {
-			return nil, fmt.Errorf("prompt token id %d outside the model's vocabulary of %d (tokenizer and config.json disagree)", id, c.vocab)
+			return fmt.Errorf("prompt token id %d outside the model's vocabulary of %d (tokenizer and config.json disagree)", id, c.vocab)
 		}
 	}
-	return ids, nil
+	return nil
 }
 
 // decode returns the text of generated ids with special tokens left out,

@@ -38,6 +38,6 @@ func newModel(net *llama.Model, c codec, maxBatch, stepTokens int) (*Model, erro
 		return nil, fmt.Errorf("engine: %d tokens per step cannot serve a batch of %d and a prefill", stepTokens, maxBatch)
 	}
 	m := &Model{cfg: net.Config(), net: net, codec: c}
-	m.sched = &scheduler{m: m, maxBatch: maxBatch, stepTokens: stepTokens}
+	m.sched = &scheduler{m: m, maxBatch: maxBatch, stepTokens: stepTokens, cache: newPrefixCache(prefixCacheEntries, prefixCacheBytes)}
 	return m, nil
 }

@@ -1,5 +1,10 @@
 package llama
 
+import (
+	"fmt"
+	"slices"
+)
+
 // State is one sequence's mutable run state: its KV cache, its position and
 // the logits of its last forward step. A State belongs to one sequence and
 // is used by one goroutine at a time; the Model it came from is shared.
@@ -56,4 +61,54 @@ func growTo(b []float32, n int) []float32 {
 	nb := make([]float32, n, c)
 	copy(nb, b)
 	return nb
+}
+
+// Prefix is a read-only copy of the first positions of a sequence's KV
+// cache. Any number of States may start from it (LoadPrefix copies it); it
+// is never written after Snapshot returns, so sharing it across goroutines
+// is safe.
+type Prefix struct {
+	model *Model
+	n     int
+	k, v  [][]float32 // per layer: n*kvDim values
+}
+
+// Snapshot copies the first n positions of s's cache into a new Prefix.
+// n must be between 1 and s.Pos().
+func (s *State) Snapshot(n int) (*Prefix, error) {
+	if n <= 0 || n > s.pos {
+		return nil, fmt.Errorf("snapshot of %d positions from a cache holding %d", n, s.pos)
+	}
+	size := n * s.model.kvDim
+	p := &Prefix{model: s.model, n: n, k: make([][]float32, len(s.k)), v: make([][]float32, len(s.v))}
+	for l := range s.k {
+		p.k[l] = slices.Clone(s.k[l][:size])
+		p.v[l] = slices.Clone(s.v[l][:size])
+	}
+	return p, nil
+}
+
+// Len is the number of positions p holds.
+func (p *Prefix) Len() int { return p.n }
+
+// Bytes is the memory p's cache copy takes.
+func (p *Prefix) Bytes() int { return 2 * len(p.k) * p.n * p.model.kvDim * 4 }
+
+// LoadPrefix makes s continue from p: s must be empty (position 0) and
+// belong to the model p came from. Afterwards s holds a private copy of p's
+// positions, exactly as if it had run them itself.
+func (s *State) LoadPrefix(p *Prefix) error {
+	if s.model != p.model {
+		return fmt.Errorf("load prefix: prefix belongs to another model")
+	}
+	if s.pos != 0 {
+		return fmt.Errorf("load prefix: state is at position %d, not empty", s.pos)
+	}
+	s.reserve(p.n)
+	for l := range s.k {
+		copy(s.k[l], p.k[l])
+		copy(s.v[l], p.v[l])
+	}
+	s.pos = p.n
+	return nil
 }
