@@ -3,6 +3,7 @@ GO      ?= go
 BIN     := bin/batchtrans
 PKGS    := ./...
 export CGO_ENABLED := 0
+FUZZTIME ?= 30s
 
 .PHONY: all build test test-purego deps demo bench lint fmt fuzz clean
 
@@ -40,6 +41,10 @@ lint:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+# fuzz runs every fuzz target for FUZZTIME each (e.g. make fuzz FUZZTIME=5m).
+fuzz:
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 clean:
 	rm -rf bin

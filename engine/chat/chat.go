@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -25,6 +26,8 @@ const (
 	maxTemplateBytes = 1 << 20  // the template source
 	maxOutputBytes   = 16 << 20 // one rendered prompt
 	maxRangeItems    = 100_000  // range(n) in a template
+	maxRangeTotal    = 10 << 20 // items of all range calls in one render
+	maxMacroDepth    = 200      // nested macro calls in one render
 )
 
 // renderTimeout bounds one render (a variable for tests).
@@ -192,7 +195,43 @@ func compile(source string) (t *jinja.Template, err error) {
 			t, err = nil, fmt.Errorf("compile: %v", r)
 		}
 	}()
-	return jinja.Compile(source)
+	return jinja.Compile(guardMacros(source))
+}
+
+// macroTag matches a macro's opening tag (group 1: its name) or closing tag
+// (group 2); group 3 is the tag's right whitespace control.
+var macroTag = regexp.MustCompile(`\{%[-+]?\s*(?:macro\s+([A-Za-z_][A-Za-z0-9_]*)|(endmacro))\b(?s:.*?)([-+]?)%\}`)
+
+// guardMacros returns source with `{% set NAME = __macro_guard(NAME) %}`
+// after each macro definition, so that every later call of the macro,
+// its own recursive calls included, goes through the render's depth
+// counter (see render): the template library has no recursion limit, and a
+// macro that calls itself without end would overflow the goroutine stack,
+// which kills the process. The inserted tag copies the closing tag's right
+// whitespace control, so the rendered text is unchanged.
+func guardMacros(source string) string {
+	var b strings.Builder
+	var open []string
+	last := 0
+	for _, m := range macroTag.FindAllStringSubmatchIndex(source, -1) {
+		if m[2] >= 0 {
+			open = append(open, source[m[2]:m[3]])
+			continue
+		}
+		if len(open) == 0 {
+			continue
+		}
+		name := open[len(open)-1]
+		open = open[:len(open)-1]
+		b.WriteString(source[last:m[1]])
+		fmt.Fprintf(&b, "{%% set %s = __macro_guard(%s) %s%%}", name, name, source[m[6]:m[7]])
+		last = m[1]
+	}
+	if last == 0 {
+		return source
+	}
+	b.WriteString(source[last:])
+	return b.String()
 }
 
 // BOS returns the bos_token string ("" if none).
