@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/batchtrans/batchtrans/engine/safetensors"
 )
 
 // Sanity limits on config.json: a config past any of them is refused before
@@ -74,7 +75,7 @@ func LoadConfig(dir string) (*Config, error) {
 
 func loadConfig(dir string) (*Config, *rawConfig, error) {
 	path := filepath.Join(dir, "config.json")
-	raw, err := readSmallFile(path, maxConfigBytes)
+	raw, err := safetensors.ReadCapped(path, maxConfigBytes)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -270,7 +271,7 @@ func loadGenerationConfig(dir string, c *Config, cfgEOS, cfgBOS json.RawMessage,
 		return fmt.Errorf("%s: bos_token_id: %w", cfgPath, err)
 	}
 	path := filepath.Join(dir, "generation_config.json")
-	raw, err := readSmallFile(path, maxConfigBytes)
+	raw, err := safetensors.ReadCapped(path, maxConfigBytes)
 	var gen struct {
 		BOS json.RawMessage `json:"bos_token_id"`
 		EOS json.RawMessage `json:"eos_token_id"`
@@ -342,24 +343,4 @@ func tokenIDs(raw json.RawMessage, vocab int) ([]int, error) {
 		}
 	}
 	return out, nil
-}
-
-func readSmallFile(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("read model file: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("stat %s: %w", path, err)
-	}
-	if st.Size() > limit {
-		return nil, fmt.Errorf("%s: %d bytes, more than the %d-byte limit", path, st.Size(), limit)
-	}
-	b := make([]byte, st.Size())
-	if _, err := f.ReadAt(b, 0); err != nil && st.Size() > 0 {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	return b, nil
 }

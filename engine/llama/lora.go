@@ -96,7 +96,7 @@ func (a *Adapter) Close() error {
 // in a PEFT adapter folder, refusing adapters that are not plain LoRA.
 func OpenAdapter(dir string) (*Adapter, error) {
 	a := &Adapter{Dir: dir, ConfigPath: filepath.Join(dir, adapterConfigFile), WeightsPath: filepath.Join(dir, adapterWeights)}
-	raw, err := readSmallFile(a.ConfigPath, maxConfigBytes)
+	raw, err := safetensors.ReadCapped(a.ConfigPath, maxConfigBytes)
 	if err != nil {
 		return nil, fmt.Errorf("adapter: %w", err)
 	}

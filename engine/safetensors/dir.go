@@ -32,7 +32,7 @@ type Set struct {
 // named by model.safetensors.index.json if it exists, else model.safetensors.
 func OpenDir(dir string) (*Set, error) {
 	idx := filepath.Join(dir, IndexFile)
-	raw, err := readCapped(idx, maxIndexBytes)
+	raw, err := ReadCapped(idx, maxIndexBytes)
 	switch {
 	case err == nil:
 		return openIndexed(dir, idx, raw)
@@ -49,7 +49,9 @@ func OpenDir(dir string) (*Set, error) {
 	return OpenFiles(single)
 }
 
-func readCapped(path string, limit int64) ([]byte, error) {
+// ReadCapped reads a small file whole, refusing one over limit bytes before
+// allocating for it. The model folder's JSON files are read this way.
+func ReadCapped(path string, limit int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
