@@ -1,8 +1,10 @@
 // Package engine is the inference engine's front door: it loads a Hugging
 // Face model folder (plus an optional PEFT LoRA adapter) once and generates
 // text for many concurrent requests, batching the sequences in flight so that
-// each weight read serves all of them. It imports nothing of runner, io or
-// jobs. Subpackages own the parts: tokenizer, chat (templates), safetensors,
+// each weight read serves all of them. Prompts that share the chat-template
+// prefix before the last message's content (a job's system prompt) share its
+// KV too: the prefix is prefilled once and copied into each sequence, which
+// gives bit-identical results. It imports nothing of runner, io or jobs. Subpackages own the parts: tokenizer, chat (templates), safetensors,
 // llama (config, weights, LoRA, forward pass), sample, kernels, device.
 package engine
 
