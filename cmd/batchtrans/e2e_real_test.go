@@ -217,6 +217,14 @@ func TestE2EFormats(t *testing.T) {
 			assert.Contains(t, r.stderr, "good=24 failed=0")
 
 			out := filepath.Join(dir, "out/result."+c.out)
+			// Output and checkpoint are ordinary files: owner read-write,
+			// not executable, not world-writable.
+			for _, p := range []string{out, out + ".ckpt"} {
+				st, err := os.Stat(p)
+				require.NoError(t, err)
+				m := st.Mode()
+				assert.True(t, m.IsRegular() && m.Perm()&0o600 == 0o600 && m.Perm()&0o113 == 0, "%s mode %v", p, m)
+			}
 			names := []string{"id", "package", "en", "de", "n", "score", "ok", "note", "translation", "error"}
 			sel := make([]string, len(names))
 			for i, n := range names {
