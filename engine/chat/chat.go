@@ -188,14 +188,22 @@ func Parse(source, bos, eos, origin string) (*Template, error) {
 	return &Template{source: source, tmpl: tmpl, bos: bos, eos: eos, origin: origin}, nil
 }
 
-// compile guards against panics in the template library.
+// compile guards against panics in the template library and refuses
+// constructs that can grow memory without bound (see checkGrowth).
 func compile(source string) (t *jinja.Template, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			t, err = nil, fmt.Errorf("compile: %v", r)
 		}
 	}()
-	return jinja.Compile(guardMacros(source))
+	t, err = jinja.Compile(guardMacros(source))
+	if err != nil {
+		return nil, err
+	}
+	if err := checkGrowth(t); err != nil {
+		return nil, fmt.Errorf("refused: %w", err)
+	}
+	return t, nil
 }
 
 // macroTag matches a macro's opening tag (group 1: its name) or closing tag

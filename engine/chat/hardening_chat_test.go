@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -46,6 +47,126 @@ func TestHostileTemplateLimits(t *testing.T) {
 			assert.Less(t, time.Since(start), renderTimeout+time.Second)
 		})
 	}
+}
+
+// TestGrowthRefused shows that templates written to build strings or lists
+// of unbounded size inside the template library are refused when parsed,
+// with an error naming the template's file, quickly and without allocating
+// much: unchecked, each would exhaust memory and kill the process.
+func TestGrowthRefused(t *testing.T) {
+	const loop = "{% set ns = namespace(s='x') %}{% for i in range(60) %}"
+	cases := []struct {
+		name, tmpl, want string
+	}{
+		{"repeat of a repeat", "{{ ('x'*100000)*100000 }}", "* operator"},
+		{"repeat of a variable", "{% set s = 'x' %}{{ s * 100000000000 }}", "* operator"},
+		{"repeat by a variable", "{% set n = 100000000000 %}{{ 'x' * n }}", "* operator"},
+		{"large literal repeat", "{{ 'x' * 20000000 }}", "* operator"},
+		{"string doubling in a loop", loop + "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}", "set ns.s inside a loop or macro uses variables more than once"},
+		{"string doubling with +", loop + "{% set ns.s = ns.s + ns.s %}{% endfor %}", "uses variables more than once"},
+		{"list doubling", "{% set l = [1] %}{% for i in range(60) %}{% set l = l + l %}{% endfor %}{{ l | length }}", "set l inside a loop or macro uses variables more than once"},
+		{"nested list doubling", "{% set l = [1] %}{% for i in range(60) %}{% set l = [l, l] %}{% endfor %}{{ l }}", "uses variables more than once"},
+		{"doubling in two steps", "{% set ns = namespace(a='x', b='x') %}{% for i in range(60) %}{% set ns.a = ns.b ~ 'y' %}{% set ns.b = ns.a ~ ns.a %}{% endfor %}", "set ns.b"},
+		{"doubling through a loop variable", loop + "{% for s in [ns.s] %}{% set ns.s = s ~ s %}{% endfor %}{% endfor %}", "uses variables more than once"},
+		{"doubling through format", loop + "{% set ns.s = '{0}{0}'.format(ns.s) %}{% endfor %}", "applies format"},
+		{"doubling through replace", loop + "{% set ns.s = ns.s | replace('x', 'xx') %}{% endfor %}", "replace"},
+		{"doubling through a replace method", loop + "{% set ns.s = ns.s.replace('x', ns.s) %}{% endfor %}", "uses variables more than once"},
+		{"growth through escape", "{% set ns = namespace(s='&') %}{% for i in range(60) %}{% set ns.s = ns.s | e %}{% endfor %}", "applies e"},
+		{"growth through tojson", "{% set ns = namespace(s='\\\"') %}{% for i in range(60) %}{% set ns.s = ns.s | tojson %}{% endfor %}", "applies tojson"},
+		{"doubling through join", loop + "{% set ns.s = [ns.s, 'y'] | join(ns.s) %}{% endfor %}", "uses variables more than once"},
+		{"doubling through a macro", "{% macro d(x) %}{{ x }}{{ x }}{% endmacro %}" + loop + "{% set ns.s = d(ns.s) %}{% endfor %}", "set ns.s inside a loop or macro passes a variable to macro d"},
+		{"doubling through a block set", "{% set s = 'x' %}{% for i in range(60) %}{% set s %}{{ s }}{{ s }}{% endset %}{% endfor %}", "set s inside"},
+		{"doubling through recursion", "{% macro f(s, n) %}{% if n > 0 %}{{ f(s ~ s, n - 1) }}{% endif %}{% endmacro %}{{ f('x', 60) }}", "arguments of f"},
+		{"huge indent", "{{ 'a\nb' | indent(10000000000) }}", "indent width"},
+		{"huge indent keyword", "{{ 'a\nb' | indent(width=10000000000) }}", "indent width"},
+		{"huge tojson indent", "{{ [1, 2] | tojson(indent=10000000000) }}", "tojson indent"},
+		{"list appended to itself", "{% set l = [] %}{{ l.append(l) }}{{ l }}", "append of list l into itself"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			start := time.Now()
+			tmpl, err := Parse(c.tmpl, "", "", "hostile/chat_template.jinja")
+			if err == nil {
+				_, _, err = tmpl.Render([]Message{{Role: "user", Content: "x"}}, Options{})
+			}
+			elapsed := time.Since(start)
+			runtime.ReadMemStats(&after)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "chat template hostile/chat_template.jinja: refused: ")
+			assert.Contains(t, err.Error(), c.want)
+			assert.Less(t, elapsed, time.Second)
+			// TotalAlloc counts every allocation, freed or not, so garbage
+			// collection cannot hide a large transient string.
+			assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(100<<20), "allocated too much")
+		})
+	}
+}
+
+// TestGrowthCheckAllows renders bounded uses of the constructs that
+// checkGrowth restricts: they must keep working.
+func TestGrowthCheckAllows(t *testing.T) {
+	cases := []struct {
+		name, tmpl, want string
+	}{
+		{"numeric product", "{% for m in messages %}{{ loop.index0 * 2 }}{{ (messages | length) * 3 }}{{ 2 * -1.5 }}{% endfor %}", "03-3"},
+		{"small literal repeat", "{{ '=' * 5 }}|{{ 'ab' * 2 }}", "=====|abab"},
+		{"accumulation over messages", "{% set ns = namespace(x='') %}{% for m in messages %}{% set ns.x = ns.x + m.content %}{% endfor %}{{ ns.x }}", "x"},
+		{"set once outside a loop", "{% set a = 'x' %}{% set b = a ~ a %}{{ b }}", "xx"},
+		{"shrinking replace in a loop", "{% set ns = namespace(s='aab') %}{% for i in range(3) %}{% set ns.s = ns.s | replace('a', '') %}{% endfor %}{{ ns.s }}", "b"},
+		{"small indent", "{{ 'a\nb' | indent(2) }}|{{ [1] | tojson(indent=2) }}", "a\n  b|[\n  1\n]"},
+		{"macro call with one variable", "{% macro w(x) %}[{{ x }}]{% endmacro %}{% for m in messages %}{{ w(m.content) }}{% endfor %}", "[x]"},
+		{"comment only", "{# nothing to check #}", ""},
+		{"append of another value", "{% set l = [] %}{% for m in messages %}{{ l.append(m.content) }}{% endfor %}{{ l | length }}", "1"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tmpl, err := Parse(c.tmpl, "", "", "bounded")
+			require.NoError(t, err)
+			text, _, err := tmpl.Render([]Message{{Role: "user", Content: "x"}}, Options{})
+			require.NoError(t, err)
+			assert.Contains(t, text, strings.ReplaceAll(c.want, "\\n", "\n"))
+		})
+	}
+}
+
+// TestGrowthCheckRealTemplates parses the shipped chat templates through
+// checkGrowth; the reference tests render them byte for byte.
+func TestGrowthCheckRealTemplates(t *testing.T) {
+	for _, dir := range []string{"llama32", "chatml"} {
+		t.Run(dir, func(t *testing.T) {
+			tmpl, err := Load(filepath.Join("testdata", dir))
+			require.NoError(t, err)
+			require.NoError(t, checkGrowth(tmpl.tmpl))
+		})
+	}
+	require.Error(t, checkGrowth(nil))
+}
+
+// TestGrowthCheckLargeTemplate shows that the check stays fast on a
+// template near the size limit with many chained loops, the worst case of
+// its loop-variable pass.
+func TestGrowthCheckLargeTemplate(t *testing.T) {
+	const levels = 5_000 // about 200 KB of source
+	var b strings.Builder
+	b.WriteString("{% set ns = namespace(s='') %}{% for x0 in [ns.s] %}")
+	for i := 1; i < levels; i++ {
+		fmt.Fprintf(&b, "{%% for x%d in x%d %%}", i, i-1)
+	}
+	loops := b.String()
+	end := strings.Repeat("{% endfor %}", levels)
+	require.Less(t, len(loops)+len(end), maxTemplateBytes-100)
+	start := time.Now()
+	tmpl, err := Parse(loops+end, "", "", "large")
+	require.NoError(t, err)
+	assert.Less(t, time.Since(start), 5*time.Second)
+	_, _, err = tmpl.Render(nil, Options{})
+	require.NoError(t, err)
+	// The innermost loop variable derives from ns.s through every loop.
+	inner := fmt.Sprintf("{%% set ns.s = x%d ~ x%d %%}", levels-1, levels-1)
+	_, err = Parse(loops+inner+end, "", "", "large")
+	assert.ErrorContains(t, err, "set ns.s inside a loop or macro uses variables more than once")
 }
 
 // TestAbandonedRenderStops shows that a render given up at the time limit
@@ -152,12 +273,14 @@ func TestMacroGuardKeepsText(t *testing.T) {
 // reported content range lies inside the text and holds that content,
 // possibly trimmed, never a panic and never a render past the time limit.
 //
-// Sources with a construct that can grow memory without bound are compiled
-// but not rendered: string repetition and values that persist across loop
-// iterations (namespace attributes, list methods) run inside the template
-// library, which offers no hook to bound their memory (see render), so the
-// fuzzer would only rediscover that known limit. Macros are rendered: their
-// nesting is bounded (see guardMacros).
+// Sources with string repetition or values that persist across loop
+// iterations (namespace attributes, list methods) are compiled but not
+// rendered: Parse refuses the known unbounded forms of these (see
+// checkGrowth), but its check is syntactic, the template library offers no
+// hook to bound memory at render time (see render), and a fuzzer that
+// found a form the check misses would kill the test process rather than
+// report it. Macros are rendered: their nesting is bounded (see
+// guardMacros).
 func FuzzRender(f *testing.F) {
 	tmpl, err := Load(filepath.Join("testdata", "llama32"))
 	require.NoError(f, err)
