@@ -92,29 +92,31 @@ func TestParityWithTransformers(t *testing.T) {
 			assert.Greater(t, compared, 20*10, "too few comparable steps")
 			t.Logf("f32: %d cases, %d greedy steps compared, first-step logits max error %.2g of their scale", len(doc.Cases), compared, worstRel)
 
-			// bf16: the same prompts, agreement reported, not required.
-			cfg16, w16, err := Load(modelDir, adapterDir, kernels.BF16)
-			require.NoError(t, err)
-			m16, err := NewModel(cfg16, w16)
-			require.NoError(t, err)
-			exact, steps, agree := 0, 0, 0
-			for _, c := range doc.Cases {
-				got, _ := greedyIDs(t, m16, c.PromptIDs, len(c.OutputIDs))
-				k := comparable(c)
-				same := true
-				for j := range k {
-					if got[j] != c.OutputIDs[j] {
-						same = false
-						break
+			// bf16 and q8: the same prompts, agreement reported, not required.
+			for _, dt := range []kernels.DType{kernels.BF16, kernels.Q8} {
+				cfgq, wq, err := Load(modelDir, adapterDir, dt)
+				require.NoError(t, err)
+				mq, err := NewModel(cfgq, wq)
+				require.NoError(t, err)
+				exact, steps, agree := 0, 0, 0
+				for _, c := range doc.Cases {
+					got, _ := greedyIDs(t, mq, c.PromptIDs, len(c.OutputIDs))
+					k := comparable(c)
+					same := true
+					for j := range k {
+						if got[j] != c.OutputIDs[j] {
+							same = false
+							break
+						}
+						agree++
 					}
-					agree++
+					steps += k
+					if same {
+						exact++
+					}
 				}
-				steps += k
-				if same {
-					exact++
-				}
+				t.Logf("%v weights: %d/%d prompts token-exact over the comparable steps; %d/%d leading tokens agree", dt, exact, len(doc.Cases), agree, steps)
 			}
-			t.Logf("bf16 weights: %d/%d prompts token-exact over the comparable steps; %d/%d leading tokens agree", exact, len(doc.Cases), agree, steps)
 		})
 	}
 }
