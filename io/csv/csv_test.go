@@ -3,7 +3,6 @@ package csvfile
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,21 +12,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/batchtrans/batchtrans/io/dataset"
+	"github.com/batchtrans/batchtrans/io/internal/datatest"
 	"github.com/batchtrans/batchtrans/io/internal/duckcheck"
 )
-
-func readAll(t *testing.T, r dataset.Reader) []dataset.Record {
-	t.Helper()
-	var recs []dataset.Record
-	for {
-		rec, err := r.Read()
-		if err == io.EOF {
-			return recs
-		}
-		require.NoError(t, err)
-		recs = append(recs, rec)
-	}
-}
 
 func strs(rec dataset.Record) []string {
 	var out []string
@@ -92,7 +79,7 @@ func TestRead(t *testing.T) {
 				assert.Equal(t, dataset.String, c.Kind)
 			}
 			assert.Equal(t, tt.wantCols, names)
-			recs := readAll(t, r)
+			recs := datatest.ReadAll(t, r)
 			require.Len(t, recs, len(tt.wantRows))
 			for i, rec := range recs {
 				require.NoError(t, rec.Err)
@@ -115,7 +102,7 @@ func TestBadRows(t *testing.T) {
 		"6,last\n" // 7
 	r, err := NewReader("bad.csv", strings.NewReader(input), dataset.Options{})
 	require.NoError(t, err)
-	recs := readAll(t, r)
+	recs := datatest.ReadAll(t, r)
 	require.Len(t, recs, 6)
 	tests := []struct {
 		line    int64
@@ -214,7 +201,7 @@ func TestRoundTrip(t *testing.T) {
 			r, err := Open(path, dataset.Options{Delimiter: delim})
 			require.NoError(t, err)
 			defer r.Close()
-			recs := readAll(t, r)
+			recs := datatest.ReadAll(t, r)
 			require.Len(t, recs, len(want))
 			for i, rec := range recs {
 				require.NoError(t, rec.Err)
@@ -247,7 +234,7 @@ func TestReadDuckDBOutput(t *testing.T) {
 	r, err := Open(path, dataset.Options{Delimiter: ';'})
 	require.NoError(t, err)
 	defer r.Close()
-	recs := readAll(t, r)
+	recs := datatest.ReadAll(t, r)
 	require.Len(t, recs, 50)
 	for i, rec := range recs {
 		require.NoError(t, rec.Err)
@@ -265,7 +252,7 @@ func TestWriterSingleEmptyColumn(t *testing.T) {
 	require.NoError(t, w.Close())
 	r, err := NewReader("one.csv", &buf, dataset.Options{})
 	require.NoError(t, err)
-	recs := readAll(t, r)
+	recs := datatest.ReadAll(t, r)
 	require.Len(t, recs, 2, "an empty value in a one-column file is still a row")
 	assert.Equal(t, []string{""}, strs(recs[0]))
 }

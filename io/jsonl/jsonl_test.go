@@ -16,21 +16,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/batchtrans/batchtrans/io/dataset"
+	"github.com/batchtrans/batchtrans/io/internal/datatest"
 	"github.com/batchtrans/batchtrans/io/internal/duckcheck"
 )
-
-func readAll(t *testing.T, r dataset.Reader) []dataset.Record {
-	t.Helper()
-	var recs []dataset.Record
-	for {
-		rec, err := r.Read()
-		if err == io.EOF {
-			return recs
-		}
-		require.NoError(t, err)
-		recs = append(recs, rec)
-	}
-}
 
 func writeFile(t *testing.T, name, content string) string {
 	t.Helper()
@@ -67,7 +55,7 @@ func TestColumnsAndKinds(t *testing.T) {
 		{Name: "late", Kind: dataset.JSON},
 	}, r.Columns())
 
-	recs := readAll(t, r)
+	recs := datatest.ReadAll(t, r)
 	require.Len(t, recs, 3)
 	for _, rec := range recs {
 		require.NoError(t, rec.Err)
@@ -98,7 +86,7 @@ func TestBadLinesAreRowsWithErrors(t *testing.T) {
 	r, err := Open(path)
 	require.NoError(t, err)
 	defer r.Close()
-	recs := readAll(t, r)
+	recs := datatest.ReadAll(t, r)
 	require.Len(t, recs, 7)
 
 	tests := []struct {
@@ -137,7 +125,7 @@ func TestLongLine(t *testing.T) {
 	input := `{"text": "short"}` + "\n" + long + "\n" + `{"text": "after"}`
 	r, err := newReaderLimit("mem.jsonl", strings.NewReader(input), 100)
 	require.NoError(t, err)
-	recs := readAll(t, r)
+	recs := datatest.ReadAll(t, r)
 	require.Len(t, recs, 3)
 	assert.NoError(t, recs[0].Err)
 	require.Error(t, recs[1].Err)
@@ -149,12 +137,12 @@ func TestLongLine(t *testing.T) {
 func TestLastLineWithoutNewlineAndEmptyFile(t *testing.T) {
 	r, err := NewReader("x.jsonl", strings.NewReader(`{"a":1}`+"\n"+`{"a":2}`))
 	require.NoError(t, err)
-	assert.Len(t, readAll(t, r), 2)
+	assert.Len(t, datatest.ReadAll(t, r), 2)
 
 	r, err = NewReader("empty.jsonl", strings.NewReader(""))
 	require.NoError(t, err)
 	assert.Empty(t, r.Columns())
-	assert.Empty(t, readAll(t, r))
+	assert.Empty(t, datatest.ReadAll(t, r))
 }
 
 func TestTooManyFields(t *testing.T) {
@@ -179,7 +167,7 @@ func TestGzip(t *testing.T) {
 	r, err := Open(path)
 	require.NoError(t, err)
 	defer r.Close()
-	recs := readAll(t, r)
+	recs := datatest.ReadAll(t, r)
 	require.Len(t, recs, 1)
 	assert.Equal(t, "Guten Tag", values(recs[0])["text"])
 }
@@ -205,7 +193,7 @@ func TestRoundTrip(t *testing.T) {
 	r, err := Open(in)
 	require.NoError(t, err)
 	cols := r.Columns()
-	recs := readAll(t, r)
+	recs := datatest.ReadAll(t, r)
 	require.NoError(t, r.Close())
 
 	out := filepath.Join(t.TempDir(), "out.jsonl")
@@ -229,7 +217,7 @@ func TestRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	defer r2.Close()
 	assert.Equal(t, cols, r2.Columns(), "kinds survive a round trip")
-	recs2 := readAll(t, r2)
+	recs2 := datatest.ReadAll(t, r2)
 	require.Len(t, recs2, len(recs))
 	for i := range recs {
 		a, b := values(recs[i]), values(recs2[i])
@@ -269,7 +257,7 @@ func TestReadDuckDBOutput(t *testing.T) {
 		{Name: "id", Kind: dataset.Int}, {Name: "text", Kind: dataset.String},
 		{Name: "half", Kind: dataset.Float}, {Name: "even", Kind: dataset.Bool}, {Name: "meta", Kind: dataset.JSON},
 	}, r.Columns())
-	recs := readAll(t, r)
+	recs := datatest.ReadAll(t, r)
 	require.Len(t, recs, 100)
 	for i, rec := range recs {
 		n := int64(i + 1)

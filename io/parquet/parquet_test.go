@@ -18,21 +18,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/batchtrans/batchtrans/io/dataset"
+	"github.com/batchtrans/batchtrans/io/internal/datatest"
 	"github.com/batchtrans/batchtrans/io/internal/duckcheck"
 )
-
-func readAll(t *testing.T, r dataset.Reader) []dataset.Record {
-	t.Helper()
-	var recs []dataset.Record
-	for {
-		rec, err := r.Read()
-		if err == io.EOF {
-			return recs
-		}
-		require.NoError(t, err)
-		recs = append(recs, rec)
-	}
-}
 
 var testCols = []dataset.Column{
 	{Name: "id", Kind: dataset.String},
@@ -100,7 +88,7 @@ func TestWriteReadBack(t *testing.T) {
 			require.NoError(t, err)
 			defer r.Close()
 			assert.Equal(t, testCols, r.Columns(), "columns keep their order and kinds")
-			recs := readAll(t, r)
+			recs := datatest.ReadAll(t, r)
 			require.Len(t, recs, rows)
 			for i, rec := range recs {
 				require.NoError(t, rec.Err)
@@ -158,7 +146,7 @@ func TestRowGroupBytesBound(t *testing.T) {
 	require.NoError(t, err)
 	defer r.Close()
 	assert.Len(t, r.groups, 6, "40 rows of 10 KiB in groups of at most 64 KiB")
-	assert.Len(t, readAll(t, r), 40)
+	assert.Len(t, datatest.ReadAll(t, r), 40)
 }
 
 // TestReadDuckDBFiles has DuckDB write files with several row groups, each
@@ -205,7 +193,7 @@ func TestReadDuckDBFiles(t *testing.T) {
 			}
 			assert.Equal(t, []string{"id", "text", "i32", "u64", "d", "f", "b", "day", "ts", "small"}, names)
 			assert.Equal(t, kinds, gotKinds)
-			recs := readAll(t, r)
+			recs := datatest.ReadAll(t, r)
 			require.Len(t, recs, rows)
 			nulls := 0
 			for i, rec := range recs {
@@ -354,7 +342,7 @@ func TestRequiredColumns(t *testing.T) {
 	r, err := NewReader("req.parquet", bytes.NewReader(buf.Bytes()), int64(buf.Len()))
 	require.NoError(t, err)
 	assert.Equal(t, []dataset.Column{{Name: "id", Kind: dataset.Int}, {Name: "text"}, {Name: "score", Kind: dataset.Float}, {Name: "small", Kind: dataset.Int}}, r.Columns())
-	recs := readAll(t, r)
+	recs := datatest.ReadAll(t, r)
 	require.Len(t, recs, 2)
 	assert.Equal(t, []dataset.Field{{Name: "id", Value: int64(1)}, {Name: "text", Value: "eins"}, {Name: "score", Value: 0.5}, {Name: "small", Value: int64(4_000_000_000)}}, recs[0].Fields)
 	assert.Equal(t, []dataset.Field{{Name: "id", Value: int64(2)}, {Name: "text", Value: "zwei"}, {Name: "score", Value: -1.25}, {Name: "small", Value: int64(7)}}, recs[1].Fields)
@@ -376,7 +364,7 @@ func TestBadValuesAreRowErrors(t *testing.T) {
 	r, err := NewReader("bad.parquet", bytes.NewReader(buf.Bytes()), int64(buf.Len()))
 	require.NoError(t, err)
 	assert.Equal(t, []dataset.Column{{Name: "text"}, {Name: "meta", Kind: dataset.JSON}}, r.Columns())
-	recs := readAll(t, r)
+	recs := datatest.ReadAll(t, r)
 	require.Len(t, recs, 4)
 	assert.NoError(t, recs[0].Err)
 	assert.EqualError(t, recs[1].Err, `bad.parquet row 1: field "text": invalid UTF-8`)
@@ -416,7 +404,7 @@ func TestReadsByRowGroup(t *testing.T) {
 	assert.Equal(t, "0000 ", rec.Fields[0].Value.(string)[:5])
 	size := int64(buf.Len())
 	assert.Less(t, cr.n, size/4, "read %d of %d bytes for the first row", cr.n, size)
-	assert.Len(t, readAll(t, r), 999)
+	assert.Len(t, datatest.ReadAll(t, r), 999)
 }
 
 // TestHostilePageSizes: page headers that claim sizes the file cannot back
