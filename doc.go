@@ -10,4 +10,5 @@
 //	jobs/            the job file: schema, defaults, validation, fingerprint
 //	runner/          a job run: scheduling, checkpoint, progress, output
 //	examples/        runnable jobs with data and a small bundled model
+//	internal/        small helpers shared across the tree (procstat: peak RSS, CPU time)
 package batchtrans

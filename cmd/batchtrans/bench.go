@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -10,15 +9,13 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"runtime"
 	"runtime/pprof"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/batchtrans/batchtrans/engine/kernels"
 	"github.com/batchtrans/batchtrans/engine/llama"
 	"github.com/batchtrans/batchtrans/engine/llama/synth"
+	"github.com/batchtrans/batchtrans/internal/procstat"
 )
 
 func init() {
@@ -174,7 +171,7 @@ func benchCmd(ctx context.Context, env *cliEnv, args []string) error {
 		}
 		return withCode(exitFatal, err)
 	}
-	if rss, err := peakRSS(); err == nil {
+	if rss, err := procstat.PeakRSS(); err == nil {
 		res.PeakRSS = rss
 	} else {
 		env.log.Warn("peak RSS unknown", "err", err)
@@ -213,11 +210,11 @@ type bencher struct {
 // timed runs fn, adding its wall and process CPU time to the totals, and
 // returns its wall time.
 func (b *bencher) timed(fn func() error) (time.Duration, error) {
-	c0, cerr := processCPU()
+	c0, cerr := procstat.CPUTime()
 	start := time.Now()
 	err := fn()
 	d := time.Since(start)
-	c1, cerr1 := processCPU()
+	c1, cerr1 := procstat.CPUTime()
 	b.wall += d
 	if cerr == nil && cerr1 == nil {
 		b.cpu += c1 - c0
@@ -376,75 +373,6 @@ func weightBytes(w *llama.Weights) int64 {
 		n += int64(len(l.AttnNorm)+len(l.MLPNorm)) * 4
 	}
 	return n
-}
-
-// peakRSS reads the process's peak resident set (VmHWM) from
-// /proc/self/status.
-func peakRSS() (int64, error) {
-	if runtime.GOOS != "linux" {
-		return 0, fmt.Errorf("no /proc/self/status on %s", runtime.GOOS)
-	}
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0, fmt.Errorf("read peak RSS: %w", err)
-	}
-	return parseVmHWM(b)
-}
-
-// processCPU is the process's user plus system CPU time so far, from
-// /proc/self/stat (clock ticks of 1/100 s, the Linux USER_HZ).
-func processCPU() (time.Duration, error) {
-	if runtime.GOOS != "linux" {
-		return 0, fmt.Errorf("no /proc/self/stat on %s", runtime.GOOS)
-	}
-	b, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		return 0, fmt.Errorf("read CPU time: %w", err)
-	}
-	return parseStatCPU(b)
-}
-
-// parseStatCPU reads utime and stime (fields 14 and 15) of a /proc stat
-// line; the command name (field 2) may hold spaces and parentheses, so the
-// fields are counted after its last ')'.
-func parseStatCPU(stat []byte) (time.Duration, error) {
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, errors.New("/proc/self/stat: no command name")
-	}
-	f := strings.Fields(string(stat[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/self/stat: %d fields after the command name, want at least 13", len(f))
-	}
-	var ticks int64
-	for _, s := range f[11:13] {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || v < 0 {
-			return 0, fmt.Errorf("/proc/self/stat: CPU time %q is not a tick count", s)
-		}
-		ticks += v
-	}
-	return time.Duration(ticks) * (time.Second / 100), nil
-}
-
-// parseVmHWM finds the "VmHWM:  1234 kB" line of a /proc status file.
-func parseVmHWM(status []byte) (int64, error) {
-	for line := range bytes.Lines(status) {
-		rest, ok := bytes.CutPrefix(line, []byte("VmHWM:"))
-		if !ok {
-			continue
-		}
-		f := strings.Fields(string(rest))
-		if len(f) != 2 || f[1] != "kB" {
-			return 0, fmt.Errorf("/proc/self/status: VmHWM line %q is not \"N kB\"", strings.TrimSpace(string(line)))
-		}
-		kb, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil || kb < 0 {
-			return 0, fmt.Errorf("/proc/self/status: VmHWM value %q is not a size", f[0])
-		}
-		return kb << 10, nil
-	}
-	return 0, errors.New("/proc/self/status: no VmHWM line")
 }
 
 func printBench(w io.Writer, r benchResult) {

@@ -1,13 +1,11 @@
 package llama
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/batchtrans/batchtrans/engine/kernels"
 	"github.com/batchtrans/batchtrans/engine/llama/synth"
+	"github.com/batchtrans/batchtrans/internal/procstat"
 )
 
 // bigResult is what one load of the full-size model measured.
@@ -113,35 +112,18 @@ func TestBigChild(t *testing.T) {
 
 // vmHWM is this process's peak resident set size.
 func vmHWM(t *testing.T) int64 {
-	f, err := os.Open("/proc/self/status")
+	n, err := procstat.PeakRSS()
 	if err != nil {
 		t.Skipf("peak RSS needs /proc: %v", err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			require.NoError(t, err)
-			return kb * 1024
-		}
-	}
-	t.Fatal("no VmHWM in /proc/self/status")
-	return 0
+	return n
 }
 
-// cpuSeconds is this process's user+system CPU time so far, from
-// /proc/self/stat (clock ticks of 1/100 s).
+// cpuSeconds is this process's user+system CPU time so far.
 func cpuSeconds(t *testing.T) float64 {
-	b, err := os.ReadFile("/proc/self/stat")
+	d, err := procstat.CPUTime()
 	if err != nil {
 		t.Skipf("CPU time needs /proc: %v", err)
 	}
-	// Fields after the command name (which may hold spaces) start after ")".
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-	utime, err1 := strconv.ParseFloat(f[11], 64)
-	stime, err2 := strconv.ParseFloat(f[12], 64)
-	require.NoError(t, err1)
-	require.NoError(t, err2)
-	return (utime + stime) / 100
+	return d.Seconds()
 }
