@@ -22,7 +22,7 @@ func init() {
 	register(&command{name: "bench", summary: "measure load, prefill and decode speed on a model or a synthetic one", run: benchCmd})
 }
 
-const benchUsage = "usage: batchtrans bench [--model DIR [--adapter DIR] | --synthetic [--size 1b|small]] [--dtype f32|bf16|q8] [--threads N] [--prefill N] [--decode N] [--batch N] [--json] [--cpuprofile FILE]"
+const benchUsage = "usage: batchtrans bench [--model DIR [--adapter DIR] | --synthetic [--size 1b|small]] [--dtype f32|bf16|q8] [--threads N] [--prefill N] [--decode N] [--batch N] [--kernels NAME] [--json] [--cpuprofile FILE]"
 
 // benchSizes are the shapes --synthetic can build: the real Llama-3.2-1B
 // shape, and a small one (same structure, a few MB) for quick checks.
@@ -90,6 +90,7 @@ func benchCmd(ctx context.Context, env *cliEnv, args []string) error {
 	decode := fs.Int("decode", 64, "tokens each sequence decodes")
 	batch := fs.Int("batch", 16, "sequences of the batched decode measurement")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	impl := fs.String("kernels", "", "kernel implementation to use (default: the fastest this CPU has)")
 	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the forward steps to this file")
 	if err := fs.Parse(args); err != nil {
 		return usageError("%v (%s)", err, benchUsage)
@@ -115,6 +116,11 @@ func benchCmd(ctx context.Context, env *cliEnv, args []string) error {
 		return usageError("--threads %d is negative", *threads)
 	case *prefill < 1 || *decode < 1 || *batch < 1:
 		return usageError("--prefill, --decode and --batch must be positive")
+	}
+	if *impl != "" {
+		if err := kernels.Use(*impl); err != nil {
+			return usageError("--kernels: %v", err)
+		}
 	}
 	if *threads > 0 {
 		kernels.SetThreads(*threads)

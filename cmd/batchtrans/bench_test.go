@@ -92,6 +92,18 @@ func TestBenchModelFolderWithAdapter(t *testing.T) {
 	}
 }
 
+// --kernels runs the bench on a slower implementation, for side-by-side
+// comparisons in one session.
+func TestBenchKernelsFlag(t *testing.T) {
+	all := kernels.Impls()
+	t.Cleanup(func() { require.NoError(t, kernels.Use(all[len(all)-1])) })
+	code, out, errs := runBenchCmd(t, append([]string{"--synthetic", "--size", "small", "--threads", "1", "--json", "--kernels", "generic"}, quick...)...)
+	require.Equal(t, 0, code, errs)
+	var r map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &r))
+	assert.Equal(t, "generic", r["impl"])
+}
+
 func TestBenchErrors(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, synth.WriteModel(filepath.Join(dir, "model"), synth.Tiny(), 1)) // 256 positions
@@ -107,6 +119,7 @@ func TestBenchErrors(t *testing.T) {
 		{"size", []string{"--size", "7b"}, 2, `unknown --size "7b"`},
 		{"dtype", []string{"--dtype", "f16"}, 2, `unknown dtype "f16"`},
 		{"threads", []string{"--threads", "-1"}, 2, "--threads -1"},
+		{"kernels", []string{"--kernels", "sse9"}, 2, `no "sse9" implementation on this CPU`},
 		{"zero decode", []string{"--decode", "0"}, 2, "must be positive"},
 		{"argument", []string{"--size", "small", "extra"}, 2, `unexpected argument "extra"`},
 		{"flag", []string{"--fast"}, 2, "fast"},

@@ -7,7 +7,8 @@
 // Each fast routine is a triad: a plain-Go version (kernels_generic.go, used
 // with -tags purego and on architectures without assembly), an assembly
 // version per architecture (kernels_amd64.s: AVX2+FMA; kernels_arm64.s:
-// NEON) and a stub file declaring it. There is no AVX-512 path yet. The variant is chosen once at start-up
+// NEON; kernels_avx512_amd64.s: 12-row gemm tiles in zmm registers) and a
+// stub file declaring it. The variant is chosen once at start-up
 // from CPU features (golang.org/x/sys/cpu); Impl names it.
 //
 // Layout. Weights are packed in panels of PanelRows (16) rows interleaved

@@ -1,6 +1,10 @@
 package kernels
 
-import "unsafe"
+import (
+	"fmt"
+	"strings"
+	"unsafe"
+)
 
 // impl is one implementation of the inner kernels. Every slice argument of a
 // kernel has the same length k8, a positive multiple of 8; scale slices hold
@@ -32,6 +36,14 @@ type impl struct {
 	// Small batches use them; nil means widen the segment first.
 	gemm16x6BF16 func(p []uint16, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, pf unsafe.Pointer, pfStride int)
 	gemm16x6Q8   func(p []int8, s, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, pf unsafe.Pointer, pfStride int)
+	// gemm16x12 is gemm16x6 for twelve consecutive activation rows, row j
+	// starting at x[j*stride] (acc[16j+i], j < 12: two 6-row groups side
+	// by side), over a float32 panel segment of len(p)/16 columns. With
+	// 32 vector registers twelve rows keep more multiply-adds in flight
+	// than six. nil means two calls of the 6-row kernel.
+	gemm16x12 func(p []float32, x []float32, stride int, acc *[192]float32, pf unsafe.Pointer, pfStride int)
+	// gemm16x12BF16 is gemm16x12 widening a bf16 panel in registers.
+	gemm16x12BF16 func(p []uint16, x []float32, stride int, acc *[192]float32, pf unsafe.Pointer, pfStride int)
 	// widenBF16 writes dst[k] = BF16ToF32(src[k]) (len a multiple of 8).
 	widenBF16 func(dst []float32, src []uint16)
 	// dequantQ8 writes a float32 panel segment from a Q8 one:
@@ -65,6 +77,14 @@ var generic = &impl{
 		dequantQ8Go(seg[:len(p)], p, s)
 		gemm16x6Go(seg[:len(p)], x0, x1, x2, x3, x4, x5, acc)
 	},
+	gemm16x12: func(p []float32, x []float32, stride int, acc *[192]float32, _ unsafe.Pointer, _ int) {
+		gemm16x12Go(p, x, stride, acc)
+	},
+	gemm16x12BF16: func(p []uint16, x []float32, stride int, acc *[192]float32, _ unsafe.Pointer, _ int) {
+		var seg [kBlock * PanelRows]float32
+		widenBF16Go(seg[:len(p)], p)
+		gemm16x12Go(seg[:len(p)], x, stride, acc)
+	},
 	widenBF16: widenBF16Go,
 	dequantQ8: dequantQ8Go,
 	dot:       dot8Go,
@@ -91,5 +111,28 @@ func best() *impl {
 	return all[len(all)-1]
 }
 
-// Impl names the kernel implementation in use: "generic", "avx2", "neon".
+// Impls names the implementations this CPU can run, slowest first.
+func Impls() []string {
+	var out []string
+	for _, im := range impls() {
+		out = append(out, im.name)
+	}
+	return out
+}
+
+// Use switches MatMul to the implementation called name (one of Impls), for
+// benchmarks that compare them side by side; it must not be called while
+// matrix products run.
+func Use(name string) error {
+	for _, im := range impls() {
+		if im.name == name {
+			active = im
+			return nil
+		}
+	}
+	return fmt.Errorf("kernels: no %q implementation on this CPU (have %s)", name, strings.Join(Impls(), ", "))
+}
+
+// Impl names the kernel implementation in use: "generic", "avx2", "avx512",
+// "neon".
 func Impl() string { return active.name }

@@ -8,13 +8,34 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
-// archImpls returns the AVX2+FMA kernels when the CPU and OS support them.
+// archImpls returns the AVX2+FMA kernels when the CPU and OS support them,
+// then the AVX-512 ones (AVX2 plus 12-row gemm tiles in zmm registers).
 func archImpls() []*impl {
 	if !cpu.X86.HasAVX2 || !cpu.X86.HasFMA {
 		return nil
 	}
-	return []*impl{avx2}
+	if !cpu.X86.HasAVX512F || !cpu.X86.HasAVX512BW {
+		return []*impl{avx2}
+	}
+	return []*impl{avx2, avx512}
 }
+
+// avx512 is avx2 with the 12-row gemm kernels.
+var avx512 = func() *impl {
+	im := *avx2
+	im.name = "avx512"
+	im.gemm16x12 = func(p []float32, x []float32, stride int, acc *[192]float32, pf unsafe.Pointer, pfStride int) {
+		k := len(p) / PanelRows
+		_ = x[11*stride+k-1]
+		gemm16x12AVX512(&p[0], &x[0], stride, k, acc, pf, pfStride)
+	}
+	im.gemm16x12BF16 = func(p []uint16, x []float32, stride int, acc *[192]float32, pf unsafe.Pointer, pfStride int) {
+		k := len(p) / PanelRows
+		_ = x[11*stride+k-1]
+		gemm16x12BF16AVX512(&p[0], &x[0], stride, k, acc, pf, pfStride)
+	}
+	return &im
+}()
 
 var avx2 = &impl{
 	name: "avx2",
@@ -99,3 +120,11 @@ func axpyAVX2(alpha float32, x, y *float32, k8 int)
 
 //go:noescape
 func sumAVX2(a *float32, k32 int) float32
+
+// The AVX-512 kernels (kernels_avx512_amd64.s): stride is in float32s.
+
+//go:noescape
+func gemm16x12AVX512(p, x *float32, stride, k int, acc *[192]float32, pf unsafe.Pointer, pfStride int)
+
+//go:noescape
+func gemm16x12BF16AVX512(p *uint16, x *float32, stride, k int, acc *[192]float32, pf unsafe.Pointer, pfStride int)

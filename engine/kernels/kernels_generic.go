@@ -58,6 +58,14 @@ func gemm16x6Go(p, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32) {
 	}
 }
 
+// gemm16x12Go is gemm16x6Go over rows x[j*stride:] for j < 12.
+func gemm16x12Go(p, x []float32, stride int, acc *[192]float32) {
+	k := len(p) / PanelRows
+	row := func(j int) []float32 { return x[j*stride : j*stride+k] }
+	gemm16x6Go(p, row(0), row(1), row(2), row(3), row(4), row(5), (*[96]float32)(acc[:96]))
+	gemm16x6Go(p, row(6), row(7), row(8), row(9), row(10), row(11), (*[96]float32)(acc[96:]))
+}
+
 func widenBF16Go(dst []float32, src []uint16) {
 	dst = dst[:len(src)]
 	for k, b := range src {

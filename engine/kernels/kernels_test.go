@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -382,6 +383,62 @@ func TestBatchInvarianceChunked(t *testing.T) {
 					require.InDelta(t, want[i], float64(dst[i]), 2e-6*mag[i]+1e-30, "element %d", i)
 				}
 			})
+		}
+	}
+}
+
+// TestPoolBackToBack issues thousands of pool calls of different sizes in a
+// row, at thread counts above and below the cores, so workers arriving
+// late from one call meet the next one: every chunk must run exactly once,
+// in the call it belongs to (a late worker must never run a chunk of a call
+// that is over). MatMul results are held bitwise; Parallel ranges must
+// cover [0, n) exactly once.
+func TestPoolBackToBack(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	big := NewF32(640, 64, randSlice(rng, 640*64, 1), BF16)    // 40 panels: many chunks
+	small := NewF32(300, 256, randSlice(rng, 300*256, 1), F32) // 19 panels
+	x := randSlice(rng, 7*256, 1)
+	wantBig, wantSmall := make([]float32, 7*640), make([]float32, 7*300)
+	withThreads(t, 1, func() {
+		MatMul(wantBig, x, 7, big)
+		MatMul(wantSmall, x, 7, small)
+	})
+	for _, threads := range []int{2, 5, 16} {
+		withThreads(t, threads, func() {
+			dstBig, dstSmall := make([]float32, 7*640), make([]float32, 7*300)
+			hits := make([]int32, 50000)
+			for i := range 3000 {
+				switch i % 3 {
+				case 0:
+					MatMul(dstBig, x, 7, big)
+					requireBits(t, wantBig, dstBig, threads, i)
+				case 1:
+					MatMul(dstSmall, x, 7, small)
+					requireBits(t, wantSmall, dstSmall, threads, i)
+				default:
+					n := 20000 + i
+					clear(hits[:n])
+					Parallel(n, 1, func(lo, hi int) {
+						for k := lo; k < hi; k++ {
+							atomic.AddInt32(&hits[k], 1)
+						}
+					})
+					for k, h := range hits[:n] {
+						if h != 1 {
+							t.Fatalf("threads=%d call %d: item %d of %d ran %d times", threads, i, k, n, h)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+func requireBits(t *testing.T, want, got []float32, threads, call int) {
+	t.Helper()
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("threads=%d call %d: element %d is %v, want %v", threads, call, i, got[i], want[i])
 		}
 	}
 }

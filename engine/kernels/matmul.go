@@ -144,7 +144,13 @@ func (j *job) gemm(p0, p1 int, sc *scratch) {
 					var seg []float32
 					switch {
 					case w.DType == BF16 && fused && im.gemm16x6BF16 != nil:
-						for g := range groups {
+						for g := 0; g < groups; g++ {
+							if x, ok := j.x12(im.gemm16x12BF16 != nil, b0+g*6, b1, k0, kl); ok {
+								im.gemm16x12BF16(w.bf16[lo:hi], x, K, (*[192]float32)(pacc[g*96:]), pf, pfStride)
+								pfStride = 0
+								g++
+								continue
+							}
 							xs = j.xGroup(xs, b0+g*6, b1, k0, kl)
 							if b1-(b0+g*6) <= 4 && im.gemm16x4BF16 != nil {
 								im.gemm16x4BF16(w.bf16[lo:hi], xs[0], xs[1], xs[2], xs[3], (*[64]float32)(pacc[g*96:]), pf, pfStride)
@@ -174,7 +180,13 @@ func (j *job) gemm(p0, p1 int, sc *scratch) {
 						s0 := (p*nb + k0/Q8Block) * PanelRows
 						im.dequantQ8(seg, w.q[lo:hi], w.scales[s0:(p+1)*nb*PanelRows])
 					}
-					for g := range groups {
+					for g := 0; g < groups; g++ {
+						if x, ok := j.x12(im.gemm16x12 != nil, b0+g*6, b1, k0, kl); ok {
+							im.gemm16x12(seg, x, K, (*[192]float32)(pacc[g*96:]), pf, pfStride)
+							pfStride = 0
+							g++
+							continue
+						}
 						xs = j.xGroup(xs, b0+g*6, b1, k0, kl)
 						if b1-(b0+g*6) <= 4 && im.gemm16x4 != nil {
 							im.gemm16x4(seg, xs[0], xs[1], xs[2], xs[3], (*[64]float32)(pacc[g*96:]), pf, pfStride)
@@ -236,6 +248,18 @@ const (
 	fusedMaxGroupsBF16 = 8
 	fusedMaxGroupsQ8   = 2
 )
+
+// x12 returns columns [k0, k0+kl) of activation rows b..b+11 for a 12-row
+// kernel, as one slice from row b, column k0 (row j at j*Cols), when the
+// implementation has one (has) and all twelve rows are real rows of the
+// batch; the 12-row tile covers two 6-row groups, g and g+1.
+func (j *job) x12(has bool, b, b1, k0, kl int) ([]float32, bool) {
+	if !has || b+12 > b1 {
+		return nil, false
+	}
+	K := j.w.Cols
+	return j.x[b*K+k0 : (b+11)*K+k0+kl], true
+}
 
 // xGroup points xs at columns [k0, k0+kl) of activation rows b..b+5, the
 // rows past b1-1 repeating row b1-1.

@@ -4,29 +4,50 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // minParallelMACs is the work below which a MatMul runs on its caller alone:
 // waking a worker costs a few microseconds.
 const minParallelMACs = 1 << 16
 
-// pool is a fixed set of worker goroutines, started once, that split each
-// MatMul over output rows. The calling goroutine computes part 0 itself.
-// One MatMul holds the pool at a time (mu); a concurrent caller runs alone.
+// spinFor is how long an idle worker polls for the next piece of work
+// before it parks. A decode step issues a matrix product every few tens of
+// microseconds; a parked worker takes about as long again to wake, which
+// at 16 threads cost more than the products themselves.
+const spinFor = 200 * time.Microsecond
+
+// pool is a fixed set of worker goroutines, started once, that share each
+// MatMul (or Parallel call). The work is cut into more chunks than threads
+// and every thread, the caller included, claims chunks until none are left,
+// so a slow or descheduled core delays a call by one chunk, not by its
+// share. Which thread computes a chunk never changes its bits.
+// One call holds the pool at a time (mu); a concurrent caller runs alone.
 type pool struct {
-	mu      sync.Mutex // held for the length of one MatMul, or by SetThreads
-	threads int        // parts per MatMul
+	mu      sync.Mutex // held for the length of one call, or by SetThreads
+	threads int        // threads per call, the caller's included
 	workers []*worker  // workers[0] is the caller's slot; its goroutine is never started
-	job     job
-	parts   int
-	fn      func(id int) // when set, parts run fn instead of job
-	pending atomic.Int32
+
+	// ticket packs the current call's generation, its chunk count and its
+	// next unclaimed chunk (see tick), so a claim is one compare-and-swap
+	// that fails if another call has begun. fn, job and cp describe the
+	// call, are written before its ticket is published and are read only
+	// by a thread holding one of its chunks.
+	ticket  atomic.Uint64
+	nthread atomic.Int32 // threads of the current call (workers with id >= it sit out)
+	fn      func(chunk int, sc *scratch)
+	left    atomic.Int32 // chunks not yet finished
 	done    chan struct{}
+	job     job
+	cp      int // panels per chunk of the current MatMul
+	// matmulFn is matmulChunk bound once, so a MatMul does not allocate.
+	matmulFn func(c int, sc *scratch)
 }
 
 type worker struct {
-	start chan struct{}
-	sc    scratch
+	start  chan struct{} // a parked worker is woken by one send
+	parked atomic.Bool   // set by the worker before it blocks on start
+	sc     scratch
 }
 
 var defaultPool = newPool(runtime.GOMAXPROCS(0))
@@ -36,6 +57,7 @@ var spare = sync.Pool{New: func() any { return new(scratch) }}
 
 func newPool(threads int) *pool {
 	p := &pool{done: make(chan struct{}, 1)}
+	p.matmulFn = p.matmulChunk
 	p.setThreads(threads)
 	return p
 }
@@ -72,49 +94,96 @@ func Threads() int {
 	return defaultPool.threads
 }
 
+// A ticket is gen<<40 | chunks<<20 | next: 24 bits of generation (compared
+// for equality only), 20 of chunk count and 20 of next chunk.
+const (
+	tickBits = 20
+	tickMask = 1<<tickBits - 1
+	maxChunk = tickMask
+)
+
+func tick(gen uint32, chunks, next int) uint64 {
+	return uint64(gen&(1<<24-1))<<(2*tickBits) | uint64(chunks)<<tickBits | uint64(next)
+}
+
+func tickGen(t uint64) uint32 { return uint32(t >> (2 * tickBits)) }
+
+// loop is a worker: it waits for a new generation, claims chunks of it
+// while any are left, and waits again.
 func (p *pool) loop(id int, w *worker) {
-	for range w.start {
-		p.runPart(id, &w.sc)
-		if p.pending.Add(-1) == 0 {
+	var seen uint32
+	for {
+		gen := p.wait(w, seen)
+		seen = gen
+		if id < int(p.nthread.Load()) {
+			p.work(gen, &w.sc)
+		}
+	}
+}
+
+// wait returns the first generation after seen: it polls for spinFor, then
+// marks the worker parked and blocks until a caller wakes it.
+func (p *pool) wait(w *worker, seen uint32) uint32 {
+	start := time.Now()
+	for i := 1; ; i++ {
+		if g := tickGen(p.ticket.Load()); g != seen {
+			return g
+		}
+		if i%128 == 0 {
+			if time.Since(start) > spinFor {
+				break
+			}
+			runtime.Gosched()
+		}
+	}
+	w.parked.Store(true)
+	if g := tickGen(p.ticket.Load()); g != seen && w.parked.CompareAndSwap(true, false) {
+		return g // published after all; no caller will send
+	}
+	// Either nothing is published yet, or a caller already claimed the
+	// wake-up: in both cases exactly one send is coming.
+	<-w.start
+	return tickGen(p.ticket.Load())
+}
+
+// work claims and runs chunks of generation gen until none are left or the
+// generation is over.
+func (p *pool) work(gen uint32, sc *scratch) {
+	for {
+		t := p.ticket.Load()
+		c, chunks := int(t&tickMask), int(t>>tickBits&tickMask)
+		if tickGen(t) != gen || c >= chunks {
+			return
+		}
+		if !p.ticket.CompareAndSwap(t, t+1) {
+			continue
+		}
+		p.fn(c, sc)
+		if p.left.Add(-1) == 0 {
 			p.done <- struct{}{}
 		}
 	}
 }
 
-// bounds returns part id's panels; part boundaries fall on multiples of 4
-// panels so every part but the last fills whole gemv calls.
-func (p *pool) bounds(id int) (int, int) {
-	np := panelsOf(p.job.w.Rows)
-	lo := np * id / p.parts / 4 * 4
-	hi := np * (id + 1) / p.parts / 4 * 4
-	if id == p.parts-1 {
-		hi = np
+// spread runs fn(c, scratch) for every chunk c in [0, chunks) on up to
+// threads threads, the caller's included, and waits. The caller holds mu.
+func (p *pool) spread(chunks, threads int, fn func(c int, sc *scratch)) {
+	if chunks > maxChunk {
+		panic("kernels: too many chunks in one call")
 	}
-	return lo, hi
-}
-
-func (p *pool) runPart(id int, sc *scratch) {
-	if p.fn != nil {
-		p.fn(id)
-		return
+	p.fn = fn
+	p.left.Store(int32(chunks))
+	p.nthread.Store(int32(threads))
+	gen := (tickGen(p.ticket.Load()) + 1) & (1<<24 - 1)
+	p.ticket.Store(tick(gen, chunks, 0))
+	for _, w := range p.workers[1:threads] {
+		if w.parked.CompareAndSwap(true, false) {
+			w.start <- struct{}{}
+		}
 	}
-	lo, hi := p.bounds(id)
-	p.job.part(lo, hi, sc)
-}
-
-// dispatch runs parts 1..parts-1 on the workers and part 0 on the caller,
-// and waits for all of them. The caller holds mu.
-func (p *pool) dispatch(parts int) {
-	p.parts = parts
-	p.pending.Store(int32(parts))
-	for id := 1; id < parts; id++ {
-		p.workers[id].start <- struct{}{}
-	}
-	p.runPart(0, &p.workers[0].sc)
-	if p.pending.Add(-1) == 0 {
-		p.done <- struct{}{}
-	}
+	p.work(gen, &p.workers[0].sc)
 	<-p.done
+	p.fn = nil
 }
 
 func (p *pool) matmul(im *impl, dst, x []float32, n int, w *Matrix) {
@@ -127,23 +196,59 @@ func (p *pool) matmul(im *impl, dst, x []float32, n int, w *Matrix) {
 		return
 	}
 	defer p.mu.Unlock()
-	parts := min(p.threads, max(1, panelsOf(w.Rows)/4))
+	np := panelsOf(w.Rows)
 	p.job = job{im: im, dst: dst, x: x, n: n, w: w}
-	if parts == 1 {
-		p.job.part(0, panelsOf(w.Rows), &p.workers[0].sc)
+	if p.threads == 1 || np <= 4 {
+		p.job.part(0, np, &p.workers[0].sc)
 	} else {
-		p.dispatch(parts)
+		// Chunks of whole gemv calls (4 panels), about four per thread.
+		p.cp = max(4, (np+4*p.threads-1)/(4*p.threads)+3) / 4 * 4
+		chunks := (np + p.cp - 1) / p.cp
+		p.spread(chunks, min(p.threads, chunks), p.matmulFn)
 	}
 	p.job = job{}
 }
 
-// run calls fn(id) for id in [0, Threads()) on the pool's threads and waits.
-// The bandwidth benchmark uses it to stream with the same workers as MatMul.
+// matmulChunk computes chunk c of the current MatMul.
+func (p *pool) matmulChunk(c int, sc *scratch) {
+	lo := c * p.cp
+	p.job.part(lo, min(lo+p.cp, panelsOf(p.job.w.Rows)), sc)
+}
+
+// run calls fn(id, parts) for id in [0, Threads()) on the pool's threads and
+// waits. The bandwidth benchmark uses it to stream with the same workers as
+// MatMul.
 func (p *pool) run(fn func(id, parts int)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	parts := p.threads
-	p.fn = func(id int) { fn(id, parts) }
-	p.dispatch(parts)
-	p.fn = nil
+	p.spread(parts, parts, func(id int, _ *scratch) { fn(id, parts) })
+}
+
+// minParallelItems is the element-wise work below which Parallel runs fn
+// on its caller alone.
+const minParallelItems = 1 << 14
+
+// Parallel calls fn over [0, n) split into contiguous ranges, spread over
+// the pool's threads, and waits; cost is the work per item in arbitrary
+// units (1 for a cheap element-wise step), so small jobs stay on the
+// caller. fn must be safe to run concurrently on disjoint ranges; a range's
+// results must not depend on how [0, n) was split. A call that finds the
+// pool busy runs alone, like MatMul.
+func Parallel(n, cost int, fn func(lo, hi int)) {
+	if n <= 0 {
+		return
+	}
+	if n*cost < minParallelItems || n == 1 || !defaultPool.mu.TryLock() {
+		fn(0, n)
+		return
+	}
+	defer defaultPool.mu.Unlock()
+	p := defaultPool
+	if p.threads == 1 {
+		fn(0, n)
+		return
+	}
+	parts := min(2*p.threads, n)
+	p.spread(parts, min(p.threads, parts), func(c int, _ *scratch) { fn(n*c/parts, n*(c+1)/parts) })
 }

@@ -205,29 +205,27 @@ func (m *Model) Forward(ws *Workspace, steps []Step) error {
 
 	for l := range m.w.Layers {
 		L := &m.w.Layers[l]
-		for r := range rows {
-			rmsNorm(ws.xn[r*H:(r+1)*H], ws.x[r*H:(r+1)*H], L.AttnNorm, c.RMSNormEps)
-		}
+		m.norm(ws, rows, L.AttnNorm)
 		kernels.MatMul(ws.q, ws.xn, rows, L.Q)
 		kernels.MatMul(ws.k, ws.xn, rows, L.K)
 		kernels.MatMul(ws.v, ws.xn, rows, L.V)
-		for r := range rows {
-			cos, sin := ws.cos[r*half:(r+1)*half], ws.sin[r*half:(r+1)*half]
-			ropeApply(ws.q[r*m.qDim:(r+1)*m.qDim], c.Heads, c.HeadDim, cos, sin)
-			ropeApply(ws.k[r*m.kvDim:(r+1)*m.kvDim], c.KVHeads, c.HeadDim, cos, sin)
-		}
+		kernels.Parallel(rows, m.qDim+m.kvDim, func(r0, r1 int) {
+			for r := r0; r < r1; r++ {
+				cos, sin := ws.cos[r*half:(r+1)*half], ws.sin[r*half:(r+1)*half]
+				ropeApply(ws.q[r*m.qDim:(r+1)*m.qDim], c.Heads, c.HeadDim, cos, sin)
+				ropeApply(ws.k[r*m.kvDim:(r+1)*m.kvDim], c.KVHeads, c.HeadDim, cos, sin)
+			}
+		})
 		m.attention(ws, steps, l)
 		kernels.MatMul(ws.o, ws.att, rows, L.O)
-		addTo(ws.x[:rows*H], ws.o[:rows*H])
+		parallelAddTo(ws.x[:rows*H], ws.o[:rows*H])
 
-		for r := range rows {
-			rmsNorm(ws.xn[r*H:(r+1)*H], ws.x[r*H:(r+1)*H], L.MLPNorm, c.RMSNormEps)
-		}
+		m.norm(ws, rows, L.MLPNorm)
 		kernels.MatMul(ws.gate, ws.xn, rows, L.Gate)
 		kernels.MatMul(ws.up, ws.xn, rows, L.Up)
-		siluMul(ws.gate[:rows*c.Intermediate], ws.up[:rows*c.Intermediate])
+		parallelSiluMul(ws.gate[:rows*c.Intermediate], ws.up[:rows*c.Intermediate])
 		kernels.MatMul(ws.o, ws.gate, rows, L.Down)
-		addTo(ws.x[:rows*H], ws.o[:rows*H])
+		parallelAddTo(ws.x[:rows*H], ws.o[:rows*H])
 	}
 
 	r, lr := 0, 0
@@ -363,6 +361,27 @@ func attendHead(out, q, kc, vc []float32, npos, kvDim, off int, scale float32, s
 	for t, p := range scores {
 		kernels.Axpy(p*inv, vc[t*kvDim+off:t*kvDim+off+hd], out)
 	}
+}
+
+// norm writes rmsNorm(x, w) of every row to xn, rows split over the
+// kernel pool's threads (each row's bits do not depend on the split).
+func (m *Model) norm(ws *Workspace, rows int, w []float32) {
+	H, eps := m.cfg.Hidden, m.cfg.RMSNormEps
+	kernels.Parallel(rows, 2*H, func(r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			rmsNorm(ws.xn[r*H:(r+1)*H], ws.x[r*H:(r+1)*H], w, eps)
+		}
+	})
+}
+
+// parallelSiluMul is siluMul split over the kernel pool's threads.
+func parallelSiluMul(gate, up []float32) {
+	kernels.Parallel(len(gate), 16, func(lo, hi int) { siluMul(gate[lo:hi], up[lo:hi]) })
+}
+
+// parallelAddTo is addTo split over the kernel pool's threads.
+func parallelAddTo(dst, src []float32) {
+	kernels.Parallel(len(src), 1, func(lo, hi int) { addTo(dst[lo:hi], src[lo:hi]) })
 }
 
 // rmsNorm writes x * rsqrt(mean(x^2) + eps) * w to dst, in float32 with a
