@@ -56,7 +56,15 @@ type benchResult struct {
 	// DecodeBound is that rate over the weight bytes one decode step reads.
 	BandwidthBS float64 `json:"bandwidth_bytes_s"`
 	DecodeBound float64 `json:"decode_bound_tok_s"`
-	PeakRSS     int64   `json:"peak_rss_bytes"` // VmHWM; 0 where unknown
+	// PeakFLOPs is the float32 fused multiply-add rate the kernel threads
+	// reach in registers (0 where the kernels have no assembly to measure
+	// it); PrefillBound and BatchBound are that rate over the matrix flops
+	// of one prompt token (no LM head) and one decoded token (with it):
+	// the compute ceilings of prefill and batched decode, attention aside.
+	PeakFLOPs    float64 `json:"peak_flops"`
+	PrefillBound float64 `json:"prefill_bound_tok_s"`
+	BatchBound   float64 `json:"batch_decode_bound_tok_s"`
+	PeakRSS      int64   `json:"peak_rss_bytes"` // VmHWM; 0 where unknown
 	// CPUShare is the process's CPU time over the timed steps divided by
 	// their wall time times the thread count: near 1 on an idle machine,
 	// lower when other work takes the cores (every speed drops with it).
@@ -187,6 +195,12 @@ func benchCmd(ctx context.Context, env *cliEnv, args []string) error {
 	res.BandwidthBS = kernels.MeasureBandwidth(256<<20, time.Second)
 	if res.BandwidthBS > 0 {
 		res.DecodeBound = res.BandwidthBS / float64(res.WeightsB)
+	}
+	res.PeakFLOPs = kernels.MeasurePeakFLOPs(time.Second)
+	if res.PeakFLOPs > 0 {
+		layers, head := matmulMACs(cfg)
+		res.PrefillBound = res.PeakFLOPs / float64(2*layers)
+		res.BatchBound = res.PeakFLOPs / float64(2*(layers+head))
 	}
 	out := bufio.NewWriter(env.stdout)
 	if *asJSON {
@@ -381,6 +395,14 @@ func weightBytes(w *llama.Weights) int64 {
 	return n
 }
 
+// matmulMACs returns the multiply-adds of one token's matrix products: in
+// the layers, and in the LM head.
+func matmulMACs(c *llama.Config) (layers, head int64) {
+	h, q, kv := int64(c.Hidden), int64(c.Heads*c.HeadDim), int64(c.KVHeads*c.HeadDim)
+	per := h*q + 2*h*kv + q*h + 3*h*int64(c.Intermediate)
+	return int64(c.Layers) * per, int64(c.Vocab) * h
+}
+
 func printBench(w io.Writer, r benchResult) {
 	fmt.Fprintf(w, "model            %s (%.4g M parameters)\n", r.Model, float64(r.Params)/1e6)
 	fmt.Fprintf(w, "dtype            %s (%.4g MB of weights)\n", r.DType, float64(r.WeightsB)/1e6)
@@ -390,6 +412,10 @@ func printBench(w io.Writer, r benchResult) {
 	fmt.Fprintf(w, "decode           %.2f tokens/s (one sequence, %d tokens)\n", r.DecodeTS, r.DecodeN)
 	fmt.Fprintf(w, "batched decode   %.1f tokens/s (%d sequences, %d tokens each)\n", r.BatchTS, r.BatchN, r.DecodeN)
 	fmt.Fprintf(w, "memory bandwidth %.1f GB/s: decode bound %.2f tokens/s\n", r.BandwidthBS/1e9, r.DecodeBound)
+	if r.PeakFLOPs > 0 {
+		fmt.Fprintf(w, "float32 FMA peak %.0f GFLOP/s: prefill bound %.0f, batched decode bound %.0f tokens/s\n",
+			r.PeakFLOPs/1e9, r.PrefillBound, r.BatchBound)
+	}
 	if r.CPUShare > 0 {
 		fmt.Fprintf(w, "cpu share        %.0f%% of %d threads during the timed steps\n", 100*r.CPUShare, r.Threads)
 	}

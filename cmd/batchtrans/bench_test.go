@@ -50,6 +50,14 @@ func TestBenchSyntheticJSON(t *testing.T) {
 				require.Contains(t, r, k)
 				assert.Greater(t, r[k].(float64), 0.0, k)
 			}
+			if kernels.Impl() != "generic" && kernels.Impl() != "neon" {
+				// The compute ceilings: the prefill bound leaves out the
+				// LM head, so it is above the batched decode bound.
+				for _, k := range []string{"peak_flops", "prefill_bound_tok_s", "batch_decode_bound_tok_s"} {
+					assert.Greater(t, r[k].(float64), 0.0, k)
+				}
+				assert.Greater(t, r["prefill_bound_tok_s"].(float64), r["batch_decode_bound_tok_s"].(float64))
+			}
 			assert.Equal(t, "synthetic-small", r["model"])
 			assert.Equal(t, dt, r["dtype"])
 			assert.Equal(t, kernels.Impl(), r["impl"])

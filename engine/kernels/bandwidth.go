@@ -39,3 +39,33 @@ func MeasureBandwidth(size int, d time.Duration) float64 {
 
 // sink keeps the streamed sums alive.
 var sink float32
+
+// MeasurePeakFLOPs runs independent vector fused multiply-adds on every
+// thread of the MatMul pool for about d and returns the best float32 rate
+// seen, in flops per second: the ceiling of any float32 matrix product on
+// this machine with the active kernels (a batched decode step or a prefill
+// can go no faster than this over its flops). It returns 0 where the active
+// implementation has no assembly to measure it with.
+func MeasurePeakFLOPs(d time.Duration) float64 {
+	im := active
+	if im.fmaLoop == nil {
+		return 0
+	}
+	const iters = 1 << 20
+	best := 0.0
+	start := time.Now()
+	for first := true; first || time.Since(start) < d; first = false {
+		var parts int
+		t0 := time.Now()
+		defaultPool.run(func(id, n int) {
+			if id == 0 {
+				parts = n
+			}
+			im.fmaLoop(iters)
+		})
+		if s := time.Since(t0).Seconds(); s > 0 {
+			best = max(best, float64(parts)*iters*float64(im.fmaLoopFlops)/s)
+		}
+	}
+	return best
+}

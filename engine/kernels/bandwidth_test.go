@@ -17,3 +17,21 @@ func TestMeasureBandwidth(t *testing.T) {
 	}
 	assert.Positive(t, MeasureBandwidth(0, 0), "a tiny size still streams 1 MiB")
 }
+
+func TestMeasurePeakFLOPs(t *testing.T) {
+	if active.fmaLoop == nil {
+		assert.Zero(t, MeasurePeakFLOPs(time.Millisecond), "no assembly: no measurement")
+		return
+	}
+	one := 0.0
+	withThreads(t, 1, func() { one = MeasurePeakFLOPs(20 * time.Millisecond) })
+	// A core does at least one 8-lane FMA per ns and fewer than 1e12 flops.
+	assert.Greater(t, one, 1e9, "one thread")
+	assert.Less(t, one, 1e12, "one thread")
+	for _, im := range impls() {
+		if im.fmaLoop != nil {
+			im.fmaLoop(0) // zero rounds return at once
+			im.fmaLoop(3)
+		}
+	}
+}

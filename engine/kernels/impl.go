@@ -56,6 +56,11 @@ type impl struct {
 	// sum returns the sum of a (len a multiple of 32) in any order; it
 	// measures memory bandwidth.
 	sum func(a []float32) float32
+	// fmaLoop runs iters rounds of independent vector fused multiply-adds,
+	// fmaLoopFlops flops a round: the core's float32 peak. nil where no
+	// assembly measures it.
+	fmaLoop      func(iters int)
+	fmaLoopFlops int
 }
 
 // generic is the plain-Go implementation, available everywhere.

@@ -24,6 +24,7 @@ func archImpls() []*impl {
 var avx512 = func() *impl {
 	im := *avx2
 	im.name = "avx512"
+	im.fmaLoop, im.fmaLoopFlops = fmaLoopAVX512, 768
 	im.gemm16x12 = func(p []float32, x []float32, stride int, acc *[192]float32, pf unsafe.Pointer, pfStride int) {
 		k := len(p) / PanelRows
 		_ = x[11*stride+k-1]
@@ -78,6 +79,8 @@ var avx2 = &impl{
 	sum: func(a []float32) float32 {
 		return sumAVX2(&a[0], len(a))
 	},
+	fmaLoop:      fmaLoopAVX2,
+	fmaLoopFlops: 192,
 }
 
 // The assembly kernels (kernels_amd64.s); lengths as in impl, all positive.
@@ -121,6 +124,9 @@ func axpyAVX2(alpha float32, x, y *float32, k8 int)
 //go:noescape
 func sumAVX2(a *float32, k32 int) float32
 
+//go:noescape
+func fmaLoopAVX2(iters int)
+
 // The AVX-512 kernels (kernels_avx512_amd64.s): stride is in float32s.
 
 //go:noescape
@@ -128,3 +134,6 @@ func gemm16x12AVX512(p, x *float32, stride, k int, acc *[192]float32, pf unsafe.
 
 //go:noescape
 func gemm16x12BF16AVX512(p *uint16, x *float32, stride, k int, acc *[192]float32, pf unsafe.Pointer, pfStride int)
+
+//go:noescape
+func fmaLoopAVX512(iters int)
