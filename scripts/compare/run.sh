@@ -29,6 +29,10 @@ echo "== batchtrans, 16 threads"
 timeout 70 bin/batchtrans bench --model "$W/base" --adapter "$W/lora" --threads 16 --decode 32 --json
 sed "s/\$T/16/" "$W/job-256.yaml" > "$W/j16.yaml"
 timeout 150 bin/batchtrans run "$W/j16.yaml" --no-progress --log-format json 2>&1 | grep -E '"msg":"(summary|progress)"' | tail -2
+echo "== batchtrans, 16 threads, 64 rows in flight (--workers 64)"
+sed "s/\$T/16w64/" "$W/job-256.yaml" > "$W/j16w64.yaml"
+timeout 150 bin/batchtrans run "$W/j16w64.yaml" --workers 64 --no-progress --log-format json 2>&1 | grep -E '"msg":"summary"'
+cmp "$W/out-256-16.jsonl" "$W/out-256-16w64.jsonl" && echo "byte-identical output with 16 and 64 rows in flight"
 echo "== transformers + peft, 16 threads"
 timeout 100 python3 $py hf "$W" 16 "$HF16" $NEW
 echo "== batchtrans, 2 threads (taskset -c 0,1)"
