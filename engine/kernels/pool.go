@@ -129,11 +129,11 @@ func (p *pool) wait(w *worker, seen uint32) uint32 {
 		if g := tickGen(p.ticket.Load()); g != seen {
 			return g
 		}
-		if i%128 == 0 {
-			if time.Since(start) > spinFor {
-				break
-			}
-			runtime.Gosched()
+		// No runtime.Gosched here: it takes the scheduler's global lock,
+		// and sixteen spinning workers then contend on it. Preemption
+		// keeps other goroutines running on a loaded machine.
+		if i%128 == 0 && time.Since(start) > spinFor {
+			break
 		}
 	}
 	w.parked.Store(true)
