@@ -61,6 +61,11 @@ type Matrix struct {
 	// block of Q8Block columns, the 16 rows' float32 scales.
 	q      []int8
 	scales []float32
+	// fusedIn is the matrix this one was fused into (see Fuse), as part
+	// fusedAt; fusedParts is, on a fused matrix, how many it stacks.
+	fusedIn    *Matrix
+	fusedAt    int
+	fusedParts int
 }
 
 // PanelRows is the number of rows interleaved in one packed panel.

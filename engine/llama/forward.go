@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"sync"
 
 	"github.com/batchtrans/batchtrans/engine/kernels"
@@ -24,10 +25,43 @@ type Model struct {
 	qDim    int       // Heads*HeadDim
 	kvDim   int       // KVHeads*HeadDim
 	scale   float32   // 1/sqrt(HeadDim)
+	// fused holds, per layer, Q, K and V stacked into one matrix and Gate
+	// and Up into another (kernels.Fuse), so a layer takes four matrix
+	// products instead of seven: fewer hand-offs to the kernel threads,
+	// the same bits. nil when the shapes do not allow it.
+	fused []fusedLayer
+}
+
+type fusedLayer struct{ qkv, gateUp *kernels.Matrix }
+
+// fuseMatrices lets tests build unfused models to compare against.
+var fuseMatrices = true
+
+// fuse stacks each layer's Q/K/V and Gate/Up matrices; it re-points the
+// weights into the fused storage (no copy is kept), so it runs before the
+// model is shared. It returns nil if any layer cannot be fused.
+func fuse(w *Weights) []fusedLayer {
+	out := make([]fusedLayer, len(w.Layers))
+	for l := range w.Layers {
+		L := &w.Layers[l]
+		qkv, err1 := kernels.Fuse(L.Q, L.K, L.V)
+		gu, err2 := kernels.Fuse(L.Gate, L.Up)
+		if err1 != nil || err2 != nil {
+			return nil
+		}
+		out[l] = fusedLayer{qkv: qkv, gateUp: gu}
+		// The layer's old storage is garbage now: collect it so the next
+		// layer's fused storage reuses it, and the peak memory grows by
+		// one layer, not by every layer's stacked matrices.
+		runtime.GC()
+	}
+	return out
 }
 
 // NewModel checks that w has the shapes cfg describes and returns the
-// runnable model. cfg and w must not be modified afterwards.
+// runnable model. cfg and w must not be modified afterwards, and w must not
+// be in use by another model while NewModel runs (it stacks matrices that
+// are multiplied together, re-pointing them into shared storage).
 func NewModel(cfg *Config, w *Weights) (*Model, error) {
 	if err := checkShapes(cfg, w); err != nil {
 		return nil, err
@@ -36,14 +70,18 @@ func NewModel(cfg *Config, w *Weights) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Model{
+	m := &Model{
 		cfg:     cfg,
 		w:       w,
 		invFreq: inv,
 		qDim:    cfg.Heads * cfg.HeadDim,
 		kvDim:   cfg.KVHeads * cfg.HeadDim,
 		scale:   float32(1 / math.Sqrt(float64(cfg.HeadDim))),
-	}, nil
+	}
+	if fuseMatrices {
+		m.fused = fuse(w)
+	}
+	return m, nil
 }
 
 // Config returns the model's config; callers must not modify it.
@@ -117,6 +155,7 @@ type Step struct {
 // one goroutine uses a Workspace at a time.
 type Workspace struct {
 	x, xn, q, k, v, att, o, gate, up []float32
+	qkv, gu                          []float32 // fused products' outputs
 	cos, sin                         []float32
 	last, logits                     []float32
 
@@ -144,7 +183,12 @@ func (ws *Workspace) ensure(m *Model, rows, logitRows int) {
 	ws.k = fit(ws.k, rows*m.kvDim)
 	ws.v = fit(ws.v, rows*m.kvDim)
 	ws.gate = fit(ws.gate, rows*c.Intermediate)
-	ws.up = fit(ws.up, rows*c.Intermediate)
+	if m.fused != nil {
+		ws.qkv = fit(ws.qkv, rows*(m.qDim+2*m.kvDim))
+		ws.gu = fit(ws.gu, rows*2*c.Intermediate)
+	} else {
+		ws.up = fit(ws.up, rows*c.Intermediate)
+	}
 	ws.cos = fit(ws.cos, rows*half)
 	ws.sin = fit(ws.sin, rows*half)
 	ws.last = fit(ws.last, logitRows*c.Hidden)
@@ -206,9 +250,14 @@ func (m *Model) Forward(ws *Workspace, steps []Step) error {
 	for l := range m.w.Layers {
 		L := &m.w.Layers[l]
 		m.norm(ws, rows, L.AttnNorm)
-		kernels.MatMul(ws.q, ws.xn, rows, L.Q)
-		kernels.MatMul(ws.k, ws.xn, rows, L.K)
-		kernels.MatMul(ws.v, ws.xn, rows, L.V)
+		if m.fused != nil {
+			kernels.MatMul(ws.qkv, ws.xn, rows, m.fused[l].qkv)
+			m.splitQKV(ws, rows)
+		} else {
+			kernels.MatMul(ws.q, ws.xn, rows, L.Q)
+			kernels.MatMul(ws.k, ws.xn, rows, L.K)
+			kernels.MatMul(ws.v, ws.xn, rows, L.V)
+		}
 		kernels.Parallel(rows, m.qDim+m.kvDim, func(r0, r1 int) {
 			for r := r0; r < r1; r++ {
 				cos, sin := ws.cos[r*half:(r+1)*half], ws.sin[r*half:(r+1)*half]
@@ -221,9 +270,14 @@ func (m *Model) Forward(ws *Workspace, steps []Step) error {
 		parallelAddTo(ws.x[:rows*H], ws.o[:rows*H])
 
 		m.norm(ws, rows, L.MLPNorm)
-		kernels.MatMul(ws.gate, ws.xn, rows, L.Gate)
-		kernels.MatMul(ws.up, ws.xn, rows, L.Up)
-		parallelSiluMul(ws.gate[:rows*c.Intermediate], ws.up[:rows*c.Intermediate])
+		if m.fused != nil {
+			kernels.MatMul(ws.gu, ws.xn, rows, m.fused[l].gateUp)
+			fusedSiluMul(ws.gate, ws.gu, rows, c.Intermediate)
+		} else {
+			kernels.MatMul(ws.gate, ws.xn, rows, L.Gate)
+			kernels.MatMul(ws.up, ws.xn, rows, L.Up)
+			parallelSiluMul(ws.gate[:rows*c.Intermediate], ws.up[:rows*c.Intermediate])
+		}
 		kernels.MatMul(ws.o, ws.gate, rows, L.Down)
 		parallelAddTo(ws.x[:rows*H], ws.o[:rows*H])
 	}
@@ -379,6 +433,32 @@ func parallelSiluMul(gate, up []float32) {
 	kernels.Parallel(len(gate), 16, func(lo, hi int) { siluMul(gate[lo:hi], up[lo:hi]) })
 }
 
+// splitQKV copies each row's fused Q|K|V outputs to ws.q, ws.k and ws.v.
+func (m *Model) splitQKV(ws *Workspace, rows int) {
+	q, kv := m.qDim, m.kvDim
+	w := q + 2*kv
+	kernels.Parallel(rows, w, func(r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			src := ws.qkv[r*w : (r+1)*w]
+			copy(ws.q[r*q:(r+1)*q], src[:q])
+			copy(ws.k[r*kv:(r+1)*kv], src[q:q+kv])
+			copy(ws.v[r*kv:(r+1)*kv], src[q+kv:])
+		}
+	})
+}
+
+// fusedSiluMul writes silu(gate)*up of each row's fused Gate|Up outputs
+// (gu, 2*inter per row) to dst (inter per row), rows split over the
+// kernel pool's threads.
+func fusedSiluMul(dst, gu []float32, rows, inter int) {
+	kernels.Parallel(rows, 16*inter, func(r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			row := gu[r*2*inter : (r+1)*2*inter]
+			siluMulTo(dst[r*inter:(r+1)*inter], row[:inter], row[inter:])
+		}
+	})
+}
+
 // parallelAddTo is addTo split over the kernel pool's threads.
 func parallelAddTo(dst, src []float32) {
 	kernels.Parallel(len(src), 1, func(lo, hi int) { addTo(dst[lo:hi], src[lo:hi]) })
@@ -405,9 +485,14 @@ func addTo(dst, src []float32) {
 }
 
 // siluMul sets gate[i] = silu(gate[i]) * up[i].
-func siluMul(gate, up []float32) {
+func siluMul(gate, up []float32) { siluMulTo(gate, gate, up) }
+
+// siluMulTo sets dst[i] = silu(gate[i]) * up[i]; dst may be gate.
+func siluMulTo(dst, gate, up []float32) {
+	dst = dst[:len(gate)]
+	up = up[:len(gate)]
 	for i, g := range gate {
 		s := float32(float64(g) / (1 + math.Exp(-float64(g))))
-		gate[i] = s * up[i]
+		dst[i] = s * up[i]
 	}
 }

@@ -436,3 +436,38 @@ func BenchmarkForwardDecode(b *testing.B) {
 		})
 	}
 }
+
+// The fused Q|K|V and Gate|Up products give the same logits, bit for bit,
+// as seven separate products per layer; shapes that cannot be fused (rows
+// not a multiple of the kernels' panel) fall back to the separate ones.
+func TestFusedMatchesUnfused(t *testing.T) {
+	ragged := tinyConfig()
+	ragged.Intermediate = 40
+	for _, dt := range []kernels.DType{kernels.F32, kernels.BF16, kernels.Q8} {
+		for name, cfg := range map[string]*Config{"tiny": tinyConfig(), "ragged": ragged} {
+			w := randomWeights(cfg, 5, dt)
+			fuseMatrices = false
+			plain, err := NewModel(cfg, w)
+			fuseMatrices = true
+			require.NoError(t, err)
+			fused, err := NewModel(cfg, w)
+			require.NoError(t, err)
+			require.Nil(t, plain.fused)
+			if name == "ragged" {
+				require.Nil(t, fused.fused, "40 gate rows are not a multiple of 16: no fusion")
+			} else {
+				require.NotNil(t, fused.fused)
+			}
+			ids := randomTokens(rand.New(rand.NewPCG(3, 3)), 40, cfg.Vocab)
+			want := runAlone(t, plain, ids, 25)
+			got := runAlone(t, fused, ids, 25)
+			for i := range want {
+				for j := range want[i] {
+					if math.Float32bits(got[i][j]) != math.Float32bits(want[i][j]) {
+						t.Fatalf("%s %s step %d logit %d: fused %v, separate %v", dt, name, i, j, got[i][j], want[i][j])
+					}
+				}
+			}
+		}
+	}
+}
