@@ -15,11 +15,8 @@ func MeasureBandwidth(size int, d time.Duration) float64 {
 		buf[i] = 1
 	}
 	var parts [256]float32
-	best := 0.0
-	start := time.Now()
-	for first := true; first || time.Since(start) < d; first = false {
+	rate := bestRate(d, func() float64 {
 		var bytes int
-		t0 := time.Now()
 		defaultPool.run(func(id, n int) {
 			chunk := len(buf) / n / 32 * 32
 			if id == 0 {
@@ -29,11 +26,24 @@ func MeasureBandwidth(size int, d time.Duration) float64 {
 				parts[id] += active.sum(buf[id*chunk : (id+1)*chunk])
 			}
 		})
+		return float64(bytes)
+	})
+	sink = parts[0]
+	return rate
+}
+
+// bestRate calls run (which returns the units of work it did) repeatedly
+// for about d, at least once, and returns the best units per second seen.
+func bestRate(d time.Duration, run func() float64) float64 {
+	best := 0.0
+	start := time.Now()
+	for first := true; first || time.Since(start) < d; first = false {
+		t0 := time.Now()
+		units := run()
 		if s := time.Since(t0).Seconds(); s > 0 {
-			best = max(best, float64(bytes)/s)
+			best = max(best, units/s)
 		}
 	}
-	sink = parts[0]
 	return best
 }
 
@@ -52,20 +62,14 @@ func MeasurePeakFLOPs(d time.Duration) float64 {
 		return 0
 	}
 	const iters = 1 << 20
-	best := 0.0
-	start := time.Now()
-	for first := true; first || time.Since(start) < d; first = false {
+	return bestRate(d, func() float64 {
 		var parts int
-		t0 := time.Now()
 		defaultPool.run(func(id, n int) {
 			if id == 0 {
 				parts = n
 			}
 			im.fmaLoop(iters)
 		})
-		if s := time.Since(t0).Seconds(); s > 0 {
-			best = max(best, float64(parts)*iters*float64(im.fmaLoopFlops)/s)
-		}
-	}
-	return best
+		return float64(parts) * iters * float64(im.fmaLoopFlops)
+	})
 }
