@@ -25,3 +25,5 @@ require (
 	github.com/twpayne/go-geom v1.6.1 // indirect
 	google.golang.org/protobuf v1.34.2 // indirect
 )
+
+replace github.com/ardanlabs/jinja => ./third_party/jinja
