@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -20,14 +19,16 @@ import (
 )
 
 // Limits that keep a hostile or broken template from hanging the program
-// or eating its memory.
+// or eating its memory. The render limits are enforced inside the
+// template library, before the value they guard is built (see render).
 const (
-	maxConfigBytes   = 64 << 20 // tokenizer_config.json
-	maxTemplateBytes = 1 << 20  // the template source
-	maxOutputBytes   = 16 << 20 // one rendered prompt
-	maxRangeItems    = 100_000  // range(n) in a template
-	maxRangeTotal    = 10 << 20 // items of all range calls in one render
-	maxMacroDepth    = 200      // nested macro calls in one render
+	maxConfigBytes   = 64 << 20  // tokenizer_config.json
+	maxTemplateBytes = 1 << 20   // the template source
+	maxOutputBytes   = 16 << 20  // one rendered prompt, and any one string a template builds
+	maxListItems     = 1 << 20   // any one list or dict a template builds (range included)
+	maxRenderBytes   = 128 << 20 // everything one render builds (strings, lists, dicts, scopes, output), garbage or not
+	maxRenderSteps   = 1 << 20   // loop passes, macro calls and items visited in one render
+	maxMacroDepth    = 200       // nested macro calls in one render
 )
 
 // renderTimeout bounds one render (a variable for tests).
@@ -188,58 +189,16 @@ func Parse(source, bos, eos, origin string) (*Template, error) {
 	return &Template{source: source, tmpl: tmpl, bos: bos, eos: eos, origin: origin}, nil
 }
 
-// compile guards against panics in the template library and refuses
-// constructs that can grow memory without bound (see checkGrowth).
+// compile turns a panic of the template library into an error. The
+// library bounds the nesting it parses, so that a template cannot
+// overflow the stack.
 func compile(source string) (t *jinja.Template, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			t, err = nil, fmt.Errorf("compile: %v", r)
 		}
 	}()
-	t, err = jinja.Compile(guardMacros(source))
-	if err != nil {
-		return nil, err
-	}
-	if err := checkGrowth(t); err != nil {
-		return nil, fmt.Errorf("refused: %w", err)
-	}
-	return t, nil
-}
-
-// macroTag matches a macro's opening tag (group 1: its name) or closing tag
-// (group 2); group 3 is the tag's right whitespace control.
-var macroTag = regexp.MustCompile(`\{%[-+]?\s*(?:macro\s+([A-Za-z_][A-Za-z0-9_]*)|(endmacro))\b(?s:.*?)([-+]?)%\}`)
-
-// guardMacros returns source with `{% set NAME = __macro_guard(NAME) %}`
-// after each macro definition, so that every later call of the macro,
-// its own recursive calls included, goes through the render's depth
-// counter (see render): the template library has no recursion limit, and a
-// macro that calls itself without end would overflow the goroutine stack,
-// which kills the process. The inserted tag copies the closing tag's right
-// whitespace control, so the rendered text is unchanged.
-func guardMacros(source string) string {
-	var b strings.Builder
-	var open []string
-	last := 0
-	for _, m := range macroTag.FindAllStringSubmatchIndex(source, -1) {
-		if m[2] >= 0 {
-			open = append(open, source[m[2]:m[3]])
-			continue
-		}
-		if len(open) == 0 {
-			continue
-		}
-		name := open[len(open)-1]
-		open = open[:len(open)-1]
-		b.WriteString(source[last:m[1]])
-		fmt.Fprintf(&b, "{%% set %s = __macro_guard(%s) %s%%}", name, name, source[m[6]:m[7]])
-		last = m[1]
-	}
-	if last == 0 {
-		return source
-	}
-	b.WriteString(source[last:])
-	return b.String()
+	return jinja.Compile(source)
 }
 
 // BOS returns the bos_token string ("" if none).

@@ -6,9 +6,14 @@
 // tokens (see tokenizer.EncodeMixed).
 //
 // Rendering uses github.com/ardanlabs/jinja, a pure-Go engine written for
-// chat templates. The date is always pinned by the caller: date_string and
-// strftime_now both come from Options.Date, so a run that crosses midnight
-// renders the same prompts.
+// chat templates, from our patched copy in third_party/jinja (go.mod
+// replaces the module; third_party/jinja/PATCHES.md lists the changes).
+// Chat templates come from untrusted model folders: the patched library
+// bounds every render in time, steps, output, string and list sizes and
+// total bytes built, checking each limit before the value it guards is
+// allocated (see render). The date is always pinned by the caller:
+// date_string and strftime_now both come from Options.Date, so a run that
+// crosses midnight renders the same prompts.
 //
 // A Template is immutable and safe for concurrent use. The package imports
 // nothing of the rest of the engine.

@@ -26,6 +26,11 @@ func parseDate(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("date %q is not like \"25 Nov 2026\" or \"2026-11-25\"", s)
 }
 
+// maxStrftimeFormat bounds strftime_now's format. What a function passed
+// to the template returns is outside the library's render limits, and a
+// format can expand several times over ("%A" is "Wednesday").
+const maxStrftimeFormat = 1 << 10
+
 // strftimeNow returns the template's strftime_now: it formats the pinned
 // date, never the clock, so prompts do not change when a run crosses
 // midnight.
@@ -33,6 +38,9 @@ func strftimeNow(date string) func([]jinja.Value, map[string]jinja.Value) (jinja
 	return func(args []jinja.Value, _ map[string]jinja.Value) (jinja.Value, error) {
 		if len(args) != 1 || !args[0].IsString() {
 			return jinja.Undefined(), errors.New("strftime_now: want one format string")
+		}
+		if len(args[0].AsString()) > maxStrftimeFormat {
+			return jinja.Undefined(), fmt.Errorf("strftime_now: format of %d bytes exceeds the limit of %d", len(args[0].AsString()), maxStrftimeFormat)
 		}
 		if date == "" {
 			return jinja.Undefined(), errors.New("strftime_now: no date pinned (set the prompt date)")

@@ -1,44 +1,55 @@
 package jinja
 
 import (
-	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
-// cachedBuiltins is a read-only scope populated once with all built-in
-// globals and filters. It is shared across every render — no code path
-// writes to the builtins scope (only chained reads through parent
-// links and lookupFilter), so a single shared instance is safe and
-// avoids ~20 allocations per render.
-var cachedBuiltins = func() *scope {
-	s := newScope(nil)
-	registerGlobals(s)
-	registerFilters(s)
-	return s
-}()
+// globalFunc is a built-in global function. It works within the render's
+// limits.
+type globalFunc func(l *limiter, args []Value, kwargs map[string]Value) (Value, error)
 
-// =============================================================================
-// Global functions
-// =============================================================================
+// builtinGlobals maps names to the built-in global functions. It is only
+// read after package initialization. A render binds a global to its
+// limiter when the template first uses it (see scope.get).
+var builtinGlobals map[string]globalFunc
 
-func registerGlobals(s *scope) {
-	s.set("namespace", NewCallable("namespace", builtinNamespace))
-	s.set("raise_exception", NewCallable("raise_exception", builtinRaiseException))
-	s.set("range", NewCallable("range", builtinRange))
-	s.set("joiner", NewCallable("joiner", builtinJoiner))
-	s.set("dict", NewCallable("dict", builtinDict))
-	s.set("cycler", NewCallable("cycler", builtinCycler))
-	s.set("strftime_now", NewCallable("strftime_now", builtinStrftimeNow))
+func init() {
+	builtinGlobals = map[string]globalFunc{
+		"namespace":       builtinNamespace,
+		"raise_exception": builtinRaiseException,
+		"range":           builtinRange,
+		"joiner":          builtinJoiner,
+		"dict":            builtinDict,
+		"cycler":          builtinCycler,
+		"strftime_now":    builtinStrftimeNow,
+	}
 }
 
-func builtinNamespace(args []Value, kwargs map[string]Value) (Value, error) {
+// global returns the built-in global name bound to l.
+func (l *limiter) global(name string) (Value, bool) {
+	fn, ok := builtinGlobals[name]
+	if !ok {
+		return Undefined(), false
+	}
+	return NewCallable(name, func(args []Value, kwargs map[string]Value) (Value, error) {
+		return fn(l, args, kwargs)
+	}), true
+}
+
+func builtinNamespace(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
+	if err := l.dict(len(kwargs)); err != nil {
+		return Undefined(), err
+	}
 	d := NewDict()
 	dict := d.AsDict()
 	for k, v := range kwargs {
@@ -47,14 +58,18 @@ func builtinNamespace(args []Value, kwargs map[string]Value) (Value, error) {
 	return d, nil
 }
 
-func builtinRaiseException(args []Value, kwargs map[string]Value) (Value, error) {
+func builtinRaiseException(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return Undefined(), fmt.Errorf("raise_exception: missing message")
 	}
-	return Undefined(), fmt.Errorf("%s", printValue(args[0]))
+	msg, err := l.text(args[0])
+	if err != nil {
+		return Undefined(), err
+	}
+	return Undefined(), fmt.Errorf("%s", msg)
 }
 
-func builtinRange(args []Value, kwargs map[string]Value) (Value, error) {
+func builtinRange(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	var start, stop, step int64
 	switch len(args) {
 	case 1:
@@ -77,26 +92,53 @@ func builtinRange(args []Value, kwargs map[string]Value) (Value, error) {
 		return Undefined(), fmt.Errorf("range: step must not be zero")
 	}
 
-	var items []Value
-	if step > 0 {
-		for i := start; i < stop; i += step {
-			items = append(items, NewInt(i))
-		}
-	} else {
-		for i := start; i > stop; i += step {
-			items = append(items, NewInt(i))
-		}
+	// Count the items first, in unsigned arithmetic so that no bounds
+	// overflow, and check them before building the list.
+	var span, stride uint64
+	switch {
+	case step > 0 && stop > start:
+		span, stride = uint64(stop-start), uint64(step)
+	case step < 0 && stop < start:
+		span, stride = uint64(start-stop), uint64(-step)
+	default:
+		stride = 1
+	}
+	n := span / stride
+	if span%stride != 0 {
+		n++
+	}
+	if err := l.list(int(min(n, math.MaxInt32+1))); err != nil {
+		return Undefined(), err
+	}
+	if n > math.MaxInt32 {
+		return Undefined(), fmt.Errorf("range: %d items is too many", n)
+	}
+	if err := l.charge(int64(n) * intBytes); err != nil {
+		return Undefined(), err
+	}
+
+	// Counting items rather than comparing with stop keeps the last
+	// i += step from overflowing past stop into an endless loop.
+	items := make([]Value, 0, n)
+	for k, i := uint64(0), start; k < n; k, i = k+1, i+step {
+		items = append(items, NewInt(i))
 	}
 
 	return NewList(items), nil
 }
 
-func builtinJoiner(args []Value, kwargs map[string]Value) (Value, error) {
+func builtinJoiner(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	sep := ""
 	if len(args) > 0 {
-		sep = printValue(args[0])
+		var err error
+		if sep, err = l.text(args[0]); err != nil {
+			return Undefined(), err
+		}
 	}
 
+	if err := l.charge(callableBytes); err != nil {
+		return Undefined(), err
+	}
 	first := true
 	return NewCallable("joiner", func(args []Value, kwargs map[string]Value) (Value, error) {
 		if first {
@@ -107,7 +149,10 @@ func builtinJoiner(args []Value, kwargs map[string]Value) (Value, error) {
 	}), nil
 }
 
-func builtinDict(args []Value, kwargs map[string]Value) (Value, error) {
+func builtinDict(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
+	if err := l.dict(len(kwargs)); err != nil {
+		return Undefined(), err
+	}
 	d := NewDict()
 	dict := d.AsDict()
 	for k, v := range kwargs {
@@ -116,16 +161,19 @@ func builtinDict(args []Value, kwargs map[string]Value) (Value, error) {
 	return d, nil
 }
 
-func builtinStrftimeNow(args []Value, kwargs map[string]Value) (Value, error) {
+func builtinStrftimeNow(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	format := "%Y-%m-%d"
 	if len(args) > 0 {
-		format = printValue(args[0])
+		var err error
+		if format, err = l.text(args[0]); err != nil {
+			return Undefined(), err
+		}
 	}
 
 	// Convert Python strftime format to Go time format.
 	now := time.Now()
 	goFmt := strftimeToGo(format)
-	return NewString(now.Format(goFmt)), nil
+	return l.newStringValue(now.Format(goFmt))
 }
 
 // strftimeToGo converts a Python strftime format string to a Go time format.
@@ -149,9 +197,15 @@ func strftimeToGo(format string) string {
 	return r.Replace(format)
 }
 
-func builtinCycler(args []Value, kwargs map[string]Value) (Value, error) {
+func builtinCycler(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return Undefined(), fmt.Errorf("cycler: expected at least one argument")
+	}
+	if err := l.list(len(args)); err != nil {
+		return Undefined(), err
+	}
+	if err := l.charge(dictBytes + 3*dictItemBytes + 2*callableBytes); err != nil {
+		return Undefined(), err
 	}
 
 	idx := 0
@@ -180,8 +234,15 @@ func builtinCycler(args []Value, kwargs map[string]Value) (Value, error) {
 // Filter functions
 // =============================================================================
 
-func registerFilters(s *scope) {
-	filters := map[string]func([]Value, map[string]Value) (Value, error){
+// filterFunc is a built-in filter. It works within the render's limits.
+type filterFunc func(l *limiter, args []Value, kwargs map[string]Value) (Value, error)
+
+// builtinFilters maps filter names to the built-in filters. It is only
+// read after package initialization.
+var builtinFilters map[string]filterFunc
+
+func init() {
+	builtinFilters = map[string]filterFunc{
 		"tojson":     filterTojson,
 		"from_json":  filterFromjson,
 		"fromjson":   filterFromjson,
@@ -224,22 +285,19 @@ func registerFilters(s *scope) {
 		"sum":        filterSum,
 		"batch":      filterBatch,
 	}
-
-	for name, fn := range filters {
-		s.set("__filter_"+name, NewCallable(name, fn))
-	}
 }
 
-// lookupFilter retrieves a filter callable from the scope chain.
-func lookupFilter(s *scope, name string) (Value, bool) {
-	return s.get("__filter_" + name)
+// lookupFilter returns the built-in filter name.
+func lookupFilter(name string) (filterFunc, bool) {
+	f, ok := builtinFilters[name]
+	return f, ok
 }
 
 // =============================================================================
 // Test evaluation
 // =============================================================================
 
-func evalTest(name string, val Value, args []Value) (bool, error) {
+func evalTest(l *limiter, name string, val Value, args []Value) (bool, error) {
 	switch name {
 	case "defined":
 		return !val.IsUndefined(), nil
@@ -273,12 +331,13 @@ func evalTest(name string, val Value, args []Value) (bool, error) {
 		if len(args) < 1 {
 			return false, fmt.Errorf("test %q requires an argument", name)
 		}
-		return val.Equals(args[0]), nil
+		return l.equal(val, args[0], 0)
 	case "ne", "!=":
 		if len(args) < 1 {
 			return false, fmt.Errorf("test %q requires an argument", name)
 		}
-		return !val.Equals(args[0]), nil
+		eq, err := l.equal(val, args[0], 0)
+		return !eq, err
 	case "gt", "greaterthan", ">":
 		if len(args) < 1 {
 			return false, nil
@@ -303,7 +362,7 @@ func evalTest(name string, val Value, args []Value) (bool, error) {
 		if len(args) < 1 {
 			return false, nil
 		}
-		return containsValue(args[0], val), nil
+		return l.containsValue(args[0], val)
 	case "odd":
 		if val.IsInt() {
 			return val.AsInt()%2 != 0, nil
@@ -330,7 +389,7 @@ func evalTest(name string, val Value, args []Value) (bool, error) {
 		if len(args) < 1 {
 			return false, nil
 		}
-		return val.Equals(args[0]), nil
+		return l.equal(val, args[0], 0)
 	}
 
 	return false, fmt.Errorf("unknown test %q", name)
@@ -340,13 +399,33 @@ func evalTest(name string, val Value, args []Value) (bool, error) {
 // Filter implementations
 // =============================================================================
 
-func filterTojson(args []Value, kwargs map[string]Value) (Value, error) {
+func filterTojson(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewString(""), nil
 	}
 
-	itemSeparator := ", "
-	keySeparator := ": "
+	enc := jsonEncoder{l: l, b: l.newString(), itemSep: ", ", keySep: ": "}
+
+	// indent works as in Python's json.dumps: a number of spaces or a
+	// string, each item on a line of its own, and "," as the default
+	// item separator. The width is checked before the indent is built.
+	if indent, ok := kwargs["indent"]; ok && !indent.IsNone() && !indent.IsUndefined() {
+		if indent.IsString() {
+			enc.indent = indent.AsString()
+		} else {
+			n := max(toInt64(indent), 0)
+			if n > int64(math.MaxInt32) {
+				return Undefined(), l.str(-1)
+			}
+			if err := l.str(int(n)); err != nil {
+				return Undefined(), err
+			}
+			enc.indent = strings.Repeat(" ", int(n))
+		}
+		enc.indented = true
+		enc.itemSep = ","
+	}
+
 	if separators, ok := kwargs["separators"]; ok {
 		if !separators.IsList() || separators.AsList().Len() != 2 {
 			return Undefined(), fmt.Errorf("tojson: separators must contain two strings")
@@ -356,20 +435,8 @@ func filterTojson(args []Value, kwargs map[string]Value) (Value, error) {
 		if !items[0].IsString() || !items[1].IsString() {
 			return Undefined(), fmt.Errorf("tojson: separators must contain two strings")
 		}
-		itemSeparator = items[0].AsString()
-		keySeparator = items[1].AsString()
-	}
-
-	// The indented form is used rarely in chat templates; fall back to
-	// the reflection-based encoder for correctness instead of duplicating
-	// indent state in the direct encoder.
-	if indent, ok := kwargs["indent"]; ok && !indent.IsNone() && !indent.IsUndefined() {
-		n := int(toInt64(indent))
-		data, err := json.MarshalIndent(valueToGo(args[0]), "", strings.Repeat(" ", n))
-		if err != nil {
-			return NewString(""), nil
-		}
-		return NewString(string(data)), nil
+		enc.itemSep = items[0].AsString()
+		enc.keySep = items[1].AsString()
 	}
 
 	// Direct Value-tree encoder. Bypasses valueToGo's intermediate
@@ -377,15 +444,17 @@ func filterTojson(args []Value, kwargs map[string]Value) (Value, error) {
 	// path. Per-render allocations drop from ~80 (Dict.Set + valueToGo
 	// + reflect) to a handful (one strings.Builder grow + one Marshal
 	// per leaf string for escaping).
-	var sb strings.Builder
-	if err := encodeValueJSON(&sb, args[0], itemSeparator, keySeparator); err != nil {
+	if err := enc.encode(args[0], 0); err != nil {
+		if l.err != nil {
+			return Undefined(), l.err
+		}
 		return NewString(""), nil
 	}
-	return NewString(sb.String()), nil
+	return NewString(enc.b.String()), nil
 }
 
-// encodeValueJSON writes the JSON encoding of v directly into sb without
-// going through an intermediate Go-typed tree.
+// jsonEncoder writes the JSON encoding of a Value tree within the render's
+// limits, without going through an intermediate Go-typed tree.
 //
 // The output matches Python json.dumps's defaults so that prompts rendered by
 // this engine are byte-for-byte identical to those produced by HuggingFace's
@@ -395,27 +464,50 @@ func filterTojson(args []Value, kwargs map[string]Value) (Value, error) {
 //     ": " — Python's default when no indent is given.
 //   - HTML metacharacters '&', '<', '>' are NOT escaped to \u0026 / \u003c /
 //     \u003e (Go's encoding/json escapes these by default; Python does not).
+//   - Dicts keep their insertion order (sort_keys=False).
 //
-// Both differences would otherwise change the tokenization of every tool
+// These differences would otherwise change the tokenization of every tool
 // definition that ends up in a chat prompt.
-func encodeValueJSON(sb *strings.Builder, v Value, itemSeparator, keySeparator string) error {
+//
+// Errors of b are sticky in its limiter, so writes are checked once per
+// item.
+type jsonEncoder struct {
+	l        *limiter
+	b        *builder
+	itemSep  string
+	keySep   string
+	indent   string
+	indented bool
+}
+
+// newline starts a line indented depth levels (indented output only).
+func (enc *jsonEncoder) newline(depth int) {
+	if !enc.indented {
+		return
+	}
+	enc.b.WriteByte('\n')
+	for range depth {
+		if enc.b.WriteString(enc.indent) != nil {
+			return
+		}
+	}
+}
+
+func (enc *jsonEncoder) encode(v Value, depth int) error {
+	b := enc.b
 	switch v.kind {
 	case KindUndefined, KindNone, KindCallable:
-		sb.WriteString("null")
-		return nil
+		return b.WriteString("null")
 
 	case KindBool:
 		if v.AsBool() {
-			sb.WriteString("true")
-		} else {
-			sb.WriteString("false")
+			return b.WriteString("true")
 		}
-		return nil
+		return b.WriteString("false")
 
 	case KindInt:
 		var buf [20]byte
-		sb.Write(strconv.AppendInt(buf[:0], v.AsInt(), 10))
-		return nil
+		return b.writeBytes(strconv.AppendInt(buf[:0], v.AsInt(), 10))
 
 	case KindFloat:
 		f := v.AsFloat()
@@ -423,80 +515,281 @@ func encodeValueJSON(sb *strings.Builder, v Value, itemSeparator, keySeparator s
 			return fmt.Errorf("tojson: cannot encode %v", f)
 		}
 		var buf [32]byte
-		sb.Write(strconv.AppendFloat(buf[:0], f, 'g', -1, 64))
-		return nil
+		return b.writeBytes(strconv.AppendFloat(buf[:0], f, 'g', -1, 64))
 
 	case KindString:
-		return encodeJSONString(sb, v.AsString())
+		return encodeJSONString(b, v.AsString())
 
 	case KindList:
-		sb.WriteByte('[')
-		for i, item := range v.AsList().Items {
-			if i > 0 {
-				sb.WriteString(itemSeparator)
+		if err := enc.l.nested(depth); err != nil {
+			return err
+		}
+		items := v.AsList().Items
+		if len(items) == 0 {
+			return b.WriteString("[]")
+		}
+		b.WriteByte('[')
+		for i, item := range items {
+			if err := enc.l.step(); err != nil {
+				return err
 			}
-			if err := encodeValueJSON(sb, item, itemSeparator, keySeparator); err != nil {
+			if i > 0 {
+				b.WriteString(enc.itemSep)
+			}
+			enc.newline(depth + 1)
+			if err := enc.encode(item, depth+1); err != nil {
 				return err
 			}
 		}
-		sb.WriteByte(']')
-		return nil
+		enc.newline(depth)
+		return b.WriteByte(']')
 
 	case KindDict:
-		sb.WriteByte('{')
+		if err := enc.l.nested(depth); err != nil {
+			return err
+		}
 		d := v.AsDict()
+		if d.Len() == 0 {
+			return b.WriteString("{}")
+		}
+		b.WriteByte('{')
 		for i, key := range d.Keys {
-			if i > 0 {
-				sb.WriteString(itemSeparator)
-			}
-			if err := encodeJSONString(sb, key); err != nil {
+			if err := enc.l.step(); err != nil {
 				return err
 			}
-			sb.WriteString(keySeparator)
-			if err := encodeValueJSON(sb, d.Data[key], itemSeparator, keySeparator); err != nil {
+			if i > 0 {
+				b.WriteString(enc.itemSep)
+			}
+			enc.newline(depth + 1)
+			if err := encodeJSONString(b, key); err != nil {
+				return err
+			}
+			b.WriteString(enc.keySep)
+			if err := enc.encode(d.Data[key], depth+1); err != nil {
 				return err
 			}
 		}
-		sb.WriteByte('}')
-		return nil
+		enc.newline(depth)
+		return b.WriteByte('}')
 	}
 
-	sb.WriteString("null")
-	return nil
+	return b.WriteString("null")
 }
 
 // encodeJSONString writes the JSON encoding of s without HTML-escaping (no
 // \u0026 / \u003c / \u003e), matching Python json.dumps's default behaviour.
-func encodeJSONString(sb *strings.Builder, s string) error {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(s); err != nil {
+// It writes what encoding/json's Encoder with SetEscapeHTML(false) writes
+// (TestEncodeJSONStringMatchesEncodingJSON holds them together), straight
+// into b: the size is checked before anything is written, and no
+// intermediate buffer is allocated.
+func encodeJSONString(b *builder, s string) error {
+	size := 2
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			size += len(jsonEscape(c))
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			size += len(`\ufffd`)
+		case r == '\u2028' || r == '\u2029':
+			size += len(`\u2028`)
+		default:
+			size += n
+		}
+		i += n
+	}
+	if err := b.reserve(size); err != nil {
 		return err
 	}
-	// json.Encoder.Encode appends a trailing newline; strip it.
-	out := buf.Bytes()
-	if n := len(out); n > 0 && out[n-1] == '\n' {
-		out = out[:n-1]
+
+	// Room is reserved and charged: write to the strings.Builder itself.
+	sb := &b.sb
+	sb.WriteByte('"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if esc := jsonEscape(c); len(esc) != 1 {
+				sb.WriteString(s[start:i])
+				sb.WriteString(esc)
+				start = i + 1
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			sb.WriteString(s[start:i])
+			sb.WriteString(`\ufffd`)
+			start = i + n
+		case r == '\u2028':
+			sb.WriteString(s[start:i])
+			sb.WriteString(`\u2028`)
+			start = i + n
+		case r == '\u2029':
+			sb.WriteString(s[start:i])
+			sb.WriteString(`\u2029`)
+			start = i + n
+		}
+		i += n
 	}
-	sb.Write(out)
+	sb.WriteString(s[start:])
+	sb.WriteByte('"')
 	return nil
 }
 
-func filterFromjson(args []Value, kwargs map[string]Value) (Value, error) {
+// jsonEscapes holds the JSON encoding of each ASCII byte.
+var jsonEscapes = func() [utf8.RuneSelf]string {
+	const hex = "0123456789abcdef"
+	var t [utf8.RuneSelf]string
+	for c := range t {
+		switch c {
+		case '\\', '"':
+			t[c] = `\` + string(rune(c))
+		case '\b':
+			t[c] = `\b`
+		case '\f':
+			t[c] = `\f`
+		case '\n':
+			t[c] = `\n`
+		case '\r':
+			t[c] = `\r`
+		case '\t':
+			t[c] = `\t`
+		default:
+			if c < 0x20 {
+				t[c] = `\u00` + string(hex[c>>4]) + string(hex[c&0xF])
+			} else {
+				t[c] = string(rune(c))
+			}
+		}
+	}
+	return t
+}()
+
+// jsonEscape returns the JSON encoding of the ASCII byte c.
+func jsonEscape(c byte) string { return jsonEscapes[c] }
+
+func filterFromjson(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 || !args[0].IsString() {
 		return Undefined(), nil
 	}
 
-	var result any
-	if err := json.Unmarshal([]byte(args[0].AsString()), &result); err != nil {
+	// Decoded token by token so that each list, dict and string is
+	// checked before it is built: json.Unmarshal into any would first
+	// build Go values of many times the text's size. The decoder
+	// buffers the whole text.
+	if err := l.charge(int64(len(args[0].AsString()))); err != nil {
+		return Undefined(), err
+	}
+	dec := json.NewDecoder(strings.NewReader(args[0].AsString()))
+	dec.UseNumber()
+	v, err := decodeJSON(l, dec, 0)
+	if err == nil {
+		if _, e := dec.Token(); e != io.EOF {
+			err = errors.New("invalid character after top-level value")
+		}
+	}
+	if err != nil {
+		if l.err != nil {
+			return Undefined(), l.err
+		}
 		return Undefined(), fmt.Errorf("fromjson: %w", err)
 	}
-
-	return FromGoValue(result), nil
+	return v, nil
 }
 
-func filterItems(args []Value, kwargs map[string]Value) (Value, error) {
+// jsonTokenBytes is charged for each JSON token decoded.
+const jsonTokenBytes = 256
+
+// decodeJSON reads one JSON value from dec. Objects keep their key order,
+// as Python's json.loads does; a key given twice keeps its first place and
+// its last value. Integers become ints, other numbers floats.
+func decodeJSON(l *limiter, dec *json.Decoder, depth int) (Value, error) {
+	if err := l.nested(depth); err != nil {
+		return Undefined(), err
+	}
+	// Each token costs the decoder a few allocations: charged so that
+	// decoding a long text stays within the render's budget.
+	if err := l.charge(jsonTokenBytes); err != nil {
+		return Undefined(), err
+	}
+	t, err := dec.Token()
+	if err != nil {
+		return Undefined(), err
+	}
+	switch t := t.(type) {
+	case json.Delim:
+		switch t {
+		case '[':
+			if err := l.list(0); err != nil {
+				return Undefined(), err
+			}
+			var items []Value
+			for dec.More() {
+				item, err := decodeJSON(l, dec, depth+1)
+				if err != nil {
+					return Undefined(), err
+				}
+				if items, err = l.appendItem(items, item); err != nil {
+					return Undefined(), err
+				}
+			}
+			if _, err := dec.Token(); err != nil {
+				return Undefined(), err
+			}
+			return NewList(items), nil
+		case '{':
+			if err := l.dict(0); err != nil {
+				return Undefined(), err
+			}
+			d := NewDict()
+			dict := d.AsDict()
+			for dec.More() {
+				kt, err := dec.Token()
+				if err != nil {
+					return Undefined(), err
+				}
+				key, ok := kt.(string)
+				if !ok {
+					return Undefined(), fmt.Errorf("object key %v is not a string", kt)
+				}
+				if err := l.items(dict.Len() + 1); err != nil {
+					return Undefined(), err
+				}
+				if err := l.charge(dictItemBytes + int64(len(key))); err != nil {
+					return Undefined(), err
+				}
+				val, err := decodeJSON(l, dec, depth+1)
+				if err != nil {
+					return Undefined(), err
+				}
+				dict.Set(key, val)
+			}
+			if _, err := dec.Token(); err != nil {
+				return Undefined(), err
+			}
+			return d, nil
+		}
+		return Undefined(), fmt.Errorf("unexpected %v", t)
+	case string:
+		return l.newStringValue(t)
+	case json.Number:
+		return FromGoValue(t), nil
+	case bool:
+		return NewBool(t), nil
+	case nil:
+		return None(), nil
+	}
+	return Undefined(), fmt.Errorf("unexpected token %v", t)
+}
+
+func filterItems(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 || args[0].IsUndefined() {
 		return NewList(nil), nil
 	}
@@ -514,6 +807,9 @@ func filterItems(args []Value, kwargs map[string]Value) (Value, error) {
 	}
 
 	d := args[0].AsDict()
+	if err := l.pairs(d.Len()); err != nil {
+		return Undefined(), err
+	}
 	items := make([]Value, 0, d.Len())
 	for _, key := range d.Keys {
 		pair := NewList([]Value{NewString(key), d.Data[key]})
@@ -523,44 +819,74 @@ func filterItems(args []Value, kwargs map[string]Value) (Value, error) {
 	return NewList(items), nil
 }
 
-func filterJoin(args []Value, kwargs map[string]Value) (Value, error) {
+func filterJoin(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewString(""), nil
 	}
 
 	if !args[0].IsList() {
-		return NewString(printValue(args[0])), nil
+		s, err := l.text(args[0])
+		return NewString(s), err
 	}
 
+	var err error
 	sep := ""
 	if len(args) > 1 {
-		sep = printValue(args[1])
+		if sep, err = l.text(args[1]); err != nil {
+			return Undefined(), err
+		}
 	}
 	if s, ok := kwargs["d"]; ok {
-		sep = printValue(s)
+		if sep, err = l.text(s); err != nil {
+			return Undefined(), err
+		}
 	}
 
 	attr := ""
 	if a, ok := kwargs["attribute"]; ok {
-		attr = printValue(a)
+		if attr, err = l.text(a); err != nil {
+			return Undefined(), err
+		}
 	}
 
+	// The joined size is summed, without overflow, and checked before
+	// strings.Join allocates it.
 	list := args[0].AsList()
 	parts := make([]string, list.Len())
+	size := 0
 	for i, item := range list.Items {
+		if err := l.step(); err != nil {
+			return Undefined(), err
+		}
 		if attr != "" && item.IsDict() {
 			v, ok := item.AsDict().Get(attr)
 			if ok {
 				item = v
 			}
 		}
-		parts[i] = printValue(item)
+		if parts[i], err = l.text(item); err != nil {
+			return Undefined(), err
+		}
+		add := len(parts[i])
+		if i > 0 {
+			add += len(sep)
+		}
+		if add > math.MaxInt-size {
+			return Undefined(), l.str(-1)
+		}
+		size += add
+		if l.lim.MaxStringBytes > 0 && size > l.lim.MaxStringBytes {
+			return Undefined(), l.str(size)
+		}
+	}
+	if err := l.str(size); err != nil {
+		return Undefined(), err
 	}
 
 	return NewString(strings.Join(parts, sep)), nil
 }
 
-func filterDefault(args []Value, kwargs map[string]Value) (Value, error) {
+func filterDefault(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return Undefined(), nil
 	}
@@ -589,13 +915,19 @@ func filterDefault(args []Value, kwargs map[string]Value) (Value, error) {
 	return val, nil
 }
 
-func filterTrim(args []Value, kwargs map[string]Value) (Value, error) {
+func filterTrim(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewString(""), nil
 	}
-	s := printValue(args[0])
+	s, err := l.text(args[0])
+	if err != nil {
+		return Undefined(), err
+	}
 	if len(args) > 1 {
-		chars := printValue(args[1])
+		chars, err := l.text(args[1])
+		if err != nil {
+			return Undefined(), err
+		}
 		s = strings.Trim(s, chars)
 	} else {
 		s = strings.TrimSpace(s)
@@ -603,27 +935,41 @@ func filterTrim(args []Value, kwargs map[string]Value) (Value, error) {
 	return NewString(s), nil
 }
 
-func filterLower(args []Value, kwargs map[string]Value) (Value, error) {
+func filterLower(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewString(""), nil
 	}
-	return NewString(strings.ToLower(printValue(args[0]))), nil
+	s, err := l.text(args[0])
+	if err != nil {
+		return Undefined(), err
+	}
+	return l.newStringValue(strings.ToLower(s))
 }
 
-func filterUpper(args []Value, kwargs map[string]Value) (Value, error) {
+func filterUpper(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewString(""), nil
 	}
-	return NewString(strings.ToUpper(printValue(args[0]))), nil
+	s, err := l.text(args[0])
+	if err != nil {
+		return Undefined(), err
+	}
+	return l.newStringValue(strings.ToUpper(s))
 }
 
-func filterTitle(args []Value, kwargs map[string]Value) (Value, error) {
+func filterTitle(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewString(""), nil
 	}
 
-	s := printValue(args[0])
-	runes := []rune(s)
+	s, err := l.text(args[0])
+	if err != nil {
+		return Undefined(), err
+	}
+	runes, err := l.runes(s)
+	if err != nil {
+		return Undefined(), err
+	}
 	inWord := false
 	for i, r := range runes {
 		if unicode.IsLetter(r) || unicode.IsDigit(r) {
@@ -637,48 +983,51 @@ func filterTitle(args []Value, kwargs map[string]Value) (Value, error) {
 			inWord = false
 		}
 	}
-	return NewString(string(runes)), nil
+	return l.newStringValue(string(runes))
 }
 
-func filterCapitalize(args []Value, kwargs map[string]Value) (Value, error) {
+func filterCapitalize(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewString(""), nil
 	}
-	s := printValue(args[0])
-	if len(s) == 0 {
-		return NewString(""), nil
+	s, err := l.text(args[0])
+	if err != nil || len(s) == 0 {
+		return NewString(""), err
 	}
-	runes := []rune(s)
+	runes, err := l.runes(s)
+	if err != nil {
+		return Undefined(), err
+	}
 	runes[0] = unicode.ToUpper(runes[0])
 	for i := 1; i < len(runes); i++ {
 		runes[i] = unicode.ToLower(runes[i])
 	}
-	return NewString(string(runes)), nil
+	return l.newStringValue(string(runes))
 }
 
-func filterFirst(args []Value, kwargs map[string]Value) (Value, error) {
+func filterFirst(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 || !args[0].IsList() {
 		return Undefined(), nil
 	}
-	l := args[0].AsList()
-	if l.Len() == 0 {
+	list := args[0].AsList()
+	if list.Len() == 0 {
 		return Undefined(), nil
 	}
-	return l.Get(0), nil
+	return list.Get(0), nil
 }
 
-func filterLast(args []Value, kwargs map[string]Value) (Value, error) {
+func filterLast(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 || !args[0].IsList() {
 		return Undefined(), nil
 	}
-	l := args[0].AsList()
-	if l.Len() == 0 {
+	list := args[0].AsList()
+	if list.Len() == 0 {
 		return Undefined(), nil
 	}
-	return l.Get(l.Len() - 1), nil
+	return list.Get(list.Len() - 1), nil
 }
 
-func filterLength(args []Value, kwargs map[string]Value) (Value, error) {
+func filterLength(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewInt(0), nil
 	}
@@ -690,28 +1039,34 @@ func filterLength(args []Value, kwargs map[string]Value) (Value, error) {
 	case v.IsDict():
 		return NewInt(int64(v.AsDict().Len())), nil
 	case v.IsString():
-		return NewInt(int64(len([]rune(v.AsString())))), nil
+		return NewInt(int64(utf8.RuneCountInString(v.AsString()))), nil
 	}
 
 	return NewInt(0), nil
 }
 
-func filterReverse(args []Value, kwargs map[string]Value) (Value, error) {
+func filterReverse(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewList(nil), nil
 	}
 
 	v := args[0]
 	if v.IsString() {
-		runes := []rune(v.AsString())
+		runes, err := l.runes(v.AsString())
+		if err != nil {
+			return Undefined(), err
+		}
 		for i, j := 0, len(runes)-1; i < j; i, j = i+1, j-1 {
 			runes[i], runes[j] = runes[j], runes[i]
 		}
-		return NewString(string(runes)), nil
+		return l.newStringValue(string(runes))
 	}
 
 	if v.IsList() {
 		src := v.AsList().Items
+		if err := l.list(len(src)); err != nil {
+			return Undefined(), err
+		}
 		items := make([]Value, len(src))
 		for i, item := range src {
 			items[len(src)-1-i] = item
@@ -722,12 +1077,15 @@ func filterReverse(args []Value, kwargs map[string]Value) (Value, error) {
 	return v, nil
 }
 
-func filterSort(args []Value, kwargs map[string]Value) (Value, error) {
+func filterSort(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 || !args[0].IsList() {
 		return NewList(nil), nil
 	}
 
 	src := args[0].AsList().Items
+	if err := l.list(len(src)); err != nil {
+		return Undefined(), err
+	}
 	items := make([]Value, len(src))
 	copy(items, src)
 
@@ -736,28 +1094,52 @@ func filterSort(args []Value, kwargs map[string]Value) (Value, error) {
 		reverse = r.AsBool()
 	}
 
+	// Each comparison is a step; once the limits are hit, the rest of
+	// the sort compares nothing.
+	var err error
 	sort.SliceStable(items, func(i, j int) bool {
+		if err != nil {
+			return false
+		}
+		if err = l.step(); err != nil {
+			return false
+		}
 		cmp := compareValues(items[i], items[j])
 		if reverse {
 			return cmp > 0
 		}
 		return cmp < 0
 	})
+	if err != nil {
+		return Undefined(), err
+	}
 
 	return NewList(items), nil
 }
 
-func filterUnique(args []Value, kwargs map[string]Value) (Value, error) {
+func filterUnique(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 || !args[0].IsList() {
 		return NewList(nil), nil
 	}
 
 	src := args[0].AsList().Items
+	if err := l.list(len(src)); err != nil {
+		return Undefined(), err
+	}
 	seen := make(map[string]bool)
-	var items []Value
+	items := make([]Value, 0, len(src))
 	for _, item := range src {
-		key := printValue(item)
+		if err := l.step(); err != nil {
+			return Undefined(), err
+		}
+		key, err := l.text(item)
+		if err != nil {
+			return Undefined(), err
+		}
 		if !seen[key] {
+			if err := l.charge(dictItemBytes + int64(len(key))); err != nil {
+				return Undefined(), err
+			}
 			seen[key] = true
 			items = append(items, item)
 		}
@@ -766,7 +1148,7 @@ func filterUnique(args []Value, kwargs map[string]Value) (Value, error) {
 	return NewList(items), nil
 }
 
-func filterList(args []Value, kwargs map[string]Value) (Value, error) {
+func filterList(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewList(nil), nil
 	}
@@ -776,10 +1158,13 @@ func filterList(args []Value, kwargs map[string]Value) (Value, error) {
 		return v, nil
 	}
 	if v.IsString() {
-		runes := []rune(v.AsString())
-		items := make([]Value, len(runes))
-		for i, r := range runes {
-			items[i] = NewString(string(r))
+		s := v.AsString()
+		if err := l.list(utf8.RuneCountInString(s)); err != nil {
+			return Undefined(), err
+		}
+		items := make([]Value, 0, utf8.RuneCountInString(s))
+		for _, r := range s {
+			items = append(items, NewString(string(r)))
 		}
 		return NewList(items), nil
 	}
@@ -787,41 +1172,47 @@ func filterList(args []Value, kwargs map[string]Value) (Value, error) {
 	return NewList([]Value{v}), nil
 }
 
-func filterInt(args []Value, kwargs map[string]Value) (Value, error) {
+func filterInt(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewInt(0), nil
 	}
 	return NewInt(toInt64(args[0])), nil
 }
 
-func filterFloatConv(args []Value, kwargs map[string]Value) (Value, error) {
+func filterFloatConv(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewFloat(0), nil
 	}
 	return NewFloat(toFloat64(args[0])), nil
 }
 
-func filterString(args []Value, kwargs map[string]Value) (Value, error) {
+func filterString(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewString(""), nil
 	}
-	return NewString(printValue(args[0])), nil
+	s, err := l.text(args[0])
+	return NewString(s), err
 }
 
-func filterSafe(args []Value, kwargs map[string]Value) (Value, error) {
+func filterSafe(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewString(""), nil
 	}
 	return args[0], nil
 }
 
-func filterReplace(args []Value, kwargs map[string]Value) (Value, error) {
+func filterReplace(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) < 3 {
 		return NewString(""), fmt.Errorf("replace: expected at least 3 arguments")
 	}
-	s := printValue(args[0])
-	old := printValue(args[1])
-	newStr := printValue(args[2])
+	var strs [3]string
+	for i := range strs {
+		var err error
+		if strs[i], err = l.text(args[i]); err != nil {
+			return Undefined(), err
+		}
+	}
+	s, old, newStr := strs[0], strs[1], strs[2]
 
 	count := -1
 	if len(args) > 3 {
@@ -831,10 +1222,10 @@ func filterReplace(args []Value, kwargs map[string]Value) (Value, error) {
 		count = int(toInt64(c))
 	}
 
-	return NewString(strings.Replace(s, old, newStr, count)), nil
+	return l.replace(s, old, newStr, count)
 }
 
-func filterRound(args []Value, kwargs map[string]Value) (Value, error) {
+func filterRound(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewFloat(0), nil
 	}
@@ -857,7 +1248,7 @@ func filterRound(args []Value, kwargs map[string]Value) (Value, error) {
 	return NewFloat(rounded), nil
 }
 
-func filterAbs(args []Value, kwargs map[string]Value) (Value, error) {
+func filterAbs(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewInt(0), nil
 	}
@@ -877,7 +1268,7 @@ func filterAbs(args []Value, kwargs map[string]Value) (Value, error) {
 	return NewInt(0), nil
 }
 
-func filterMap(args []Value, kwargs map[string]Value) (Value, error) {
+func filterMap(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 || !args[0].IsList() {
 		return NewList(nil), nil
 	}
@@ -886,12 +1277,18 @@ func filterMap(args []Value, kwargs map[string]Value) (Value, error) {
 
 	// map(attribute="name") form
 	if attr, ok := kwargs["attribute"]; ok {
-		attrName := printValue(attr)
+		attrName, err := l.text(attr)
+		if err != nil {
+			return Undefined(), err
+		}
 		defVal := Undefined()
 		if d, ok := kwargs["default"]; ok {
 			defVal = d
 		}
 
+		if err := l.list(list.Len()); err != nil {
+			return Undefined(), err
+		}
 		items := make([]Value, list.Len())
 		for i, item := range list.Items {
 			if item.IsDict() {
@@ -911,7 +1308,7 @@ func filterMap(args []Value, kwargs map[string]Value) (Value, error) {
 	return NewList(list.Items), nil
 }
 
-func filterSelect(args []Value, kwargs map[string]Value) (Value, error) {
+func filterSelect(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 || !args[0].IsList() {
 		return NewList(nil), nil
 	}
@@ -924,14 +1321,20 @@ func filterSelect(args []Value, kwargs map[string]Value) (Value, error) {
 
 	testArgs := args[2:]
 
-	var items []Value
+	if err := l.list(list.Len()); err != nil {
+		return Undefined(), err
+	}
+	items := make([]Value, 0, list.Len())
 	for _, item := range list.Items {
+		if err := l.step(); err != nil {
+			return Undefined(), err
+		}
 		if testName == "" {
 			if item.IsTruthy() {
 				items = append(items, item)
 			}
 		} else {
-			result, err := evalTest(testName, item, testArgs)
+			result, err := evalTest(l, testName, item, testArgs)
 			if err != nil {
 				return Undefined(), err
 			}
@@ -944,7 +1347,7 @@ func filterSelect(args []Value, kwargs map[string]Value) (Value, error) {
 	return NewList(items), nil
 }
 
-func filterReject(args []Value, kwargs map[string]Value) (Value, error) {
+func filterReject(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 || !args[0].IsList() {
 		return NewList(nil), nil
 	}
@@ -957,14 +1360,20 @@ func filterReject(args []Value, kwargs map[string]Value) (Value, error) {
 
 	testArgs := args[2:]
 
-	var items []Value
+	if err := l.list(list.Len()); err != nil {
+		return Undefined(), err
+	}
+	items := make([]Value, 0, list.Len())
 	for _, item := range list.Items {
+		if err := l.step(); err != nil {
+			return Undefined(), err
+		}
 		if testName == "" {
 			if !item.IsTruthy() {
 				items = append(items, item)
 			}
 		} else {
-			result, err := evalTest(testName, item, testArgs)
+			result, err := evalTest(l, testName, item, testArgs)
 			if err != nil {
 				return Undefined(), err
 			}
@@ -977,22 +1386,33 @@ func filterReject(args []Value, kwargs map[string]Value) (Value, error) {
 	return NewList(items), nil
 }
 
-func filterSelectattr(args []Value, kwargs map[string]Value) (Value, error) {
+func filterSelectattr(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) < 2 || !args[0].IsList() {
 		return NewList(nil), nil
 	}
 
 	list := args[0].AsList()
-	attrName := printValue(args[1])
+	attrName, err := l.text(args[1])
+	if err != nil {
+		return Undefined(), err
+	}
 	testName := "truthy"
 	if len(args) > 2 {
-		testName = printValue(args[2])
+		if testName, err = l.text(args[2]); err != nil {
+			return Undefined(), err
+		}
 	}
 
 	testArgs := args[3:]
 
-	var items []Value
+	if err := l.list(list.Len()); err != nil {
+		return Undefined(), err
+	}
+	items := make([]Value, 0, list.Len())
 	for _, item := range list.Items {
+		if err := l.step(); err != nil {
+			return Undefined(), err
+		}
 		attrVal := Undefined()
 		if item.IsDict() {
 			if v, ok := item.AsDict().Get(attrName); ok {
@@ -1005,7 +1425,7 @@ func filterSelectattr(args []Value, kwargs map[string]Value) (Value, error) {
 				items = append(items, item)
 			}
 		} else {
-			result, err := evalTest(testName, attrVal, testArgs)
+			result, err := evalTest(l, testName, attrVal, testArgs)
 			if err != nil {
 				return Undefined(), err
 			}
@@ -1018,22 +1438,33 @@ func filterSelectattr(args []Value, kwargs map[string]Value) (Value, error) {
 	return NewList(items), nil
 }
 
-func filterRejectattr(args []Value, kwargs map[string]Value) (Value, error) {
+func filterRejectattr(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) < 2 || !args[0].IsList() {
 		return NewList(nil), nil
 	}
 
 	list := args[0].AsList()
-	attrName := printValue(args[1])
+	attrName, err := l.text(args[1])
+	if err != nil {
+		return Undefined(), err
+	}
 	testName := "truthy"
 	if len(args) > 2 {
-		testName = printValue(args[2])
+		if testName, err = l.text(args[2]); err != nil {
+			return Undefined(), err
+		}
 	}
 
 	testArgs := args[3:]
 
-	var items []Value
+	if err := l.list(list.Len()); err != nil {
+		return Undefined(), err
+	}
+	items := make([]Value, 0, list.Len())
 	for _, item := range list.Items {
+		if err := l.step(); err != nil {
+			return Undefined(), err
+		}
 		attrVal := Undefined()
 		if item.IsDict() {
 			if v, ok := item.AsDict().Get(attrName); ok {
@@ -1046,7 +1477,7 @@ func filterRejectattr(args []Value, kwargs map[string]Value) (Value, error) {
 				items = append(items, item)
 			}
 		} else {
-			result, err := evalTest(testName, attrVal, testArgs)
+			result, err := evalTest(l, testName, attrVal, testArgs)
 			if err != nil {
 				return Undefined(), err
 			}
@@ -1059,19 +1490,23 @@ func filterRejectattr(args []Value, kwargs map[string]Value) (Value, error) {
 	return NewList(items), nil
 }
 
-func filterIndent(args []Value, kwargs map[string]Value) (Value, error) {
+func filterIndent(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewString(""), nil
 	}
 
-	s := printValue(args[0])
-	width := 4
+	s, err := l.text(args[0])
+	if err != nil {
+		return Undefined(), err
+	}
+	width := int64(4)
 	if len(args) > 1 {
-		width = int(toInt64(args[1]))
+		width = toInt64(args[1])
 	}
 	if w, ok := kwargs["width"]; ok {
-		width = int(toInt64(w))
+		width = toInt64(w)
 	}
+	width = max(width, 0) // as Python's ' ' * width
 
 	indentFirst := false
 	if len(args) > 2 {
@@ -1081,42 +1516,98 @@ func filterIndent(args []Value, kwargs map[string]Value) (Value, error) {
 		indentFirst = f.IsTruthy()
 	}
 
-	pad := strings.Repeat(" ", width)
-	lines := strings.Split(s, "\n")
-	for i, line := range lines {
-		if i == 0 && !indentFirst {
-			continue
+	// Count the lines that get the indent and check the result's size
+	// before building it.
+	padded := int64(0)
+	for i, rest := 0, s; ; i++ {
+		line, after, found := strings.Cut(rest, "\n")
+		if line != "" && (i > 0 || indentFirst) {
+			padded++
 		}
-		if line != "" {
-			lines[i] = pad + line
+		if !found {
+			break
 		}
+		rest = after
+	}
+	if padded > 0 && width > (math.MaxInt32-int64(len(s)))/padded {
+		return Undefined(), l.str(-1)
+	}
+	size := int(int64(len(s)) + padded*width)
+	if err := l.str(size); err != nil {
+		return Undefined(), err
 	}
 
-	return NewString(strings.Join(lines, "\n")), nil
+	pad := strings.Repeat(" ", int(width))
+	var b strings.Builder
+	b.Grow(size)
+	for i, rest := 0, s; ; i++ {
+		line, after, found := strings.Cut(rest, "\n")
+		if line != "" && (i > 0 || indentFirst) {
+			b.WriteString(pad)
+		}
+		b.WriteString(line)
+		if !found {
+			break
+		}
+		b.WriteByte('\n')
+		rest = after
+	}
+
+	return NewString(b.String()), nil
 }
 
-func filterWordcount(args []Value, kwargs map[string]Value) (Value, error) {
+func filterWordcount(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewInt(0), nil
 	}
-	words := strings.Fields(printValue(args[0]))
-	return NewInt(int64(len(words))), nil
+	s, err := l.text(args[0])
+	if err != nil {
+		return Undefined(), err
+	}
+	// Counted as strings.Fields splits, without building the fields.
+	n, inWord := 0, false
+	for _, r := range s {
+		switch {
+		case unicode.IsSpace(r):
+			inWord = false
+		case !inWord:
+			inWord = true
+			n++
+		}
+	}
+	return NewInt(int64(n)), nil
 }
 
-func filterEscape(args []Value, kwargs map[string]Value) (Value, error) {
+// htmlEscaper replaces in one pass what filterEscape escapes.
+var htmlEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&#39;")
+
+func filterEscape(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewString(""), nil
 	}
-	s := printValue(args[0])
-	s = strings.ReplaceAll(s, "&", "&amp;")
-	s = strings.ReplaceAll(s, "<", "&lt;")
-	s = strings.ReplaceAll(s, ">", "&gt;")
-	s = strings.ReplaceAll(s, `"`, "&quot;")
-	s = strings.ReplaceAll(s, "'", "&#39;")
-	return NewString(s), nil
+	s, err := l.text(args[0])
+	if err != nil {
+		return Undefined(), err
+	}
+	size := len(s) + 4*strings.Count(s, "&") + 3*strings.Count(s, "<") + 3*strings.Count(s, ">") +
+		5*strings.Count(s, `"`) + 4*strings.Count(s, "'")
+	if size == len(s) {
+		return NewString(s), nil
+	}
+	if err := l.fits(size); err != nil {
+		return Undefined(), err
+	}
+	b := l.newString()
+	if err := b.reserve(size); err != nil {
+		return Undefined(), err
+	}
+	if _, err := htmlEscaper.WriteString(&b.sb, s); err != nil {
+		return Undefined(), err
+	}
+	return NewString(b.String()), nil
 }
 
-func filterDictsort(args []Value, kwargs map[string]Value) (Value, error) {
+func filterDictsort(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 || !args[0].IsDict() {
 		return NewList(nil), nil
 	}
@@ -1127,6 +1618,9 @@ func filterDictsort(args []Value, kwargs map[string]Value) (Value, error) {
 		reverse = r.AsBool()
 	}
 
+	if err := l.pairs(d.Len()); err != nil {
+		return Undefined(), err
+	}
 	keys := make([]string, len(d.Keys))
 	copy(keys, d.Keys)
 
@@ -1145,7 +1639,7 @@ func filterDictsort(args []Value, kwargs map[string]Value) (Value, error) {
 	return NewList(items), nil
 }
 
-func filterMax(args []Value, kwargs map[string]Value) (Value, error) {
+func filterMax(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 || !args[0].IsList() {
 		return Undefined(), nil
 	}
@@ -1157,6 +1651,9 @@ func filterMax(args []Value, kwargs map[string]Value) (Value, error) {
 
 	maxVal := list.Items[0]
 	for _, item := range list.Items[1:] {
+		if err := l.step(); err != nil {
+			return Undefined(), err
+		}
 		if compareValues(item, maxVal) > 0 {
 			maxVal = item
 		}
@@ -1165,7 +1662,7 @@ func filterMax(args []Value, kwargs map[string]Value) (Value, error) {
 	return maxVal, nil
 }
 
-func filterMin(args []Value, kwargs map[string]Value) (Value, error) {
+func filterMin(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 || !args[0].IsList() {
 		return Undefined(), nil
 	}
@@ -1177,6 +1674,9 @@ func filterMin(args []Value, kwargs map[string]Value) (Value, error) {
 
 	minVal := list.Items[0]
 	for _, item := range list.Items[1:] {
+		if err := l.step(); err != nil {
+			return Undefined(), err
+		}
 		if compareValues(item, minVal) < 0 {
 			minVal = item
 		}
@@ -1185,7 +1685,7 @@ func filterMin(args []Value, kwargs map[string]Value) (Value, error) {
 	return minVal, nil
 }
 
-func filterSum(args []Value, kwargs map[string]Value) (Value, error) {
+func filterSum(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 || !args[0].IsList() {
 		return NewInt(0), nil
 	}
@@ -1209,7 +1709,7 @@ func filterSum(args []Value, kwargs map[string]Value) (Value, error) {
 	return NewInt(int64(sumF)), nil
 }
 
-func filterBatch(args []Value, kwargs map[string]Value) (Value, error) {
+func filterBatch(l *limiter, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) < 2 || !args[0].IsList() {
 		return NewList(nil), nil
 	}
@@ -1220,6 +1720,13 @@ func filterBatch(args []Value, kwargs map[string]Value) (Value, error) {
 		return NewList(nil), nil
 	}
 
+	batchCount := (list.Len() + linecount - 1) / linecount
+	if err := l.list(batchCount); err != nil {
+		return Undefined(), err
+	}
+	if err := l.charge(int64(batchCount)*listBytes + int64(list.Len())*listItemBytes); err != nil {
+		return Undefined(), err
+	}
 	var batches []Value
 	for i := 0; i < list.Len(); i += linecount {
 		end := min(i+linecount, list.Len())
@@ -1249,7 +1756,9 @@ func toInt64(v Value) int64 {
 	case v.IsString():
 		s := v.AsString()
 		var n int64
-		fmt.Sscanf(s, "%d", &n)
+		if mayScanNumber(s) {
+			fmt.Sscanf(s, "%d", &n)
+		}
 		return n
 	}
 	return 0
@@ -1269,10 +1778,25 @@ func toFloat64(v Value) float64 {
 	case v.IsString():
 		s := v.AsString()
 		var f float64
-		fmt.Sscanf(s, "%f", &f)
+		if mayScanNumber(s) {
+			fmt.Sscanf(s, "%f", &f)
+		}
 		return f
 	}
 	return 0
+}
+
+// mayScanNumber reports whether fmt.Sscanf could read a number from s:
+// false when s starts with a character no number or the space before one
+// starts with. Skipping Sscanf then gives the same zero without its
+// allocations, which sorting and comparing strings would repeat for
+// every comparison.
+func mayScanNumber(s string) bool {
+	if s == "" {
+		return false
+	}
+	c := s[0]
+	return c >= utf8.RuneSelf || ('0' <= c && c <= '9') || strings.IndexByte(" \t\r\n+-._iInN", c) >= 0
 }
 
 func compareValues(a, b Value) int {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"unicode/utf8"
 )
 
 var (
@@ -19,6 +20,7 @@ var (
 type scope struct {
 	vars   map[string]Value
 	parent *scope
+	lim    *limiter // at the root of a render's scopes: binds built-in globals
 }
 
 func newScope(parent *scope) *scope {
@@ -31,6 +33,13 @@ func (s *scope) get(name string) (Value, bool) {
 	}
 	if s.parent != nil {
 		return s.parent.get(name)
+	}
+	if s.lim != nil {
+		// A built-in global, bound to the render's limits on first use.
+		if v, ok := s.lim.global(name); ok {
+			s.vars[name] = v
+			return v, true
+		}
 	}
 	return Undefined(), false
 }
@@ -46,7 +55,14 @@ func (s *scope) set(name string, val Value) {
 type evaluator struct {
 	scope    *scope
 	builtins *scope
-	output   strings.Builder
+	output   *builder
+	lim      *limiter // the render's limits, shared by nested evaluators
+}
+
+// sub returns an evaluator over sc whose output becomes a string value
+// (a macro's, a caller's, a set or filter block's), bounded as one.
+func (e *evaluator) sub(sc *scope) *evaluator {
+	return &evaluator{scope: sc, builtins: e.builtins, output: e.lim.newString(), lim: e.lim}
 }
 
 func (e *evaluator) execNodes(nodes []node) error {
@@ -58,19 +74,30 @@ func (e *evaluator) execNodes(nodes []node) error {
 	return nil
 }
 
+// execNode runs n. Blocks, expressions and macro calls nest within each
+// other, each by recursion here or in evalExpr: their total depth is
+// bounded so that no template can overflow the stack.
 func (e *evaluator) execNode(n node) error {
+	if e.lim.frames >= maxFrames {
+		return e.lim.failf("blocks and expressions nested more than %d deep", maxFrames)
+	}
+	e.lim.frames++
+	err := e.execNodeKind(n)
+	e.lim.frames--
+	return err
+}
+
+func (e *evaluator) execNodeKind(n node) error {
 	switch nd := n.(type) {
 	case *textNode:
-		e.output.WriteString(nd.text)
-		return nil
+		return e.output.WriteString(nd.text)
 
 	case *outputNode:
 		val, err := e.evalExpr(nd.expression)
 		if err != nil {
 			return err
 		}
-		e.output.WriteString(printValue(val))
-		return nil
+		return e.print(val)
 
 	case *ifNode:
 		return e.execIf(nd)
@@ -133,22 +160,37 @@ func (e *evaluator) execFor(n *forNode) error {
 		items = iterVal.AsList().Items
 	case iterVal.IsDict():
 		d := iterVal.AsDict()
+		if err := e.lim.list(d.Len()); err != nil {
+			return err
+		}
+		items = make([]Value, 0, d.Len())
 		for _, key := range d.Keys {
 			items = append(items, NewString(key))
 		}
 	case iterVal.IsString():
-		for _, r := range iterVal.AsString() {
+		s := iterVal.AsString()
+		if err := e.lim.list(utf8.RuneCountInString(s)); err != nil {
+			return err
+		}
+		for _, r := range s {
 			items = append(items, NewString(string(r)))
 		}
 	default:
 		// Empty iteration.
 	}
 
-	// Apply filter if present.
+	// Apply filter if present. An expression cannot set variables, so
+	// one scope serves every item.
 	if n.filterExpr != nil {
+		if err := e.lim.charge(scopeBytes); err != nil {
+			return err
+		}
 		var filtered []Value
+		child := newScope(e.scope)
 		for _, item := range items {
-			child := newScope(e.scope)
+			if err := e.lim.step(); err != nil {
+				return err
+			}
 			child.set(n.valVar, item)
 			old := e.scope
 			e.scope = child
@@ -173,8 +215,12 @@ func (e *evaluator) execFor(n *forNode) error {
 
 	total := int64(len(items))
 
-	// Pre-allocate the loop dict and child scope once, then reuse them
-	// across iterations to avoid per-iteration allocations.
+	// Pre-allocate the loop dict, child scope and cycle function once,
+	// then reuse them across iterations to avoid per-iteration
+	// allocations.
+	if err := e.lim.charge(dictBytes + scopeBytes + callableBytes); err != nil {
+		return err
+	}
 	loop := NewDict()
 	ld := loop.AsDict()
 	ld.Set("length", NewInt(total))
@@ -182,7 +228,21 @@ func (e *evaluator) execFor(n *forNode) error {
 	child := newScope(e.scope)
 	child.set("loop", loop)
 
+	// cycle uses the loop's current index when called, as Jinja2's
+	// loop.cycle does.
+	var cycleIdx int64
+	ld.Data["cycle"] = NewCallable("loop.cycle", func(args []Value, kwargs map[string]Value) (Value, error) {
+		if len(args) == 0 {
+			return Undefined(), nil
+		}
+		return args[int(cycleIdx)%len(args)], nil
+	})
+
 	for i, item := range items {
+		if err := e.lim.step(); err != nil {
+			return err
+		}
+
 		// Set loop variable(s).
 		if n.keyVar != "" {
 			// Destructuring: for key, val in items
@@ -217,14 +277,7 @@ func (e *evaluator) execFor(n *forNode) error {
 			ld.Data["nextitem"] = Undefined()
 		}
 
-		// cycle function — capture idx by value for closure correctness.
-		cycleIdx := idx
-		ld.Data["cycle"] = NewCallable("loop.cycle", func(args []Value, kwargs map[string]Value) (Value, error) {
-			if len(args) == 0 {
-				return Undefined(), nil
-			}
-			return args[int(cycleIdx)%len(args)], nil
-		})
+		cycleIdx = idx
 
 		old := e.scope
 		e.scope = child
@@ -257,7 +310,16 @@ func (e *evaluator) execSet(n *setNode) error {
 		if !ok || !nsVal.IsDict() {
 			return fmt.Errorf("set: namespace %q not found or not a dict", n.namespace)
 		}
-		nsVal.AsDict().Set(n.target, val)
+		d := nsVal.AsDict()
+		if !d.Has(n.target) {
+			if err := e.lim.items(d.Len() + 1); err != nil {
+				return err
+			}
+			if err := e.lim.charge(dictItemBytes + int64(len(n.target))); err != nil {
+				return err
+			}
+		}
+		d.Set(n.target, val)
 		return nil
 	}
 
@@ -266,10 +328,7 @@ func (e *evaluator) execSet(n *setNode) error {
 }
 
 func (e *evaluator) execSetBlock(n *setBlockNode) error {
-	bodyEval := evaluator{
-		scope:    e.scope,
-		builtins: e.builtins,
-	}
+	bodyEval := e.sub(e.scope)
 	if err := bodyEval.execNodes(n.body); err != nil {
 		return err
 	}
@@ -283,7 +342,17 @@ func (e *evaluator) execMacro(n *macroNode) error {
 	body := n.body
 	parentScope := e.scope
 
+	if err := e.lim.charge(callableBytes); err != nil {
+		return err
+	}
 	fn := NewCallable(n.name, func(args []Value, kwargs map[string]Value) (Value, error) {
+		if err := e.lim.enter(n.name); err != nil {
+			return Undefined(), err
+		}
+		defer e.lim.leave()
+		if err := e.lim.charge(scopeBytes); err != nil {
+			return Undefined(), err
+		}
 		child := newScope(parentScope)
 
 		// Bind positional args.
@@ -293,7 +362,7 @@ func (e *evaluator) execMacro(n *macroNode) error {
 			} else if v, ok := kwargs[param.name]; ok {
 				child.set(param.name, v)
 			} else if param.defaultVal != nil {
-				defEval := evaluator{scope: child, builtins: e.builtins}
+				defEval := evaluator{scope: child, builtins: e.builtins, lim: e.lim}
 				defVal, err := defEval.evalExpr(param.defaultVal)
 				if err != nil {
 					return Undefined(), err
@@ -309,11 +378,7 @@ func (e *evaluator) execMacro(n *macroNode) error {
 			child.set("caller", caller)
 		}
 
-		macroEval := evaluator{
-			scope:    child,
-			builtins: e.builtins,
-		}
-
+		macroEval := e.sub(child)
 		if err := macroEval.execNodes(body); err != nil {
 			return Undefined(), err
 		}
@@ -331,7 +396,17 @@ func (e *evaluator) execCall(n *callNode) error {
 	body := n.body
 	parentScope := e.scope
 
+	if err := e.lim.charge(callableBytes); err != nil {
+		return err
+	}
 	caller := NewCallable("caller", func(args []Value, kwargs map[string]Value) (Value, error) {
+		if err := e.lim.enter("caller"); err != nil {
+			return Undefined(), err
+		}
+		defer e.lim.leave()
+		if err := e.lim.charge(scopeBytes); err != nil {
+			return Undefined(), err
+		}
 		child := newScope(parentScope)
 		for i, argName := range callerArgs {
 			if i < len(args) {
@@ -339,10 +414,7 @@ func (e *evaluator) execCall(n *callNode) error {
 			}
 		}
 
-		callerEval := evaluator{
-			scope:    child,
-			builtins: e.builtins,
-		}
+		callerEval := e.sub(child)
 		if err := callerEval.execNodes(body); err != nil {
 			return Undefined(), err
 		}
@@ -382,8 +454,7 @@ func (e *evaluator) execCall(n *callNode) error {
 		if err != nil {
 			return err
 		}
-		e.output.WriteString(printValue(result))
-		return nil
+		return e.print(result)
 	}
 
 	// Fallback: evaluate expression and call with caller.
@@ -399,16 +470,12 @@ func (e *evaluator) execCall(n *callNode) error {
 	if err != nil {
 		return err
 	}
-	e.output.WriteString(printValue(result))
-	return nil
+	return e.print(result)
 }
 
 func (e *evaluator) execFilterBlock(n *filterBlockNode) error {
 	// Render body to string.
-	bodyEval := evaluator{
-		scope:    e.scope,
-		builtins: e.builtins,
-	}
+	bodyEval := e.sub(e.scope)
 	if err := bodyEval.execNodes(n.body); err != nil {
 		return err
 	}
@@ -416,28 +483,40 @@ func (e *evaluator) execFilterBlock(n *filterBlockNode) error {
 
 	// Apply the filter. The filter expression should be a name or filter chain.
 	if fe, ok := n.filter.(*nameExpr); ok {
-		filterVal, ok := lookupFilter(e.builtins, fe.name)
+		filter, ok := lookupFilter(fe.name)
 		if !ok {
 			return fmt.Errorf("unknown filter %q", fe.name)
 		}
-		result, err := filterVal.AsCallable().Fn([]Value{NewString(bodyStr)}, nil)
+		result, err := filter(e.lim, []Value{NewString(bodyStr)}, nil)
 		if err != nil {
 			return err
 		}
-		e.output.WriteString(printValue(result))
-		return nil
+		return e.print(result)
 	}
 
 	// For more complex filter expressions, just output the body.
-	e.output.WriteString(bodyStr)
-	return nil
+	return e.output.WriteString(bodyStr)
 }
 
 // =============================================================================
 // Expression evaluation
 // =============================================================================
 
+// evalExpr evaluates ex. The parser bounds how deep expressions nest, but
+// a chain of binary operators or filters (a ~ b ~ c ...) is as deep here
+// as it is long, and macro calls nest blocks and expressions within each
+// other: the total depth is bounded (see execNode).
 func (e *evaluator) evalExpr(ex expr) (Value, error) {
+	if e.lim.frames >= maxFrames {
+		return Undefined(), e.lim.failf("blocks and expressions nested more than %d deep", maxFrames)
+	}
+	e.lim.frames++
+	v, err := e.evalExprNode(ex)
+	e.lim.frames--
+	return v, err
+}
+
+func (e *evaluator) evalExprNode(ex expr) (Value, error) {
 	switch n := ex.(type) {
 	case *litExpr:
 		return n.val, nil
@@ -474,6 +553,9 @@ func (e *evaluator) evalExpr(ex expr) (Value, error) {
 		return e.evalTestExpr(n)
 
 	case *listExpr:
+		if err := e.lim.list(len(n.items)); err != nil {
+			return Undefined(), err
+		}
 		items := make([]Value, len(n.items))
 		for i, item := range n.items {
 			v, err := e.evalExpr(item)
@@ -485,6 +567,9 @@ func (e *evaluator) evalExpr(ex expr) (Value, error) {
 		return NewList(items), nil
 
 	case *dictExpr:
+		if err := e.lim.dict(len(n.pairs)); err != nil {
+			return Undefined(), err
+		}
 		d := NewDict()
 		dict := d.AsDict()
 		for _, pair := range n.pairs {
@@ -496,7 +581,11 @@ func (e *evaluator) evalExpr(ex expr) (Value, error) {
 			if err != nil {
 				return Undefined(), err
 			}
-			dict.Set(printValue(key), val)
+			k, err := e.lim.text(key)
+			if err != nil {
+				return Undefined(), err
+			}
+			dict.Set(k, val)
 		}
 		return d, nil
 
@@ -511,27 +600,34 @@ func (e *evaluator) evalAttr(n *attrExpr) (Value, error) {
 		return Undefined(), err
 	}
 
+	var method Value
+	switch {
 	// Dict attribute access.
-	if obj.IsDict() {
+	case obj.IsDict():
 		if v, ok := obj.AsDict().Get(n.attr); ok {
 			return v, nil
 		}
 
 		// Dict methods.
-		return e.dictMethod(obj, n.attr)
-	}
+		method, err = e.dictMethod(obj, n.attr)
 
 	// String methods.
-	if obj.IsString() {
-		return e.stringMethod(obj, n.attr)
-	}
+	case obj.IsString():
+		method, err = e.stringMethod(obj, n.attr)
 
 	// List methods.
-	if obj.IsList() {
-		return e.listMethod(obj, n.attr)
+	case obj.IsList():
+		method, err = e.listMethod(obj, n.attr)
+
+	default:
+		return Undefined(), nil
 	}
 
-	return Undefined(), nil
+	// A bound method is a closure the template may keep.
+	if err == nil && method.IsCallable() {
+		err = e.lim.charge(callableBytes)
+	}
+	return method, err
 }
 
 func (e *evaluator) evalItem(n *itemExpr) (Value, error) {
@@ -558,7 +654,10 @@ func (e *evaluator) evalItem(n *itemExpr) (Value, error) {
 	}
 
 	if obj.IsDict() {
-		k := printValue(key)
+		k, err := e.lim.text(key)
+		if err != nil {
+			return Undefined(), err
+		}
 		if v, ok := obj.AsDict().Get(k); ok {
 			return v, nil
 		}
@@ -566,16 +665,24 @@ func (e *evaluator) evalItem(n *itemExpr) (Value, error) {
 	}
 
 	if obj.IsString() {
+		// Walk the string instead of converting it to runes: indexing
+		// a long string in a loop would allocate four times its size
+		// on every pass.
 		idx := int(toInt64(key))
 		s := obj.AsString()
-		runes := []rune(s)
 		if idx < 0 {
-			idx += len(runes)
+			idx += utf8.RuneCountInString(s)
 		}
-		if idx < 0 || idx >= len(runes) {
+		if idx < 0 {
 			return Undefined(), nil
 		}
-		return NewString(string(runes[idx])), nil
+		for _, r := range s {
+			if idx == 0 {
+				return NewString(string(r)), nil
+			}
+			idx--
+		}
+		return Undefined(), nil
 	}
 
 	return Undefined(), nil
@@ -607,6 +714,9 @@ func (e *evaluator) evalSlice(n *sliceExpr) (Value, error) {
 			if start >= stop {
 				return NewList(nil), nil
 			}
+			if err := e.lim.list(stop - start); err != nil {
+				return Undefined(), err
+			}
 			items := make([]Value, stop-start)
 			copy(items, list.Items[start:stop])
 			return NewList(items), nil
@@ -618,6 +728,9 @@ func (e *evaluator) evalSlice(n *sliceExpr) (Value, error) {
 			// avoid append's geometric growth allocations.
 			count := (stop - start + step - 1) / step
 			if count > 0 {
+				if err := e.lim.list(count); err != nil {
+					return Undefined(), err
+				}
 				items = make([]Value, 0, count)
 			}
 			for i := start; i < stop; i += step {
@@ -628,6 +741,9 @@ func (e *evaluator) evalSlice(n *sliceExpr) (Value, error) {
 		} else if step < 0 {
 			count := (start - stop - step - 1) / -step
 			if count > 0 {
+				if err := e.lim.list(count); err != nil {
+					return Undefined(), err
+				}
 				items = make([]Value, 0, count)
 			}
 			for i := start; i > stop; i += step {
@@ -674,6 +790,9 @@ func (e *evaluator) evalSlice(n *sliceExpr) (Value, error) {
 				if start <= stop {
 					return NewString(""), nil
 				}
+				if err := e.lim.str(start - stop); err != nil {
+					return Undefined(), err
+				}
 				buf := make([]byte, 0, start-stop)
 				for i := start; i > stop; i-- {
 					buf = append(buf, s[i])
@@ -683,24 +802,51 @@ func (e *evaluator) evalSlice(n *sliceExpr) (Value, error) {
 			// Fall through to the general path for unusual steps.
 		}
 
-		runes := []rune(s)
-		length := len(runes)
+		length := utf8.RuneCountInString(s)
 		start, stop, step := resolveSlice(n, e, length)
-		var result []rune
+		if step == 1 {
+			// Cut at byte offsets instead of converting to runes.
+			if start >= stop {
+				return NewString(""), nil
+			}
+			from, to, i := len(s), len(s), 0
+			for off := range s {
+				if i == start {
+					from = off
+				}
+				if i == stop {
+					to = off
+					break
+				}
+				i++
+			}
+			return NewString(s[from:to]), nil
+		}
+		if err := e.lim.str(len(s)); err != nil {
+			return Undefined(), err
+		}
+		runes, err := e.lim.runes(s)
+		if err != nil {
+			return Undefined(), err
+		}
+		// The characters picked take at most len(s) bytes (charged
+		// above), but for invalid bytes, which become U+FFFD.
+		var result strings.Builder
+		result.Grow(len(s))
 		if step > 0 {
 			for i := start; i < stop; i += step {
 				if i >= 0 && i < length {
-					result = append(result, runes[i])
+					result.WriteRune(runes[i])
 				}
 			}
 		} else if step < 0 {
 			for i := start; i > stop; i += step {
 				if i >= 0 && i < length {
-					result = append(result, runes[i])
+					result.WriteRune(runes[i])
 				}
 			}
 		}
-		return NewString(string(result)), nil
+		return NewString(result.String()), nil
 	}
 
 	return Undefined(), nil
@@ -753,6 +899,15 @@ func resolveSlice(n *sliceExpr, e *evaluator, length int) (int, int, int) {
 			stop += length
 		}
 	}
+
+	// Clamp as Python's slice.indices does, so that the loops over the
+	// range are bounded by length whatever numbers the template gave.
+	lo, hi := 0, length
+	if step < 0 {
+		lo, hi = -1, length-1
+	}
+	start = min(max(start, lo), hi)
+	stop = min(max(stop, lo), hi)
 
 	return start, stop, step
 }
@@ -817,11 +972,11 @@ func (e *evaluator) evalBinary(n *binExpr) (Value, error) {
 
 	switch n.op {
 	case "+":
-		return addValues(left, right), nil
+		return e.lim.addValues(left, right)
 	case "-":
 		return subValues(left, right), nil
 	case "*":
-		return mulValues(left, right), nil
+		return e.lim.mulValues(left, right)
 	case "/":
 		return divValues(left, right), nil
 	case "//":
@@ -831,11 +986,13 @@ func (e *evaluator) evalBinary(n *binExpr) (Value, error) {
 	case "**":
 		return powValues(left, right), nil
 	case "~":
-		return NewString(printValue(left) + printValue(right)), nil
+		return e.lim.concat(left, right)
 	case "==":
-		return NewBool(valuesEqual(left, right)), nil
+		eq, err := e.lim.valuesEqual(left, right)
+		return NewBool(eq), err
 	case "!=":
-		return NewBool(!valuesEqual(left, right)), nil
+		eq, err := e.lim.valuesEqual(left, right)
+		return NewBool(!eq), err
 	case "<":
 		return NewBool(compareValues(left, right) < 0), nil
 	case ">":
@@ -845,9 +1002,11 @@ func (e *evaluator) evalBinary(n *binExpr) (Value, error) {
 	case ">=":
 		return NewBool(compareValues(left, right) >= 0), nil
 	case "in":
-		return NewBool(containsValue(right, left)), nil
+		in, err := e.lim.containsValue(right, left)
+		return NewBool(in), err
 	case "not in":
-		return NewBool(!containsValue(right, left)), nil
+		in, err := e.lim.containsValue(right, left)
+		return NewBool(!in), err
 	}
 
 	return Undefined(), fmt.Errorf("unknown binary operator %q", n.op)
@@ -877,7 +1036,11 @@ func (e *evaluator) evalCallExpr(n *callExpr) (Value, error) {
 	}
 
 	if !fn.IsCallable() {
-		return Undefined(), fmt.Errorf("%s is not callable: %s", callableName(n.fn), fn.String())
+		repr, err := e.lim.repr(fn)
+		if err != nil {
+			return Undefined(), err
+		}
+		return Undefined(), fmt.Errorf("%s is not callable: %s", callableName(n.fn), repr)
 	}
 
 	args := make([]Value, len(n.args))
@@ -927,17 +1090,20 @@ func (e *evaluator) evalFilter(n *filterExpr) (Value, error) {
 	}
 
 	// Look up filter in builtins.
-	filterVal, ok := lookupFilter(e.builtins, n.name)
+	filter, ok := lookupFilter(n.name)
 	if !ok {
 		// Also check scope for user-defined filters.
-		filterVal, ok = e.scope.get(n.name)
+		filterVal, ok := e.scope.get(n.name)
 		if !ok {
 			return Undefined(), fmt.Errorf("unknown filter %q", n.name)
 		}
-	}
-
-	if !filterVal.IsCallable() {
-		return Undefined(), fmt.Errorf("filter %q is not callable", n.name)
+		if !filterVal.IsCallable() {
+			return Undefined(), fmt.Errorf("filter %q is not callable", n.name)
+		}
+		fn := filterVal.AsCallable().Fn
+		filter = func(_ *limiter, args []Value, kwargs map[string]Value) (Value, error) {
+			return fn(args, kwargs)
+		}
 	}
 
 	// Build args: input as first, then additional args.
@@ -963,7 +1129,7 @@ func (e *evaluator) evalFilter(n *filterExpr) (Value, error) {
 		}
 	}
 
-	return filterVal.AsCallable().Fn(args, kwargs)
+	return filter(e.lim, args, kwargs)
 }
 
 func (e *evaluator) evalTestExpr(n *testExpr) (Value, error) {
@@ -981,7 +1147,7 @@ func (e *evaluator) evalTestExpr(n *testExpr) (Value, error) {
 		testArgs = append(testArgs, v)
 	}
 
-	result, err := evalTest(n.name, val, testArgs)
+	result, err := evalTest(e.lim, n.name, val, testArgs)
 	if err != nil {
 		return Undefined(), err
 	}
@@ -999,12 +1165,22 @@ func (e *evaluator) evalTestExpr(n *testExpr) (Value, error) {
 
 func (e *evaluator) stringMethod(obj Value, method string) (Value, error) {
 	s := obj.AsString()
+	l := e.lim
+
+	// arg returns args[i] as text, "" if absent.
+	arg := func(args []Value, i int) (string, error) {
+		if i >= len(args) {
+			return "", nil
+		}
+		return l.text(args[i])
+	}
 
 	switch method {
 	case "strip":
 		return e.makeStringFunc("strip", func(args []Value, kwargs map[string]Value) (Value, error) {
 			if len(args) > 0 {
-				return NewString(strings.Trim(s, printValue(args[0]))), nil
+				cut, err := arg(args, 0)
+				return NewString(strings.Trim(s, cut)), err
 			}
 			return NewString(strings.TrimSpace(s)), nil
 		}), nil
@@ -1012,7 +1188,8 @@ func (e *evaluator) stringMethod(obj Value, method string) (Value, error) {
 	case "lstrip":
 		return e.makeStringFunc("lstrip", func(args []Value, kwargs map[string]Value) (Value, error) {
 			if len(args) > 0 {
-				return NewString(strings.TrimLeft(s, printValue(args[0]))), nil
+				cut, err := arg(args, 0)
+				return NewString(strings.TrimLeft(s, cut)), err
 			}
 			return NewString(strings.TrimLeftFunc(s, func(r rune) bool {
 				return r == ' ' || r == '\t' || r == '\n' || r == '\r'
@@ -1022,7 +1199,8 @@ func (e *evaluator) stringMethod(obj Value, method string) (Value, error) {
 	case "rstrip":
 		return e.makeStringFunc("rstrip", func(args []Value, kwargs map[string]Value) (Value, error) {
 			if len(args) > 0 {
-				return NewString(strings.TrimRight(s, printValue(args[0]))), nil
+				cut, err := arg(args, 0)
+				return NewString(strings.TrimRight(s, cut)), err
 			}
 			return NewString(strings.TrimRightFunc(s, func(r rune) bool {
 				return r == ' ' || r == '\t' || r == '\n' || r == '\r'
@@ -1031,16 +1209,22 @@ func (e *evaluator) stringMethod(obj Value, method string) (Value, error) {
 
 	case "split":
 		return e.makeStringFunc("split", func(args []Value, kwargs map[string]Value) (Value, error) {
+			var parts []string
 			if len(args) == 0 {
-				parts := strings.Fields(s)
-				items := make([]Value, len(parts))
-				for i, p := range parts {
-					items[i] = NewString(p)
+				parts = strings.Fields(s)
+			} else {
+				sep, err := arg(args, 0)
+				if err != nil {
+					return Undefined(), err
 				}
-				return NewList(items), nil
+				if err := l.items(strings.Count(s, sep) + 1); err != nil {
+					return Undefined(), err
+				}
+				parts = strings.Split(s, sep)
 			}
-			sep := printValue(args[0])
-			parts := strings.Split(s, sep)
+			if err := l.list(len(parts)); err != nil {
+				return Undefined(), err
+			}
 			items := make([]Value, len(parts))
 			for i, p := range parts {
 				items[i] = NewString(p)
@@ -1053,7 +1237,8 @@ func (e *evaluator) stringMethod(obj Value, method string) (Value, error) {
 			if len(args) == 0 {
 				return NewBool(false), nil
 			}
-			return NewBool(strings.HasPrefix(s, printValue(args[0]))), nil
+			prefix, err := arg(args, 0)
+			return NewBool(strings.HasPrefix(s, prefix)), err
 		}), nil
 
 	case "endswith":
@@ -1061,7 +1246,8 @@ func (e *evaluator) stringMethod(obj Value, method string) (Value, error) {
 			if len(args) == 0 {
 				return NewBool(false), nil
 			}
-			return NewBool(strings.HasSuffix(s, printValue(args[0]))), nil
+			suffix, err := arg(args, 0)
+			return NewBool(strings.HasSuffix(s, suffix)), err
 		}), nil
 
 	case "replace":
@@ -1069,29 +1255,38 @@ func (e *evaluator) stringMethod(obj Value, method string) (Value, error) {
 			if len(args) < 2 {
 				return NewString(s), nil
 			}
-			old := printValue(args[0])
-			newStr := printValue(args[1])
+			old, err := arg(args, 0)
+			if err != nil {
+				return Undefined(), err
+			}
+			newStr, err := arg(args, 1)
+			if err != nil {
+				return Undefined(), err
+			}
 			count := -1
 			if len(args) > 2 {
 				count = int(toInt64(args[2]))
 			}
-			return NewString(strings.Replace(s, old, newStr, count)), nil
+			return l.replace(s, old, newStr, count)
 		}), nil
 
 	case "upper":
 		return e.makeStringFunc("upper", func(args []Value, kwargs map[string]Value) (Value, error) {
-			return NewString(strings.ToUpper(s)), nil
+			return l.newStringValue(strings.ToUpper(s))
 		}), nil
 
 	case "lower":
 		return e.makeStringFunc("lower", func(args []Value, kwargs map[string]Value) (Value, error) {
-			return NewString(strings.ToLower(s)), nil
+			return l.newStringValue(strings.ToLower(s))
 		}), nil
 
 	case "title":
 		return e.makeStringFunc("title", func(args []Value, kwargs map[string]Value) (Value, error) {
 			// Simple title case: capitalize first letter of each word.
-			runes := []rune(s)
+			runes, err := l.runes(s)
+			if err != nil {
+				return Undefined(), err
+			}
 			inWord := false
 			for i, r := range runes {
 				if r == ' ' || r == '\t' || r == '\n' {
@@ -1101,7 +1296,7 @@ func (e *evaluator) stringMethod(obj Value, method string) (Value, error) {
 					inWord = true
 				}
 			}
-			return NewString(string(runes)), nil
+			return l.newStringValue(string(runes))
 		}), nil
 
 	case "capitalize":
@@ -1109,9 +1304,12 @@ func (e *evaluator) stringMethod(obj Value, method string) (Value, error) {
 			if len(s) == 0 {
 				return NewString(""), nil
 			}
-			runes := []rune(s)
+			runes, err := l.runes(s)
+			if err != nil {
+				return Undefined(), err
+			}
 			runes[0] = []rune(strings.ToUpper(string(runes[0])))[0]
-			return NewString(string(runes)), nil
+			return l.newStringValue(string(runes))
 		}), nil
 
 	case "count":
@@ -1119,7 +1317,8 @@ func (e *evaluator) stringMethod(obj Value, method string) (Value, error) {
 			if len(args) == 0 {
 				return NewInt(0), nil
 			}
-			return NewInt(int64(strings.Count(s, printValue(args[0])))), nil
+			sub, err := arg(args, 0)
+			return NewInt(int64(strings.Count(s, sub))), err
 		}), nil
 
 	case "find":
@@ -1127,18 +1326,27 @@ func (e *evaluator) stringMethod(obj Value, method string) (Value, error) {
 			if len(args) == 0 {
 				return NewInt(-1), nil
 			}
-			return NewInt(int64(strings.Index(s, printValue(args[0])))), nil
+			sub, err := arg(args, 0)
+			return NewInt(int64(strings.Index(s, sub))), err
 		}), nil
 
 	case "format":
 		return e.makeStringFunc("format", func(args []Value, kwargs map[string]Value) (Value, error) {
-			result := s
-			for i, arg := range args {
+			result := NewString(s)
+			for i, a := range args {
+				text, err := l.text(a)
+				if err != nil {
+					return Undefined(), err
+				}
 				placeholder := fmt.Sprintf("{%d}", i)
-				result = strings.ReplaceAll(result, placeholder, printValue(arg))
-				result = strings.Replace(result, "{}", printValue(arg), 1)
+				if result, err = l.replace(result.AsString(), placeholder, text, -1); err != nil {
+					return Undefined(), err
+				}
+				if result, err = l.replace(result.AsString(), "{}", text, 1); err != nil {
+					return Undefined(), err
+				}
 			}
-			return NewString(result), nil
+			return result, nil
 		}), nil
 	}
 
@@ -1160,7 +1368,11 @@ func (e *evaluator) listMethod(obj Value, method string) (Value, error) {
 	case "append":
 		return NewCallable("list.append", func(args []Value, kwargs map[string]Value) (Value, error) {
 			if len(args) > 0 {
-				list.Append(args[0])
+				items, err := e.lim.appendItem(list.Items, args[0])
+				if err != nil {
+					return Undefined(), err
+				}
+				list.Items = items
 			}
 			return None(), nil
 		}), nil
@@ -1191,7 +1403,11 @@ func (e *evaluator) listMethod(obj Value, method string) (Value, error) {
 				return None(), nil
 			}
 			idx := min(max(int(toInt64(args[0])), 0), list.Len())
-			list.Items = append(list.Items, Undefined())
+			items, err := e.lim.appendItem(list.Items, Undefined())
+			if err != nil {
+				return Undefined(), err
+			}
+			list.Items = items
 			copy(list.Items[idx+1:], list.Items[idx:])
 			list.Items[idx] = args[1]
 			return None(), nil
@@ -1211,6 +1427,9 @@ func (e *evaluator) dictMethod(obj Value, method string) (Value, error) {
 	switch method {
 	case "items":
 		return NewCallable("dict.items", func(args []Value, kwargs map[string]Value) (Value, error) {
+			if err := e.lim.pairs(d.Len()); err != nil {
+				return Undefined(), err
+			}
 			items := make([]Value, 0, d.Len())
 			for _, key := range d.Keys {
 				pair := NewList([]Value{NewString(key), d.Data[key]})
@@ -1221,6 +1440,9 @@ func (e *evaluator) dictMethod(obj Value, method string) (Value, error) {
 
 	case "keys":
 		return NewCallable("dict.keys", func(args []Value, kwargs map[string]Value) (Value, error) {
+			if err := e.lim.list(d.Len()); err != nil {
+				return Undefined(), err
+			}
 			items := make([]Value, 0, d.Len())
 			for _, key := range d.Keys {
 				items = append(items, NewString(key))
@@ -1230,6 +1452,9 @@ func (e *evaluator) dictMethod(obj Value, method string) (Value, error) {
 
 	case "values":
 		return NewCallable("dict.values", func(args []Value, kwargs map[string]Value) (Value, error) {
+			if err := e.lim.list(d.Len()); err != nil {
+				return Undefined(), err
+			}
 			items := make([]Value, 0, d.Len())
 			for _, key := range d.Keys {
 				items = append(items, d.Data[key])
@@ -1242,7 +1467,10 @@ func (e *evaluator) dictMethod(obj Value, method string) (Value, error) {
 			if len(args) == 0 {
 				return Undefined(), nil
 			}
-			key := printValue(args[0])
+			key, err := e.lim.text(args[0])
+			if err != nil {
+				return Undefined(), err
+			}
 			if v, ok := d.Get(key); ok {
 				return v, nil
 			}
@@ -1257,7 +1485,10 @@ func (e *evaluator) dictMethod(obj Value, method string) (Value, error) {
 			if len(args) == 0 {
 				return Undefined(), nil
 			}
-			key := printValue(args[0])
+			key, err := e.lim.text(args[0])
+			if err != nil {
+				return Undefined(), err
+			}
 			v, ok := d.Get(key)
 			if ok {
 				delete(d.Data, key)
@@ -1280,6 +1511,12 @@ func (e *evaluator) dictMethod(obj Value, method string) (Value, error) {
 		return NewCallable("dict.update", func(args []Value, kwargs map[string]Value) (Value, error) {
 			if len(args) > 0 && args[0].IsDict() {
 				other := args[0].AsDict()
+				if err := e.lim.items(d.Len() + other.Len()); err != nil {
+					return Undefined(), err
+				}
+				if err := e.lim.charge(int64(other.Len()) * dictItemBytes); err != nil {
+					return Undefined(), err
+				}
 				for _, key := range other.Keys {
 					d.Set(key, other.Data[key])
 				}
@@ -1295,20 +1532,39 @@ func (e *evaluator) dictMethod(obj Value, method string) (Value, error) {
 // Arithmetic helpers
 // =============================================================================
 
-func addValues(a, b Value) Value {
+func (l *limiter) addValues(a, b Value) (Value, error) {
 	if a.IsString() || b.IsString() {
-		return NewString(printValue(a) + printValue(b))
+		return l.concat(a, b)
 	}
 	if a.IsList() && b.IsList() {
+		if err := l.list(a.AsList().Len() + b.AsList().Len()); err != nil {
+			return Undefined(), err
+		}
 		items := make([]Value, 0, a.AsList().Len()+b.AsList().Len())
 		items = append(items, a.AsList().Items...)
 		items = append(items, b.AsList().Items...)
-		return NewList(items)
+		return NewList(items), nil
 	}
 	if a.IsFloat() || b.IsFloat() {
-		return NewFloat(toFloat64(a) + toFloat64(b))
+		return NewFloat(toFloat64(a) + toFloat64(b)), nil
 	}
-	return NewInt(toInt64(a) + toInt64(b))
+	return NewInt(toInt64(a) + toInt64(b)), nil
+}
+
+// concat is the ~ operator, and + where a string is involved.
+func (l *limiter) concat(a, b Value) (Value, error) {
+	as, err := l.text(a)
+	if err != nil {
+		return Undefined(), err
+	}
+	bs, err := l.text(b)
+	if err != nil {
+		return Undefined(), err
+	}
+	if err := l.str(len(as) + len(bs)); err != nil {
+		return Undefined(), err
+	}
+	return NewString(as + bs), nil
 }
 
 func subValues(a, b Value) Value {
@@ -1318,14 +1574,25 @@ func subValues(a, b Value) Value {
 	return NewInt(toInt64(a) - toInt64(b))
 }
 
-func mulValues(a, b Value) Value {
+func (l *limiter) mulValues(a, b Value) (Value, error) {
 	if a.IsString() && b.IsInt() {
-		return NewString(strings.Repeat(a.AsString(), int(b.AsInt())))
+		// As in Python, a count of zero or less gives the empty string.
+		s, n := a.AsString(), b.AsInt()
+		if n <= 0 || s == "" {
+			return NewString(""), nil
+		}
+		if n > int64(math.MaxInt/len(s)) {
+			return Undefined(), l.str(-1)
+		}
+		if err := l.str(len(s) * int(n)); err != nil {
+			return Undefined(), err
+		}
+		return NewString(strings.Repeat(s, int(n))), nil
 	}
 	if a.IsFloat() || b.IsFloat() {
-		return NewFloat(toFloat64(a) * toFloat64(b))
+		return NewFloat(toFloat64(a) * toFloat64(b)), nil
 	}
-	return NewInt(toInt64(a) * toInt64(b))
+	return NewInt(toInt64(a) * toInt64(b)), nil
 }
 
 func divValues(a, b Value) Value {
@@ -1356,14 +1623,14 @@ func powValues(a, b Value) Value {
 	return NewFloat(math.Pow(toFloat64(a), toFloat64(b)))
 }
 
-func valuesEqual(a, b Value) bool {
+func (l *limiter) valuesEqual(a, b Value) (bool, error) {
 	// Cross-type numeric comparison.
 	if a.IsNumber() && b.IsNumber() {
-		return toFloat64(a) == toFloat64(b)
+		return toFloat64(a) == toFloat64(b), nil
 	}
 	// None == None.
 	if a.IsNone() && b.IsNone() {
-		return true
+		return true, nil
 	}
-	return a.Equals(b)
+	return l.equal(a, b, 0)
 }

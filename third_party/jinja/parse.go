@@ -191,7 +191,19 @@ func tokenizeExpr(s string) []tok {
 type exprParser struct {
 	tokens []tok
 	pos    int
+	depth  int // nested parseExpression, parseNot and parseUnary calls
 }
+
+// enter counts one level of recursion (see maxNesting); leave undoes it.
+func (p *exprParser) enter() error {
+	if p.depth >= maxNesting {
+		return fmt.Errorf("expression nested more than %d deep", maxNesting)
+	}
+	p.depth++
+	return nil
+}
+
+func (p *exprParser) leave() { p.depth-- }
 
 func newExprParser(tokens []tok) *exprParser {
 	return &exprParser{tokens: tokens, pos: 0}
@@ -252,6 +264,11 @@ func parseExpr(s string) (expr, error) {
 
 // parseExpression handles the lowest precedence: inline if/else.
 func (p *exprParser) parseExpression() (expr, error) {
+	if err := p.enter(); err != nil {
+		return nil, err
+	}
+	defer p.leave()
+
 	e, err := p.parseOr()
 	if err != nil {
 		return nil, err
@@ -322,6 +339,10 @@ func (p *exprParser) parseAnd() (expr, error) {
 func (p *exprParser) parseNot() (expr, error) {
 	if p.peek().kind == tokName && p.peek().val == "not" {
 		p.advance()
+		if err := p.enter(); err != nil {
+			return nil, err
+		}
+		defer p.leave()
 		operand, err := p.parseNot()
 		if err != nil {
 			return nil, err
@@ -514,6 +535,10 @@ func (p *exprParser) parsePower() (expr, error) {
 func (p *exprParser) parseUnary() (expr, error) {
 	if p.peek().kind == tokOp && (p.peek().val == "-" || p.peek().val == "+") {
 		op := p.advance().val
+		if err := p.enter(); err != nil {
+			return nil, err
+		}
+		defer p.leave()
 		operand, err := p.parseUnary()
 		if err != nil {
 			return nil, err
@@ -790,6 +815,10 @@ func (p *exprParser) parseAtom() (expr, error) {
 	// Negative number: handle case where we get here with "-" as op token.
 	if t.kind == tokOp && t.val == "-" {
 		p.advance()
+		if err := p.enter(); err != nil {
+			return nil, err
+		}
+		defer p.leave()
 		operand, err := p.parseAtom()
 		if err != nil {
 			return nil, err
@@ -884,61 +913,56 @@ func applyTrimming(segs []segment) {
 	// the same effect by handling every tag's LEFT side first, then
 	// every tag's RIGHT side.
 
+	// The text segment before and after each tag is tracked as the
+	// passes go, rather than searched for from each tag: a template of
+	// tags with no text between them would take quadratic time.
+	firstText := -1
+
 	// Pass 1: left side of every tag.
+	prevText := -1
 	for i := range segs {
 		seg := &segs[i]
 		applyDefaults := seg.kind == segStmt || seg.kind == segComment
 
 		switch {
+		case prevText < 0:
 		case seg.trimLeft:
-			for j := i - 1; j >= 0; j-- {
-				if segs[j].kind == segText {
-					segs[j].text = trimTrailingWhitespace(segs[j].text)
-					break
-				}
-			}
+			segs[prevText].text = trimTrailingWhitespace(segs[prevText].text)
 		case applyDefaults:
-			for j := i - 1; j >= 0; j-- {
-				if segs[j].kind == segText {
-					// Treat the very first text segment in the
-					// template as if it were preceded by a newline
-					// (start of file == start of line) so that a
-					// template that opens with `   {% if %}...`
-					// strips the indentation, matching Jinja2.
-					isFirstText := true
-					for k := j - 1; k >= 0; k-- {
-						if segs[k].kind == segText {
-							isFirstText = false
-							break
-						}
-					}
-					segs[j].text = lstripBlock(segs[j].text, isFirstText)
-					break
-				}
+			// Treat the very first text segment in the
+			// template as if it were preceded by a newline
+			// (start of file == start of line) so that a
+			// template that opens with `   {% if %}...`
+			// strips the indentation, matching Jinja2.
+			segs[prevText].text = lstripBlock(segs[prevText].text, prevText == firstText)
+		}
+
+		if seg.kind == segText {
+			if firstText < 0 {
+				firstText = i
 			}
+			prevText = i
 		}
 	}
 
-	// Pass 2: right side of every tag.
-	for i := range segs {
+	// Pass 2: right side of every tag, walking backwards. The tags
+	// between two text segments all trim the same one, and the two trims
+	// commute, so their order does not matter.
+	nextText := -1
+	for i := len(segs) - 1; i >= 0; i-- {
 		seg := &segs[i]
 		applyDefaults := seg.kind == segStmt || seg.kind == segComment
 
 		switch {
+		case nextText < 0:
 		case seg.trimRight:
-			for j := i + 1; j < len(segs); j++ {
-				if segs[j].kind == segText {
-					segs[j].text = trimLeadingWhitespace(segs[j].text)
-					break
-				}
-			}
+			segs[nextText].text = trimLeadingWhitespace(segs[nextText].text)
 		case applyDefaults:
-			for j := i + 1; j < len(segs); j++ {
-				if segs[j].kind == segText {
-					segs[j].text = trimBlockNewline(segs[j].text)
-					break
-				}
-			}
+			segs[nextText].text = trimBlockNewline(segs[nextText].text)
+		}
+
+		if seg.kind == segText {
+			nextText = i
 		}
 	}
 }
@@ -991,8 +1015,9 @@ func trimBlockNewline(s string) string {
 }
 
 type templateParser struct {
-	segs []segment
-	pos  int
+	segs  []segment
+	pos   int
+	depth int // nested parseUntil calls
 }
 
 func (p *templateParser) done() bool {
@@ -1016,6 +1041,18 @@ func (p *templateParser) advance() *segment {
 // stop keywords (e.g., "endif", "endfor", "elif", "else"). Returns the nodes
 // collected so far. The stop keyword segment is NOT consumed.
 func (p *templateParser) parseUntil(stopKeywords ...string) ([]node, error) {
+	// Blocks nest by recursion here and when rendered: bound it (see
+	// maxNesting).
+	if p.depth >= maxNesting {
+		line := 0
+		if !p.done() {
+			line = p.peek().line
+		}
+		return nil, fmt.Errorf("line %d: blocks nested more than %d deep", line, maxNesting)
+	}
+	p.depth++
+	defer func() { p.depth-- }()
+
 	var nodes []node
 
 	for !p.done() {

@@ -1,8 +1,8 @@
 package jinja
 
 import (
+	"context"
 	"fmt"
-	"strings"
 )
 
 // Template is a compiled Jinja template ready for rendering.
@@ -37,28 +37,40 @@ func (t *Template) Render(data map[string]any) (string, error) {
 		vals[k] = FromGoValue(v)
 	}
 
-	return render(t.nodes, vals)
+	return render(t.nodes, vals, newLimiter(context.Background(), Limits{}))
 }
 
 // RenderValues is like Render but accepts pre-converted Value data.
 func (t *Template) RenderValues(data map[string]Value) (string, error) {
-	return render(t.nodes, data)
+	return render(t.nodes, data, newLimiter(context.Background(), Limits{}))
+}
+
+// RenderLimited is like RenderValues but within lim, and stops with the
+// context's error once ctx is done. The context is checked at every loop
+// pass, macro call and item visited, so a render ends promptly after its
+// deadline. An error from a limit matches ErrLimit.
+//
+// Values passed in data, and what functions passed in data return, are
+// used as they are: only what the template builds from them counts
+// against lim.
+func (t *Template) RenderLimited(ctx context.Context, data map[string]Value, lim Limits) (string, error) {
+	return render(t.nodes, data, newLimiter(ctx, lim))
 }
 
 // =============================================================================
 
 // render executes the AST with the given data and returns the result.
-func render(nodes []node, data map[string]Value) (string, error) {
+func render(nodes []node, data map[string]Value, l *limiter) (string, error) {
 	e := evaluator{
-		output: strings.Builder{},
+		output: l.newOutput(),
+		lim:    l,
 	}
 
-	// Use the cached builtins scope directly. The scope is initialized
-	// once at package init and is only read after that (lookupFilter,
-	// chained get() through parent links, passed to nested evaluators).
-	// No code path writes to e.builtins, so sharing the cached scope
-	// across renders is safe and avoids cloning ~20 entries per render.
-	e.builtins = cachedBuiltins
+	// The builtins scope binds the built-in globals to this render's
+	// limits as the template first uses each (see scope.get), so that a
+	// render pays only for those it uses.
+	e.builtins = newScope(nil)
+	e.builtins.lim = l
 
 	// Create user data scope on top of builtins.
 	e.scope = newScope(e.builtins)
@@ -68,6 +80,11 @@ func render(nodes []node, data map[string]Value) (string, error) {
 
 	if err := e.execNodes(nodes); err != nil {
 		return "", err
+	}
+	// A limit hit where the library drops errors (slice bounds, say)
+	// still fails the render.
+	if l.err != nil {
+		return "", l.err
 	}
 
 	return e.output.String(), nil

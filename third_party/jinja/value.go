@@ -3,6 +3,7 @@
 package jinja
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -192,30 +193,12 @@ func (v Value) String() string {
 	case KindString:
 		return fmt.Sprintf("'%s'", v.v.(string))
 
-	case KindList:
-		list := v.v.(*List)
-		var b strings.Builder
-		b.WriteByte('[')
-		for i, item := range list.Items {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString(item.String())
-		}
-		b.WriteByte(']')
-		return b.String()
-
-	case KindDict:
-		d := v.v.(*Dict)
-		var b strings.Builder
-		b.WriteByte('{')
-		for i, key := range d.Keys {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			fmt.Fprintf(&b, "'%s': %s", key, d.Data[key].String())
-		}
-		b.WriteByte('}')
+	case KindList, KindDict:
+		// A value nested deeper than maxNesting (one that contains
+		// itself) is cut off there.
+		l := newLimiter(context.Background(), Limits{})
+		b := l.newString()
+		_ = l.writeRepr(b, v, 0)
 		return b.String()
 
 	case KindCallable:
@@ -226,63 +209,12 @@ func (v Value) String() string {
 	return "Undefined"
 }
 
-// Equals reports whether v and other hold the same value.
+// Equals reports whether v and other hold the same value. Values nested
+// deeper than maxNesting (lists or dicts that contain themselves) compare
+// unequal.
 func (v Value) Equals(other Value) bool {
-	if v.kind != other.kind {
-		return false
-	}
-
-	switch v.kind {
-	case KindUndefined, KindNone:
-		return true
-
-	case KindBool:
-		return v.v.(bool) == other.v.(bool)
-
-	case KindInt:
-		return v.v.(int64) == other.v.(int64)
-
-	case KindFloat:
-		return v.v.(float64) == other.v.(float64)
-
-	case KindString:
-		return v.v.(string) == other.v.(string)
-
-	case KindList:
-		a := v.v.(*List)
-		b := other.v.(*List)
-		if a.Len() != b.Len() {
-			return false
-		}
-		for i := range a.Items {
-			if !a.Items[i].Equals(b.Items[i]) {
-				return false
-			}
-		}
-		return true
-
-	case KindDict:
-		a := v.v.(*Dict)
-		b := other.v.(*Dict)
-		if a.Len() != b.Len() {
-			return false
-		}
-		for _, key := range a.Keys {
-			bv, ok := b.Get(key)
-			if !ok {
-				return false
-			}
-			if !a.Data[key].Equals(bv) {
-				return false
-			}
-		}
-		return true
-
-	case KindCallable:
-		return false
-	}
-
-	return false
+	eq, err := newLimiter(context.Background(), Limits{}).equal(v, other, 0)
+	return eq && err == nil
 }
 
 // =============================================================================
