@@ -42,6 +42,10 @@ type pool struct {
 	cp      int // panels per chunk of the current MatMul
 	// matmulFn is matmulChunk bound once, so a MatMul does not allocate.
 	matmulFn func(c int, sc *scratch)
+	// The current Parallel call, and rangeChunk bound once.
+	rangeFn            func(lo, hi int)
+	rangeN, rangeParts int
+	rangeChunkFn       func(c int, sc *scratch)
 }
 
 type worker struct {
@@ -58,6 +62,7 @@ var spare = sync.Pool{New: func() any { return new(scratch) }}
 func newPool(threads int) *pool {
 	p := &pool{done: make(chan struct{}, 1)}
 	p.matmulFn = p.matmulChunk
+	p.rangeChunkFn = p.rangeChunk
 	p.setThreads(threads)
 	return p
 }
@@ -234,7 +239,9 @@ const minParallelItems = 1 << 14
 // units (1 for a cheap element-wise step), so small jobs stay on the
 // caller. fn must be safe to run concurrently on disjoint ranges; a range's
 // results must not depend on how [0, n) was split. A call that finds the
-// pool busy runs alone, like MatMul.
+// pool busy runs alone, like MatMul. Parallel itself does not allocate;
+// pass a func value made once (not a fresh closure) to keep a hot loop
+// allocation-free.
 func Parallel(n, cost int, fn func(lo, hi int)) {
 	if n <= 0 {
 		return
@@ -249,6 +256,13 @@ func Parallel(n, cost int, fn func(lo, hi int)) {
 		fn(0, n)
 		return
 	}
-	parts := min(2*p.threads, n)
-	p.spread(parts, min(p.threads, parts), func(c int, _ *scratch) { fn(n*c/parts, n*(c+1)/parts) })
+	p.rangeFn, p.rangeN, p.rangeParts = fn, n, min(2*p.threads, n)
+	p.spread(p.rangeParts, min(p.threads, p.rangeParts), p.rangeChunkFn)
+	p.rangeFn = nil
+}
+
+// rangeChunk runs chunk c of the current Parallel call.
+func (p *pool) rangeChunk(c int, _ *scratch) {
+	n, parts := p.rangeN, p.rangeParts
+	p.rangeFn(n*c/parts, n*(c+1)/parts)
 }

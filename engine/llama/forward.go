@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"sync"
 
 	"github.com/batchtrans/batchtrans/engine/kernels"
 )
@@ -159,6 +158,7 @@ type Workspace struct {
 	cos, sin                         []float32
 	last, logits                     []float32
 
+	rw       *rowWork    // Forward's element-wise steps, bound once
 	rowState []*State    // the sequence of each row
 	rowPos   []int       // each row's attention span: its position + 1
 	attWork  int         // sum of rowPos
@@ -247,39 +247,36 @@ func (m *Model) Forward(ws *Workspace, steps []Step) error {
 	}
 	ws.ensureScores(span)
 
+	rw := ws.rowWork(m)
 	for l := range m.w.Layers {
 		L := &m.w.Layers[l]
-		m.norm(ws, rows, L.AttnNorm)
+		rw.normW = L.AttnNorm
+		kernels.Parallel(rows, 2*H, rw.normFn)
 		if m.fused != nil {
 			kernels.MatMul(ws.qkv, ws.xn, rows, m.fused[l].qkv)
-			m.splitQKV(ws, rows)
+			kernels.Parallel(rows, m.qDim+2*m.kvDim, rw.splitFn)
 		} else {
 			kernels.MatMul(ws.q, ws.xn, rows, L.Q)
 			kernels.MatMul(ws.k, ws.xn, rows, L.K)
 			kernels.MatMul(ws.v, ws.xn, rows, L.V)
 		}
-		kernels.Parallel(rows, m.qDim+m.kvDim, func(r0, r1 int) {
-			for r := r0; r < r1; r++ {
-				cos, sin := ws.cos[r*half:(r+1)*half], ws.sin[r*half:(r+1)*half]
-				ropeApply(ws.q[r*m.qDim:(r+1)*m.qDim], c.Heads, c.HeadDim, cos, sin)
-				ropeApply(ws.k[r*m.kvDim:(r+1)*m.kvDim], c.KVHeads, c.HeadDim, cos, sin)
-			}
-		})
+		kernels.Parallel(rows, m.qDim+m.kvDim, rw.ropeFn)
 		m.attention(ws, steps, l)
 		kernels.MatMul(ws.o, ws.att, rows, L.O)
-		parallelAddTo(ws.x[:rows*H], ws.o[:rows*H])
+		kernels.Parallel(rows*H, 1, rw.addFn)
 
-		m.norm(ws, rows, L.MLPNorm)
+		rw.normW = L.MLPNorm
+		kernels.Parallel(rows, 2*H, rw.normFn)
 		if m.fused != nil {
 			kernels.MatMul(ws.gu, ws.xn, rows, m.fused[l].gateUp)
-			fusedSiluMul(ws.gate, ws.gu, rows, c.Intermediate)
+			kernels.Parallel(rows, 16*c.Intermediate, rw.siluRowsFn)
 		} else {
 			kernels.MatMul(ws.gate, ws.xn, rows, L.Gate)
 			kernels.MatMul(ws.up, ws.xn, rows, L.Up)
-			parallelSiluMul(ws.gate[:rows*c.Intermediate], ws.up[:rows*c.Intermediate])
+			kernels.Parallel(rows*c.Intermediate, 16, rw.siluFn)
 		}
 		kernels.MatMul(ws.o, ws.gate, rows, L.Down)
-		parallelAddTo(ws.x[:rows*H], ws.o[:rows*H])
+		kernels.Parallel(rows*H, 1, rw.addFn)
 	}
 
 	r, lr := 0, 0
@@ -366,12 +363,11 @@ func (m *Model) attention(ws *Workspace, steps []Step, l int) {
 		m.attendItems(ws, l, 0, 1)
 		return
 	}
-	var wg sync.WaitGroup
-	for w := 1; w < workers; w++ {
-		wg.Go(func() { m.attendItems(ws, l, w, workers) })
-	}
-	m.attendItems(ws, l, 0, workers)
-	wg.Wait()
+	// One slot per score buffer, each taking every workers-th item; the
+	// kernel pool runs the slots.
+	rw := ws.rowWork(m)
+	rw.attLayer, rw.attSlots = l, workers
+	kernels.Parallel(workers, ws.attWork*c.Heads*c.HeadDim/workers, rw.attendFn)
 }
 
 // attendItems computes the (row, head) pairs w, w+stride, w+2*stride, ...
@@ -417,52 +413,85 @@ func attendHead(out, q, kc, vc []float32, npos, kvDim, off int, scale float32, s
 	}
 }
 
-// norm writes rmsNorm(x, w) of every row to xn, rows split over the
-// kernel pool's threads (each row's bits do not depend on the split).
-func (m *Model) norm(ws *Workspace, rows int, w []float32) {
-	H, eps := m.cfg.Hidden, m.cfg.RMSNormEps
-	kernels.Parallel(rows, 2*H, func(r0, r1 int) {
-		for r := r0; r < r1; r++ {
-			rmsNorm(ws.xn[r*H:(r+1)*H], ws.x[r*H:(r+1)*H], w, eps)
-		}
-	})
+// rowWork holds Forward's element-wise steps as functions over ranges of
+// rows (or elements) for kernels.Parallel, bound once per Workspace so
+// that handing them over does not allocate; they read their operands from
+// the Workspace, and normW from here.
+type rowWork struct {
+	m     *Model
+	ws    *Workspace
+	normW []float32 // the norm weights of the current step
+	// attLayer and attSlots are the current attention's layer and its
+	// number of slots (score buffers).
+	attLayer, attSlots int
+
+	normFn, ropeFn, splitFn, siluRowsFn, siluFn, addFn, attendFn func(lo, hi int)
 }
 
-// parallelSiluMul is siluMul split over the kernel pool's threads.
-func parallelSiluMul(gate, up []float32) {
-	kernels.Parallel(len(gate), 16, func(lo, hi int) { siluMul(gate[lo:hi], up[lo:hi]) })
+func (ws *Workspace) rowWork(m *Model) *rowWork {
+	if ws.rw == nil {
+		rw := &rowWork{ws: ws}
+		rw.normFn, rw.ropeFn, rw.splitFn = rw.norm, rw.rope, rw.split
+		rw.siluRowsFn, rw.siluFn, rw.addFn, rw.attendFn = rw.siluRows, rw.silu, rw.add, rw.attend
+		ws.rw = rw
+	}
+	ws.rw.m = m
+	return ws.rw
 }
 
-// splitQKV copies each row's fused Q|K|V outputs to ws.q, ws.k and ws.v.
-func (m *Model) splitQKV(ws *Workspace, rows int) {
-	q, kv := m.qDim, m.kvDim
+// norm writes rmsNorm(x, normW) of rows [r0, r1) to xn.
+func (rw *rowWork) norm(r0, r1 int) {
+	H, eps := rw.m.cfg.Hidden, rw.m.cfg.RMSNormEps
+	for r := r0; r < r1; r++ {
+		rmsNorm(rw.ws.xn[r*H:(r+1)*H], rw.ws.x[r*H:(r+1)*H], rw.normW, eps)
+	}
+}
+
+// rope rotates the queries and keys of rows [r0, r1).
+func (rw *rowWork) rope(r0, r1 int) {
+	c, ws := rw.m.cfg, rw.ws
+	half, q, kv := c.HeadDim/2, rw.m.qDim, rw.m.kvDim
+	for r := r0; r < r1; r++ {
+		cos, sin := ws.cos[r*half:(r+1)*half], ws.sin[r*half:(r+1)*half]
+		ropeApply(ws.q[r*q:(r+1)*q], c.Heads, c.HeadDim, cos, sin)
+		ropeApply(ws.k[r*kv:(r+1)*kv], c.KVHeads, c.HeadDim, cos, sin)
+	}
+}
+
+// split copies rows [r0, r1) of the fused Q|K|V outputs to q, k and v.
+func (rw *rowWork) split(r0, r1 int) {
+	ws, q, kv := rw.ws, rw.m.qDim, rw.m.kvDim
 	w := q + 2*kv
-	kernels.Parallel(rows, w, func(r0, r1 int) {
-		for r := r0; r < r1; r++ {
-			src := ws.qkv[r*w : (r+1)*w]
-			copy(ws.q[r*q:(r+1)*q], src[:q])
-			copy(ws.k[r*kv:(r+1)*kv], src[q:q+kv])
-			copy(ws.v[r*kv:(r+1)*kv], src[q+kv:])
-		}
-	})
+	for r := r0; r < r1; r++ {
+		src := ws.qkv[r*w : (r+1)*w]
+		copy(ws.q[r*q:(r+1)*q], src[:q])
+		copy(ws.k[r*kv:(r+1)*kv], src[q:q+kv])
+		copy(ws.v[r*kv:(r+1)*kv], src[q+kv:])
+	}
 }
 
-// fusedSiluMul writes silu(gate)*up of each row's fused Gate|Up outputs
-// (gu, 2*inter per row) to dst (inter per row), rows split over the
-// kernel pool's threads.
-func fusedSiluMul(dst, gu []float32, rows, inter int) {
-	kernels.Parallel(rows, 16*inter, func(r0, r1 int) {
-		for r := r0; r < r1; r++ {
-			row := gu[r*2*inter : (r+1)*2*inter]
-			siluMulTo(dst[r*inter:(r+1)*inter], row[:inter], row[inter:])
-		}
-	})
+// siluRows writes silu(gate)*up of rows [r0, r1) of the fused Gate|Up
+// outputs (2*Intermediate a row) to gate (Intermediate a row).
+func (rw *rowWork) siluRows(r0, r1 int) {
+	ws, inter := rw.ws, rw.m.cfg.Intermediate
+	for r := r0; r < r1; r++ {
+		row := ws.gu[r*2*inter : (r+1)*2*inter]
+		siluMulTo(ws.gate[r*inter:(r+1)*inter], row[:inter], row[inter:])
+	}
 }
 
-// parallelAddTo is addTo split over the kernel pool's threads.
-func parallelAddTo(dst, src []float32) {
-	kernels.Parallel(len(src), 1, func(lo, hi int) { addTo(dst[lo:hi], src[lo:hi]) })
+// silu sets gate = silu(gate)*up over elements [lo, hi) (unfused layers).
+func (rw *rowWork) silu(lo, hi int) { siluMul(rw.ws.gate[lo:hi], rw.ws.up[lo:hi]) }
+
+// attend runs attention slots [lo, hi).
+func (rw *rowWork) attend(lo, hi int) {
+	for w := lo; w < hi; w++ {
+		rw.m.attendItems(rw.ws, rw.attLayer, w, rw.attSlots)
+	}
 }
+
+// add adds o to x over elements [lo, hi) (the residual connections).
+func (rw *rowWork) add(lo, hi int) { addTo(rw.ws.x[lo:hi], rw.ws.o[lo:hi]) }
 
 // rmsNorm writes x * rsqrt(mean(x^2) + eps) * w to dst, in float32 with a
 // float64 sum of squares.

@@ -471,3 +471,33 @@ func TestFusedMatchesUnfused(t *testing.T) {
 		}
 	}
 }
+
+// A decode step allocates nothing once its buffers have grown: the matrix
+// products, the element-wise steps and attention all run on the kernel
+// pool through functions bound once per Workspace.
+func TestForwardDecodeDoesNotAllocate(t *testing.T) {
+	for _, parallelAttention := range []bool{false, true} {
+		if parallelAttention {
+			old := minParallelAttention
+			minParallelAttention = 0
+			defer func() { minParallelAttention = old }()
+		}
+		cfg := tinyConfig()
+		cfg.Hidden, cfg.Intermediate, cfg.Heads, cfg.KVHeads, cfg.HeadDim, cfg.MaxPositions = 256, 1024, 8, 2, 32, 512
+		m := newTiny(t, cfg, kernels.BF16)
+		states := []*State{m.NewState(), m.NewState(), m.NewState()}
+		ws := &Workspace{}
+		var steps []Step
+		for _, s := range states {
+			require.NoError(t, m.Forward(ws, []Step{{State: s, Tokens: []int{1, 2, 3, 4, 5, 6, 7, 8}, Logits: true}}))
+			steps = append(steps, Step{State: s, Tokens: []int{9}, Logits: true})
+		}
+		require.NoError(t, m.Forward(ws, steps))
+		n := testing.AllocsPerRun(40, func() {
+			if err := m.Forward(ws, steps); err != nil {
+				t.Fatal(err)
+			}
+		})
+		assert.Zero(t, n, "allocations per decode step (parallel attention %v)", parallelAttention)
+	}
+}
