@@ -38,8 +38,13 @@
 // at most half a step, max|w|/254, per block of 32 weights of a row.
 // Dot and Axpy (helpers for attention) use eight lanes and a fixed tree.
 //
-// MatMul runs on a persistent pool of worker goroutines (SetThreads), split
-// over output rows; it does not allocate in the steady state.
+// MatMul runs on a persistent pool of worker goroutines (SetThreads): the
+// output rows are cut into about four chunks per thread (whole 4-panel
+// gemv calls) and every thread, the caller included, claims chunks until
+// none are left, so a slow core costs one chunk, not a share. Idle workers
+// poll for new work for 200 us before they park, since a decode step hands
+// out a product every few tens of microseconds. Parallel runs element-wise
+// work on the same threads. Neither allocates in the steady state.
 //
 // This package imports nothing of the engine.
 package kernels
