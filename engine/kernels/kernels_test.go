@@ -3,6 +3,7 @@ package kernels
 import (
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -304,6 +305,13 @@ func TestSetThreads(t *testing.T) {
 	assert.Equal(t, 3, Threads())
 	SetThreads(0)
 	assert.Positive(t, Threads())
+	// More threads than the scheduler has processors: idle workers park at
+	// once instead of polling, or they would hold processors the threads
+	// with work need.
+	SetThreads(runtime.GOMAXPROCS(0) + 3)
+	assert.False(t, defaultPool.spin.Load())
+	SetThreads(1)
+	assert.True(t, defaultPool.spin.Load())
 }
 
 func TestMatMulBadShapes(t *testing.T) {

@@ -35,11 +35,15 @@ type pool struct {
 	// by a thread holding one of its chunks.
 	ticket  atomic.Uint64
 	nthread atomic.Int32 // threads of the current call (workers with id >= it sit out)
-	fn      func(chunk int, sc *scratch)
-	left    atomic.Int32 // chunks not yet finished
-	done    chan struct{}
-	job     job
-	cp      int // panels per chunk of the current MatMul
+	// spin is whether idle workers poll before parking: only while the
+	// threads fit the Go scheduler's processors (GOMAXPROCS), since a
+	// polling worker holds one that a thread with work may need.
+	spin atomic.Bool
+	fn   func(chunk int, sc *scratch)
+	left atomic.Int32 // chunks not yet finished
+	done chan struct{}
+	job  job
+	cp   int // panels per chunk of the current MatMul
 	// matmulFn is matmulChunk bound once, so a MatMul does not allocate.
 	matmulFn func(c int, sc *scratch)
 	// The current Parallel call, and rangeChunk bound once.
@@ -73,6 +77,7 @@ func (p *pool) setThreads(n int) {
 		n = runtime.GOMAXPROCS(0)
 	}
 	p.threads = n
+	p.spin.Store(n <= runtime.GOMAXPROCS(0))
 	for len(p.workers) < n {
 		w := &worker{start: make(chan struct{}, 1)}
 		id := len(p.workers)
@@ -126,11 +131,12 @@ func (p *pool) loop(id int, w *worker) {
 	}
 }
 
-// wait returns the first generation after seen: it polls for spinFor, then
-// marks the worker parked and blocks until a caller wakes it.
+// wait returns the first generation after seen: it polls for spinFor (if
+// spinning is on), then marks the worker parked and blocks until a caller
+// wakes it.
 func (p *pool) wait(w *worker, seen uint32) uint32 {
 	start := time.Now()
-	for i := 1; ; i++ {
+	for i := 1; p.spin.Load(); i++ {
 		if g := tickGen(p.ticket.Load()); g != seen {
 			return g
 		}
