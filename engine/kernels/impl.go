@@ -53,6 +53,13 @@ type impl struct {
 	dot func(a, b []float32) float32
 	// axpy computes y[k] += alpha * x[k] (len a multiple of 8).
 	axpy func(alpha float32, x, y []float32)
+	// dotRows sets out[t] = dot(q, rows[t*stride:]) for t < len(out), and
+	// axpyRows does axpy(p[t], rows[t*stride:], y) for t < len(p) in
+	// order, each bit for bit what the loop of single calls gives; len(q)
+	// and len(y) are multiples of 8, the slices long enough, len(out) and
+	// len(p) positive. nil means that loop.
+	dotRows  func(q, rows []float32, stride int, out []float32)
+	axpyRows func(p, rows []float32, stride int, y []float32)
 	// sum returns the sum of a (len a multiple of 32) in any order; it
 	// measures memory bandwidth.
 	sum func(a []float32) float32

@@ -79,6 +79,12 @@ var avx2 = &impl{
 	sum: func(a []float32) float32 {
 		return sumAVX2(&a[0], len(a))
 	},
+	dotRows: func(q, rows []float32, stride int, out []float32) {
+		dotRowsAVX2(&q[0], &rows[0], 4*stride, len(q), len(out), &out[0])
+	},
+	axpyRows: func(p, rows []float32, stride int, y []float32) {
+		axpyRowsAVX2(&p[0], &rows[0], 4*stride, len(y), len(p), &y[0])
+	},
 	fmaLoop:      fmaLoopAVX2,
 	fmaLoopFlops: 192,
 }
@@ -126,6 +132,12 @@ func sumAVX2(a *float32, k32 int) float32
 
 //go:noescape
 func fmaLoopAVX2(iters int)
+
+//go:noescape
+func dotRowsAVX2(q, rows *float32, stride, k8, n int, out *float32)
+
+//go:noescape
+func axpyRowsAVX2(p, rows *float32, stride, k8, n int, y *float32)
 
 // The AVX-512 kernels (kernels_avx512_amd64.s): stride is in float32s.
 

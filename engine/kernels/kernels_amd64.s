@@ -557,3 +557,143 @@ fma_loop:
 fma_done:
 	VZEROUPPER
 	RET
+
+// func dotRowsAVX2(q, rows *float32, stride, k8, n int, out *float32)
+// dotRowsAVX2 sets out[t] to dotAVX2(q, row t) for n rows stride bytes
+// apart, four rows at a time: each row keeps its own accumulator, the
+// same FMA chain and the same HSUM as dotAVX2, so the bits are the same.
+TEXT ·dotRowsAVX2(SB), NOSPLIT, $0-48
+	MOVQ q+0(FP), SI
+	MOVQ rows+8(FP), DI
+	MOVQ stride+16(FP), DX
+	MOVQ k8+24(FP), CX
+	MOVQ n+32(FP), BX
+	MOVQ out+40(FP), R8
+	LEAQ (DX)(DX*2), R13
+
+dr_group:
+	CMPQ   BX, $4
+	JB     dr_single
+	LEAQ   (DI)(DX*1), R10
+	LEAQ   (DI)(DX*2), R11
+	LEAQ   (DI)(R13*1), R12
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   AX, AX
+
+dr_loop4:
+	VMOVUPS     (SI)(AX*4), Y4
+	VFMADD231PS (DI)(AX*4), Y4, Y0
+	VFMADD231PS (R10)(AX*4), Y4, Y1
+	VFMADD231PS (R11)(AX*4), Y4, Y2
+	VFMADD231PS (R12)(AX*4), Y4, Y3
+	ADDQ        $8, AX
+	CMPQ        AX, CX
+	JB          dr_loop4
+	HSUM(Y0, X0, X5)
+	HSUM(Y1, X1, X5)
+	HSUM(Y2, X2, X5)
+	HSUM(Y3, X3, X5)
+	VMOVSS      X0, 0(R8)
+	VMOVSS      X1, 4(R8)
+	VMOVSS      X2, 8(R8)
+	VMOVSS      X3, 12(R8)
+	ADDQ        $16, R8
+	LEAQ        (DI)(DX*4), DI
+	SUBQ        $4, BX
+	JMP         dr_group
+
+dr_single:
+	TESTQ  BX, BX
+	JZ     dr_done
+	VXORPS Y0, Y0, Y0
+	XORQ   AX, AX
+
+dr_loop1:
+	VMOVUPS     (SI)(AX*4), Y4
+	VFMADD231PS (DI)(AX*4), Y4, Y0
+	ADDQ        $8, AX
+	CMPQ        AX, CX
+	JB          dr_loop1
+	HSUM(Y0, X0, X5)
+	VMOVSS      X0, 0(R8)
+	ADDQ        $4, R8
+	ADDQ        DX, DI
+	DECQ        BX
+	JMP         dr_single
+
+dr_done:
+	VZEROUPPER
+	RET
+
+// func axpyRowsAVX2(p, rows *float32, stride, k8, n int, y *float32)
+// axpyRowsAVX2 does y += p[t] * row t for t < n in order, rows stride
+// bytes apart, holding 32 (then 8) values of y in registers across all
+// rows: per element the same unfused multiply and add as axpyAVX2, in the
+// same order, so the bits are the same.
+TEXT ·axpyRowsAVX2(SB), NOSPLIT, $0-48
+	MOVQ p+0(FP), SI
+	MOVQ rows+8(FP), DI
+	MOVQ stride+16(FP), DX
+	MOVQ k8+24(FP), CX
+	MOVQ n+32(FP), BX
+	MOVQ y+40(FP), R8
+	XORQ AX, AX
+
+ar_block4:
+	MOVQ    CX, R9
+	SUBQ    AX, R9
+	CMPQ    R9, $32
+	JB      ar_block1
+	VMOVUPS (R8)(AX*4), Y0
+	VMOVUPS 32(R8)(AX*4), Y1
+	VMOVUPS 64(R8)(AX*4), Y2
+	VMOVUPS 96(R8)(AX*4), Y3
+	MOVQ    DI, R10
+	XORQ    R11, R11
+
+ar_t4:
+	VBROADCASTSS (SI)(R11*4), Y4
+	VMULPS       (R10)(AX*4), Y4, Y5
+	VADDPS       Y5, Y0, Y0
+	VMULPS       32(R10)(AX*4), Y4, Y6
+	VADDPS       Y6, Y1, Y1
+	VMULPS       64(R10)(AX*4), Y4, Y7
+	VADDPS       Y7, Y2, Y2
+	VMULPS       96(R10)(AX*4), Y4, Y8
+	VADDPS       Y8, Y3, Y3
+	ADDQ         DX, R10
+	INCQ         R11
+	CMPQ         R11, BX
+	JB           ar_t4
+	VMOVUPS      Y0, (R8)(AX*4)
+	VMOVUPS      Y1, 32(R8)(AX*4)
+	VMOVUPS      Y2, 64(R8)(AX*4)
+	VMOVUPS      Y3, 96(R8)(AX*4)
+	ADDQ         $32, AX
+	JMP          ar_block4
+
+ar_block1:
+	CMPQ    AX, CX
+	JAE     ar_done
+	VMOVUPS (R8)(AX*4), Y0
+	MOVQ    DI, R10
+	XORQ    R11, R11
+
+ar_t1:
+	VBROADCASTSS (SI)(R11*4), Y4
+	VMULPS       (R10)(AX*4), Y4, Y5
+	VADDPS       Y5, Y0, Y0
+	ADDQ         DX, R10
+	INCQ         R11
+	CMPQ         R11, BX
+	JB           ar_t1
+	VMOVUPS      Y0, (R8)(AX*4)
+	ADDQ         $8, AX
+	JMP          ar_block1
+
+ar_done:
+	VZEROUPPER
+	RET

@@ -284,6 +284,57 @@ func Dot(a, b []float32) float32 {
 	return addTail(s, a[k8:], b[k8:])
 }
 
+// DotRows sets out[t] = Dot(q, rows[t*stride:t*stride+len(q)]) for every t
+// < len(out): bit for bit that loop, in one call (attention's scores).
+func DotRows(q, rows []float32, stride int, out []float32) {
+	n, k := len(out), len(q)
+	if n == 0 {
+		return
+	}
+	if k == 0 {
+		clear(out)
+		return
+	}
+	rows = rows[:(n-1)*stride+k]
+	k8 := k &^ 7
+	if k8 == 0 || active.dotRows == nil {
+		for t := range out {
+			out[t] = Dot(q, rows[t*stride:t*stride+k])
+		}
+		return
+	}
+	active.dotRows(q[:k8], rows, stride, out)
+	if k8 < k {
+		for t := range out {
+			out[t] = addTail(out[t], q[k8:], rows[t*stride+k8:t*stride+k])
+		}
+	}
+}
+
+// AxpyRows computes Axpy(p[t], rows[t*stride:t*stride+len(y)], y) for t =
+// 0, 1, ... len(p)-1 in order: bit for bit that loop, in one call
+// (attention's weighted sum of values).
+func AxpyRows(p, rows []float32, stride int, y []float32) {
+	n, k := len(p), len(y)
+	if n == 0 || k == 0 {
+		return
+	}
+	rows = rows[:(n-1)*stride+k]
+	k8 := k &^ 7
+	if k8 > 0 {
+		if active.axpyRows != nil {
+			active.axpyRows(p, rows, stride, y[:k8])
+		} else {
+			for t, a := range p {
+				active.axpy(a, rows[t*stride:t*stride+k8], y[:k8])
+			}
+		}
+	}
+	for t, a := range p {
+		axpyGo(a, rows[t*stride+k8:t*stride+k], y[k8:])
+	}
+}
+
 // Axpy computes y[k] += alpha * x[k] for k < len(x) (y at least as long).
 // Each element is one multiply and one add, unfused, so every path returns
 // the same bits.

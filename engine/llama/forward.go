@@ -393,10 +393,11 @@ func (m *Model) attendItems(ws *Workspace, l, w, stride int) {
 // The dot products and the weighted sum go through the kernels, whose
 // reduction order is fixed, so the result does not depend on batching.
 func attendHead(out, q, kc, vc []float32, npos, kvDim, off int, scale float32, scores []float32) {
-	hd := len(q)
+	scores = scores[:npos]
+	kernels.DotRows(q, kc[off:], kvDim, scores)
 	maxS := float32(math.Inf(-1))
-	for t := range npos {
-		d := kernels.Dot(q, kc[t*kvDim+off:t*kvDim+off+hd]) * scale
+	for t, d := range scores {
+		d *= scale
 		scores[t] = d
 		maxS = max(maxS, d)
 	}
@@ -407,10 +408,11 @@ func attendHead(out, q, kc, vc []float32, npos, kvDim, off int, scale float32, s
 		sum += e
 	}
 	inv := 1 / sum
-	clear(out)
 	for t, p := range scores {
-		kernels.Axpy(p*inv, vc[t*kvDim+off:t*kvDim+off+hd], out)
+		scores[t] = p * inv
 	}
+	clear(out)
+	kernels.AxpyRows(scores, vc[off:], kvDim, out)
 }
 
 // rowWork holds Forward's element-wise steps as functions over ranges of
