@@ -179,6 +179,9 @@ func (p *pool) work(gen uint32, sc *scratch) {
 // spread runs fn(c, scratch) for every chunk c in [0, chunks) on up to
 // threads threads, the caller's included, and waits. The caller holds mu.
 func (p *pool) spread(chunks, threads int, fn func(c int, sc *scratch)) {
+	if chunks <= 0 {
+		return
+	}
 	if chunks > maxChunk {
 		panic("kernels: too many chunks in one call")
 	}
