@@ -122,21 +122,24 @@ func tickGen(t uint64) uint32 { return uint32(t >> (2 * tickBits)) }
 // while any are left, and waits again.
 func (p *pool) loop(id int, w *worker) {
 	var seen uint32
+	active := true
 	for {
-		gen := p.wait(w, seen)
+		gen := p.wait(w, seen, active)
 		seen = gen
-		if id < int(p.nthread.Load()) {
+		// A worker past the current thread count sits the call out and
+		// parks without polling until a caller wants it again.
+		if active = id < int(p.nthread.Load()); active {
 			p.work(gen, &w.sc)
 		}
 	}
 }
 
 // wait returns the first generation after seen: it polls for spinFor (if
-// spinning is on), then marks the worker parked and blocks until a caller
-// wakes it.
-func (p *pool) wait(w *worker, seen uint32) uint32 {
+// poll is set and spinning is on), then marks the worker parked and blocks
+// until a caller wakes it.
+func (p *pool) wait(w *worker, seen uint32, poll bool) uint32 {
 	start := time.Now()
-	for i := 1; p.spin.Load(); i++ {
+	for i := 1; poll && p.spin.Load(); i++ {
 		if g := tickGen(p.ticket.Load()); g != seen {
 			return g
 		}
