@@ -2,8 +2,8 @@ package kernels
 
 import "time"
 
-// MeasureBandwidth streams a buffer of size bytes (rounded down to a whole
-// number of 128-byte lines per thread; at least 1 MiB) on the MatMul pool's
+// MeasureBandwidth streams a buffer of size bytes (rounded down to whole
+// cache lines, four streams per thread; at least 1 MiB) on the MatMul pool's
 // threads for about d and returns the best read rate seen, in bytes per
 // second. A decode step that reads every weight once can go no faster than
 // this rate divided by the weight bytes: the bound decode speed is quoted
@@ -18,12 +18,11 @@ func MeasureBandwidth(size int, d time.Duration) float64 {
 	rate := bestRate(d, func() float64 {
 		var bytes int
 		defaultPool.run(func(id, n int) {
-			chunk := len(buf) / n / 32 * 32
 			if id == 0 {
-				bytes = chunk * n * 4
+				bytes = streamBytes(len(buf), n)
 			}
-			if chunk > 0 && id < len(parts) {
-				parts[id] += active.sum(buf[id*chunk : (id+1)*chunk])
+			if id < len(parts) {
+				parts[id] += streamPart(buf, id, n)
 			}
 		})
 		return float64(bytes)
@@ -31,6 +30,21 @@ func MeasureBandwidth(size int, d time.Duration) float64 {
 	sink = parts[0]
 	return rate
 }
+
+// streamPart reads thread id's share of buf (of n threads) as four
+// streams at once, the way the decode kernel reads four weight panels.
+func streamPart(buf []float32, id, n int) float32 {
+	q := len(buf) / n / 64 * 16 // a quarter share, whole cache lines
+	if q == 0 {
+		return 0
+	}
+	lo := id * 4 * q
+	return active.sum4(buf[lo:lo+q], buf[lo+q:lo+2*q], buf[lo+2*q:lo+3*q], buf[lo+3*q:lo+4*q])
+}
+
+// streamBytes is how many bytes of a buffer of n32 floats the n threads'
+// streamParts read together.
+func streamBytes(n32, n int) int { return n32 / n / 64 * 16 * 4 * n * 4 }
 
 // bestRate calls run (which returns the units of work it did) repeatedly
 // for about d, at least once, and returns the best units per second seen.

@@ -35,3 +35,21 @@ func TestMeasurePeakFLOPs(t *testing.T) {
 		}
 	}
 }
+
+// The bandwidth reader really reads all four streams: small integers sum
+// exactly in any order.
+func TestSum4(t *testing.T) {
+	for _, im := range impls() {
+		for _, k := range []int{16, 48, 1024} {
+			a, b, c, d := make([]float32, k), make([]float32, k), make([]float32, k), make([]float32, k)
+			for i := range k {
+				a[i], b[i], c[i], d[i] = 1, 2, 3, float32(i%5)
+			}
+			want := float32(6*k) + float32(k/5*10)
+			for i := k / 5 * 5; i < k; i++ {
+				want += float32(i % 5)
+			}
+			assert.Equal(t, want, im.sum4(a, b, c, d), "%s k=%d", im.name, k)
+		}
+	}
+}

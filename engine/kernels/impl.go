@@ -60,9 +60,10 @@ type impl struct {
 	// len(p) positive. nil means that loop.
 	dotRows  func(q, rows []float32, stride int, out []float32)
 	axpyRows func(p, rows []float32, stride int, y []float32)
-	// sum returns the sum of a (len a multiple of 32) in any order; it
-	// measures memory bandwidth.
-	sum func(a []float32) float32
+	// sum4 returns the sum of a, b, c and d (equal lengths, a multiple of
+	// 16) in any order, streaming the four together; it measures memory
+	// bandwidth.
+	sum4 func(a, b, c, d []float32) float32
 	// fmaLoop runs iters rounds of independent vector fused multiply-adds,
 	// fmaLoopFlops flops a round: the core's float32 peak. nil where no
 	// assembly measures it.
@@ -101,7 +102,7 @@ var generic = &impl{
 	dequantQ8: dequantQ8Go,
 	dot:       dot8Go,
 	axpy:      axpyGo,
-	sum:       sumGo,
+	sum4:      sum4Go,
 }
 
 // active is the implementation MatMul uses, chosen once at start-up.

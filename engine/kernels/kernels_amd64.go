@@ -76,8 +76,8 @@ var avx2 = &impl{
 	axpy: func(alpha float32, x, y []float32) {
 		axpyAVX2(alpha, &x[0], &y[0], len(x))
 	},
-	sum: func(a []float32) float32 {
-		return sumAVX2(&a[0], len(a))
+	sum4: func(a, b, c, d []float32) float32 {
+		return sum4AVX2(&a[0], &b[0], &c[0], &d[0], len(a))
 	},
 	dotRows: func(q, rows []float32, stride int, out []float32) {
 		dotRowsAVX2(&q[0], &rows[0], 4*stride, len(q), len(out), &out[0])
@@ -128,7 +128,7 @@ func dotAVX2(a, b *float32, k8 int) float32
 func axpyAVX2(alpha float32, x, y *float32, k8 int)
 
 //go:noescape
-func sumAVX2(a *float32, k32 int) float32
+func sum4AVX2(a, b, c, d *float32, k16 int) float32
 
 //go:noescape
 func fmaLoopAVX2(iters int)

@@ -345,30 +345,47 @@ axpy_loop:
 	VZEROUPPER
 	RET
 
-// func sumAVX2(a *float32, k32 int) float32
-// sumAVX2 streams a once (the bandwidth benchmark's reader).
-TEXT ·sumAVX2(SB), NOSPLIT, $0-20
+// func sum4AVX2(a, b, c, d *float32, k16 int) float32
+// sum4AVX2 streams four arrays at once, a cache line of each per round (the
+// bandwidth benchmark's reader: as many streams per thread as the decode
+// kernel reads).
+TEXT ·sum4AVX2(SB), NOSPLIT, $0-44
 	MOVQ   a+0(FP), SI
-	MOVQ   k32+8(FP), CX
+	MOVQ   b+8(FP), DI
+	MOVQ   c+16(FP), R8
+	MOVQ   d+24(FP), R9
+	MOVQ   k16+32(FP), CX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
 	XORQ   AX, AX
 
 sum_loop:
 	VADDPS (SI)(AX*4), Y0, Y0
 	VADDPS 32(SI)(AX*4), Y1, Y1
-	VADDPS 64(SI)(AX*4), Y2, Y2
-	VADDPS 96(SI)(AX*4), Y3, Y3
-	ADDQ   $32, AX
+	VADDPS (DI)(AX*4), Y2, Y2
+	VADDPS 32(DI)(AX*4), Y3, Y3
+	VADDPS (R8)(AX*4), Y4, Y4
+	VADDPS 32(R8)(AX*4), Y5, Y5
+	VADDPS (R9)(AX*4), Y6, Y6
+	VADDPS 32(R9)(AX*4), Y7, Y7
+	ADDQ   $16, AX
 	CMPQ   AX, CX
 	JB     sum_loop
 	VADDPS Y1, Y0, Y0
 	VADDPS Y3, Y2, Y2
+	VADDPS Y5, Y4, Y4
+	VADDPS Y7, Y6, Y6
 	VADDPS Y2, Y0, Y0
+	VADDPS Y6, Y4, Y4
+	VADDPS Y4, Y0, Y0
 	HSUM(Y0, X0, X1)
-	VMOVSS X0, ret+16(FP)
+	VMOVSS X0, ret+40(FP)
 	VZEROUPPER
 	RET
 

@@ -27,7 +27,7 @@ var neon = &impl{
 	dequantQ8: dequantQ8Go,
 	dot:       dot8Go,
 	axpy:      axpyGo,
-	sum:       sumGo,
+	sum4:      sum4Go,
 }
 
 // The assembly kernels (kernels_arm64.s); lengths as in impl, all positive.

@@ -107,13 +107,14 @@ func axpyGo(alpha float32, x, y []float32) {
 	}
 }
 
-func sumGo(a []float32) float32 {
+func sum4Go(a, b, c, d []float32) float32 {
+	b, c, d = b[:len(a)], c[:len(a)], d[:len(a)]
 	var s0, s1, s2, s3 float32
-	for k := 0; k+4 <= len(a); k += 4 {
+	for k := range a {
 		s0 += a[k]
-		s1 += a[k+1]
-		s2 += a[k+2]
-		s3 += a[k+3]
+		s1 += b[k]
+		s2 += c[k]
+		s3 += d[k]
 	}
 	return (s0 + s1) + (s2 + s3)
 }
