@@ -186,11 +186,13 @@ func runJob(ctx context.Context, env *cliEnv, log *slog.Logger, o runOptions) er
 	case sig = <-sigSeen:
 	default:
 	}
-	return finishRun(env, log, o, sum, sig, err)
+	return finishRun(env, log, o, sum, sig, err, prefillFields(tr))
 }
 
 // finishRun logs the summary and maps the outcome to an exit code.
-func finishRun(env *cliEnv, log *slog.Logger, o runOptions, sum runner.Summary, sig os.Signal, err error) error {
+// prefill holds the engine's prompt-token counters as log fields (none
+// when the engine has none).
+func finishRun(env *cliEnv, log *slog.Logger, o runOptions, sum runner.Summary, sig os.Signal, err error, prefill []any) error {
 	tokPerS := 0.0
 	if sum.Wall > 0 {
 		tokPerS = float64(sum.CompletionTokens) / sum.Wall.Seconds()
@@ -201,15 +203,17 @@ func finishRun(env *cliEnv, log *slog.Logger, o runOptions, sum runner.Summary, 
 		if sig == syscall.SIGTERM {
 			code, name = exitTerminated, "SIGTERM"
 		}
-		log.Info("summary", "complete", false, "rows_done", sum.Good+sum.Failed, "tokens_in", sum.PromptTokens,
-			"tokens_out", sum.CompletionTokens, "wall_s", sum.Wall.Seconds(), "tokens_per_s", tokPerS)
+		fields := append([]any{"complete", false, "rows_done", sum.Good + sum.Failed, "tokens_in", sum.PromptTokens}, prefill...)
+		log.Info("summary", append(fields, "tokens_out", sum.CompletionTokens, "wall_s", sum.Wall.Seconds(), "tokens_per_s", tokPerS)...)
 		return withCode(code, fmt.Errorf("interrupted by %s; finished rows are saved in %s; run `batchtrans run %s` again to resume", name, sum.Checkpoint, o.job))
 	case err != nil:
 		return withCode(exitFatal, err)
 	}
-	log.Info("summary", "complete", true, "rows", sum.Rows, "good", sum.Good, "failed", sum.Failed, "skipped", sum.Skipped,
-		"resumed", sum.Resumed, "tokens_in", sum.PromptTokens, "tokens_out", sum.CompletionTokens,
-		"wall_s", sum.Wall.Seconds(), "tokens_per_s", tokPerS, "output", sum.Output)
+	fields := []any{"complete", true, "rows", sum.Rows, "good", sum.Good, "failed", sum.Failed, "skipped", sum.Skipped,
+		"resumed", sum.Resumed, "tokens_in", sum.PromptTokens}
+	fields = append(fields, prefill...)
+	log.Info("summary", append(fields, "tokens_out", sum.CompletionTokens,
+		"wall_s", sum.Wall.Seconds(), "tokens_per_s", tokPerS, "output", sum.Output)...)
 	if n := sum.Failed + sum.Skipped; n > 0 {
 		where := "their " + "error field in " + sum.Output
 		if sum.ErrorsFile != "" {

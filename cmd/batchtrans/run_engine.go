@@ -27,3 +27,14 @@ func loadTranslator(ctx context.Context, j *jobs.Job, dev device.Device, workers
 	}
 	return m, func() error { return nil }, nil
 }
+
+// prefillFields are the summary's counts of prompt tokens the model ran
+// and the ones the shared-prefix cache served instead.
+func prefillFields(tr runner.Translator) []any {
+	m, ok := tr.(*engine.Model)
+	if !ok {
+		return nil
+	}
+	st := m.PrefillStats()
+	return []any{"tokens_prefilled", st.Prefilled, "tokens_reused", st.Reused}
+}

@@ -71,6 +71,9 @@ func loadTranslator(ctx context.Context, j *jobs.Job, dev device.Device, workers
 	return fakeModel{delay: delay}, func() error { return nil }, nil
 }
 
+// prefillFields: the test engine has no prefill to count.
+func prefillFields(runner.Translator) []any { return nil }
+
 type fakeModel struct{ delay time.Duration }
 
 func (f fakeModel) Generate(ctx context.Context, req engine.Request) (engine.Result, error) {

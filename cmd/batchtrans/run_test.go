@@ -203,6 +203,12 @@ func TestRunJSONLogs(t *testing.T) {
 		if m["msg"] == "summary" {
 			sawSummary = true
 			assert.Equal(t, float64(5), m["good"])
+			// The rows share the chat template's prefix: the model runs
+			// fewer prompt tokens than the prompts hold.
+			in, prefilled, reused := m["tokens_in"].(float64), m["tokens_prefilled"].(float64), m["tokens_reused"].(float64)
+			t.Logf("tokens_in %v, prefilled %v, reused %v", in, prefilled, reused)
+			assert.Positive(t, reused)
+			assert.Less(t, prefilled, in)
 		}
 	}
 	assert.True(t, sawSummary)
