@@ -129,3 +129,23 @@ func BenchmarkLlama1BStep(b *testing.B) {
 		layer, head = nil, nil
 	}
 }
+
+// BenchmarkPoolHandOff measures handing small pieces of work to the pool's
+// threads back to back, as a decode step does between its matrix products:
+// Parallel over 2 chunks a thread of about a microsecond each. Ideal is
+// chunks x 1 us / threads; when the other threads are slow to pick work up
+// (parked, waiting for the OS to wake them), the caller does most of it.
+func BenchmarkPoolHandOff(b *testing.B) {
+	var sink [256]float64
+	fn := func(lo, hi int) {
+		x := float64(lo)
+		for range 1000 {
+			x = x*0.999 + 1
+		}
+		sink[lo%256] += x
+	}
+	n := 2 * Threads()
+	for b.Loop() {
+		Parallel(n, minParallelItems, fn)
+	}
+}

@@ -41,9 +41,12 @@ type pool struct {
 	spin atomic.Bool
 	fn   func(chunk int, sc *scratch)
 	left atomic.Int32 // chunks not yet finished
-	done chan struct{}
-	job  job
-	cp   int // panels per chunk of the current MatMul
+	// callerParked is set by a caller about to block on done; whoever
+	// finishes the last chunk then sends on done (see waitDone).
+	callerParked atomic.Bool
+	done         chan struct{}
+	job          job
+	cp           int // panels per chunk of the current MatMul
 	// matmulFn is matmulChunk bound once, so a MatMul does not allocate.
 	matmulFn func(c int, sc *scratch)
 	// The current Parallel call, and rangeChunk bound once.
@@ -173,10 +176,31 @@ func (p *pool) work(gen uint32, sc *scratch) {
 			continue
 		}
 		p.fn(c, sc)
-		if p.left.Add(-1) == 0 {
+		if p.left.Add(-1) == 0 && p.callerParked.CompareAndSwap(true, false) {
 			p.done <- struct{}{}
 		}
 	}
+}
+
+// waitDone returns when every chunk of the current call has finished. Like
+// an idle worker, the caller polls first (a parked goroutine takes the OS
+// tens of microseconds to wake, as long as a small product takes), then
+// parks; the thread finishing the last chunk wakes it only if it parked.
+func (p *pool) waitDone() {
+	start := time.Now()
+	for i := 1; p.spin.Load(); i++ {
+		if p.left.Load() == 0 {
+			return
+		}
+		if i%128 == 0 && time.Since(start) > spinFor {
+			break
+		}
+	}
+	p.callerParked.Store(true)
+	if p.left.Load() == 0 && p.callerParked.CompareAndSwap(true, false) {
+		return // finished meanwhile; nobody will send
+	}
+	<-p.done
 }
 
 // spread runs fn(c, scratch) for every chunk c in [0, chunks) on up to
@@ -199,7 +223,7 @@ func (p *pool) spread(chunks, threads int, fn func(c int, sc *scratch)) {
 		}
 	}
 	p.work(gen, &p.workers[0].sc)
-	<-p.done
+	p.waitDone()
 	p.fn = nil
 }
 
