@@ -141,17 +141,8 @@ func (p *pool) loop(id int, w *worker) {
 // poll is set and spinning is on), then marks the worker parked and blocks
 // until a caller wakes it.
 func (p *pool) wait(w *worker, seen uint32, poll bool) uint32 {
-	start := time.Now()
-	for i := 1; poll && p.spin.Load(); i++ {
-		if g := tickGen(p.ticket.Load()); g != seen {
-			return g
-		}
-		// No runtime.Gosched here: it takes the scheduler's global lock,
-		// and sixteen spinning workers then contend on it. Preemption
-		// keeps other goroutines running on a loaded machine.
-		if i%128 == 0 && time.Since(start) > spinFor {
-			break
-		}
+	if poll && p.poll(func() bool { return tickGen(p.ticket.Load()) != seen }) {
+		return tickGen(p.ticket.Load())
 	}
 	w.parked.Store(true)
 	if g := tickGen(p.ticket.Load()); g != seen && w.parked.CompareAndSwap(true, false) {
@@ -161,6 +152,24 @@ func (p *pool) wait(w *worker, seen uint32, poll bool) uint32 {
 	// wake-up: in both cases exactly one send is coming.
 	<-w.start
 	return tickGen(p.ticket.Load())
+}
+
+// poll reports whether cond became true within spinFor of polling (never,
+// when polling is off).
+func (p *pool) poll(cond func() bool) bool {
+	start := time.Now()
+	for i := 1; p.spin.Load(); i++ {
+		if cond() {
+			return true
+		}
+		// No runtime.Gosched here: it takes the scheduler's global lock,
+		// and sixteen polling threads then contend on it. Preemption
+		// keeps other goroutines running on a loaded machine.
+		if i%128 == 0 && time.Since(start) > spinFor {
+			return false
+		}
+	}
+	return false
 }
 
 // work claims and runs chunks of generation gen until none are left or the
@@ -187,14 +196,8 @@ func (p *pool) work(gen uint32, sc *scratch) {
 // tens of microseconds to wake, as long as a small product takes), then
 // parks; the thread finishing the last chunk wakes it only if it parked.
 func (p *pool) waitDone() {
-	start := time.Now()
-	for i := 1; p.spin.Load(); i++ {
-		if p.left.Load() == 0 {
-			return
-		}
-		if i%128 == 0 && time.Since(start) > spinFor {
-			break
-		}
+	if p.poll(func() bool { return p.left.Load() == 0 }) {
+		return
 	}
 	p.callerParked.Store(true)
 	if p.left.Load() == 0 && p.callerParked.CompareAndSwap(true, false) {
