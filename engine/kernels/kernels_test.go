@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -490,4 +491,36 @@ func TestDotRowsAxpyRowsMatchLoops(t *testing.T) {
 	out := []float32{3}
 	DotRows(nil, nil, 0, out)
 	assert.Zero(t, out[0], "an empty dot product is zero")
+}
+
+// A thread that finishes a call's last chunk may wake its caller late
+// (preempted between the two): by then the caller may have seen the end by
+// polling and be parked in a later call, which a late wake-up must not end
+// while its chunks still run.
+func TestLateFinisherWakesNoLaterCall(t *testing.T) {
+	p := newPool(1)
+	p.spin.Store(false) // park at once
+	const g1, g2 = 7, 8
+	p.left.Store(1) // generation g2 has a chunk still running
+	returned := make(chan struct{})
+	go func() {
+		p.waitDone(g2)
+		close(returned)
+	}()
+	for p.waiter.Load() == 0 {
+		runtime.Gosched()
+	}
+	p.wakeCaller(g1) // the late finisher of the call before
+	select {
+	case <-returned:
+		t.Fatal("a late wake-up for an earlier call ended the later call's wait")
+	case <-time.After(50 * time.Millisecond):
+	}
+	p.left.Store(0)
+	p.wakeCaller(g2) // the real finisher
+	select {
+	case <-returned:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the caller was not woken by its own call's finisher")
+	}
 }

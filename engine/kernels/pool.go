@@ -41,12 +41,14 @@ type pool struct {
 	spin atomic.Bool
 	fn   func(chunk int, sc *scratch)
 	left atomic.Int32 // chunks not yet finished
-	// callerParked is set by a caller about to block on done; whoever
-	// finishes the last chunk then sends on done (see waitDone).
-	callerParked atomic.Bool
-	done         chan struct{}
-	job          job
-	cp           int // panels per chunk of the current MatMul
+	// waiter is set, to the generation with waiterBit, by a caller about
+	// to block on done; whoever finishes that generation's last chunk then
+	// sends on done (see waitDone). The generation keeps a thread that
+	// finished an earlier call late from waking a later one.
+	waiter atomic.Uint64
+	done   chan struct{}
+	job    job
+	cp     int // panels per chunk of the current MatMul
 	// matmulFn is matmulChunk bound once, so a MatMul does not allocate.
 	matmulFn func(c int, sc *scratch)
 	// The current Parallel call, and rangeChunk bound once.
@@ -185,8 +187,8 @@ func (p *pool) work(gen uint32, sc *scratch) {
 			continue
 		}
 		p.fn(c, sc)
-		if p.left.Add(-1) == 0 && p.callerParked.CompareAndSwap(true, false) {
-			p.done <- struct{}{}
+		if p.left.Add(-1) == 0 {
+			p.wakeCaller(gen)
 		}
 	}
 }
@@ -195,16 +197,30 @@ func (p *pool) work(gen uint32, sc *scratch) {
 // an idle worker, the caller polls first (a parked goroutine takes the OS
 // tens of microseconds to wake, as long as a small product takes), then
 // parks; the thread finishing the last chunk wakes it only if it parked.
-func (p *pool) waitDone() {
+func (p *pool) waitDone(gen uint32) {
 	if p.poll(func() bool { return p.left.Load() == 0 }) {
 		return
 	}
-	p.callerParked.Store(true)
-	if p.left.Load() == 0 && p.callerParked.CompareAndSwap(true, false) {
+	me := waiterBit | uint64(gen)
+	p.waiter.Store(me)
+	if p.left.Load() == 0 && p.waiter.CompareAndSwap(me, 0) {
 		return // finished meanwhile; nobody will send
 	}
 	<-p.done
 }
+
+// wakeCaller wakes the caller of generation gen if it parked. The thread
+// that finished gen's last chunk calls it, possibly late: by then the
+// caller may have seen the end by polling and started another call, whose
+// parked caller this must leave alone.
+func (p *pool) wakeCaller(gen uint32) {
+	if p.waiter.CompareAndSwap(waiterBit|uint64(gen), 0) {
+		p.done <- struct{}{}
+	}
+}
+
+// waiterBit marks waiter as set (generation 0 included).
+const waiterBit = 1 << 32
 
 // spread runs fn(c, scratch) for every chunk c in [0, chunks) on up to
 // threads threads, the caller's included, and waits. The caller holds mu.
@@ -226,7 +242,7 @@ func (p *pool) spread(chunks, threads int, fn func(c int, sc *scratch)) {
 		}
 	}
 	p.work(gen, &p.workers[0].sc)
-	p.waitDone()
+	p.waitDone(gen)
 	p.fn = nil
 }
 
