@@ -106,10 +106,10 @@ on_error: explode
 }
 
 func TestKeepEmptyMeansNone(t *testing.T) {
-	j, err := Load(writeJob(t, minimal+"  keep: []\n"))
+	_, err := Load(writeJob(t, minimal+"  keep: []\n"))
 	require.Error(t, err, "keep after model: is a model key")
 	body := strings.Replace(minimal, "  path: out/in.de.jsonl\n", "  path: out/in.de.jsonl\n  keep: []\n", 1)
-	j, err = Load(writeJob(t, body))
+	j, err := Load(writeJob(t, body))
 	require.NoError(t, err)
 	assert.NotNil(t, j.Output.Keep)
 	assert.Empty(t, j.Output.Keep)
