@@ -39,6 +39,87 @@
 	VXORPS Y6, Y6, Y6; \
 	VXORPS Y7, Y7, Y7
 
+// GEMMWBF16 loads the next 16 weights, already float32, into Y12:Y13 from
+// the bf16 panel at (SI): an exact widening.
+#define GEMMWBF16 \
+	VPMOVZXWD (SI), Y12; \
+	VPMOVZXWD 16(SI), Y13; \
+	VPSLLD    $16, Y12, Y12; \
+	VPSLLD    $16, Y13, Y13
+
+// LOAD8 and STORE8 move the accumulators of four activation rows (Y0-Y7),
+// LOADACC and STOREACC those of six (Y0-Y11), from and to (DI).
+#define LOAD8(DI) \
+	VMOVUPS 0(DI), Y0; \
+	VMOVUPS 32(DI), Y1; \
+	VMOVUPS 64(DI), Y2; \
+	VMOVUPS 96(DI), Y3; \
+	VMOVUPS 128(DI), Y4; \
+	VMOVUPS 160(DI), Y5; \
+	VMOVUPS 192(DI), Y6; \
+	VMOVUPS 224(DI), Y7
+
+#define LOADACC \
+	LOAD8(DI); \
+	VMOVUPS 256(DI), Y8; \
+	VMOVUPS 288(DI), Y9; \
+	VMOVUPS 320(DI), Y10; \
+	VMOVUPS 352(DI), Y11
+
+#define STOREACC \
+	STORE8(DI); \
+	VMOVUPS Y8, 256(DI); \
+	VMOVUPS Y9, 288(DI); \
+	VMOVUPS Y10, 320(DI); \
+	VMOVUPS Y11, 352(DI)
+
+// G6ARGS loads the arguments of the 6-row gemm kernels (panel SI, rows
+// R8-R13, columns CX, accumulators DI, prefetch R14/R15) and their
+// accumulators; G4ARGS those of the 4-row ones.
+#define G6ARGS \
+	MOVQ p+0(FP), SI; \
+	MOVQ x0+8(FP), R8; \
+	MOVQ x1+16(FP), R9; \
+	MOVQ x2+24(FP), R10; \
+	MOVQ x3+32(FP), R11; \
+	MOVQ x4+40(FP), R12; \
+	MOVQ x5+48(FP), R13; \
+	MOVQ k+56(FP), CX; \
+	MOVQ acc+64(FP), DI; \
+	MOVQ pf+72(FP), R14; \
+	MOVQ pfStride+80(FP), R15; \
+	LOADACC
+
+#define G4ARGS \
+	MOVQ p+0(FP), SI; \
+	MOVQ x0+8(FP), R8; \
+	MOVQ x1+16(FP), R9; \
+	MOVQ x2+24(FP), R10; \
+	MOVQ x3+32(FP), R11; \
+	MOVQ k+40(FP), CX; \
+	MOVQ acc+48(FP), DI; \
+	MOVQ pf+56(FP), R14; \
+	MOVQ pfStride+64(FP), R15; \
+	LOAD8(DI)
+
+// G6STEP and G4STEP prefetch and multiply the weights in Y12:Y13 by
+// activation k of each row.
+#define G6STEP \
+	PF; \
+	GEMMX(R8, Y0, Y1); \
+	GEMMX(R9, Y2, Y3); \
+	GEMMX(R10, Y4, Y5); \
+	GEMMX(R11, Y6, Y7); \
+	GEMMX(R12, Y8, Y9); \
+	GEMMX(R13, Y10, Y11)
+
+#define G4STEP \
+	PF; \
+	GEMMX(R8, Y0, Y1); \
+	GEMMX(R9, Y2, Y3); \
+	GEMMX(R10, Y4, Y5); \
+	GEMMX(R11, Y6, Y7)
+
 // func gemvF32AVX2(p0, p1, p2, p3, x *float32, k int, out *[64]float32)
 TEXT ·gemvF32AVX2(SB), NOSPLIT, $0-56
 	MOVQ p0+0(FP), R8
@@ -176,83 +257,31 @@ gemvq8_loop:
 
 // func gemm16x6AVX2(p, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32, pf unsafe.Pointer, pfStride int)
 TEXT ·gemm16x6AVX2(SB), NOSPLIT, $0-88
-	MOVQ p+0(FP), SI
-	MOVQ x0+8(FP), R8
-	MOVQ x1+16(FP), R9
-	MOVQ x2+24(FP), R10
-	MOVQ x3+32(FP), R11
-	MOVQ x4+40(FP), R12
-	MOVQ x5+48(FP), R13
-	MOVQ k+56(FP), CX
-	MOVQ acc+64(FP), DI
-	MOVQ pf+72(FP), R14
-	MOVQ pfStride+80(FP), R15
-	VMOVUPS 0(DI), Y0
-	VMOVUPS 32(DI), Y1
-	VMOVUPS 64(DI), Y2
-	VMOVUPS 96(DI), Y3
-	VMOVUPS 128(DI), Y4
-	VMOVUPS 160(DI), Y5
-	VMOVUPS 192(DI), Y6
-	VMOVUPS 224(DI), Y7
-	VMOVUPS 256(DI), Y8
-	VMOVUPS 288(DI), Y9
-	VMOVUPS 320(DI), Y10
-	VMOVUPS 352(DI), Y11
-	XORQ    AX, AX
+	G6ARGS
+	XORQ AX, AX
 
 gemm_loop:
 	VMOVUPS (SI), Y12
 	VMOVUPS 32(SI), Y13
-	PF
-	GEMMX(R8, Y0, Y1)
-	GEMMX(R9, Y2, Y3)
-	GEMMX(R10, Y4, Y5)
-	GEMMX(R11, Y6, Y7)
-	GEMMX(R12, Y8, Y9)
-	GEMMX(R13, Y10, Y11)
+	G6STEP
 	ADDQ    $64, SI
 	INCQ    AX
 	CMPQ    AX, CX
 	JB      gemm_loop
-	STORE8(DI)
-	VMOVUPS Y8, 256(DI)
-	VMOVUPS Y9, 288(DI)
-	VMOVUPS Y10, 320(DI)
-	VMOVUPS Y11, 352(DI)
+	STOREACC
 	VZEROUPPER
 	RET
 
 // func gemm16x4AVX2(p, x0, x1, x2, x3 *float32, k int, acc *[64]float32, pf unsafe.Pointer, pfStride int)
 // gemm16x4AVX2 is gemm16x6AVX2 for four activation rows.
 TEXT ·gemm16x4AVX2(SB), NOSPLIT, $0-72
-	MOVQ    p+0(FP), SI
-	MOVQ    x0+8(FP), R8
-	MOVQ    x1+16(FP), R9
-	MOVQ    x2+24(FP), R10
-	MOVQ    x3+32(FP), R11
-	MOVQ    k+40(FP), CX
-	MOVQ    acc+48(FP), DI
-	MOVQ    pf+56(FP), R14
-	MOVQ    pfStride+64(FP), R15
-	VMOVUPS 0(DI), Y0
-	VMOVUPS 32(DI), Y1
-	VMOVUPS 64(DI), Y2
-	VMOVUPS 96(DI), Y3
-	VMOVUPS 128(DI), Y4
-	VMOVUPS 160(DI), Y5
-	VMOVUPS 192(DI), Y6
-	VMOVUPS 224(DI), Y7
-	XORQ    AX, AX
+	G4ARGS
+	XORQ AX, AX
 
 gemm4_loop:
 	VMOVUPS (SI), Y12
 	VMOVUPS 32(SI), Y13
-	PF
-	GEMMX(R8, Y0, Y1)
-	GEMMX(R9, Y2, Y3)
-	GEMMX(R10, Y4, Y5)
-	GEMMX(R11, Y6, Y7)
+	G4STEP
 	ADDQ    $64, SI
 	INCQ    AX
 	CMPQ    AX, CX
@@ -391,59 +420,15 @@ sum_loop:
 
 // GEMMW loads the next 16 weights, already float32, into Y12:Y13 from the
 // bf16 panel at (SI): an exact widening.
-#define GEMMWBF16 \
-	VPMOVZXWD (SI), Y12; \
-	VPMOVZXWD 16(SI), Y13; \
-	VPSLLD    $16, Y12, Y12; \
-	VPSLLD    $16, Y13, Y13
-
-#define LOADACC \
-	VMOVUPS 0(DI), Y0; \
-	VMOVUPS 32(DI), Y1; \
-	VMOVUPS 64(DI), Y2; \
-	VMOVUPS 96(DI), Y3; \
-	VMOVUPS 128(DI), Y4; \
-	VMOVUPS 160(DI), Y5; \
-	VMOVUPS 192(DI), Y6; \
-	VMOVUPS 224(DI), Y7; \
-	VMOVUPS 256(DI), Y8; \
-	VMOVUPS 288(DI), Y9; \
-	VMOVUPS 320(DI), Y10; \
-	VMOVUPS 352(DI), Y11
-
-#define STOREACC \
-	STORE8(DI); \
-	VMOVUPS Y8, 256(DI); \
-	VMOVUPS Y9, 288(DI); \
-	VMOVUPS Y10, 320(DI); \
-	VMOVUPS Y11, 352(DI)
-
 // func gemm16x6BF16AVX2(p *uint16, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32, pf unsafe.Pointer, pfStride int)
 // gemm16x6BF16AVX2 is gemm16x6AVX2 widening a bf16 panel in registers.
 TEXT ·gemm16x6BF16AVX2(SB), NOSPLIT, $0-88
-	MOVQ p+0(FP), SI
-	MOVQ x0+8(FP), R8
-	MOVQ x1+16(FP), R9
-	MOVQ x2+24(FP), R10
-	MOVQ x3+32(FP), R11
-	MOVQ x4+40(FP), R12
-	MOVQ x5+48(FP), R13
-	MOVQ k+56(FP), CX
-	MOVQ acc+64(FP), DI
-	MOVQ pf+72(FP), R14
-	MOVQ pfStride+80(FP), R15
-	LOADACC
+	G6ARGS
 	XORQ AX, AX
 
 gemmbf16_loop:
 	GEMMWBF16
-	PF
-	GEMMX(R8, Y0, Y1)
-	GEMMX(R9, Y2, Y3)
-	GEMMX(R10, Y4, Y5)
-	GEMMX(R11, Y6, Y7)
-	GEMMX(R12, Y8, Y9)
-	GEMMX(R13, Y10, Y11)
+	G6STEP
 	ADDQ $32, SI
 	INCQ AX
 	CMPQ AX, CX
@@ -455,32 +440,12 @@ gemmbf16_loop:
 // func gemm16x4BF16AVX2(p *uint16, x0, x1, x2, x3 *float32, k int, acc *[64]float32, pf unsafe.Pointer, pfStride int)
 // gemm16x4BF16AVX2 is gemm16x6BF16AVX2 for four activation rows.
 TEXT ·gemm16x4BF16AVX2(SB), NOSPLIT, $0-72
-	MOVQ    p+0(FP), SI
-	MOVQ    x0+8(FP), R8
-	MOVQ    x1+16(FP), R9
-	MOVQ    x2+24(FP), R10
-	MOVQ    x3+32(FP), R11
-	MOVQ    k+40(FP), CX
-	MOVQ    acc+48(FP), DI
-	MOVQ    pf+56(FP), R14
-	MOVQ    pfStride+64(FP), R15
-	VMOVUPS 0(DI), Y0
-	VMOVUPS 32(DI), Y1
-	VMOVUPS 64(DI), Y2
-	VMOVUPS 96(DI), Y3
-	VMOVUPS 128(DI), Y4
-	VMOVUPS 160(DI), Y5
-	VMOVUPS 192(DI), Y6
-	VMOVUPS 224(DI), Y7
-	XORQ    AX, AX
+	G4ARGS
+	XORQ AX, AX
 
 gemm4bf16_loop:
 	GEMMWBF16
-	PF
-	GEMMX(R8, Y0, Y1)
-	GEMMX(R9, Y2, Y3)
-	GEMMX(R10, Y4, Y5)
-	GEMMX(R11, Y6, Y7)
+	G4STEP
 	ADDQ $32, SI
 	INCQ AX
 	CMPQ AX, CX
@@ -518,13 +483,7 @@ gemmq8_loop:
 	VCVTDQ2PS Y13, Y13
 	VMULPS    (DX)(BX*1), Y12, Y12
 	VMULPS    32(DX)(BX*1), Y13, Y13
-	PF
-	GEMMX(R8, Y0, Y1)
-	GEMMX(R9, Y2, Y3)
-	GEMMX(R10, Y4, Y5)
-	GEMMX(R11, Y6, Y7)
-	GEMMX(R12, Y8, Y9)
-	GEMMX(R13, Y10, Y11)
+	G6STEP
 	ADDQ      $16, SI
 	INCQ      AX
 	CMPQ      AX, CX
