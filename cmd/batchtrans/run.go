@@ -75,6 +75,17 @@ func runCmd(ctx context.Context, env *cliEnv, args []string) error {
 	return runJob(ctx, env, log, o)
 }
 
+// jobFromArgs parses the arguments of a command that takes only JOB.yaml
+// and loads that job; it returns the path as given too.
+func jobFromArgs(command string, args []string) (*jobs.Job, string, error) {
+	path, err := parseJobArgs(flag.NewFlagSet(command, flag.ContinueOnError), args)
+	if err != nil {
+		return nil, "", err
+	}
+	j, err := loadJob(path)
+	return j, path, err
+}
+
 // loadJob reads and validates a job file; every problem is a usage error.
 func loadJob(path string) (*jobs.Job, error) {
 	j, err := jobs.Load(path)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -19,12 +18,7 @@ func init() {
 }
 
 func statusCmd(ctx context.Context, env *cliEnv, args []string) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	path, err := parseJobArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	j, err := loadJob(path)
+	j, path, err := jobFromArgs("status", args)
 	if err != nil {
 		return err
 	}

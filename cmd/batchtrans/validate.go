@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -19,12 +18,7 @@ func init() {
 }
 
 func validateCmd(ctx context.Context, env *cliEnv, args []string) error {
-	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	path, err := parseJobArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	j, err := loadJob(path)
+	j, _, err := jobFromArgs("validate", args)
 	if err != nil {
 		return err
 	}
