@@ -120,17 +120,32 @@
 	GEMMX(R10, Y4, Y5); \
 	GEMMX(R11, Y6, Y7)
 
+// GEMV4ARGS loads the arguments of the f32 and bf16 gemv kernels (panels
+// R8-R11, activations SI, columns CX, output DI) and zeroes the
+// accumulators; GEMV4NEXT(N) moves the four panels N bytes on and loops.
+#define GEMV4ARGS \
+	MOVQ p0+0(FP), R8; \
+	MOVQ p1+8(FP), R9; \
+	MOVQ p2+16(FP), R10; \
+	MOVQ p3+24(FP), R11; \
+	MOVQ x+32(FP), SI; \
+	MOVQ k+40(FP), CX; \
+	MOVQ out+48(FP), DI; \
+	ZERO8; \
+	XORQ AX, AX
+
+#define GEMV4NEXT(N, loop) \
+	ADDQ N, R8; \
+	ADDQ N, R9; \
+	ADDQ N, R10; \
+	ADDQ N, R11; \
+	INCQ AX; \
+	CMPQ AX, CX; \
+	JB   loop
+
 // func gemvF32AVX2(p0, p1, p2, p3, x *float32, k int, out *[64]float32)
 TEXT ·gemvF32AVX2(SB), NOSPLIT, $0-56
-	MOVQ p0+0(FP), R8
-	MOVQ p1+8(FP), R9
-	MOVQ p2+16(FP), R10
-	MOVQ p3+24(FP), R11
-	MOVQ x+32(FP), SI
-	MOVQ k+40(FP), CX
-	MOVQ out+48(FP), DI
-	ZERO8
-	XORQ AX, AX
+	GEMV4ARGS
 
 gemvf32_loop:
 	VBROADCASTSS (SI)(AX*4), Y15
@@ -142,13 +157,7 @@ gemvf32_loop:
 	VFMADD231PS  32(R10), Y15, Y5
 	VFMADD231PS  (R11), Y15, Y6
 	VFMADD231PS  32(R11), Y15, Y7
-	ADDQ         $64, R8
-	ADDQ         $64, R9
-	ADDQ         $64, R10
-	ADDQ         $64, R11
-	INCQ         AX
-	CMPQ         AX, CX
-	JB           gemvf32_loop
+	GEMV4NEXT($64, gemvf32_loop)
 	STORE8(DI)
 	VZEROUPPER
 	RET
@@ -162,15 +171,7 @@ gemvf32_loop:
 
 // func gemvBF16AVX2(p0, p1, p2, p3 *uint16, x *float32, k int, out *[64]float32)
 TEXT ·gemvBF16AVX2(SB), NOSPLIT, $0-56
-	MOVQ p0+0(FP), R8
-	MOVQ p1+8(FP), R9
-	MOVQ p2+16(FP), R10
-	MOVQ p3+24(FP), R11
-	MOVQ x+32(FP), SI
-	MOVQ k+40(FP), CX
-	MOVQ out+48(FP), DI
-	ZERO8
-	XORQ AX, AX
+	GEMV4ARGS
 
 gemvbf16_loop:
 	VBROADCASTSS (SI)(AX*4), Y15
@@ -182,13 +183,7 @@ gemvbf16_loop:
 	BF16HALF(16, R10, Y13, Y5)
 	BF16HALF(0, R11, Y14, Y6)
 	BF16HALF(16, R11, Y8, Y7)
-	ADDQ         $32, R8
-	ADDQ         $32, R9
-	ADDQ         $32, R10
-	ADDQ         $32, R11
-	INCQ         AX
-	CMPQ         AX, CX
-	JB           gemvbf16_loop
+	GEMV4NEXT($32, gemvbf16_loop)
 	STORE8(DI)
 	VZEROUPPER
 	RET
