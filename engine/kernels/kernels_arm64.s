@@ -30,6 +30,19 @@
 	VST1.P [V8.S4, V9.S4, V10.S4, V11.S4], 64(R); \
 	VST1.P [V12.S4, V13.S4, V14.S4, V15.S4], 64(R)
 
+// GEMV4ARGS loads the arguments of the f32 and bf16 gemv kernels (panels
+// R0-R3, activations R4, columns R5, output R6) and zeroes the
+// accumulators.
+#define GEMV4ARGS \
+	MOVD p0+0(FP), R0; \
+	MOVD p1+8(FP), R1; \
+	MOVD p2+16(FP), R2; \
+	MOVD p3+24(FP), R3; \
+	MOVD x+32(FP), R4; \
+	MOVD k+40(FP), R5; \
+	MOVD out+48(FP), R6; \
+	ZERO16
+
 // F32PANEL loads the next 16 weights of panel P and accumulates their
 // product with the broadcast activation V16 into A0..A3.
 #define F32PANEL(PTR, A0, A1, A2, A3) \
@@ -41,14 +54,7 @@
 
 // func gemvF32NEON(p0, p1, p2, p3, x *float32, k int, out *[64]float32)
 TEXT ·gemvF32NEON(SB), NOSPLIT, $0-56
-	MOVD p0+0(FP), R0
-	MOVD p1+8(FP), R1
-	MOVD p2+16(FP), R2
-	MOVD p3+24(FP), R3
-	MOVD x+32(FP), R4
-	MOVD k+40(FP), R5
-	MOVD out+48(FP), R6
-	ZERO16
+	GEMV4ARGS
 
 gemvf32_loop:
 	VLD1R.P 4(R4), [V16.S4]
@@ -77,14 +83,7 @@ gemvf32_loop:
 
 // func gemvBF16NEON(p0, p1, p2, p3 *uint16, x *float32, k int, out *[64]float32)
 TEXT ·gemvBF16NEON(SB), NOSPLIT, $0-56
-	MOVD p0+0(FP), R0
-	MOVD p1+8(FP), R1
-	MOVD p2+16(FP), R2
-	MOVD p3+24(FP), R3
-	MOVD x+32(FP), R4
-	MOVD k+40(FP), R5
-	MOVD out+48(FP), R6
-	ZERO16
+	GEMV4ARGS
 	VEOR V31.B16, V31.B16, V31.B16
 
 gemvbf16_loop:
