@@ -198,7 +198,7 @@ func benchCmd(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	res.PeakFLOPs = kernels.MeasurePeakFLOPs(time.Second)
 	if res.PeakFLOPs > 0 {
-		layers, head := matmulMACs(cfg)
+		layers, head := cfg.MatMulParams()
 		res.PrefillBound = res.PeakFLOPs / float64(2*layers)
 		res.BatchBound = res.PeakFLOPs / float64(2*(layers+head))
 	}
@@ -393,14 +393,6 @@ func weightBytes(w *llama.Weights) int64 {
 		n += int64(len(l.AttnNorm)+len(l.MLPNorm)) * 4
 	}
 	return n
-}
-
-// matmulMACs returns the multiply-adds of one token's matrix products: in
-// the layers, and in the LM head.
-func matmulMACs(c *llama.Config) (layers, head int64) {
-	h, q, kv := int64(c.Hidden), int64(c.Heads*c.HeadDim), int64(c.KVHeads*c.HeadDim)
-	per := h*q + 2*h*kv + q*h + 3*h*int64(c.Intermediate)
-	return int64(c.Layers) * per, int64(c.Vocab) * h
 }
 
 func printBench(w io.Writer, r benchResult) {

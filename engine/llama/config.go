@@ -253,13 +253,22 @@ func (rc *rawConfig) rope(c *Config, fail func(string, ...any) error) error {
 // ParamCount is the number of weights the config describes (the output
 // layer counted once when tied).
 func (c *Config) ParamCount() int64 {
-	h, q, kv := int64(c.Hidden), int64(c.Heads*c.HeadDim), int64(c.KVHeads*c.HeadDim)
-	layer := h*q + 2*h*kv + q*h + 3*h*int64(c.Intermediate) + 2*h
-	n := int64(c.Vocab)*h + int64(c.Layers)*layer + h
+	layers, head := c.MatMulParams()
+	h := int64(c.Hidden)
+	n := head + layers + int64(c.Layers)*2*h + h // + the norms
 	if !c.TiedEmbedding {
-		n += int64(c.Vocab) * h
+		n += head
 	}
 	return n
+}
+
+// MatMulParams returns the weights one token multiplies: those of the
+// layers' seven matrices, and those of the LM head (Vocab x Hidden; the
+// embedding, if tied). Each is one multiply-add per token.
+func (c *Config) MatMulParams() (layers, head int64) {
+	h, q, kv := int64(c.Hidden), int64(c.Heads*c.HeadDim), int64(c.KVHeads*c.HeadDim)
+	per := h*q + 2*h*kv + q*h + 3*h*int64(c.Intermediate)
+	return int64(c.Layers) * per, int64(c.Vocab) * h
 }
 
 // loadGenerationConfig sets EOS (and BOS when config.json lacks it) from
