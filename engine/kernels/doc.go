@@ -6,9 +6,10 @@
 //
 // Each fast routine is a triad: a plain-Go version (kernels_generic.go, used
 // with -tags purego and on architectures without assembly), an assembly
-// version per architecture (kernels_amd64.s: AVX2+FMA; kernels_arm64.s:
-// NEON; kernels_avx512_amd64.s: 12-row gemm tiles in zmm registers) and a
-// stub file declaring it. The variant is chosen once at start-up
+// version per architecture (kernels_amd64.s: AVX2+FMA; kernels_q8_amd64.s:
+// the AVX2 integer Q8 products; kernels_arm64.s: NEON;
+// kernels_avx512_amd64.s: 12-row gemm tiles in zmm registers) and a stub
+// file declaring it. The variant is chosen once at start-up
 // from CPU features (golang.org/x/sys/cpu); Impl names it.
 //
 // Layout. Weights are packed in panels of PanelRows (16) rows interleaved
@@ -20,10 +21,11 @@
 // k-slice by k-slice (256 columns): a slice of the activations is reused by
 // every panel of the block while it is in L2, whatever K is, and each weight
 // is read from memory once per chunk. bf16 weights of batches up to 48 rows
-// are widened in registers; larger batches, and Q8 weights past 12 rows,
-// widen (dequantize) each 16 x 256 panel segment once into an L1 buffer
-// shared by all the tiles. While a tile works, its kernel prefetches the
-// weights of the segment that comes next.
+// are widened in registers; larger batches widen each 16 x 256 panel
+// segment once into an L1 buffer shared by all the tiles. While a tile
+// works, its kernel prefetches the weights of the segment that comes next.
+// Q8 panels group four columns per row (q8.go), and their products run on
+// quantized activations in 16 x 4 tiles over whole panels.
 //
 // Numerics. Every output element of MatMul is accumulated in order of k,
 // from zero, one product at a time: with fused multiply-add in assembly,
@@ -32,10 +34,13 @@
 // row's output bits never depend on what else shares its batch (batch
 // invariance); the tests hold every path to it bitwise. Against an exact sum
 // the error is the usual one of a sequential float32 sum (a few ulps of
-// sum|w*x| per hundred terms). BF16 weights are widened exactly. Q8 weights
-// are dequantized to float32(q)*scale (one rounding) and multiplied with the
-// float32 activations, which are never quantized; the quantization error is
-// at most half a step, max|w|/254, per block of 32 weights of a row.
+// sum|w*x| per hundred terms). BF16 weights are widened exactly. Q8 is
+// integer arithmetic: each activation row is quantized like the weights
+// (int8 per block of 32 with a float32 scale), each block's sum of int8
+// products is exact, and the blocks are scaled and summed in float32 in
+// order, with the same single roundings everywhere, so all implementations
+// agree bit for bit (q8.go). The quantization error is at most half a step,
+// max|v|/254, per value on each side.
 // Dot and Axpy (helpers for attention) use eight lanes and a fixed tree.
 //
 // MatMul runs on a persistent pool of worker goroutines (SetThreads): the

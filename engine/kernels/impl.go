@@ -7,19 +7,24 @@ import (
 )
 
 // impl is one implementation of the inner kernels. Every slice argument of a
-// kernel has the same length k8, a positive multiple of 8; scale slices hold
-// the Q8 scales of the blocks those k8 values touch. Each kernel returns,
-// per output, the dot product over those k8 values reduced in the package's
-// fixed order (see doc.go); the caller adds the Cols%8 tail.
+// float kernel has the same length k8, a positive multiple of 8. Each
+// returns, per output, the dot product over those k8 values reduced in the
+// package's fixed order (see doc.go); the caller adds the Cols%8 tail. The
+// Q8 kernels take whole zero-padded panels instead.
 type impl struct {
 	name string
 
 	// gemv* compute, for four packed panels p0..p3 over k columns,
 	// out[16i+j] = sum_k panel_i[k][j] * x[k], each sum in order of k.
-	// Q8 panels come with their scale panels s0..s3.
 	gemvF32  func(p0, p1, p2, p3 []float32, x []float32, out *[64]float32)
 	gemvBF16 func(p0, p1, p2, p3 []uint16, x []float32, out *[64]float32)
-	gemvQ8   func(p0, p1, p2, p3 []int8, s0, s1, s2, s3, x []float32, out *[64]float32)
+	// gemvQ8 and gemm16x4Q8 are the integer products of q8.go over whole
+	// Q8 panels (q8Cols columns, scales s of all blocks) and quantized
+	// activation rows with their block scales: gemvQ8 sets out[16i+j] for
+	// panel i and one row x, gemm16x4Q8 sets acc[16j+i] for one panel and
+	// rows x0..x3. Both give exactly the bits of the generic ones.
+	gemvQ8     func(p0, p1, p2, p3 []int8, s0, s1, s2, s3 []float32, x []int8, xs []float32, out *[64]float32)
+	gemm16x4Q8 func(p []int8, s []float32, x0, x1, x2, x3 []int8, xs0, xs1, xs2, xs3 []float32, acc *[64]float32)
 	// gemm16x6 continues acc[16j+i] += sum_k p[k][i] * x_j[k] over one
 	// float32 panel segment, in order of k. While it works it may prefetch
 	// pfStride bytes per k from pf on (the weights the gemm reads next; a
@@ -30,12 +35,10 @@ type impl struct {
 	gemm16x4 func(p, x0, x1, x2, x3 []float32, acc *[64]float32, pf unsafe.Pointer, pfStride int)
 	// gemm16x4BF16 is gemm16x6BF16 for four activation rows (nil: pad).
 	gemm16x4BF16 func(p []uint16, x0, x1, x2, x3 []float32, acc *[64]float32, pf unsafe.Pointer, pfStride int)
-	// gemm16x6BF16 and gemm16x6Q8 are gemm16x6 over a bf16 or Q8 panel
-	// segment (Q8 with its scales from the segment's first block), widened
-	// in registers to the same float32 values widenBF16 and dequantQ8 give.
-	// Small batches use them; nil means widen the segment first.
+	// gemm16x6BF16 is gemm16x6 over a bf16 panel segment, widened in
+	// registers to the same float32 values widenBF16 gives. Small batches
+	// use it; nil means widen the segment first.
 	gemm16x6BF16 func(p []uint16, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, pf unsafe.Pointer, pfStride int)
-	gemm16x6Q8   func(p []int8, s, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, pf unsafe.Pointer, pfStride int)
 	// gemm16x12 is gemm16x6 for twelve consecutive activation rows, row j
 	// starting at x[j*stride] (acc[16j+i], j < 12: two 6-row groups side
 	// by side), over a float32 panel segment of len(p)/16 columns. With
@@ -46,9 +49,6 @@ type impl struct {
 	gemm16x12BF16 func(p []uint16, x []float32, stride int, acc *[192]float32, pf unsafe.Pointer, pfStride int)
 	// widenBF16 writes dst[k] = BF16ToF32(src[k]) (len a multiple of 8).
 	widenBF16 func(dst []float32, src []uint16)
-	// dequantQ8 writes a float32 panel segment from a Q8 one:
-	// dst[16k+i] = float32(q[16k+i]) * s[16(k/Q8Block)+i].
-	dequantQ8 func(dst []float32, q []int8, s []float32)
 	// dot returns the dot product of a and b (len a multiple of 8).
 	dot func(a, b []float32) float32
 	// axpy computes y[k] += alpha * x[k] (len a multiple of 8).
@@ -73,21 +73,17 @@ type impl struct {
 
 // generic is the plain-Go implementation, available everywhere.
 var generic = &impl{
-	name:     "generic",
-	gemvF32:  gemvF32Go,
-	gemvBF16: gemvBF16Go,
-	gemvQ8:   gemvQ8Go,
+	name:       "generic",
+	gemvF32:    gemvF32Go,
+	gemvBF16:   gemvBF16Go,
+	gemvQ8:     gemvQ8Go,
+	gemm16x4Q8: gemm16x4Q8Go,
 	gemm16x6: func(p, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, _ unsafe.Pointer, _ int) {
 		gemm16x6Go(p, x0, x1, x2, x3, x4, x5, acc)
 	},
 	gemm16x6BF16: func(p []uint16, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, _ unsafe.Pointer, _ int) {
 		var seg [kBlock * PanelRows]float32
 		widenBF16Go(seg[:len(p)], p)
-		gemm16x6Go(seg[:len(p)], x0, x1, x2, x3, x4, x5, acc)
-	},
-	gemm16x6Q8: func(p []int8, s, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, _ unsafe.Pointer, _ int) {
-		var seg [kBlock * PanelRows]float32
-		dequantQ8Go(seg[:len(p)], p, s)
 		gemm16x6Go(seg[:len(p)], x0, x1, x2, x3, x4, x5, acc)
 	},
 	gemm16x12: func(p []float32, x []float32, stride int, acc *[192]float32, _ unsafe.Pointer, _ int) {
@@ -99,7 +95,6 @@ var generic = &impl{
 		gemm16x12Go(seg[:len(p)], x, stride, acc)
 	},
 	widenBF16: widenBF16Go,
-	dequantQ8: dequantQ8Go,
 	dot:       dot8Go,
 	axpy:      axpyGo,
 	sum4:      sum4Go,

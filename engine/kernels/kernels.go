@@ -57,8 +57,8 @@ type Matrix struct {
 	DType      DType
 	f32        []float32
 	bf16       []uint16
-	// Q8: q holds the packed int8 values; scales holds, per panel, per
-	// block of Q8Block columns, the 16 rows' float32 scales.
+	// Q8: q holds the int8 values and scales the block scales, laid out
+	// as q8.go describes.
 	q      []int8
 	scales []float32
 	// fusedIn is the matrix this one was fused into (see Fuse), as part
@@ -103,15 +103,7 @@ func NewF32(rows, cols int, data []float32, dt DType) *Matrix {
 	case F32:
 		m.f32 = pack(rows, cols, data)
 	case Q8:
-		q, scales := quantizeQ8(rows, cols, data)
-		m.q = pack(rows, cols, q)
-		nb := q8Blocks(cols)
-		m.scales = make([]float32, panelsOf(rows)*PanelRows*nb)
-		for r := range rows {
-			for b := range nb {
-				m.scales[packIndex(r, b, nb)] = scales[r*nb+b]
-			}
-		}
+		m.setQ8(data)
 	default:
 		m.DType = BF16
 		m.bf16 = make([]uint16, panelsOf(rows)*PanelRows*cols)
@@ -132,37 +124,6 @@ func NewBF16(rows, cols int, data []uint16) *Matrix {
 	return &Matrix{Rows: rows, Cols: cols, DType: BF16, bf16: pack(rows, cols, data)}
 }
 
-// quantizeQ8 quantizes each row of data in blocks of Q8Block values; the
-// result is row-major.
-func quantizeQ8(rows, cols int, data []float32) ([]int8, []float32) {
-	nb := q8Blocks(cols)
-	q := make([]int8, rows*cols)
-	scales := make([]float32, rows*nb)
-	for r := range rows {
-		row := data[r*cols : (r+1)*cols]
-		for b := range nb {
-			lo, hi := b*Q8Block, min((b+1)*Q8Block, cols)
-			var amax float32
-			for _, v := range row[lo:hi] {
-				amax = max(amax, float32(math.Abs(float64(v))))
-			}
-			if amax == 0 || math.IsNaN(float64(amax)) || math.IsInf(float64(amax), 0) {
-				// A zero block stays zero; a non-finite block cannot be
-				// represented and is zeroed rather than poisoning the row.
-				continue
-			}
-			scale := amax / 127
-			scales[r*nb+b] = scale
-			inv := 1 / float64(scale)
-			for k := lo; k < hi; k++ {
-				v := math.RoundToEven(float64(row[k]) * inv)
-				q[r*cols+k] = int8(max(-127, min(127, v)))
-			}
-		}
-	}
-	return q, scales
-}
-
 // Row writes row i of m, as float32, to dst (len Cols). For Q8 each value is
 // float32(q) * scale, the same value the matrix products use.
 func (m *Matrix) Row(i int, dst []float32) {
@@ -178,10 +139,10 @@ func (m *Matrix) Row(i int, dst []float32) {
 			dst[k] = BF16ToF32(m.bf16[base+k*PanelRows])
 		}
 	case Q8:
-		nb := q8Blocks(m.Cols)
+		kp, nb := q8Cols(m.Cols), q8Blocks(m.Cols)
 		sb := packIndex(i, 0, nb)
 		for k := range dst {
-			dst[k] = float32(float32(m.q[base+k*PanelRows]) * m.scales[sb+(k/Q8Block)*PanelRows])
+			dst[k] = float32(float32(m.q[q8Index(i, k, kp)]) * m.scales[sb+(k/Q8Block)*PanelRows])
 		}
 	}
 }

@@ -40,14 +40,24 @@ var avx512 = func() *impl {
 
 var avx2 = &impl{
 	name: "avx2",
+	gemvQ8: func(p0, p1, p2, p3 []int8, s0, s1, s2, s3 []float32, x []int8, xs []float32, out *[64]float32) {
+		nb := len(xs)
+		_, _, _, _ = p0[nb*Q8Block*PanelRows-1], p1[nb*Q8Block*PanelRows-1], p2[nb*Q8Block*PanelRows-1], p3[nb*Q8Block*PanelRows-1]
+		_, _, _, _, _ = s0[nb*PanelRows-1], s1[nb*PanelRows-1], s2[nb*PanelRows-1], s3[nb*PanelRows-1], x[nb*Q8Block-1]
+		gemvQ8AVX2(&p0[0], &p1[0], &p2[0], &p3[0], &s0[0], &s1[0], &s2[0], &s3[0], &x[0], &xs[0], nb, out)
+	},
+	gemm16x4Q8: func(p []int8, s []float32, x0, x1, x2, x3 []int8, xs0, xs1, xs2, xs3 []float32, acc *[64]float32) {
+		nb := len(xs0)
+		_, _ = p[nb*Q8Block*PanelRows-1], s[nb*PanelRows-1]
+		_, _, _, _ = x0[nb*Q8Block-1], x1[nb*Q8Block-1], x2[nb*Q8Block-1], x3[nb*Q8Block-1]
+		_, _, _ = xs1[nb-1], xs2[nb-1], xs3[nb-1]
+		gemm16x4Q8AVX2(&p[0], &s[0], &x0[0], &x1[0], &x2[0], &x3[0], &xs0[0], &xs1[0], &xs2[0], &xs3[0], nb, acc)
+	},
 	gemvF32: func(p0, p1, p2, p3 []float32, x []float32, out *[64]float32) {
 		gemvF32AVX2(&p0[0], &p1[0], &p2[0], &p3[0], &x[0], len(x), out)
 	},
 	gemvBF16: func(p0, p1, p2, p3 []uint16, x []float32, out *[64]float32) {
 		gemvBF16AVX2(&p0[0], &p1[0], &p2[0], &p3[0], &x[0], len(x), out)
-	},
-	gemvQ8: func(p0, p1, p2, p3 []int8, s0, s1, s2, s3, x []float32, out *[64]float32) {
-		gemvQ8AVX2(&p0[0], &p1[0], &p2[0], &p3[0], &s0[0], &s1[0], &s2[0], &s3[0], &x[0], len(x), out)
 	},
 	gemm16x6: func(p, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, pf unsafe.Pointer, pfStride int) {
 		gemm16x6AVX2(&p[0], &x0[0], &x1[0], &x2[0], &x3[0], &x4[0], &x5[0], len(x0), acc, pf, pfStride)
@@ -61,14 +71,8 @@ var avx2 = &impl{
 	gemm16x6BF16: func(p []uint16, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, pf unsafe.Pointer, pfStride int) {
 		gemm16x6BF16AVX2(&p[0], &x0[0], &x1[0], &x2[0], &x3[0], &x4[0], &x5[0], len(x0), acc, pf, pfStride)
 	},
-	gemm16x6Q8: func(p []int8, s, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, pf unsafe.Pointer, pfStride int) {
-		gemm16x6Q8AVX2(&p[0], &s[0], &x0[0], &x1[0], &x2[0], &x3[0], &x4[0], &x5[0], len(x0), acc, pf, pfStride)
-	},
 	widenBF16: func(dst []float32, src []uint16) {
 		widenBF16AVX2(&dst[0], &src[0], len(src))
-	},
-	dequantQ8: func(dst []float32, q []int8, s []float32) {
-		dequantQ8AVX2(&dst[0], &q[0], &s[0], len(q))
 	},
 	dot: func(a, b []float32) float32 {
 		return dotAVX2(&a[0], &b[0], len(a))
@@ -98,9 +102,6 @@ func gemvF32AVX2(p0, p1, p2, p3, x *float32, k int, out *[64]float32)
 func gemvBF16AVX2(p0, p1, p2, p3 *uint16, x *float32, k int, out *[64]float32)
 
 //go:noescape
-func gemvQ8AVX2(p0, p1, p2, p3 *int8, s0, s1, s2, s3, x *float32, k int, out *[64]float32)
-
-//go:noescape
 func gemm16x6AVX2(p, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32, pf unsafe.Pointer, pfStride int)
 
 //go:noescape
@@ -113,13 +114,7 @@ func gemm16x4BF16AVX2(p *uint16, x0, x1, x2, x3 *float32, k int, acc *[64]float3
 func gemm16x6BF16AVX2(p *uint16, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32, pf unsafe.Pointer, pfStride int)
 
 //go:noescape
-func gemm16x6Q8AVX2(p *int8, s, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32, pf unsafe.Pointer, pfStride int)
-
-//go:noescape
 func widenBF16AVX2(dst *float32, src *uint16, k8 int)
-
-//go:noescape
-func dequantQ8AVX2(dst *float32, q *int8, s *float32, n int)
 
 //go:noescape
 func dotAVX2(a, b *float32, k8 int) float32
@@ -149,3 +144,9 @@ func gemm16x12BF16AVX512(p *uint16, x *float32, stride, k int, acc *[192]float32
 
 //go:noescape
 func fmaLoopAVX512(iters int)
+
+//go:noescape
+func gemvQ8AVX2(p0, p1, p2, p3 *int8, s0, s1, s2, s3 *float32, x *int8, xs *float32, blocks int, out *[64]float32)
+
+//go:noescape
+func gemm16x4Q8AVX2(p *int8, s *float32, x0, x1, x2, x3 *int8, xs0, xs1, xs2, xs3 *float32, blocks int, acc *[64]float32)

@@ -188,55 +188,6 @@ gemvbf16_loop:
 	VZEROUPPER
 	RET
 
-// Q8HALF dequantizes eight int8 weights at off(P) with the scales at
-// soff(S)(BX*1) (float32(q)*s, one rounding) and accumulates their product
-// with the broadcast activation Y15 into ACC; T is scratch.
-#define Q8HALF(off, P, soff, S, T, ACC) \
-	VPMOVSXBD   off(P), T; \
-	VCVTDQ2PS   T, T; \
-	VMULPS      soff(S)(BX*1), T, T; \
-	VFMADD231PS Y15, T, ACC
-
-// func gemvQ8AVX2(p0, p1, p2, p3 *int8, s0, s1, s2, s3, x *float32, k int, out *[64]float32)
-TEXT ·gemvQ8AVX2(SB), NOSPLIT, $0-88
-	MOVQ p0+0(FP), R8
-	MOVQ p1+8(FP), R9
-	MOVQ p2+16(FP), R10
-	MOVQ p3+24(FP), R11
-	MOVQ s0+32(FP), R12
-	MOVQ s1+40(FP), R13
-	MOVQ s2+48(FP), R14
-	MOVQ s3+56(FP), R15
-	MOVQ x+64(FP), SI
-	MOVQ k+72(FP), CX
-	MOVQ out+80(FP), DI
-	ZERO8
-	XORQ AX, AX
-
-gemvq8_loop:
-	VBROADCASTSS (SI)(AX*4), Y15
-	MOVQ         AX, BX
-	SHRQ         $5, BX
-	SHLQ         $6, BX
-	Q8HALF(0, R8, 0, R12, Y8, Y0)
-	Q8HALF(8, R8, 32, R12, Y9, Y1)
-	Q8HALF(0, R9, 0, R13, Y10, Y2)
-	Q8HALF(8, R9, 32, R13, Y11, Y3)
-	Q8HALF(0, R10, 0, R14, Y12, Y4)
-	Q8HALF(8, R10, 32, R14, Y13, Y5)
-	Q8HALF(0, R11, 0, R15, Y14, Y6)
-	Q8HALF(8, R11, 32, R15, Y8, Y7)
-	ADDQ         $16, R8
-	ADDQ         $16, R9
-	ADDQ         $16, R10
-	ADDQ         $16, R11
-	INCQ         AX
-	CMPQ         AX, CX
-	JB           gemvq8_loop
-	STORE8(DI)
-	VZEROUPPER
-	RET
-
 // GEMMX broadcasts activation k of row X and accumulates it times the panel
 // row held in Y12:Y13 into A0:A1.
 #define GEMMX(X, A0, A1) \
@@ -299,36 +250,6 @@ widen_loop:
 	ADDQ      $8, AX
 	CMPQ      AX, CX
 	JB        widen_loop
-	VZEROUPPER
-	RET
-
-// func dequantQ8AVX2(dst *float32, q *int8, s *float32, n int)
-// n counts values (16 per column); the scales of column c are at s[16(c/32)].
-TEXT ·dequantQ8AVX2(SB), NOSPLIT, $0-32
-	MOVQ dst+0(FP), DI
-	MOVQ q+8(FP), SI
-	MOVQ s+16(FP), DX
-	MOVQ n+24(FP), CX
-	SHRQ $4, CX
-	XORQ AX, AX
-
-deq_loop:
-	MOVQ      AX, BX
-	SHRQ      $5, BX
-	SHLQ      $6, BX
-	VPMOVSXBD (SI), Y0
-	VPMOVSXBD 8(SI), Y1
-	VCVTDQ2PS Y0, Y0
-	VCVTDQ2PS Y1, Y1
-	VMULPS    (DX)(BX*1), Y0, Y0
-	VMULPS    32(DX)(BX*1), Y1, Y1
-	VMOVUPS   Y0, (DI)
-	VMOVUPS   Y1, 32(DI)
-	ADDQ      $16, SI
-	ADDQ      $64, DI
-	INCQ      AX
-	CMPQ      AX, CX
-	JB        deq_loop
 	VZEROUPPER
 	RET
 
@@ -446,44 +367,6 @@ gemm4bf16_loop:
 	CMPQ AX, CX
 	JB   gemm4bf16_loop
 	STORE8(DI)
-	VZEROUPPER
-	RET
-
-// func gemm16x6Q8AVX2(p *int8, s *float32, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32, pf unsafe.Pointer, pfStride int)
-// gemm16x6Q8AVX2 is gemm16x6AVX2 dequantizing a Q8 panel in registers
-// (float32(q)*s, one rounding, as dequantQ8AVX2).
-TEXT ·gemm16x6Q8AVX2(SB), NOSPLIT, $0-96
-	MOVQ p+0(FP), SI
-	MOVQ s+8(FP), DX
-	MOVQ x0+16(FP), R8
-	MOVQ x1+24(FP), R9
-	MOVQ x2+32(FP), R10
-	MOVQ x3+40(FP), R11
-	MOVQ x4+48(FP), R12
-	MOVQ x5+56(FP), R13
-	MOVQ k+64(FP), CX
-	MOVQ acc+72(FP), DI
-	MOVQ pf+80(FP), R14
-	MOVQ pfStride+88(FP), R15
-	LOADACC
-	XORQ AX, AX
-
-gemmq8_loop:
-	MOVQ      AX, BX
-	SHRQ      $5, BX
-	SHLQ      $6, BX
-	VPMOVSXBD (SI), Y12
-	VPMOVSXBD 8(SI), Y13
-	VCVTDQ2PS Y12, Y12
-	VCVTDQ2PS Y13, Y13
-	VMULPS    (DX)(BX*1), Y12, Y12
-	VMULPS    32(DX)(BX*1), Y13, Y13
-	G6STEP
-	ADDQ      $16, SI
-	INCQ      AX
-	CMPQ      AX, CX
-	JB        gemmq8_loop
-	STOREACC
 	VZEROUPPER
 	RET
 

@@ -18,13 +18,12 @@ var neon = &impl{
 	gemvBF16: func(p0, p1, p2, p3 []uint16, x []float32, out *[64]float32) {
 		gemvBF16NEON(&p0[0], &p1[0], &p2[0], &p3[0], &x[0], len(x), out)
 	},
-	// nil: a Q8 row of activations goes through gemm16x6, fused like it.
-	gemvQ8: nil,
+	gemvQ8:     gemvQ8Go,
+	gemm16x4Q8: gemm16x4Q8Go,
 	gemm16x6: func(p, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, _ unsafe.Pointer, _ int) {
 		gemm16x6NEON(&p[0], &x0[0], &x1[0], &x2[0], &x3[0], &x4[0], &x5[0], len(x0), acc)
 	},
 	widenBF16: widenBF16Go,
-	dequantQ8: dequantQ8Go,
 	dot:       dot8Go,
 	axpy:      axpyGo,
 	sum4:      sum4Go,

@@ -24,10 +24,15 @@ func randSlice(rng *rand.Rand, n int, scale float64) []float32 {
 }
 
 // reference computes MatMul in float64 from the matrix's own row values, and
-// the bound sum|w*x| per element that scales the allowed rounding error.
+// the bound sum|w*x| per element that scales the allowed rounding error. For
+// Q8 it takes the quantized values of both sides (see q8.go).
 func reference(x []float32, n int, w *Matrix) (want, mag []float64) {
 	want = make([]float64, n*w.Rows)
 	mag = make([]float64, n*w.Rows)
+	if w.DType == Q8 {
+		referenceQ8(x, n, w, want, mag)
+		return want, mag
+	}
 	row := make([]float32, w.Cols)
 	for r := range w.Rows {
 		w.Row(r, row)
@@ -42,6 +47,25 @@ func reference(x []float32, n int, w *Matrix) (want, mag []float64) {
 		}
 	}
 	return want, mag
+}
+
+func referenceQ8(x []float32, n int, w *Matrix, want, mag []float64) {
+	var a q8Acts
+	a.resize(n, w.Cols)
+	a.quantize(x, w.Cols, 0, n)
+	kp, nb := q8Cols(w.Cols), q8Blocks(w.Cols)
+	for r := range w.Rows {
+		for b := range n {
+			var s, m float64
+			for k := range w.Cols {
+				d := float64(w.scales[packIndex(r, k/Q8Block, nb)]) * float64(a.s[b*nb+k/Q8Block])
+				p := float64(w.q[q8Index(r, k, kp)]) * float64(a.q[b*kp+k]) * d
+				s += p
+				m += math.Abs(p)
+			}
+			want[b*w.Rows+r], mag[b*w.Rows+r] = s, m
+		}
+	}
 }
 
 // matmulWith runs MatMul on the pool with implementation im.
@@ -169,7 +193,7 @@ func TestQ8Quantization(t *testing.T) {
 		data[0] = 0
 		m := NewF32(3, cols, data, Q8)
 		require.Equal(t, Q8, m.DType)
-		assert.Equal(t, int64(PanelRows*cols+PanelRows*q8Blocks(cols)*4), m.Bytes())
+		assert.Equal(t, int64(PanelRows*q8Cols(cols)+PanelRows*q8Blocks(cols)*4), m.Bytes())
 		row := make([]float32, cols)
 		for r := range 3 {
 			m.Row(r, row)
@@ -522,5 +546,68 @@ func TestLateFinisherWakesNoLaterCall(t *testing.T) {
 	case <-returned:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the caller was not woken by its own call's finisher")
+	}
+}
+
+// TestQ8Activations holds a Q8 product to the float32 product of the
+// matrix's own values within the error of quantizing the activations
+// (half a step of each block's scale per value), and checks that zero
+// activations give zero and a NaN activation gives NaN outputs.
+func TestQ8Activations(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	const rows, cols, n = 40, 300, 5
+	w := NewF32(rows, cols, randSlice(rng, rows*cols, 1), Q8)
+	x := randSlice(rng, n*cols, 3)
+	dst := make([]float32, n*rows)
+	MatMul(dst, x, n, w)
+	row := make([]float32, cols)
+	for r := range rows {
+		w.Row(r, row)
+		for b := range n {
+			xr := x[b*cols : (b+1)*cols]
+			var exact, bound float64
+			for k, v := range row {
+				exact += float64(v) * float64(xr[k])
+				var amax float64
+				for _, u := range xr[k/Q8Block*Q8Block : min(cols, (k/Q8Block+1)*Q8Block)] {
+					amax = math.Max(amax, math.Abs(float64(u)))
+				}
+				bound += math.Abs(float64(v)) * (amax/254*1.0001 + 1e-6*math.Abs(float64(xr[k])))
+			}
+			require.InDelta(t, exact, float64(dst[b*rows+r]), bound, "row %d out %d", b, r)
+		}
+	}
+	zero := make([]float32, cols)
+	one := make([]float32, rows)
+	MatMul(one, zero, 1, w)
+	assert.Equal(t, make([]float32, rows), one)
+	zero[cols-1] = float32(math.NaN())
+	MatMul(one, zero, 1, w)
+	for r, v := range one {
+		assert.True(t, math.IsNaN(float64(v)), "row %d: %v", r, v)
+	}
+}
+
+// TestQ8ImplsBitwise holds every implementation's Q8 products bit for bit
+// to the generic ones: the integer block sums are exact and the float32
+// steps are the same single roundings in the same order.
+func TestQ8ImplsBitwise(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	for _, sh := range []struct{ rows, cols int }{{16, 32}, {70, 300}, {33, 2048}, {64, 8192}} {
+		w := NewF32(sh.rows, sh.cols, randSlice(rng, sh.rows*sh.cols, 1), Q8)
+		for _, n := range []int{1, 3, 4, 9} {
+			x := randSlice(rng, n*sh.cols, 2)
+			want := make([]float32, n*sh.rows)
+			matmulWith(generic, want, x, n, w)
+			for _, im := range impls()[1:] {
+				got := make([]float32, n*sh.rows)
+				matmulWith(im, got, x, n, w)
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("%s %dx%d n=%d element %d: %v, generic %v", im.name, sh.rows, sh.cols, n, i, got[i], want[i])
+					}
+				}
+			}
+		}
 	}
 }

@@ -28,6 +28,8 @@ type job struct {
 	x   []float32
 	n   int
 	w   *Matrix
+	// acts holds the quantized rows of x for a Q8 product.
+	acts *q8Acts
 }
 
 // scratch is per-worker memory reused across calls.
@@ -35,6 +37,7 @@ type scratch struct {
 	seg   []float32 // one panel segment widened to float32
 	acc   []float32 // the gemm accumulators of one x chunk
 	out64 [64]float32
+	acts  q8Acts // quantized activations of a Q8 MatMul outside the pool
 }
 
 func grow(s []float32, n int) []float32 {
@@ -55,7 +58,11 @@ func (j *job) part(p0, p1 int, sc *scratch) {
 		}
 		return
 	}
-	if j.n == 1 && (j.w.DType != Q8 || j.im.gemvQ8 != nil) {
+	if j.w.DType == Q8 {
+		j.q8(p0, p1, sc)
+		return
+	}
+	if j.n == 1 {
 		j.gemv(p0, p1, sc)
 		return
 	}
@@ -65,7 +72,6 @@ func (j *job) part(p0, p1 int, sc *scratch) {
 func (j *job) gemv(p0, p1 int, sc *scratch) {
 	w, im, x := j.w, j.im, j.x[:j.w.Cols]
 	K := w.Cols
-	nb := q8Blocks(K)
 	out := &sc.out64
 	for p := p0; p < p1; p += 4 {
 		var pp [4]int
@@ -79,10 +85,6 @@ func (j *job) gemv(p0, p1 int, sc *scratch) {
 		case BF16:
 			f := func(i int) []uint16 { return w.bf16[pp[i]*K*PanelRows : (pp[i]+1)*K*PanelRows] }
 			im.gemvBF16(f(0), f(1), f(2), f(3), x, out)
-		case Q8:
-			f := func(i int) []int8 { return w.q[pp[i]*K*PanelRows : (pp[i]+1)*K*PanelRows] }
-			s := func(i int) []float32 { return w.scales[pp[i]*nb*PanelRows : (pp[i]+1)*nb*PanelRows] }
-			im.gemvQ8(f(0), f(1), f(2), f(3), s(0), s(1), s(2), s(3), x, out)
 		}
 		r0 := p * PanelRows
 		r1 := min(w.Rows, min(p+4, p1)*PanelRows)
@@ -113,13 +115,12 @@ var accBytes = 48 << 10
 func (j *job) gemm(p0, p1 int, sc *scratch) {
 	w, im, n := j.w, j.im, j.n
 	K, R := w.Cols, w.Rows
-	nb := q8Blocks(K)
 	chunks := (n + maxChunkRows - 1) / maxChunkRows
 	nc := ((n+chunks-1)/chunks + 5) / 6 * 6
 	groupsMax := (min(n, nc) + 5) / 6
 	pb := max(1, min(p1-p0, accBytes/(groupsMax*96*4)))
 	sc.acc = grow(sc.acc, pb*groupsMax*96)
-	if w.DType != F32 {
+	if w.DType == BF16 {
 		sc.seg = grow(sc.seg, kBlock*PanelRows)
 	}
 	var xs [6][]float32
@@ -128,7 +129,7 @@ func (j *job) gemm(p0, p1 int, sc *scratch) {
 		groups := (b1 - b0 + 5) / 6
 		// With few activation rows, widening a segment costs as much as
 		// using it: widen in registers instead.
-		fused := groups <= fusedMaxGroupsQ8 || (w.DType == BF16 && groups <= fusedMaxGroupsBF16)
+		fused := w.DType == BF16 && groups <= fusedMaxGroupsBF16
 		for q0 := p0; q0 < p1; q0 += pb {
 			q1 := min(p1, q0+pb)
 			acc := sc.acc[:(q1-q0)*groups*96]
@@ -160,14 +161,6 @@ func (j *job) gemm(p0, p1 int, sc *scratch) {
 							pfStride = 0
 						}
 						continue
-					case w.DType == Q8 && fused && im.gemm16x6Q8 != nil:
-						s0 := (p*nb + k0/Q8Block) * PanelRows
-						for g := range groups {
-							xs = j.xGroup(xs, b0+g*6, b1, k0, kl)
-							im.gemm16x6Q8(w.q[lo:hi], w.scales[s0:(p+1)*nb*PanelRows], xs[0], xs[1], xs[2], xs[3], xs[4], xs[5], (*[96]float32)(pacc[g*96:]), pf, pfStride)
-							pfStride = 0
-						}
-						continue
 					}
 					switch w.DType {
 					case F32:
@@ -175,10 +168,6 @@ func (j *job) gemm(p0, p1 int, sc *scratch) {
 					case BF16:
 						seg = sc.seg[:kl*PanelRows]
 						im.widenBF16(seg, w.bf16[lo:hi])
-					case Q8:
-						seg = sc.seg[:kl*PanelRows]
-						s0 := (p*nb + k0/Q8Block) * PanelRows
-						im.dequantQ8(seg, w.q[lo:hi], w.scales[s0:(p+1)*nb*PanelRows])
 					}
 					for g := 0; g < groups; g++ {
 						if x, ok := j.x12(im.gemm16x12 != nil, b0+g*6, b1, k0, kl); ok {
@@ -232,22 +221,16 @@ func (j *job) nextSegment(p, k0, q0, q1, p1 int) (unsafe.Pointer, int) {
 	switch j.w.DType {
 	case F32:
 		return unsafe.Pointer(&j.w.f32[i]), stride * 4 * PanelRows
-	case BF16:
-		return unsafe.Pointer(&j.w.bf16[i]), stride * 2 * PanelRows
 	default:
-		return unsafe.Pointer(&j.w.q[i]), stride * PanelRows
+		return unsafe.Pointer(&j.w.bf16[i]), stride * 2 * PanelRows
 	}
 }
 
-// fusedMaxGroupsBF16 and fusedMaxGroupsQ8 are the numbers of 6-row
-// activation groups up to which the gemm widens bf16 and Q8 weights in
-// registers rather than once per segment into L1. Widening bf16 is two
-// cheap instructions per eight weights and wins well past a few groups;
-// dequantizing Q8 costs more and only pays for the smallest batches.
-const (
-	fusedMaxGroupsBF16 = 8
-	fusedMaxGroupsQ8   = 2
-)
+// fusedMaxGroupsBF16 is the number of 6-row activation groups up to which
+// the gemm widens bf16 weights in registers rather than once per segment
+// into L1 (two cheap instructions per eight weights, which wins well past a
+// few groups).
+const fusedMaxGroupsBF16 = 8
 
 // x12 returns columns [k0, k0+kl) of activation rows b..b+11 for a 12-row
 // kernel, as one slice from row b, column k0 (row j at j*Cols), when the

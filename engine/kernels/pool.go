@@ -55,6 +55,10 @@ type pool struct {
 	rangeFn            func(lo, hi int)
 	rangeN, rangeParts int
 	rangeChunkFn       func(c int, sc *scratch)
+	// acts holds the current Q8 MatMul's quantized activations, and
+	// quantizeFn quantizes rows [lo, hi) of its x into them.
+	acts       q8Acts
+	quantizeFn func(lo, hi int)
 }
 
 type worker struct {
@@ -72,6 +76,7 @@ func newPool(threads int) *pool {
 	p := &pool{done: make(chan struct{}, 1)}
 	p.matmulFn = p.matmulChunk
 	p.rangeChunkFn = p.rangeChunk
+	p.quantizeFn = func(lo, hi int) { p.acts.quantize(p.job.x, p.job.w.Cols, lo, hi) }
 	p.setThreads(threads)
 	return p
 }
@@ -251,6 +256,11 @@ func (p *pool) matmul(im *impl, dst, x []float32, n int, w *Matrix) {
 	if macs < minParallelMACs || !p.mu.TryLock() {
 		sc := spare.Get().(*scratch)
 		j := job{im: im, dst: dst, x: x, n: n, w: w}
+		if w.DType == Q8 {
+			sc.acts.resize(n, w.Cols)
+			sc.acts.quantize(x, w.Cols, 0, n)
+			j.acts = &sc.acts
+		}
 		j.part(0, panelsOf(w.Rows), sc)
 		spare.Put(sc)
 		return
@@ -258,6 +268,15 @@ func (p *pool) matmul(im *impl, dst, x []float32, n int, w *Matrix) {
 	defer p.mu.Unlock()
 	np := panelsOf(w.Rows)
 	p.job = job{im: im, dst: dst, x: x, n: n, w: w}
+	if w.DType == Q8 {
+		p.acts.resize(n, w.Cols)
+		p.job.acts = &p.acts
+		if n*w.Cols < minParallelItems || p.threads == 1 {
+			p.quantizeFn(0, n)
+		} else {
+			p.parallel(n, p.quantizeFn)
+		}
+	}
 	if p.threads == 1 || np <= 4 {
 		p.job.part(0, np, &p.workers[0].sc)
 	} else {
@@ -306,11 +325,15 @@ func Parallel(n, cost int, fn func(lo, hi int)) {
 		return
 	}
 	defer defaultPool.mu.Unlock()
-	p := defaultPool
-	if p.threads == 1 {
+	if defaultPool.threads == 1 {
 		fn(0, n)
 		return
 	}
+	defaultPool.parallel(n, fn)
+}
+
+// parallel is Parallel on p, with mu held and more than one thread.
+func (p *pool) parallel(n int, fn func(lo, hi int)) {
 	p.rangeFn, p.rangeN, p.rangeParts = fn, n, min(2*p.threads, n)
 	p.spread(p.rangeParts, min(p.threads, p.rangeParts), p.rangeChunkFn)
 	p.rangeFn = nil
