@@ -20,7 +20,8 @@ func archImpls() []*impl {
 	return []*impl{avx2, avx512}
 }
 
-// avx512 is avx2 with the 12-row gemm kernels.
+// avx512 is avx2 with the 12-row gemm kernels, and the VNNI Q8 kernels
+// where the CPU has AVX512_VNNI.
 var avx512 = func() *impl {
 	im := *avx2
 	im.name = "avx512"
@@ -35,22 +36,27 @@ var avx512 = func() *impl {
 		_ = x[11*stride+k-1]
 		gemm16x12BF16AVX512(&p[0], &x[0], stride, k, acc, pf, pfStride)
 	}
+	if cpu.X86.HasAVX512VNNI {
+		im.gemvQ8 = func(p0, p1, p2, p3 []int8, s0, s1, s2, s3 []float32, x []int8, xs []float32, out *[64]float32) {
+			nb := checkGemvQ8(p0, p1, p2, p3, s0, s1, s2, s3, x, xs)
+			gemvQ8VNNI(&p0[0], &p1[0], &p2[0], &p3[0], &s0[0], &s1[0], &s2[0], &s3[0], &x[0], &xs[0], nb, out)
+		}
+		im.gemm16x4Q8 = func(p []int8, s []float32, x0, x1, x2, x3 []int8, xs0, xs1, xs2, xs3 []float32, acc *[64]float32) {
+			nb := checkGemmQ8(p, s, x0, x1, x2, x3, xs0, xs1, xs2, xs3)
+			gemm16x4Q8VNNI(&p[0], &s[0], &x0[0], &x1[0], &x2[0], &x3[0], &xs0[0], &xs1[0], &xs2[0], &xs3[0], nb, acc)
+		}
+	}
 	return &im
 }()
 
 var avx2 = &impl{
 	name: "avx2",
 	gemvQ8: func(p0, p1, p2, p3 []int8, s0, s1, s2, s3 []float32, x []int8, xs []float32, out *[64]float32) {
-		nb := len(xs)
-		_, _, _, _ = p0[nb*Q8Block*PanelRows-1], p1[nb*Q8Block*PanelRows-1], p2[nb*Q8Block*PanelRows-1], p3[nb*Q8Block*PanelRows-1]
-		_, _, _, _, _ = s0[nb*PanelRows-1], s1[nb*PanelRows-1], s2[nb*PanelRows-1], s3[nb*PanelRows-1], x[nb*Q8Block-1]
+		nb := checkGemvQ8(p0, p1, p2, p3, s0, s1, s2, s3, x, xs)
 		gemvQ8AVX2(&p0[0], &p1[0], &p2[0], &p3[0], &s0[0], &s1[0], &s2[0], &s3[0], &x[0], &xs[0], nb, out)
 	},
 	gemm16x4Q8: func(p []int8, s []float32, x0, x1, x2, x3 []int8, xs0, xs1, xs2, xs3 []float32, acc *[64]float32) {
-		nb := len(xs0)
-		_, _ = p[nb*Q8Block*PanelRows-1], s[nb*PanelRows-1]
-		_, _, _, _ = x0[nb*Q8Block-1], x1[nb*Q8Block-1], x2[nb*Q8Block-1], x3[nb*Q8Block-1]
-		_, _, _ = xs1[nb-1], xs2[nb-1], xs3[nb-1]
+		nb := checkGemmQ8(p, s, x0, x1, x2, x3, xs0, xs1, xs2, xs3)
 		gemm16x4Q8AVX2(&p[0], &s[0], &x0[0], &x1[0], &x2[0], &x3[0], &xs0[0], &xs1[0], &xs2[0], &xs3[0], nb, acc)
 	},
 	gemvF32: func(p0, p1, p2, p3 []float32, x []float32, out *[64]float32) {
@@ -150,3 +156,26 @@ func gemvQ8AVX2(p0, p1, p2, p3 *int8, s0, s1, s2, s3 *float32, x *int8, xs *floa
 
 //go:noescape
 func gemm16x4Q8AVX2(p *int8, s *float32, x0, x1, x2, x3 *int8, xs0, xs1, xs2, xs3 *float32, blocks int, acc *[64]float32)
+
+//go:noescape
+func gemvQ8VNNI(p0, p1, p2, p3 *int8, s0, s1, s2, s3 *float32, x *int8, xs *float32, blocks int, out *[64]float32)
+
+//go:noescape
+func gemm16x4Q8VNNI(p *int8, s *float32, x0, x1, x2, x3 *int8, xs0, xs1, xs2, xs3 *float32, blocks int, acc *[64]float32)
+
+// checkGemvQ8 and checkGemmQ8 bounds-check the slices of a Q8 kernel call
+// before the assembly reads them, and return its block count.
+func checkGemvQ8(p0, p1, p2, p3 []int8, s0, s1, s2, s3 []float32, x []int8, xs []float32) int {
+	nb := len(xs)
+	_, _, _, _ = p0[nb*Q8Block*PanelRows-1], p1[nb*Q8Block*PanelRows-1], p2[nb*Q8Block*PanelRows-1], p3[nb*Q8Block*PanelRows-1]
+	_, _, _, _, _ = s0[nb*PanelRows-1], s1[nb*PanelRows-1], s2[nb*PanelRows-1], s3[nb*PanelRows-1], x[nb*Q8Block-1]
+	return nb
+}
+
+func checkGemmQ8(p []int8, s []float32, x0, x1, x2, x3 []int8, xs0, xs1, xs2, xs3 []float32) int {
+	nb := len(xs0)
+	_, _ = p[nb*Q8Block*PanelRows-1], s[nb*PanelRows-1]
+	_, _, _, _ = x0[nb*Q8Block-1], x1[nb*Q8Block-1], x2[nb*Q8Block-1], x3[nb*Q8Block-1]
+	_, _, _ = xs1[nb-1], xs2[nb-1], xs3[nb-1]
+	return nb
+}

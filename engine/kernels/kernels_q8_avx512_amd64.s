@@ -1,0 +1,203 @@
+//go:build !purego
+
+#include "textflag.h"
+
+// AVX-512 VNNI Q8 kernels (see q8.go). A zmm register holds one group of a
+// panel: sixteen rows by four columns. VPDPBUSD multiplies unsigned by
+// signed bytes and adds each row's four products into its 32-bit lane
+// without saturating, so the activations go in offset by 128 (x^0x80 is
+// x+128 as an unsigned byte) and each block's sum is corrected by
+// 128*sum(w), which the same instruction takes against bytes of one:
+// isum = sum((x+128)*w) - 128*sum(w), exact. Per block, the sums are scaled
+// and added in float32 with separate roundings, as gemm16x4Q8Go does, so
+// the bits equal the AVX2 and Go kernels'.
+
+// VNNICONSTS sets Z28 to bytes of 0x80 and Z29 to bytes of 1.
+#define VNNICONSTS \
+	MOVL         $0x80808080, AX; \
+	VPBROADCASTD AX, Z28; \
+	MOVL         $0x01010101, AX; \
+	VPBROADCASTD AX, Z29
+
+// VGROUP takes one group for the four panels R8-R11 at woff: the offset
+// activations are in Z16.
+#define VGROUP(woff) \
+	VMOVDQU64 woff(R8), Z20; \
+	VMOVDQU64 woff(R9), Z21; \
+	VMOVDQU64 woff(R10), Z22; \
+	VMOVDQU64 woff(R11), Z23; \
+	VPDPBUSD  Z20, Z16, Z0; \
+	VPDPBUSD  Z20, Z29, Z4; \
+	VPDPBUSD  Z21, Z16, Z1; \
+	VPDPBUSD  Z21, Z29, Z5; \
+	VPDPBUSD  Z22, Z16, Z2; \
+	VPDPBUSD  Z22, Z29, Z6; \
+	VPDPBUSD  Z23, Z16, Z3; \
+	VPDPBUSD  Z23, Z29, Z7
+
+// VXGROUP broadcasts the four activation bytes at xoff(SI), offset by 128,
+// into Z16 and takes the group at woff.
+#define VXGROUP(xoff, woff) \
+	VPBROADCASTD xoff(SI), Z16; \
+	VPXORD       Z28, Z16, Z16; \
+	VGROUP(woff)
+
+// VFLUSH turns ACC (with the weight sums WS) into the block sum and adds
+// float32(isum) * float32(soff(S) * Z30) to OUT; Z24-Z25 are scratch.
+#define VFLUSH(soff, S, ACC, WS, OUT) \
+	VPSLLD    $7, WS, Z24; \
+	VPSUBD    Z24, ACC, ACC; \
+	VMULPS    soff(S), Z30, Z24; \
+	VCVTDQ2PS ACC, Z25; \
+	VMULPS    Z24, Z25, Z25; \
+	VADDPS    Z25, OUT, OUT
+
+#define VZERO8 \
+	VPXORD Z0, Z0, Z0; \
+	VPXORD Z1, Z1, Z1; \
+	VPXORD Z2, Z2, Z2; \
+	VPXORD Z3, Z3, Z3; \
+	VPXORD Z4, Z4, Z4; \
+	VPXORD Z5, Z5, Z5; \
+	VPXORD Z6, Z6, Z6; \
+	VPXORD Z7, Z7, Z7
+
+// func gemvQ8VNNI(p0, p1, p2, p3 *int8, s0, s1, s2, s3 *float32, x *int8, xs *float32, blocks int, out *[64]float32)
+TEXT ·gemvQ8VNNI(SB), NOSPLIT, $0-96
+	MOVQ p0+0(FP), R8
+	MOVQ p1+8(FP), R9
+	MOVQ p2+16(FP), R10
+	MOVQ p3+24(FP), R11
+	MOVQ s0+32(FP), R12
+	MOVQ s1+40(FP), R13
+	MOVQ s2+48(FP), R14
+	MOVQ s3+56(FP), R15
+	MOVQ x+64(FP), SI
+	MOVQ xs+72(FP), DX
+	MOVQ blocks+80(FP), CX
+	MOVQ out+88(FP), DI
+	VNNICONSTS
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+
+gemvvnni_block:
+	VZERO8
+	VXGROUP(0, 0)
+	VXGROUP(4, 64)
+	VXGROUP(8, 128)
+	VXGROUP(12, 192)
+	VXGROUP(16, 256)
+	VXGROUP(20, 320)
+	VXGROUP(24, 384)
+	VXGROUP(28, 448)
+	VBROADCASTSS (DX), Z30
+	VFLUSH(0, R12, Z0, Z4, Z8)
+	VFLUSH(0, R13, Z1, Z5, Z9)
+	VFLUSH(0, R14, Z2, Z6, Z10)
+	VFLUSH(0, R15, Z3, Z7, Z11)
+	ADDQ $32, SI
+	ADDQ $4, DX
+	ADDQ $512, R8
+	ADDQ $512, R9
+	ADDQ $512, R10
+	ADDQ $512, R11
+	ADDQ $64, R12
+	ADDQ $64, R13
+	ADDQ $64, R14
+	ADDQ $64, R15
+	DECQ CX
+	JNZ  gemvvnni_block
+	VMOVUPS Z8, 0(DI)
+	VMOVUPS Z9, 64(DI)
+	VMOVUPS Z10, 128(DI)
+	VMOVUPS Z11, 192(DI)
+	VZEROUPPER
+	RET
+
+// VMROW takes one group of the panel (in Z20) for the activation row at
+// xoff(X) into ACC.
+#define VMROW(xoff, X, ACC) \
+	VPBROADCASTD xoff(X), Z16; \
+	VPXORD       Z28, Z16, Z16; \
+	VPDPBUSD     Z20, Z16, ACC
+
+// VMGROUP takes one group of four columns of the panel at woff(SI) for the
+// four activation rows R8-R11, and its weight sums into Z4.
+#define VMGROUP(xoff, woff) \
+	VMOVDQU64 woff(SI), Z20; \
+	VPDPBUSD  Z20, Z29, Z4; \
+	VMROW(xoff, R8, Z0); \
+	VMROW(xoff, R9, Z1); \
+	VMROW(xoff, R10, Z2); \
+	VMROW(xoff, R11, Z3)
+
+// VMFLUSH is VFLUSH for one activation row with its scale at (XS) and the
+// panel's scales in Z26.
+#define VMFLUSH(XS, ACC, OUT) \
+	VPSUBD       Z27, ACC, ACC; \
+	VBROADCASTSS (XS), Z30; \
+	VMULPS       Z26, Z30, Z24; \
+	VCVTDQ2PS    ACC, Z25; \
+	VMULPS       Z24, Z25, Z25; \
+	VADDPS       Z25, OUT, OUT
+
+// func gemm16x4Q8VNNI(p *int8, s *float32, x0, x1, x2, x3 *int8, xs0, xs1, xs2, xs3 *float32, blocks int, acc *[64]float32)
+TEXT ·gemm16x4Q8VNNI(SB), NOSPLIT, $0-96
+	MOVQ p+0(FP), SI
+	MOVQ s+8(FP), DX
+	MOVQ x0+16(FP), R8
+	MOVQ x1+24(FP), R9
+	MOVQ x2+32(FP), R10
+	MOVQ x3+40(FP), R11
+	MOVQ xs0+48(FP), R12
+	MOVQ xs1+56(FP), R13
+	MOVQ xs2+64(FP), R14
+	MOVQ xs3+72(FP), R15
+	MOVQ blocks+80(FP), CX
+	MOVQ acc+88(FP), DI
+	VNNICONSTS
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+
+gemmvnni_block:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VMGROUP(0, 0)
+	VMGROUP(4, 64)
+	VMGROUP(8, 128)
+	VMGROUP(12, 192)
+	VMGROUP(16, 256)
+	VMGROUP(20, 320)
+	VMGROUP(24, 384)
+	VMGROUP(28, 448)
+	VPSLLD  $7, Z4, Z27
+	VMOVUPS (DX), Z26
+	VMFLUSH(R12, Z0, Z8)
+	VMFLUSH(R13, Z1, Z9)
+	VMFLUSH(R14, Z2, Z10)
+	VMFLUSH(R15, Z3, Z11)
+	ADDQ $512, SI
+	ADDQ $64, DX
+	ADDQ $32, R8
+	ADDQ $32, R9
+	ADDQ $32, R10
+	ADDQ $32, R11
+	ADDQ $4, R12
+	ADDQ $4, R13
+	ADDQ $4, R14
+	ADDQ $4, R15
+	DECQ CX
+	JNZ  gemmvnni_block
+	VMOVUPS Z8, 0(DI)
+	VMOVUPS Z9, 64(DI)
+	VMOVUPS Z10, 128(DI)
+	VMOVUPS Z11, 192(DI)
+	VZEROUPPER
+	RET
