@@ -39,18 +39,18 @@
 
 // DOT4 adds to the eight 32-bit lanes of ACC the dot products of the four
 // activation bytes X (broadcast; XA = |X|) with the eight rows of four
-// weights in W; W and T are clobbered.
-#define DOT4(X, XA, W, ACC) \
-	VPSIGNB    X, W, W; \
-	VPMADDUBSW W, XA, W; \
-	VPMADDWD   Y8, W, W; \
-	VPADDD     W, ACC, ACC
+// weights in W, through T (which may be W).
+#define DOT4(X, XA, W, T, ACC) \
+	VPSIGNB    X, W, T; \
+	VPMADDUBSW T, XA, T; \
+	VPMADDWD   Y8, T, T; \
+	VPADDD     T, ACC, ACC
 
 // GV loads 32 weight bytes at off(P) into T and takes one DOT4 into ACC
 // with the broadcast activations Y9 (|x| in Y10).
 #define GV(off, P, T, ACC) \
 	VMOVDQU off(P), T; \
-	DOT4(Y9, Y10, T, ACC)
+	DOT4(Y9, Y10, T, T, ACC)
 
 // GVGROUP takes one group of four columns of the four panels R8-R11: the
 // activations at xoff(SI), the weights at woff and woff+32 of each panel.
@@ -131,10 +131,8 @@ gemvq8_block:
 #define GMROW(xoff, X, A0, A1) \
 	VPBROADCASTD xoff(X), Y11; \
 	VPABSB       Y11, Y12; \
-	VMOVDQU      Y9, Y13; \
-	VMOVDQU      Y10, Y14; \
-	DOT4(Y11, Y12, Y13, A0); \
-	DOT4(Y11, Y12, Y14, A1)
+	DOT4(Y11, Y12, Y9, Y13, A0); \
+	DOT4(Y11, Y12, Y10, Y14, A1)
 
 // GMGROUP takes one group of four columns of the panel at (SI) for the
 // four activation rows R8-R11.
