@@ -52,7 +52,7 @@ func reference(x []float32, n int, w *Matrix) (want, mag []float64) {
 func referenceQ8(x []float32, n int, w *Matrix, want, mag []float64) {
 	var a q8Acts
 	a.resize(n, w.Cols)
-	a.quantize(x, w.Cols, 0, n)
+	a.quantize(x, w.Cols, 0, n*q8Blocks(w.Cols))
 	kp, nb := q8Cols(w.Cols), q8Blocks(w.Cols)
 	for r := range w.Rows {
 		for b := range n {

@@ -56,7 +56,7 @@ type pool struct {
 	rangeN, rangeParts int
 	rangeChunkFn       func(c int, sc *scratch)
 	// acts holds the current Q8 MatMul's quantized activations, and
-	// quantizeFn quantizes rows [lo, hi) of its x into them.
+	// quantizeFn quantizes blocks [lo, hi) of its x into them.
 	acts       q8Acts
 	quantizeFn func(lo, hi int)
 }
@@ -258,7 +258,7 @@ func (p *pool) matmul(im *impl, dst, x []float32, n int, w *Matrix) {
 		j := job{im: im, dst: dst, x: x, n: n, w: w}
 		if w.DType == Q8 {
 			sc.acts.resize(n, w.Cols)
-			sc.acts.quantize(x, w.Cols, 0, n)
+			sc.acts.quantize(x, w.Cols, 0, n*q8Blocks(w.Cols))
 			j.acts = &sc.acts
 		}
 		j.part(0, panelsOf(w.Rows), sc)
@@ -271,10 +271,10 @@ func (p *pool) matmul(im *impl, dst, x []float32, n int, w *Matrix) {
 	if w.DType == Q8 {
 		p.acts.resize(n, w.Cols)
 		p.job.acts = &p.acts
-		if n*w.Cols < minParallelItems || p.threads == 1 {
-			p.quantizeFn(0, n)
+		if blocks := n * q8Blocks(w.Cols); n*w.Cols < minParallelQuantize || p.threads == 1 {
+			p.quantizeFn(0, blocks)
 		} else {
-			p.parallel(n, p.quantizeFn)
+			p.parallel(blocks, p.quantizeFn)
 		}
 	}
 	if p.threads == 1 || np <= 4 {
@@ -303,6 +303,12 @@ func (p *pool) run(fn func(id, parts int)) {
 	parts := p.threads
 	p.spread(parts, parts, func(id int, _ *scratch) { fn(id, parts) })
 }
+
+// minParallelQuantize is the number of activations below which a Q8
+// MatMul quantizes them on its caller alone: quantizing takes a few
+// nanoseconds a value, so even one decode row of 4096 is worth spreading
+// (while the caller quantizes, every other thread waits).
+const minParallelQuantize = 4096
 
 // minParallelItems is the element-wise work below which Parallel runs fn
 // on its caller alone.

@@ -86,17 +86,16 @@ type q8Acts struct {
 	s []float32
 }
 
-// quantize quantizes rows [b0, b1) of x (rows of cols values) into a,
-// which must already hold n rows.
-func (a *q8Acts) quantize(x []float32, cols, b0, b1 int) {
+// quantize quantizes blocks [i0, i1) of x (rows of cols values, numbered
+// row by row) into a, which must already hold their rows.
+func (a *q8Acts) quantize(x []float32, cols, i0, i1 int) {
 	kp, nb := q8Cols(cols), q8Blocks(cols)
-	for b := b0; b < b1; b++ {
-		row, q := x[b*cols:(b+1)*cols], a.q[b*kp:(b+1)*kp]
-		for blk := range nb {
-			lo, hi := blk*Q8Block, min((blk+1)*Q8Block, cols)
-			a.s[b*nb+blk] = quantizeBlock(q[lo:], row[lo:hi], float32(math.NaN()))
-			clear(q[hi:min(kp, (blk+1)*Q8Block)])
-		}
+	for i := i0; i < i1; i++ {
+		b, blk := i/nb, i%nb
+		lo, hi := blk*Q8Block, min((blk+1)*Q8Block, cols)
+		q := a.q[b*kp+lo : b*kp+(blk+1)*Q8Block]
+		a.s[i] = quantizeBlock(q, x[b*cols+lo:b*cols+hi], float32(math.NaN()))
+		clear(q[hi-lo:])
 	}
 }
 

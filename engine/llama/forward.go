@@ -269,7 +269,7 @@ func (m *Model) Forward(ws *Workspace, steps []Step) error {
 		kernels.Parallel(rows, 2*H, rw.normFn)
 		if m.fused != nil {
 			kernels.MatMul(ws.gu, ws.xn, rows, m.fused[l].gateUp)
-			kernels.Parallel(rows, 16*c.Intermediate, rw.siluRowsFn)
+			kernels.Parallel(rows*c.Intermediate, 16, rw.siluRowsFn)
 		} else {
 			kernels.MatMul(ws.gate, ws.xn, rows, L.Gate)
 			kernels.MatMul(ws.up, ws.xn, rows, L.Up)
@@ -472,13 +472,17 @@ func (rw *rowWork) split(r0, r1 int) {
 	}
 }
 
-// siluRows writes silu(gate)*up of rows [r0, r1) of the fused Gate|Up
+// siluRows writes silu(gate)*up over elements [lo, hi) of the rows x
+// Intermediate outputs of the fused Gate|Up
 // outputs (2*Intermediate a row) to gate (Intermediate a row).
-func (rw *rowWork) siluRows(r0, r1 int) {
+func (rw *rowWork) siluRows(lo, hi int) {
 	ws, inter := rw.ws, rw.m.cfg.Intermediate
-	for r := r0; r < r1; r++ {
+	for lo < hi {
+		r, c := lo/inter, lo%inter
+		n := min(hi-lo, inter-c)
 		row := ws.gu[r*2*inter : (r+1)*2*inter]
-		siluMulTo(ws.gate[r*inter:(r+1)*inter], row[:inter], row[inter:])
+		siluMulTo(ws.gate[lo:lo+n], row[c:c+n], row[inter+c:inter+c+n])
+		lo += n
 	}
 }
 
