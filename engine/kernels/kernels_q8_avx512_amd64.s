@@ -5,10 +5,13 @@
 // AVX-512 VNNI Q8 kernels (see q8.go). A zmm register holds one group of a
 // panel: sixteen rows by four columns. VPDPBUSD multiplies unsigned by
 // signed bytes and adds each row's four products into its 32-bit lane
-// without saturating, so the activations go in offset by 128 (x^0x80 is
-// x+128 as an unsigned byte) and each block's sum is corrected by
-// 128*sum(w), which the same instruction takes against bytes of one:
-// isum = sum((x+128)*w) - 128*sum(w), exact. Per block, the sums are scaled
+// without saturating, so one side goes in offset by 128 (v^0x80 is v+128
+// as an unsigned byte) and each block's sum is corrected by 128 times the
+// other side's sum, which the same instruction takes against bytes of one:
+// isum = sum((x+128)*w) - 128*sum(w), exact. The gemv offsets the
+// activation (one per group) and sums the weights; the gemm offsets the
+// weights (once per group for four rows) and takes each row's activations
+// as a broadcast memory operand, summing those. Per block, the sums are scaled
 // and added in float32 with separate roundings, as gemm16x4Q8Go does, so
 // the bits equal the AVX2 and Go kernels'.
 
@@ -116,26 +119,28 @@ gemvvnni_block:
 	VZEROUPPER
 	RET
 
-// VMROW takes one group of the panel (in Z20) for the activation row at
-// xoff(X) into ACC.
-#define VMROW(xoff, X, ACC) \
-	VPBROADCASTD xoff(X), Z16; \
-	VPXORD       Z28, Z16, Z16; \
-	VPDPBUSD     Z20, Z16, ACC
+// VMROW adds, for the activation row at X, the group at xoff times the
+// offset weights in Z20 into ACC, and the group's activation sum into XSUM
+// (the activations are the broadcast signed operand, so no offset is
+// needed on their side).
+#define VMROW(xoff, X, ACC, XSUM) \
+	VPDPBUSD.BCST xoff(X), Z20, ACC; \
+	VPDPBUSD.BCST xoff(X), Z29, XSUM
 
-// VMGROUP takes one group of four columns of the panel at woff(SI) for the
-// four activation rows R8-R11, and its weight sums into Z4.
+// VMGROUP takes one group of four columns of the panel at woff(SI), offset
+// by 128 (w^0x80), for the four activation rows R8-R11.
 #define VMGROUP(xoff, woff) \
-	VMOVDQU64 woff(SI), Z20; \
-	VPDPBUSD  Z20, Z29, Z4; \
-	VMROW(xoff, R8, Z0); \
-	VMROW(xoff, R9, Z1); \
-	VMROW(xoff, R10, Z2); \
-	VMROW(xoff, R11, Z3)
+	VPXORD woff(SI), Z28, Z20; \
+	VMROW(xoff, R8, Z0, Z4); \
+	VMROW(xoff, R9, Z1, Z5); \
+	VMROW(xoff, R10, Z2, Z6); \
+	VMROW(xoff, R11, Z3, Z7)
 
-// VMFLUSH is VFLUSH for one activation row with its scale at (XS) and the
-// panel's scales in Z26.
-#define VMFLUSH(XS, ACC, OUT) \
+// VMFLUSH turns ACC, less 128 times the activation sums XSUM, into the
+// block sum and adds float32(isum) * float32(scales Z26 * the block scale
+// at (XS)) to OUT.
+#define VMFLUSH(XS, ACC, XSUM, OUT) \
+	VPSLLD       $7, XSUM, Z27; \
 	VPSUBD       Z27, ACC, ACC; \
 	VBROADCASTSS (XS), Z30; \
 	VMULPS       Z26, Z30, Z24; \
@@ -164,11 +169,7 @@ TEXT ·gemm16x4Q8VNNI(SB), NOSPLIT, $0-96
 	VPXORD Z11, Z11, Z11
 
 gemmvnni_block:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
+	VZERO8
 	VMGROUP(0, 0)
 	VMGROUP(4, 64)
 	VMGROUP(8, 128)
@@ -177,12 +178,11 @@ gemmvnni_block:
 	VMGROUP(20, 320)
 	VMGROUP(24, 384)
 	VMGROUP(28, 448)
-	VPSLLD  $7, Z4, Z27
 	VMOVUPS (DX), Z26
-	VMFLUSH(R12, Z0, Z8)
-	VMFLUSH(R13, Z1, Z9)
-	VMFLUSH(R14, Z2, Z10)
-	VMFLUSH(R15, Z3, Z11)
+	VMFLUSH(R12, Z0, Z4, Z8)
+	VMFLUSH(R13, Z1, Z5, Z9)
+	VMFLUSH(R14, Z2, Z6, Z10)
+	VMFLUSH(R15, Z3, Z7, Z11)
 	ADDQ $512, SI
 	ADDQ $64, DX
 	ADDQ $32, R8
