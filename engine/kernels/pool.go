@@ -151,7 +151,12 @@ func (p *pool) wait(w *worker, seen uint32, poll bool) uint32 {
 	if poll && p.poll(func() bool { return tickGen(p.ticket.Load()) != seen }) {
 		return tickGen(p.ticket.Load())
 	}
-	w.parked.Store(true)
+	// Swap, not Store: the load of the ticket below must not pass this
+	// write (the caller writes the ticket, then reads parked). Go's atomics
+	// promise that order, but arm64 emulators on x86 (qemu) do not give it
+	// to a store-release followed by a load-acquire, and a wake-up was
+	// lost there; a read-modify-write orders it everywhere.
+	w.parked.Swap(true)
 	if g := tickGen(p.ticket.Load()); g != seen && w.parked.CompareAndSwap(true, false) {
 		return g // published after all; no caller will send
 	}
@@ -207,7 +212,7 @@ func (p *pool) waitDone(gen uint32) {
 		return
 	}
 	me := waiterBit | uint64(gen)
-	p.waiter.Store(me)
+	p.waiter.Swap(me) // Swap: ordered before the load of left (see wait)
 	if p.left.Load() == 0 && p.waiter.CompareAndSwap(me, 0) {
 		return // finished meanwhile; nobody will send
 	}
