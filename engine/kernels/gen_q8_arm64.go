@@ -78,16 +78,31 @@ func zeroOut() {
 	}
 }
 
-func gemv() {
-	p("// func gemvQ8NEON(p0, p1, p2, p3 *int8, s0, s1, s2, s3 *float32, x *int8, xs *float32, blocks int, out *[64]float32)")
-	p("TEXT ·gemvQ8NEON(SB), NOSPLIT, $0-96")
-	for i, r := range []string{"p0", "p1", "p2", "p3", "s0", "s1", "s2", "s3", "x", "xs", "blocks", "out"} {
+// prologue starts kernel name (Go signature sig): its twelve arguments go
+// to R0-R11 in order, the outputs are cleared, and the block loop (label)
+// starts with the sixteen accumulators V0-V15 at zero.
+func prologue(name, sig, label string, args ...string) {
+	p("// func %s%s", name, sig)
+	p("TEXT ·%s(SB), NOSPLIT, $0-%d", name, 8*len(args))
+	for i, r := range args {
 		p("\tMOVD %s+%d(FP), R%d", r, 8*i, i)
 	}
 	zeroOut()
-	p("\ngemvq8neon_block:")
+	p("\n%s:", label)
 	zero(0, 16)
-	for half := range 2 {
+}
+
+// loop ends the block loop (label; R10 counts the blocks) and the kernel.
+func loop(label string) {
+	p("\tSUBS $1, R10, R10")
+	p("\tBNE %s", label)
+	p("\tRET")
+}
+
+func gemv() {
+	prologue("gemvQ8NEON", "(p0, p1, p2, p3 *int8, s0, s1, s2, s3 *float32, x *int8, xs *float32, blocks int, out *[64]float32)",
+		"gemvq8neon_block", "p0", "p1", "p2", "p3", "s0", "s1", "s2", "s3", "x", "xs", "blocks", "out")
+	for range 2 {
 		p("\tVLD1.P 16(R8), [V24.B16]")
 		for g := range 4 {
 			for pn := range 4 {
@@ -98,27 +113,19 @@ func gemv() {
 				}
 			}
 		}
-		_ = half
 	}
 	p("\tVLD1R.P 4(R9), [V29.S4]")
 	for pn := range 4 {
 		p("\tVLD1.P 64(R%d), %s", 4+pn, regs(25, "S4"))
 		flush(4*pn, 25, 29, 30, 25, 64*pn)
 	}
-	p("\tSUBS $1, R10, R10")
-	p("\tBNE gemvq8neon_block")
-	p("\tRET\n")
+	loop("gemvq8neon_block")
+	p("")
 }
 
 func gemm() {
-	p("// func gemm16x4Q8NEON(p *int8, s *float32, x0, x1, x2, x3 *int8, xs0, xs1, xs2, xs3 *float32, blocks int, acc *[64]float32)")
-	p("TEXT ·gemm16x4Q8NEON(SB), NOSPLIT, $0-96")
-	for i, r := range []string{"p", "s", "x0", "x1", "x2", "x3", "xs0", "xs1", "xs2", "xs3", "blocks", "acc"} {
-		p("\tMOVD %s+%d(FP), R%d", r, 8*i, i)
-	}
-	zeroOut()
-	p("\ngemmq8neon_block:")
-	zero(0, 16)
+	prologue("gemm16x4Q8NEON", "(p *int8, s *float32, x0, x1, x2, x3 *int8, xs0, xs1, xs2, xs3 *float32, blocks int, acc *[64]float32)",
+		"gemmq8neon_block", "p", "s", "x0", "x1", "x2", "x3", "xs0", "xs1", "xs2", "xs3", "blocks", "acc")
 	for range 2 {
 		for j := range 4 {
 			p("\tVLD1.P 16(R%d), [V%d.B16]", 2+j, 20+j)
@@ -137,9 +144,7 @@ func gemm() {
 		p("\tVLD1R.P 4(R%d), [V28.S4]", 6+j)
 		flush(4*j, 24, 28, 29, 28, 64*j)
 	}
-	p("\tSUBS $1, R10, R10")
-	p("\tBNE gemmq8neon_block")
-	p("\tRET")
+	loop("gemmq8neon_block")
 }
 
 func main() {

@@ -1,6 +1,7 @@
 //go:build !purego
 
 #include "textflag.h"
+#include "q8_amd64.h"
 
 // AVX2 Q8 kernels (see q8.go). A 32-byte load of a panel holds eight rows by
 // four columns. Each step broadcasts four activation bytes x, applies their
@@ -77,18 +78,7 @@
 
 // func gemvQ8AVX2(p0, p1, p2, p3 *int8, s0, s1, s2, s3 *float32, x *int8, xs *float32, blocks int, out *[64]float32)
 TEXT ·gemvQ8AVX2(SB), NOSPLIT, $0-96
-	MOVQ p0+0(FP), R8
-	MOVQ p1+8(FP), R9
-	MOVQ p2+16(FP), R10
-	MOVQ p3+24(FP), R11
-	MOVQ s0+32(FP), R12
-	MOVQ s1+40(FP), R13
-	MOVQ s2+48(FP), R14
-	MOVQ s3+56(FP), R15
-	MOVQ x+64(FP), SI
-	MOVQ xs+72(FP), DX
-	MOVQ blocks+80(FP), CX
-	MOVQ out+88(FP), DI
+	Q8GEMVARGS
 	Q8ONES
 	ZEROOUT
 
@@ -111,18 +101,7 @@ gemvq8_block:
 	FLUSH(32, R14, Y5, 160)
 	FLUSH(0, R15, Y6, 192)
 	FLUSH(32, R15, Y7, 224)
-	ADDQ $32, SI
-	ADDQ $4, DX
-	ADDQ $512, R8
-	ADDQ $512, R9
-	ADDQ $512, R10
-	ADDQ $512, R11
-	ADDQ $64, R12
-	ADDQ $64, R13
-	ADDQ $64, R14
-	ADDQ $64, R15
-	DECQ CX
-	JNZ  gemvq8_block
+	Q8GEMVNEXT(gemvq8_block)
 	VZEROUPPER
 	RET
 
@@ -161,18 +140,7 @@ gemvq8_block:
 
 // func gemm16x4Q8AVX2(p *int8, s *float32, x0, x1, x2, x3 *int8, xs0, xs1, xs2, xs3 *float32, blocks int, acc *[64]float32)
 TEXT ·gemm16x4Q8AVX2(SB), NOSPLIT, $0-96
-	MOVQ p+0(FP), SI
-	MOVQ s+8(FP), DX
-	MOVQ x0+16(FP), R8
-	MOVQ x1+24(FP), R9
-	MOVQ x2+32(FP), R10
-	MOVQ x3+40(FP), R11
-	MOVQ xs0+48(FP), R12
-	MOVQ xs1+56(FP), R13
-	MOVQ xs2+64(FP), R14
-	MOVQ xs3+72(FP), R15
-	MOVQ blocks+80(FP), CX
-	MOVQ acc+88(FP), DI
+	Q8GEMMARGS
 	Q8ONES
 	ZEROOUT
 
@@ -192,17 +160,6 @@ gemmq8_block:
 	GMFLUSH(R13, Y2, Y3, 64, 96)
 	GMFLUSH(R14, Y4, Y5, 128, 160)
 	GMFLUSH(R15, Y6, Y7, 192, 224)
-	ADDQ $512, SI
-	ADDQ $64, DX
-	ADDQ $32, R8
-	ADDQ $32, R9
-	ADDQ $32, R10
-	ADDQ $32, R11
-	ADDQ $4, R12
-	ADDQ $4, R13
-	ADDQ $4, R14
-	ADDQ $4, R15
-	DECQ CX
-	JNZ  gemmq8_block
+	Q8GEMMNEXT(gemmq8_block)
 	VZEROUPPER
 	RET

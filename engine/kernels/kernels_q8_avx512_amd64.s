@@ -1,6 +1,7 @@
 //go:build !purego
 
 #include "textflag.h"
+#include "q8_amd64.h"
 
 // AVX-512 VNNI Q8 kernels (see q8.go). A zmm register holds one group of a
 // panel: sixteen rows by four columns. VPDPBUSD multiplies unsigned by
@@ -67,18 +68,7 @@
 
 // func gemvQ8VNNI(p0, p1, p2, p3 *int8, s0, s1, s2, s3 *float32, x *int8, xs *float32, blocks int, out *[64]float32)
 TEXT ·gemvQ8VNNI(SB), NOSPLIT, $0-96
-	MOVQ p0+0(FP), R8
-	MOVQ p1+8(FP), R9
-	MOVQ p2+16(FP), R10
-	MOVQ p3+24(FP), R11
-	MOVQ s0+32(FP), R12
-	MOVQ s1+40(FP), R13
-	MOVQ s2+48(FP), R14
-	MOVQ s3+56(FP), R15
-	MOVQ x+64(FP), SI
-	MOVQ xs+72(FP), DX
-	MOVQ blocks+80(FP), CX
-	MOVQ out+88(FP), DI
+	Q8GEMVARGS
 	VNNICONSTS
 	VPXORD Z8, Z8, Z8
 	VPXORD Z9, Z9, Z9
@@ -100,18 +90,7 @@ gemvvnni_block:
 	VFLUSH(0, R13, Z1, Z5, Z9)
 	VFLUSH(0, R14, Z2, Z6, Z10)
 	VFLUSH(0, R15, Z3, Z7, Z11)
-	ADDQ $32, SI
-	ADDQ $4, DX
-	ADDQ $512, R8
-	ADDQ $512, R9
-	ADDQ $512, R10
-	ADDQ $512, R11
-	ADDQ $64, R12
-	ADDQ $64, R13
-	ADDQ $64, R14
-	ADDQ $64, R15
-	DECQ CX
-	JNZ  gemvvnni_block
+	Q8GEMVNEXT(gemvvnni_block)
 	VMOVUPS Z8, 0(DI)
 	VMOVUPS Z9, 64(DI)
 	VMOVUPS Z10, 128(DI)
@@ -150,18 +129,7 @@ gemvvnni_block:
 
 // func gemm16x4Q8VNNI(p *int8, s *float32, x0, x1, x2, x3 *int8, xs0, xs1, xs2, xs3 *float32, blocks int, acc *[64]float32)
 TEXT ·gemm16x4Q8VNNI(SB), NOSPLIT, $0-96
-	MOVQ p+0(FP), SI
-	MOVQ s+8(FP), DX
-	MOVQ x0+16(FP), R8
-	MOVQ x1+24(FP), R9
-	MOVQ x2+32(FP), R10
-	MOVQ x3+40(FP), R11
-	MOVQ xs0+48(FP), R12
-	MOVQ xs1+56(FP), R13
-	MOVQ xs2+64(FP), R14
-	MOVQ xs3+72(FP), R15
-	MOVQ blocks+80(FP), CX
-	MOVQ acc+88(FP), DI
+	Q8GEMMARGS
 	VNNICONSTS
 	VPXORD Z8, Z8, Z8
 	VPXORD Z9, Z9, Z9
@@ -183,18 +151,7 @@ gemmvnni_block:
 	VMFLUSH(R13, Z1, Z5, Z9)
 	VMFLUSH(R14, Z2, Z6, Z10)
 	VMFLUSH(R15, Z3, Z7, Z11)
-	ADDQ $512, SI
-	ADDQ $64, DX
-	ADDQ $32, R8
-	ADDQ $32, R9
-	ADDQ $32, R10
-	ADDQ $32, R11
-	ADDQ $4, R12
-	ADDQ $4, R13
-	ADDQ $4, R14
-	ADDQ $4, R15
-	DECQ CX
-	JNZ  gemmvnni_block
+	Q8GEMMNEXT(gemmvnni_block)
 	VMOVUPS Z8, 0(DI)
 	VMOVUPS Z9, 64(DI)
 	VMOVUPS Z10, 128(DI)
