@@ -586,6 +586,14 @@ func TestQ8Activations(t *testing.T) {
 	for r, v := range one {
 		assert.True(t, math.IsNaN(float64(v)), "row %d: %v", r, v)
 	}
+	// In a batch, a NaN row poisons only its own outputs.
+	copy(x[2*cols:3*cols], zero)
+	MatMul(dst, x, n, w)
+	for b := range n {
+		for r := range rows {
+			assert.Equal(t, b == 2, math.IsNaN(float64(dst[b*rows+r])), "row %d out %d", b, r)
+		}
+	}
 }
 
 // TestQ8ImplsBitwise holds every implementation's Q8 products bit for bit
