@@ -106,18 +106,27 @@ gemvq8_block:
 	RET
 
 // GMROW takes one group for the activation row at xoff(X) against the
-// weights in Y9 (rows 0-7) and Y10 (rows 8-15), into A0 and A1.
+// weights in Y9 (rows 0-7) and Y10 (rows 8-15), whose magnitudes are in
+// Y13 and Y14, into A0 and A1: here the weights' signs go onto the
+// activations, so |w| is taken once per group for all four rows.
 #define GMROW(xoff, X, A0, A1) \
 	VPBROADCASTD xoff(X), Y11; \
-	VPABSB       Y11, Y12; \
-	DOT4(Y11, Y12, Y9, Y13, A0); \
-	DOT4(Y11, Y12, Y10, Y14, A1)
+	VPSIGNB      Y9, Y11, Y12; \
+	VPSIGNB      Y10, Y11, Y15; \
+	VPMADDUBSW   Y12, Y13, Y12; \
+	VPMADDUBSW   Y15, Y14, Y15; \
+	VPMADDWD     Y8, Y12, Y12; \
+	VPMADDWD     Y8, Y15, Y15; \
+	VPADDD       Y12, A0, A0; \
+	VPADDD       Y15, A1, A1
 
 // GMGROUP takes one group of four columns of the panel at (SI) for the
 // four activation rows R8-R11.
 #define GMGROUP(xoff, woff, woff2) \
 	VMOVDQU woff(SI), Y9; \
 	VMOVDQU woff2(SI), Y10; \
+	VPABSB  Y9, Y13; \
+	VPABSB  Y10, Y14; \
 	GMROW(xoff, R8, Y0, Y1); \
 	GMROW(xoff, R9, Y2, Y3); \
 	GMROW(xoff, R10, Y4, Y5); \
