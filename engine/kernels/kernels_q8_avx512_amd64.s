@@ -46,15 +46,24 @@
 	VPXORD       Z28, Z16, Z16; \
 	VGROUP(woff)
 
-// VFLUSH turns ACC (with the weight sums WS) into the block sum and adds
-// float32(isum) * float32(soff(S) * Z30) to OUT; Z24-Z25 are scratch.
-#define VFLUSH(soff, S, ACC, WS, OUT) \
-	VPSLLD    $7, WS, Z24; \
-	VPSUBD    Z24, ACC, ACC; \
-	VMULPS    soff(S), Z30, Z24; \
+// VSUBSUM turns ACC into the block sum: ACC -= 128*SUM (T is scratch).
+#define VSUBSUM(SUM, T, ACC) \
+	VPSLLD $7, SUM, T; \
+	VPSUBD T, ACC, ACC
+
+// VSCALEADD adds float32(ACC) * float32(SC * Z30) to OUT, SC being the 16
+// rows' scales (in memory or a register); Z24-Z25 are scratch.
+#define VSCALEADD(SC, ACC, OUT) \
+	VMULPS    SC, Z30, Z24; \
 	VCVTDQ2PS ACC, Z25; \
 	VMULPS    Z24, Z25, Z25; \
 	VADDPS    Z25, OUT, OUT
+
+// VFLUSH finishes a gemv block: ACC less 128 times the weight sums WS,
+// scaled by the scales at soff(S) and the block scale in Z30, into OUT.
+#define VFLUSH(soff, S, ACC, WS, OUT) \
+	VSUBSUM(WS, Z24, ACC); \
+	VSCALEADD(soff(S), ACC, OUT)
 
 #define VZERO8 \
 	VPXORD Z0, Z0, Z0; \
@@ -119,13 +128,9 @@ gemvvnni_block:
 // block sum and adds float32(isum) * float32(scales Z26 * the block scale
 // at (XS)) to OUT.
 #define VMFLUSH(XS, ACC, XSUM, OUT) \
-	VPSLLD       $7, XSUM, Z27; \
-	VPSUBD       Z27, ACC, ACC; \
+	VSUBSUM(XSUM, Z27, ACC); \
 	VBROADCASTSS (XS), Z30; \
-	VMULPS       Z26, Z30, Z24; \
-	VCVTDQ2PS    ACC, Z25; \
-	VMULPS       Z24, Z25, Z25; \
-	VADDPS       Z25, OUT, OUT
+	VSCALEADD(Z26, ACC, OUT)
 
 // func gemm16x4Q8VNNI(p *int8, s *float32, x0, x1, x2, x3 *int8, xs0, xs1, xs2, xs3 *float32, blocks int, acc *[64]float32)
 TEXT ·gemm16x4Q8VNNI(SB), NOSPLIT, $0-96
