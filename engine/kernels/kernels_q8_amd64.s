@@ -67,10 +67,10 @@
 	GV(woff, R11, Y13, Y6); \
 	GV(woff2, R11, Y14, Y7)
 
-// FLUSH adds float32(ACC) * float32(soff(S) * Y15) to the eight outputs at
-// ooff(DI).
-#define FLUSH(soff, S, ACC, ooff) \
-	VMULPS    soff(S), Y15, Y11; \
+// FLUSH adds float32(ACC) * float32(SC * Y15) to the eight outputs at
+// ooff(DI), SC being their eight scales (in memory or a register).
+#define FLUSH(SC, ACC, ooff) \
+	VMULPS    SC, Y15, Y11; \
 	VCVTDQ2PS ACC, Y12; \
 	VMULPS    Y11, Y12, Y12; \
 	VADDPS    ooff(DI), Y12, Y12; \
@@ -93,14 +93,14 @@ gemvq8_block:
 	GVGROUP(24, 384, 416)
 	GVGROUP(28, 448, 480)
 	VBROADCASTSS (DX), Y15
-	FLUSH(0, R12, Y0, 0)
-	FLUSH(32, R12, Y1, 32)
-	FLUSH(0, R13, Y2, 64)
-	FLUSH(32, R13, Y3, 96)
-	FLUSH(0, R14, Y4, 128)
-	FLUSH(32, R14, Y5, 160)
-	FLUSH(0, R15, Y6, 192)
-	FLUSH(32, R15, Y7, 224)
+	FLUSH(0(R12), Y0, 0)
+	FLUSH(32(R12), Y1, 32)
+	FLUSH(0(R13), Y2, 64)
+	FLUSH(32(R13), Y3, 96)
+	FLUSH(0(R14), Y4, 128)
+	FLUSH(32(R14), Y5, 160)
+	FLUSH(0(R15), Y6, 192)
+	FLUSH(32(R15), Y7, 224)
 	Q8GEMVNEXT(gemvq8_block)
 	VZEROUPPER
 	RET
@@ -136,16 +136,8 @@ gemvq8_block:
 // (XS)) to the sixteen outputs at ooff(DI).
 #define GMFLUSH(XS, A0, A1, ooff, ooff2) \
 	VBROADCASTSS (XS), Y15; \
-	VMULPS       Y9, Y15, Y11; \
-	VMULPS       Y10, Y15, Y12; \
-	VCVTDQ2PS    A0, Y13; \
-	VCVTDQ2PS    A1, Y14; \
-	VMULPS       Y11, Y13, Y13; \
-	VMULPS       Y12, Y14, Y14; \
-	VADDPS       ooff(DI), Y13, Y13; \
-	VADDPS       ooff2(DI), Y14, Y14; \
-	VMOVUPS      Y13, ooff(DI); \
-	VMOVUPS      Y14, ooff2(DI)
+	FLUSH(Y9, A0, ooff); \
+	FLUSH(Y10, A1, ooff2)
 
 // func gemm16x4Q8AVX2(p *int8, s *float32, x0, x1, x2, x3 *int8, xs0, xs1, xs2, xs3 *float32, blocks int, acc *[64]float32)
 TEXT ·gemm16x4Q8AVX2(SB), NOSPLIT, $0-96
