@@ -30,34 +30,38 @@ func gemvBF16Go(p0, p1, p2, p3 []uint16, x []float32, out *[64]float32) {
 	}
 }
 
+// q8RowGo sets out[i] (16 values) for one Q8 panel p with scales s and one
+// quantized activation row x with block scales xs (see q8.go).
+func q8RowGo(p []int8, s []float32, x []int8, xs []float32, out []float32) {
+	out = out[:PanelRows]
+	clear(out)
+	for b := range len(x) / Q8Block {
+		for i := range out {
+			var isum int32
+			for k := b * Q8Block; k < (b+1)*Q8Block; k++ {
+				isum += int32(p[(k/4)*64+i*4+k%4]) * int32(x[k])
+			}
+			d := float32(s[b*PanelRows+i] * xs[b])
+			out[i] += float32(float32(isum) * d)
+		}
+	}
+}
+
 // gemm16x4Q8Go computes acc[16j+i] for the four quantized activation rows
-// x_j over one Q8 panel p with scales s (see q8.go).
+// x_j over one Q8 panel p with scales s.
 func gemm16x4Q8Go(p []int8, s []float32, x0, x1, x2, x3 []int8, xs0, xs1, xs2, xs3 []float32, acc *[64]float32) {
-	clear(acc[:])
 	xs := [4][]float32{xs0, xs1, xs2, xs3}
 	for j, x := range [4][]int8{x0, x1, x2, x3} {
-		a := acc[j*PanelRows : (j+1)*PanelRows]
-		for b := range len(x) / Q8Block {
-			for i := range a {
-				var isum int32
-				for k := b * Q8Block; k < (b+1)*Q8Block; k++ {
-					isum += int32(p[(k/4)*64+i*4+k%4]) * int32(x[k])
-				}
-				d := float32(s[b*PanelRows+i] * xs[j][b])
-				a[i] += float32(float32(isum) * d)
-			}
-		}
+		q8RowGo(p, s, x, xs[j], acc[j*PanelRows:])
 	}
 }
 
 // gemvQ8Go computes out[16i+j] for panels p0..p3 with scales s0..s3 and
 // one quantized activation row x with scales xs.
 func gemvQ8Go(p0, p1, p2, p3 []int8, s0, s1, s2, s3 []float32, x []int8, xs []float32, out *[64]float32) {
-	var acc [64]float32
 	ss := [4][]float32{s0, s1, s2, s3}
 	for i, p := range [4][]int8{p0, p1, p2, p3} {
-		gemm16x4Q8Go(p, ss[i], x, x, x, x, xs, xs, xs, xs, &acc)
-		copy(out[i*PanelRows:(i+1)*PanelRows], acc[:PanelRows])
+		q8RowGo(p, ss[i], x, xs, out[i*PanelRows:])
 	}
 }
 
