@@ -19,6 +19,15 @@
 	VMOVSHDUP    X, T; \
 	VADDSS       T, X, X
 
+// DOT8STEP accumulates the products of eight floats at (SI)(AX*4) and
+// (DI)(AX*4) into Y0 (T is scratch), then loops while AX < CX.
+#define DOT8STEP(T, loop) \
+	VMOVUPS     (SI)(AX*4), T; \
+	VFMADD231PS (DI)(AX*4), T, Y0; \
+	ADDQ        $8, AX; \
+	CMPQ        AX, CX; \
+	JB          loop
+
 #define STORE8(DI) \
 	VMOVUPS Y0, 0(DI); \
 	VMOVUPS Y1, 32(DI); \
@@ -262,11 +271,7 @@ TEXT ·dotAVX2(SB), NOSPLIT, $0-28
 	XORQ   AX, AX
 
 dot_loop:
-	VMOVUPS     (SI)(AX*4), Y1
-	VFMADD231PS (DI)(AX*4), Y1, Y0
-	ADDQ        $8, AX
-	CMPQ        AX, CX
-	JB          dot_loop
+	DOT8STEP(Y1, dot_loop)
 	HSUM(Y0, X0, X1)
 	VMOVSS      X0, ret+24(FP)
 	VZEROUPPER
@@ -466,11 +471,7 @@ dr_single:
 	XORQ   AX, AX
 
 dr_loop1:
-	VMOVUPS     (SI)(AX*4), Y4
-	VFMADD231PS (DI)(AX*4), Y4, Y0
-	ADDQ        $8, AX
-	CMPQ        AX, CX
-	JB          dr_loop1
+	DOT8STEP(Y4, dr_loop1)
 	HSUM(Y0, X0, X5)
 	VMOVSS      X0, 0(R8)
 	ADDQ        $4, R8
