@@ -37,12 +37,16 @@ var avx512 = func() *impl {
 		gemm16x12BF16AVX512(&p[0], &x[0], stride, k, acc, pf, pfStride)
 	}
 	if cpu.X86.HasAVX512VNNI {
+		// The VNNI kernels also read each activation row's block
+		// corrections, which follow its scales (q8Acts): xs[:2*nb].
 		im.gemvQ8 = func(p0, p1, p2, p3 []int8, s0, s1, s2, s3 []float32, x []int8, xs []float32, out *[64]float32) {
 			nb := checkGemvQ8(p0, p1, p2, p3, s0, s1, s2, s3, x, xs)
+			_ = xs[:2*nb]
 			gemvQ8VNNI(&p0[0], &p1[0], &p2[0], &p3[0], &s0[0], &s1[0], &s2[0], &s3[0], &x[0], &xs[0], nb, out)
 		}
 		im.gemm16x4Q8 = func(p []int8, s []float32, x0, x1, x2, x3 []int8, xs0, xs1, xs2, xs3 []float32, acc *[64]float32) {
 			nb := checkGemmQ8(p, s, x0, x1, x2, x3, xs0, xs1, xs2, xs3)
+			_, _, _, _ = xs0[:2*nb], xs1[:2*nb], xs2[:2*nb], xs3[:2*nb]
 			gemm16x4Q8VNNI(&p[0], &s[0], &x0[0], &x1[0], &x2[0], &x3[0], &xs0[0], &xs1[0], &xs2[0], &xs3[0], nb, acc)
 		}
 	}

@@ -56,10 +56,11 @@ func referenceQ8(x []float32, n int, w *Matrix, want, mag []float64) {
 	kp, nb := q8Cols(w.Cols), q8Blocks(w.Cols)
 	for r := range w.Rows {
 		for b := range n {
+			xq, xs := a.row(b, w.Cols)
 			var s, m float64
 			for k := range w.Cols {
-				d := float64(w.scales[packIndex(r, k/Q8Block, nb)]) * float64(a.s[b*nb+k/Q8Block])
-				p := float64(w.q[q8Index(r, k, kp)]) * float64(a.q[b*kp+k]) * d
+				d := float64(w.scales[packIndex(r, k/Q8Block, nb)]) * float64(xs[k/Q8Block])
+				p := float64(w.q[q8Index(r, k, kp)]) * float64(xq[k]) * d
 				s += p
 				m += math.Abs(p)
 			}
@@ -586,6 +587,21 @@ func TestQ8Activations(t *testing.T) {
 	for r, v := range one {
 		assert.True(t, math.IsNaN(float64(v)), "row %d: %v", r, v)
 	}
+	// Each row's block corrections are 128 times its blocks' sums.
+	var a q8Acts
+	a.resize(n, cols)
+	a.quantize(x, cols, 0, n*q8Blocks(cols))
+	for b := range n {
+		q, sc := a.row(b, cols)
+		corr := sc[len(sc):cap(sc)]
+		for blk := range corr {
+			var sum float32
+			for _, v := range q[blk*Q8Block : (blk+1)*Q8Block] {
+				sum += float32(v)
+			}
+			require.Equal(t, 128*sum, corr[blk], "row %d block %d", b, blk)
+		}
+	}
 	// In a batch, a NaN row poisons only its own outputs.
 	copy(x[2*cols:3*cols], zero)
 	MatMul(dst, x, n, w)
@@ -601,10 +617,28 @@ func TestQ8Activations(t *testing.T) {
 // steps are the same single roundings in the same order.
 func TestQ8ImplsBitwise(t *testing.T) {
 	rng := rand.New(rand.NewPCG(23, 24))
-	for _, sh := range []struct{ rows, cols int }{{16, 32}, {70, 300}, {33, 2048}, {64, 8192}} {
-		w := NewF32(sh.rows, sh.cols, randSlice(rng, sh.rows*sh.cols, 1), Q8)
+	// extreme holds values of one magnitude, so every quantized value is
+	// +-127: the largest block sums any kernel's integer steps must hold.
+	extreme := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(1 - 2*rng.IntN(2))
+		}
+		return v
+	}
+	for _, sh := range []struct {
+		rows, cols int
+		ext        bool
+	}{{16, 32, false}, {70, 300, false}, {33, 2048, false}, {64, 8192, false}, {48, 256, true}} {
+		values := func(n int, s float64) []float32 {
+			if sh.ext {
+				return extreme(n)
+			}
+			return randSlice(rng, n, s)
+		}
+		w := NewF32(sh.rows, sh.cols, values(sh.rows*sh.cols, 1), Q8)
 		for _, n := range []int{1, 3, 4, 9} {
-			x := randSlice(rng, n*sh.cols, 2)
+			x := values(n*sh.cols, 2)
 			want := make([]float32, n*sh.rows)
 			matmulWith(generic, want, x, n, w)
 			for _, im := range impls()[1:] {

@@ -80,10 +80,21 @@ func (m *Matrix) setQ8(data []float32) {
 }
 
 // q8Acts is a batch of activation rows quantized for a Q8 product: row b's
-// values at q[b*q8Cols:], its block scales at s[b*blocks:].
+// values at q[b*q8Cols:], and at s[2*b*blocks:] its block scales followed by
+// its block corrections, 128 times each block's sum of quantized values
+// (float32, exact: at most 128*32*127 < 2^24). A kernel that offsets the
+// weights by 128 to use an unsigned-by-signed byte product (VPDPBUSD)
+// subtracts the correction from each block's sum.
 type q8Acts struct {
 	q []int8
 	s []float32
+}
+
+// row returns row b's quantized values and its block scales (the
+// corrections follow them, within the slice's capacity).
+func (a *q8Acts) row(b, cols int) ([]int8, []float32) {
+	kp, nb := q8Cols(cols), q8Blocks(cols)
+	return a.q[b*kp : (b+1)*kp], a.s[2*b*nb : (2*b+1)*nb : (2*b+2)*nb]
 }
 
 // quantize quantizes blocks [i0, i1) of x (rows of cols values, numbered
@@ -94,8 +105,13 @@ func (a *q8Acts) quantize(x []float32, cols, i0, i1 int) {
 		b, blk := i/nb, i%nb
 		lo, hi := blk*Q8Block, min((blk+1)*Q8Block, cols)
 		q := a.q[b*kp+lo : b*kp+(blk+1)*Q8Block]
-		a.s[i] = quantizeBlock(q, x[b*cols+lo:b*cols+hi], float32(math.NaN()))
+		a.s[2*b*nb+blk] = quantizeBlock(q, x[b*cols+lo:b*cols+hi], float32(math.NaN()))
 		clear(q[hi-lo:])
+		var sum int32
+		for _, v := range q {
+			sum += int32(v)
+		}
+		a.s[(2*b+1)*nb+blk] = float32(128 * sum)
 	}
 }
 
@@ -105,10 +121,10 @@ func (a *q8Acts) resize(n, cols int) {
 	if cap(a.q) < n*kp {
 		a.q = make([]int8, n*kp)
 	}
-	if cap(a.s) < n*nb {
-		a.s = make([]float32, n*nb)
+	if cap(a.s) < 2*n*nb {
+		a.s = make([]float32, 2*n*nb)
 	}
-	a.q, a.s = a.q[:n*kp], a.s[:n*nb]
+	a.q, a.s = a.q[:n*kp], a.s[:2*n*nb]
 }
 
 // q8ChunkBytes bounds the quantized activation rows one pass over a Q8
@@ -124,8 +140,8 @@ func (j *job) q8(p0, p1 int, sc *scratch) {
 		p = min(p, p1-1)
 		return w.q[p*kp*PanelRows : (p+1)*kp*PanelRows], w.scales[p*nb*PanelRows : (p+1)*nb*PanelRows]
 	}
-	xq := func(b int) []int8 { return j.acts.q[b*kp : (b+1)*kp] }
-	xs := func(b int) []float32 { return j.acts.s[b*nb : (b+1)*nb] }
+	xq := func(b int) []int8 { q, _ := j.acts.row(b, w.Cols); return q }
+	xs := func(b int) []float32 { _, s := j.acts.row(b, w.Cols); return s }
 	out := &sc.out64
 	if n == 1 {
 		for p := p0; p < p1; p += 4 {
