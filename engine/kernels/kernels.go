@@ -82,12 +82,23 @@ func packIndex(r, k, cols int) int {
 
 func pack[T any](rows, cols int, src []T) []T {
 	dst := make([]T, panelsOf(rows)*PanelRows*cols)
-	for r := range rows {
+	byPanels(rows, cols, func(r int) {
 		for k, v := range src[r*cols : (r+1)*cols] {
 			dst[packIndex(r, k, cols)] = v
 		}
-	}
+	})
 	return dst
+}
+
+// byPanels calls row(r) for each of rows rows of cols values, spread over
+// the pool's threads by whole panels (a weight load repacks and quantizes
+// over a billion values). row must only write its own panel's storage.
+func byPanels(rows, cols int, row func(r int)) {
+	Parallel(panelsOf(rows), PanelRows*cols, func(lo, hi int) {
+		for r := lo * PanelRows; r < min(rows, hi*PanelRows); r++ {
+			row(r)
+		}
+	})
 }
 
 // NewF32 returns a matrix holding data (len Rows*Cols) in format dt. For BF16
@@ -107,11 +118,11 @@ func NewF32(rows, cols int, data []float32, dt DType) *Matrix {
 	default:
 		m.DType = BF16
 		m.bf16 = make([]uint16, panelsOf(rows)*PanelRows*cols)
-		for r := range rows {
+		byPanels(rows, cols, func(r int) {
 			for k, v := range data[r*cols : (r+1)*cols] {
 				m.bf16[packIndex(r, k, cols)] = F32ToBF16(v)
 			}
-		}
+		})
 	}
 	return m
 }

@@ -653,3 +653,72 @@ func TestQ8ImplsBitwise(t *testing.T) {
 		}
 	}
 }
+
+// quantizeBlockRef is quantizeBlock written plainly, in float64.
+func quantizeBlockRef(src []float32, bad float32) ([]int8, float32) {
+	dst := make([]int8, len(src))
+	var amax float64
+	for _, v := range src {
+		a := math.Abs(float64(v))
+		if math.IsNaN(a) || math.IsInf(a, 0) {
+			return dst, bad
+		}
+		amax = math.Max(amax, a)
+	}
+	scale := float32(amax) / 127
+	if scale == 0 {
+		return dst, 0
+	}
+	for k, v := range src {
+		q := math.RoundToEven(float64(v) * (1 / float64(scale)))
+		dst[k] = int8(math.Max(-127, math.Min(127, q)))
+	}
+	return dst, scale
+}
+
+func TestQuantizeBlockMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(31, 32))
+	specials := []float32{0, float32(math.Copysign(0, -1)), 1e-45, -3e-45, 2.6e-43, 1e-38, -1e-39,
+		math.MaxFloat32, -math.MaxFloat32, float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 0.5, -127, 254}
+	for i := range 20000 {
+		n := 1 + rng.IntN(Q8Block)
+		src := make([]float32, n)
+		for k := range src {
+			switch rng.IntN(4) {
+			case 0:
+				src[k] = specials[rng.IntN(len(specials))]
+			case 1:
+				src[k] = math.Float32frombits(rng.Uint32())
+			default:
+				src[k] = float32(rng.NormFloat64() * math.Pow(10, float64(rng.IntN(12)-6)))
+			}
+		}
+		if i%3 == 0 { // mostly finite blocks
+			for k := range src {
+				if v := float64(src[k]); math.IsNaN(v) || math.IsInf(v, 0) {
+					src[k] = 1
+				}
+			}
+		}
+		want, ws := quantizeBlockRef(src, -1)
+		got := make([]int8, Q8Block)
+		for k := range got {
+			got[k] = 99 // must be overwritten
+		}
+		gs := quantizeBlock(got, src, -1)
+		require.Equal(t, math.Float32bits(ws), math.Float32bits(gs), "scale of %v", src)
+		require.Equal(t, want, got[:n], "values of %v", src)
+	}
+}
+
+func BenchmarkQuantizeBlock(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	src := randSlice(rng, 1<<16, 1)
+	dst := make([]int8, len(src))
+	b.SetBytes(int64(4 * len(src)))
+	for b.Loop() {
+		for i := 0; i < len(src); i += Q8Block {
+			quantizeBlock(dst[i:], src[i:i+Q8Block], 0)
+		}
+	}
+}

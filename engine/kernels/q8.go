@@ -31,30 +31,34 @@ func q8Index(r, k, kp int) int {
 }
 
 // quantizeBlock quantizes src (at most Q8Block values) into dst as
-// round-to-even(v/scale), scale = max|v|/127, and returns the scale. A zero
-// block has scale 0. A block holding a NaN or an infinity cannot be
+// round-to-even(v * (1/scale)) in float64, scale = max|v|/127 in float32,
+// and returns the scale. A zero block, and one so small that its scale
+// underflows, has scale 0. A block holding a NaN or an infinity cannot be
 // represented: its values are zeroed and its scale is bad (0 for weights,
 // so a broken weight cannot poison a row; NaN for activations, so the
 // products come out NaN as they would in float32).
 func quantizeBlock(dst []int8, src []float32, bad float32) float32 {
-	var amax float32
+	dst = dst[:len(src)]
+	// Without the sign bit, the order of finite float32 bits is the order of
+	// magnitudes, and infinities and NaNs sort above every finite value.
+	var amax uint32
 	for _, v := range src {
-		a := float32(math.Abs(float64(v)))
-		if !(a <= amax) { // NaN wins
-			amax = a
-		}
+		amax = max(amax, math.Float32bits(v)&0x7fffffff)
 	}
-	if amax == 0 || amax > math.MaxFloat32 || amax != amax {
-		clear(dst[:len(src)])
-		if amax == 0 {
-			return 0
-		}
+	scale := math.Float32frombits(amax) / 127
+	if amax >= 0x7f800000 {
+		clear(dst)
 		return bad
 	}
-	scale := amax / 127
+	if scale == 0 {
+		clear(dst)
+		return 0
+	}
 	inv := 1 / float64(scale)
 	for k, v := range src {
-		q := math.RoundToEven(float64(v) * inv)
+		// |v|*inv rounds to at most 127, except where a subnormal scale
+		// rounded down.
+		q := int32(math.RoundToEven(float64(v) * inv))
 		dst[k] = int8(max(-127, min(127, q)))
 	}
 	return scale
@@ -66,8 +70,8 @@ func (m *Matrix) setQ8(data []float32) {
 	kp, nb := q8Cols(cols), q8Blocks(cols)
 	m.q = make([]int8, panelsOf(rows)*PanelRows*kp)
 	m.scales = make([]float32, panelsOf(rows)*PanelRows*nb)
-	var blk [Q8Block]int8
-	for r := range rows {
+	byPanels(rows, cols, func(r int) {
+		var blk [Q8Block]int8
 		row := data[r*cols : (r+1)*cols]
 		for b := range nb {
 			lo, hi := b*Q8Block, min((b+1)*Q8Block, cols)
@@ -76,7 +80,7 @@ func (m *Matrix) setQ8(data []float32) {
 				m.q[q8Index(r, k, kp)] = blk[k-lo]
 			}
 		}
-	}
+	})
 }
 
 // q8Acts is a batch of activation rows quantized for a Q8 product: row b's
