@@ -25,6 +25,11 @@ type impl struct {
 	// rows x0..x3. Both give exactly the bits of the generic ones.
 	gemvQ8     func(p0, p1, p2, p3 []int8, s0, s1, s2, s3 []float32, x []int8, xs []float32, out *[64]float32)
 	gemm16x4Q8 func(p []int8, s []float32, x0, x1, x2, x3 []int8, xs0, xs1, xs2, xs3 []float32, acc *[64]float32)
+	// gemm16x16Q8 is gemm16x4Q8 for the sixteen activation rows of a
+	// starting at row (acc[16j+i], j < 16), through the scratch tiles;
+	// nil means four-row calls. It takes panels of an even number of
+	// blocks only (the caller falls back to gemm16x4Q8 otherwise).
+	gemm16x16Q8 func(p []int8, s []float32, a *q8Acts, row, cols int, tiles *[512]int32, acc *[256]float32)
 	// gemm16x6 continues acc[16j+i] += sum_k p[k][i] * x_j[k] over one
 	// float32 panel segment, in order of k. While it works it may prefetch
 	// pfStride bytes per k from pf on (the weights the gemm reads next; a

@@ -17,8 +17,38 @@ func archImpls() []*impl {
 	if !cpu.X86.HasAVX512F || !cpu.X86.HasAVX512BW {
 		return []*impl{avx2}
 	}
-	return []*impl{avx2, avx512}
+	return []*impl{avx2, avx512, amx}
 }
+
+// amx is avx512 with the AMX Q8 gemm, where the CPU has AMX-INT8 and the
+// OS grants the tile state (nil otherwise).
+var amx = func() *impl {
+	if !cpu.X86.HasAVX512F || !cpu.X86.HasAVX512BW || !cpu.X86.HasAVX512VNNI ||
+		!cpu.X86.HasAMXTile || !cpu.X86.HasAMXInt8 || !requestAMX() {
+		return nil
+	}
+	im := *avx512
+	im.name = "amx"
+	im.gemm16x16Q8 = func(p []int8, s []float32, a *q8Acts, row, cols int, tiles *[512]int32, acc *[256]float32) {
+		kp, nb := q8Cols(cols), q8Blocks(cols)
+		_, _ = p[nb*Q8Block*PanelRows-1], s[nb*PanelRows-1]
+		_, _ = a.q[(row+16)*kp-1], a.s[(2*(row+15)+1)*nb-1]
+		gemm16x16Q8AMX(&amxConfig, &p[0], &s[0], &a.q[row*kp], kp, &a.s[2*row*nb], 2*nb*4, nb, tiles, acc)
+	}
+	return &im
+}()
+
+// amxConfig is the tile configuration gemm16x16Q8AMX loads (palette 1):
+// tmm0 and tmm3 16 rows x 32 bytes, tmm1 and tmm4 8 rows x 64 bytes,
+// tmm2 and tmm5 16 rows x 64 bytes.
+var amxConfig = func() (c [64]byte) {
+	c[0] = 1
+	for t, sh := range [6]struct{ rows, colsb byte }{{16, 32}, {8, 64}, {16, 64}, {16, 32}, {8, 64}, {16, 64}} {
+		c[16+2*t] = sh.colsb
+		c[48+t] = sh.rows
+	}
+	return c
+}()
 
 // avx512 is avx2 with the 12-row gemm kernels, and the VNNI Q8 kernels
 // where the CPU has AVX512_VNNI.
@@ -166,3 +196,6 @@ func gemvQ8VNNI(p0, p1, p2, p3 *int8, s0, s1, s2, s3 *float32, x *int8, xs *floa
 
 //go:noescape
 func gemm16x4Q8VNNI(p *int8, s *float32, x0, x1, x2, x3 *int8, xs0, xs1, xs2, xs3 *float32, blocks int, acc *[64]float32)
+
+//go:noescape
+func gemm16x16Q8AMX(cfg *[64]byte, p *int8, s *float32, x *int8, xstride int, xs *float32, xsstride int, blocks int, tiles *[512]int32, acc *[256]float32)

@@ -637,7 +637,7 @@ func TestQ8ImplsBitwise(t *testing.T) {
 			return randSlice(rng, n, s)
 		}
 		w := NewF32(sh.rows, sh.cols, values(sh.rows*sh.cols, 1), Q8)
-		for _, n := range []int{1, 3, 4, 9} {
+		for _, n := range []int{1, 3, 4, 9, 16, 37} {
 			x := values(n*sh.cols, 2)
 			want := make([]float32, n*sh.rows)
 			matmulWith(generic, want, x, n, w)

@@ -37,6 +37,9 @@ type scratch struct {
 	seg   []float32 // one panel segment widened to float32
 	acc   []float32 // the gemm accumulators of one x chunk
 	out64 [64]float32
+	// out256 and tiles are gemm16x16Q8's outputs and block sums.
+	out256 [256]float32
+	tiles  [512]int32
 	acts  q8Acts // quantized activations of a Q8 MatMul outside the pool
 }
 

@@ -160,14 +160,25 @@ func (j *job) q8(p0, p1 int, sc *scratch) {
 		}
 		return
 	}
+	wide := im.gemm16x16Q8 != nil && nb > 0 && nb%2 == 0
 	chunk := max(4, q8ChunkBytes/kp&^3)
+	if wide {
+		chunk = max(16, q8ChunkBytes/kp&^15)
+	}
 	for c0 := 0; c0 < n; c0 += chunk {
 		c1 := min(n, c0+chunk)
 		for p := p0; p < p1; p++ {
 			q, s := panel(p)
 			r0 := p * PanelRows
 			rows := min(PanelRows, R-r0)
-			for b := c0; b < c1; b += 4 {
+			b := c0
+			for ; wide && c1-b >= 16; b += 16 {
+				im.gemm16x16Q8(q, s, j.acts, b, w.Cols, &sc.tiles, &sc.out256)
+				for i := range 16 {
+					copy(j.dst[(b+i)*R+r0:(b+i)*R+r0+rows], sc.out256[i*PanelRows:])
+				}
+			}
+			for ; b < c1; b += 4 {
 				// Rows past the batch repeat its last row.
 				r := func(i int) int { return min(b+i, c1-1) }
 				im.gemm16x4Q8(q, s, xq(r(0)), xq(r(1)), xq(r(2)), xq(r(3)),
