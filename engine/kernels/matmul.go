@@ -40,7 +40,7 @@ type scratch struct {
 	// out256 and tiles are gemm16x16Q8's outputs and block sums.
 	out256 [256]float32
 	tiles  [512]int32
-	acts  q8Acts // quantized activations of a Q8 MatMul outside the pool
+	acts   q8Acts // quantized activations of a Q8 MatMul outside the pool
 }
 
 func grow(s []float32, n int) []float32 {
