@@ -8,7 +8,9 @@
 // with -tags purego and on architectures without assembly), an assembly
 // version per architecture (kernels_amd64.s: AVX2+FMA; kernels_q8_amd64.s:
 // the AVX2 integer Q8 products; kernels_arm64.s: NEON;
-// kernels_avx512_amd64.s: 12-row gemm tiles in zmm registers) and a stub
+// kernels_avx512_amd64.s: 12-row gemm tiles in zmm registers;
+// kernels_q8_avx512_amd64.s: VNNI Q8 products; kernels_q8_amx_amd64.s: AMX
+// Q8 products of sixteen rows) and a stub
 // file declaring it. The variant is chosen once at start-up
 // from CPU features (golang.org/x/sys/cpu); Impl names it.
 //
@@ -25,7 +27,8 @@
 // segment once into an L1 buffer shared by all the tiles. While a tile
 // works, its kernel prefetches the weights of the segment that comes next.
 // Q8 panels group four columns per row (q8.go), and their products run on
-// quantized activations in 16 x 4 tiles over whole panels.
+// quantized activations in 16 x 4 tiles over whole panels (16 x 16 tiles on
+// AMX).
 //
 // Numerics. Every output element of MatMul is accumulated in order of k,
 // from zero, one product at a time: with fused multiply-add in assembly,

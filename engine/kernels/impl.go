@@ -147,5 +147,5 @@ func Use(name string) error {
 }
 
 // Impl names the kernel implementation in use: "generic", "avx2", "avx512",
-// "neon".
+// "amx", "neon".
 func Impl() string { return active.name }
