@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"time"
@@ -32,6 +33,13 @@ type Options struct {
 	// switch is for measuring. The environment variable
 	// BATCHTRANS_PREFIX_CACHE=off has the same effect.
 	NoPrefixCache bool
+	// Kernels names the kernel implementation (one of kernels.Impls())
+	// instead of the fastest this CPU has; the environment variable
+	// BATCHTRANS_KERNELS does the same when this is empty. Every
+	// implementation gives the same bits, so this only changes speed: it
+	// is a way around a kernel path that misbehaves on some machine, and
+	// how the tests resume one job on several.
+	Kernels string
 }
 
 // Load reads the tokenizer, the chat template and the weights (merging the
@@ -47,6 +55,11 @@ func Load(opts Options) (*Model, error) {
 	dt, err := kernels.ParseDType(dtName)
 	if err != nil {
 		return nil, fmt.Errorf("load model: %w", err)
+	}
+	if name := cmp.Or(opts.Kernels, os.Getenv("BATCHTRANS_KERNELS")); name != "" {
+		if err := kernels.Use(name); err != nil {
+			return nil, fmt.Errorf("load model: kernels (BATCHTRANS_KERNELS): %w", err)
+		}
 	}
 	tok, err := tokenizer.Load(opts.ModelDir)
 	if err != nil {

@@ -14,13 +14,15 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/batchtrans/batchtrans/engine/kernels"
 )
 
 // TestE2EKillAnywhereResumesByteIdentical SIGKILLs real runs of the tiny
 // translator at random moments spread over the job (during model load,
 // translation, group commits and the final merge) and resumes each time
-// with another worker count; the finished output must be byte-identical to
-// an uninterrupted run's, with no row lost or doubled.
+// with another worker count and kernel set; the finished output must be
+// byte-identical to an uninterrupted run's, with no row lost or doubled.
 func TestE2EKillAnywhereResumesByteIdentical(t *testing.T) {
 	const nRows = 96
 	rows := heldoutRows(t, nRows)
@@ -59,11 +61,16 @@ func TestE2EKillAnywhereResumesByteIdentical(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	const slices12 = 12
 	workers := []string{"1", "2", "3", "5", "8", "16"}
+	// Each resume also takes the next of this CPU's kernel sets, as a job
+	// moved to another machine would: every set gives the same bits.
+	impls := kernels.Impls()
+	t.Logf("kernel sets: %v", impls)
 	var kills, finished int
 	var killedAt []int64
 	for i := 0; i < slices12 && finished == 0; i++ {
 		target := int64((float64(i) + rng.Float64()) / slices12 * float64(fullCkpt))
 		cmd := exec.Command(realBinary(t), "run", job, "--no-progress", "--workers", workers[i%len(workers)])
+		cmd.Env = append(os.Environ(), "BATCHTRANS_KERNELS="+impls[i%len(impls)])
 		var se bytes.Buffer
 		cmd.Stderr = &se
 		exited := make(chan struct{})
