@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/batchtrans/batchtrans/engine/kernels"
 )
 
 // The reference generations of transformers + peft on the engine/llama
@@ -56,64 +58,73 @@ func readRef(t *testing.T, name string) (doc refDoc, model, adapter string) {
 // apply_chat_template ids exactly, and greedy f32 outputs its generations up
 // to the first near-tie or EOS.
 func TestLoadGenerateMatchesTransformers(t *testing.T) {
+	defer kernels.Use(kernels.Impl())
 	for _, name := range []string{"tiny-a", "tiny-b+b-rslora"} {
-		t.Run(name, func(t *testing.T) {
-			doc, model, adapter := readRef(t, name)
-			m, err := Load(Options{ModelDir: model, AdapterDir: adapter, DType: "f32", MaxBatch: 4, StepTokens: 96})
-			require.NoError(t, err)
-			require.Subset(t, doc.EOSIDs, m.Config().EOS)
-			results := make([]Result, len(doc.Cases))
-			var wg sync.WaitGroup
-			for i, c := range doc.Cases {
-				req := Request{Date: doc.Date, MaxNewTokens: len(c.OutputIDs)}
-				for _, msg := range c.Messages {
-					req.Messages = append(req.Messages, Message{Role: msg.Role, Content: msg.Content})
-				}
-				wg.Go(func() {
-					var err error
-					results[i], err = m.Generate(t.Context(), req)
-					assert.NoError(t, err, "case %d", i)
-				})
-			}
-			wg.Wait()
-			compared := 0
-			for i, c := range doc.Cases {
-				res := results[i]
-				if strings.Contains(c.Messages[1].Content, "<|eot_id|>") {
-					// transformers turns special-token strings in message
-					// contents into control tokens; the engine keeps them text.
-					eot := m.Tokenizer().Encode("<|eot_id|>")
-					assert.Greater(t, len(eot), 1, "literal <|eot_id|> is several tokens")
-					assert.Equal(t, count(c.PromptIDs, 504)-1, count(res.PromptIDs, 504), "case %d: one control token fewer", i)
-					continue
-				}
-				require.Equal(t, c.PromptIDs, res.PromptIDs, "case %d: prompt ids", i)
-				k := len(c.OutputIDs)
-				for j, mg := range c.Margins {
-					if mg < 1e-3 {
-						k = j
-						break
-					}
-				}
-				if e := slices.IndexFunc(c.OutputIDs, func(id int) bool { return slices.Contains(m.Config().EOS, id) }); e >= 0 && e < k {
-					// The engine stops at EOS; the reference ran on.
-					k = e + 1
-					assert.Equal(t, FinishStop, res.FinishReason, "case %d", i)
-					assert.Equal(t, c.OutputIDs[:k], res.OutputIDs, "case %d: output ids", i)
-					assert.Equal(t, textOf(m, c.OutputIDs[:k-1]), res.Text, "case %d: text", i)
-				} else {
-					require.GreaterOrEqual(t, len(res.OutputIDs), k, "case %d", i)
-					assert.Equal(t, c.OutputIDs[:k], res.OutputIDs[:k], "case %d: output ids", i)
-					if k == len(c.OutputIDs) {
-						assert.Equal(t, FinishLength, res.FinishReason, "case %d", i)
-						assert.Equal(t, textOf(m, c.OutputIDs), res.Text, "case %d: text", i)
-					}
-				}
-				compared += k
-			}
-			assert.Greater(t, compared, 10*len(doc.Cases), "too few comparable tokens")
+		for _, impl := range kernels.Impls() {
+			t.Run(name+"/"+impl, func(t *testing.T) {
+				loadGenerateMatches(t, name, impl)
+			})
+		}
+	}
+}
+
+// loadGenerateMatches is TestLoadGenerateMatchesTransformers for one
+// fixture on one kernel set.
+func loadGenerateMatches(t *testing.T, name, impl string) {
+	doc, model, adapter := readRef(t, name)
+	m, err := Load(Options{ModelDir: model, AdapterDir: adapter, DType: "f32", MaxBatch: 4, StepTokens: 96, Kernels: impl})
+	require.NoError(t, err)
+	require.Subset(t, doc.EOSIDs, m.Config().EOS)
+	results := make([]Result, len(doc.Cases))
+	var wg sync.WaitGroup
+	for i, c := range doc.Cases {
+		req := Request{Date: doc.Date, MaxNewTokens: len(c.OutputIDs)}
+		for _, msg := range c.Messages {
+			req.Messages = append(req.Messages, Message{Role: msg.Role, Content: msg.Content})
+		}
+		wg.Go(func() {
+			var err error
+			results[i], err = m.Generate(t.Context(), req)
+			assert.NoError(t, err, "case %d", i)
 		})
 	}
+	wg.Wait()
+	compared := 0
+	for i, c := range doc.Cases {
+		res := results[i]
+		if strings.Contains(c.Messages[1].Content, "<|eot_id|>") {
+			// transformers turns special-token strings in message
+			// contents into control tokens; the engine keeps them text.
+			eot := m.Tokenizer().Encode("<|eot_id|>")
+			assert.Greater(t, len(eot), 1, "literal <|eot_id|> is several tokens")
+			assert.Equal(t, count(c.PromptIDs, 504)-1, count(res.PromptIDs, 504), "case %d: one control token fewer", i)
+			continue
+		}
+		require.Equal(t, c.PromptIDs, res.PromptIDs, "case %d: prompt ids", i)
+		k := len(c.OutputIDs)
+		for j, mg := range c.Margins {
+			if mg < 1e-3 {
+				k = j
+				break
+			}
+		}
+		if e := slices.IndexFunc(c.OutputIDs, func(id int) bool { return slices.Contains(m.Config().EOS, id) }); e >= 0 && e < k {
+			// The engine stops at EOS; the reference ran on.
+			k = e + 1
+			assert.Equal(t, FinishStop, res.FinishReason, "case %d", i)
+			assert.Equal(t, c.OutputIDs[:k], res.OutputIDs, "case %d: output ids", i)
+			assert.Equal(t, textOf(m, c.OutputIDs[:k-1]), res.Text, "case %d: text", i)
+		} else {
+			require.GreaterOrEqual(t, len(res.OutputIDs), k, "case %d", i)
+			assert.Equal(t, c.OutputIDs[:k], res.OutputIDs[:k], "case %d: output ids", i)
+			if k == len(c.OutputIDs) {
+				assert.Equal(t, FinishLength, res.FinishReason, "case %d", i)
+				assert.Equal(t, textOf(m, c.OutputIDs), res.Text, "case %d: text", i)
+			}
+		}
+		compared += k
+	}
+	assert.Greater(t, compared, 10*len(doc.Cases), "too few comparable tokens")
 }
 
 // textOf decodes ids without their special tokens.
@@ -145,6 +156,9 @@ func TestLoadErrors(t *testing.T) {
 
 	_, err = Load(Options{ModelDir: filepath.Join(fixtures, "models", "tiny-a"), DType: "f16"})
 	assert.ErrorContains(t, err, `unknown dtype "f16"`)
+
+	_, err = Load(Options{ModelDir: filepath.Join(fixtures, "models", "tiny-a"), Kernels: "sse9"})
+	assert.ErrorContains(t, err, `no "sse9" implementation`)
 }
 
 func TestTextSkipsSpecialTokens(t *testing.T) {
