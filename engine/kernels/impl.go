@@ -52,6 +52,10 @@ type impl struct {
 	gemm16x12 func(p []float32, x []float32, stride int, acc *[192]float32, pf unsafe.Pointer, pfStride int)
 	// gemm16x12BF16 is gemm16x12 widening a bf16 panel in registers.
 	gemm16x12BF16 func(p []uint16, x []float32, stride int, acc *[192]float32, pf unsafe.Pointer, pfStride int)
+	// siluMul is SiLUMul over equal lengths, expSub is ExpSub (nil: the
+	// Go loops).
+	siluMul func(dst, gate, up []float32)
+	expSub  func(s []float32, m float32)
 	// widenBF16 writes dst[k] = BF16ToF32(src[k]) (len a multiple of 8).
 	widenBF16 func(dst []float32, src []uint16)
 	// dot returns the dot product of a and b (len a multiple of 8).

@@ -123,6 +123,14 @@ var avx2 = &impl{
 	sum4: func(a, b, c, d []float32) float32 {
 		return sum4AVX2(&a[0], &b[0], &c[0], &d[0], len(a))
 	},
+	siluMul: func(dst, gate, up []float32) {
+		byGroups(len(dst), func(i int) int { return siluMulAVX2(&dst[i], &gate[i], &up[i], len(dst)-i) },
+			func(lo, hi int) { siluMulGo(dst[lo:hi], gate[lo:hi], up[lo:hi]) })
+	},
+	expSub: func(s []float32, m float32) {
+		byGroups(len(s), func(i int) int { return expSubAVX2(&s[i], m, len(s)-i) },
+			func(lo, hi int) { expSubGo(s[lo:hi], m) })
+	},
 	dotRows: func(q, rows []float32, stride int, out []float32) {
 		dotRowsAVX2(&q[0], &rows[0], 4*stride, len(q), len(out), &out[0])
 	},
@@ -199,3 +207,13 @@ func gemm16x4Q8VNNI(p *int8, s *float32, x0, x1, x2, x3 *int8, xs0, xs1, xs2, xs
 
 //go:noescape
 func gemm16x16Q8AMX(cfg *[64]byte, p *int8, s *float32, x *int8, xstride int, xs *float32, xsstride int, blocks int, tiles *[512]int32, acc *[256]float32)
+
+// siluMulAVX2 and expSubAVX2 do SiLUMul's and ExpSub's groups of four from
+// the start while every argument of math.Exp in the group is within
+// +-700, and return how many values they did.
+//
+//go:noescape
+func siluMulAVX2(dst, gate, up *float32, n int) int
+
+//go:noescape
+func expSubAVX2(s *float32, m float32, n int) int

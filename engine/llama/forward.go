@@ -401,10 +401,9 @@ func attendHead(out, q, kc, vc []float32, npos, kvDim, off int, scale float32, s
 		scores[t] = d
 		maxS = max(maxS, d)
 	}
+	kernels.ExpSub(scores, maxS)
 	var sum float32
-	for t, sc := range scores {
-		e := float32(math.Exp(float64(sc - maxS)))
-		scores[t] = e
+	for _, e := range scores {
 		sum += e
 	}
 	inv := 1 / sum
@@ -481,13 +480,15 @@ func (rw *rowWork) siluRows(lo, hi int) {
 		r, c := lo/inter, lo%inter
 		n := min(hi-lo, inter-c)
 		row := ws.gu[r*2*inter : (r+1)*2*inter]
-		siluMulTo(ws.gate[lo:lo+n], row[c:c+n], row[inter+c:inter+c+n])
+		kernels.SiLUMul(ws.gate[lo:lo+n], row[c:c+n], row[inter+c:inter+c+n])
 		lo += n
 	}
 }
 
 // silu sets gate = silu(gate)*up over elements [lo, hi) (unfused layers).
-func (rw *rowWork) silu(lo, hi int) { siluMul(rw.ws.gate[lo:hi], rw.ws.up[lo:hi]) }
+func (rw *rowWork) silu(lo, hi int) {
+	kernels.SiLUMul(rw.ws.gate[lo:hi], rw.ws.gate[lo:hi], rw.ws.up[lo:hi])
+}
 
 // attend runs attention slots [lo, hi).
 func (rw *rowWork) attend(lo, hi int) {
@@ -516,18 +517,5 @@ func rmsNorm(dst, x, w []float32, eps float64) {
 func addTo(dst, src []float32) {
 	for i, v := range src {
 		dst[i] += v
-	}
-}
-
-// siluMul sets gate[i] = silu(gate[i]) * up[i].
-func siluMul(gate, up []float32) { siluMulTo(gate, gate, up) }
-
-// siluMulTo sets dst[i] = silu(gate[i]) * up[i]; dst may be gate.
-func siluMulTo(dst, gate, up []float32) {
-	dst = dst[:len(gate)]
-	up = up[:len(gate)]
-	for i, g := range gate {
-		s := float32(float64(g) / (1 + math.Exp(-float64(g))))
-		dst[i] = s * up[i]
 	}
 }
