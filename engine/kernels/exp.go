@@ -45,15 +45,3 @@ func expSubGo(s []float32, m float32) {
 		s[i] = float32(math.Exp(float64(v - m)))
 	}
 }
-
-// byGroups runs a vector kernel over [0, n): kernel(i) does whole groups of
-// four from i on and returns how many values it did, stopping at the tail
-// or at a group it leaves to math.Exp; scalar(lo, hi) does those.
-func byGroups(n int, kernel func(i int) int, scalar func(lo, hi int)) {
-	for i := 0; i < n; {
-		i += kernel(i)
-		end := min(i+4, n)
-		scalar(i, end)
-		i = end
-	}
-}

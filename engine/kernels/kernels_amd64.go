@@ -217,3 +217,15 @@ func siluMulAVX2(dst, gate, up *float32, n int) int
 
 //go:noescape
 func expSubAVX2(s *float32, m float32, n int) int
+
+// byGroups runs a vector kernel over [0, n): kernel(i) does whole groups of
+// four from i on and returns how many values it did, stopping at the tail
+// or at a group it leaves to math.Exp; scalar(lo, hi) does those.
+func byGroups(n int, kernel func(i int) int, scalar func(lo, hi int)) {
+	for i := 0; i < n; {
+		i += kernel(i)
+		end := min(i+4, n)
+		scalar(i, end)
+		i = end
+	}
+}
