@@ -56,6 +56,10 @@ type impl struct {
 	// Go loops).
 	siluMul func(dst, gate, up []float32)
 	expSub  func(s []float32, m float32)
+	// quantize32 is quantizeBlock for a whole block into a whole block,
+	// also returning the sum of the quantized values; ok false leaves the
+	// block (not finite, or a zero scale) to quantizeBlock. nil: always.
+	quantize32 func(dst []int8, src []float32) (scale float32, sum int32, ok bool)
 	// widenBF16 writes dst[k] = BF16ToF32(src[k]) (len a multiple of 8).
 	widenBF16 func(dst []float32, src []uint16)
 	// dot returns the dot product of a and b (len a multiple of 8).

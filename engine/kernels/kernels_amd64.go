@@ -127,6 +127,10 @@ var avx2 = &impl{
 		byGroups(len(dst), func(i int) int { return siluMulAVX2(&dst[i], &gate[i], &up[i], len(dst)-i) },
 			func(lo, hi int) { siluMulGo(dst[lo:hi], gate[lo:hi], up[lo:hi]) })
 	},
+	quantize32: func(dst []int8, src []float32) (float32, int32, bool) {
+		_, _ = dst[Q8Block-1], src[Q8Block-1]
+		return quantize32AVX2(&dst[0], &src[0])
+	},
 	expSub: func(s []float32, m float32) {
 		byGroups(len(s), func(i int) int { return expSubAVX2(&s[i], m, len(s)-i) },
 			func(lo, hi int) { expSubGo(s[lo:hi], m) })
@@ -217,6 +221,9 @@ func siluMulAVX2(dst, gate, up *float32, n int) int
 
 //go:noescape
 func expSubAVX2(s *float32, m float32, n int) int
+
+//go:noescape
+func quantize32AVX2(dst *int8, src *float32) (scale float32, sum int32, ok bool)
 
 // byGroups runs a vector kernel over [0, n): kernel(i) does whole groups of
 // four from i on and returns how many values it did, stopping at the tail

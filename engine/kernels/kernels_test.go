@@ -716,9 +716,69 @@ func BenchmarkQuantizeBlock(b *testing.B) {
 	src := randSlice(rng, 1<<16, 1)
 	dst := make([]int8, len(src))
 	b.SetBytes(int64(4 * len(src)))
-	for b.Loop() {
-		for i := 0; i < len(src); i += Q8Block {
-			quantizeBlock(dst[i:], src[i:i+Q8Block], 0)
+	for _, im := range impls() {
+		b.Run(im.name, func(b *testing.B) {
+			prev := active
+			active = im
+			defer func() { active = prev }()
+			for b.Loop() {
+				for i := 0; i < len(src); i += Q8Block {
+					quantizeBlockSum(dst[i:], src[i:i+Q8Block], 0)
+				}
+			}
+		})
+	}
+}
+
+// TestQuantize32MatchesGo holds every implementation's whole-block
+// quantizer to quantizeBlock and the sum of its values, on blocks of
+// ordinary, extreme and special values; a block it declines must be one
+// quantizeBlock treats specially (not finite, or a zero scale).
+func TestQuantize32MatchesGo(t *testing.T) {
+	rng := rand.New(rand.NewPCG(33, 34))
+	specials := []float32{0, float32(math.Copysign(0, -1)), 1e-45, -3e-45, 2.6e-43, 1e-38, -1e-39,
+		math.MaxFloat32, -math.MaxFloat32, float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 0.5, -127, 254}
+	for _, im := range impls() {
+		if im.quantize32 == nil {
+			continue
 		}
+		taken := 0
+		for i := range 20000 {
+			src := make([]float32, Q8Block)
+			for k := range src {
+				switch rng.IntN(8) {
+				case 0:
+					src[k] = specials[rng.IntN(len(specials))]
+				case 1:
+					src[k] = math.Float32frombits(rng.Uint32())
+				default:
+					src[k] = float32(rng.NormFloat64() * math.Pow(10, float64(rng.IntN(12)-6)))
+				}
+			}
+			if i%2 == 0 { // mostly finite blocks
+				for k := range src {
+					if v := float64(src[k]); math.IsNaN(v) || math.IsInf(v, 0) {
+						src[k] = float32(k)
+					}
+				}
+			}
+			want := make([]int8, Q8Block)
+			ws := quantizeBlock(want, src, -1)
+			var wsum int32
+			for _, v := range want {
+				wsum += int32(v)
+			}
+			got := make([]int8, Q8Block)
+			gs, gsum, ok := im.quantize32(got, src)
+			if !ok {
+				require.True(t, ws == 0 || ws == -1, "%s declined %v (scale %v)", im.name, src, ws)
+				continue
+			}
+			taken++
+			require.Equal(t, math.Float32bits(ws), math.Float32bits(gs), "%s scale of %v", im.name, src)
+			require.Equal(t, want, got, "%s values of %v", im.name, src)
+			require.Equal(t, wsum, gsum, "%s sum of %v", im.name, src)
+		}
+		assert.Greater(t, taken, 9000, "%s took too few blocks", im.name)
 	}
 }

@@ -64,6 +64,24 @@ func quantizeBlock(dst []int8, src []float32, bad float32) float32 {
 	return scale
 }
 
+// quantizeBlockSum is quantizeBlock into a whole block of dst (zeroed past
+// len(src)) that also returns the sum of the quantized values.
+func quantizeBlockSum(dst []int8, src []float32, bad float32) (float32, int32) {
+	dst = dst[:Q8Block]
+	if len(src) == Q8Block && active.quantize32 != nil {
+		if scale, sum, ok := active.quantize32(dst, src); ok {
+			return scale, sum
+		}
+	}
+	scale := quantizeBlock(dst, src, bad)
+	clear(dst[len(src):])
+	var sum int32
+	for _, v := range dst {
+		sum += int32(v)
+	}
+	return scale, sum
+}
+
 // setQ8 fills m's Q8 storage from row-major data.
 func (m *Matrix) setQ8(data []float32) {
 	rows, cols := m.Rows, m.Cols
@@ -75,7 +93,7 @@ func (m *Matrix) setQ8(data []float32) {
 		row := data[r*cols : (r+1)*cols]
 		for b := range nb {
 			lo, hi := b*Q8Block, min((b+1)*Q8Block, cols)
-			m.scales[packIndex(r, b, nb)] = quantizeBlock(blk[:], row[lo:hi], 0)
+			m.scales[packIndex(r, b, nb)], _ = quantizeBlockSum(blk[:], row[lo:hi], 0)
 			for k := lo; k < hi; k++ {
 				m.q[q8Index(r, k, kp)] = blk[k-lo]
 			}
@@ -109,12 +127,8 @@ func (a *q8Acts) quantize(x []float32, cols, i0, i1 int) {
 		b, blk := i/nb, i%nb
 		lo, hi := blk*Q8Block, min((blk+1)*Q8Block, cols)
 		q := a.q[b*kp+lo : b*kp+(blk+1)*Q8Block]
-		a.s[2*b*nb+blk] = quantizeBlock(q, x[b*cols+lo:b*cols+hi], float32(math.NaN()))
-		clear(q[hi-lo:])
-		var sum int32
-		for _, v := range q {
-			sum += int32(v)
-		}
+		scale, sum := quantizeBlockSum(q, x[b*cols+lo:b*cols+hi], float32(math.NaN()))
+		a.s[2*b*nb+blk] = scale
 		a.s[(2*b+1)*nb+blk] = float32(128 * sum)
 	}
 }
