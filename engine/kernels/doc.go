@@ -10,7 +10,8 @@
 // the AVX2 integer Q8 products; kernels_arm64.s: NEON;
 // kernels_avx512_amd64.s: 12-row gemm tiles in zmm registers;
 // kernels_q8_avx512_amd64.s: VNNI Q8 products; kernels_q8_amx_amd64.s: AMX
-// Q8 products of sixteen rows) and a stub
+// Q8 products of sixteen rows; exp_amd64.s: SiLU and softmax
+// exponentials; quantize_amd64.s: the Q8 activation quantizer) and a stub
 // file declaring it. The variant is chosen once at start-up
 // from CPU features (golang.org/x/sys/cpu); Impl names it.
 //
