@@ -676,30 +676,34 @@ func quantizeBlockRef(src []float32, bad float32) ([]int8, float32) {
 	return dst, scale
 }
 
-func TestQuantizeBlockMatchesReference(t *testing.T) {
-	rng := rand.New(rand.NewPCG(31, 32))
+// quantizerTestBlock returns n values for the quantizer tests: one in odds
+// a special value (zeros, subnormals, extremes, infinities, NaN), one in
+// odds random bits, the rest normal values over twelve decades; finite
+// replaces the infinities and NaNs.
+func quantizerTestBlock(rng *rand.Rand, n, odds int, finite bool) []float32 {
 	specials := []float32{0, float32(math.Copysign(0, -1)), 1e-45, -3e-45, 2.6e-43, 1e-38, -1e-39,
 		math.MaxFloat32, -math.MaxFloat32, float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 0.5, -127, 254}
+	src := make([]float32, n)
+	for k := range src {
+		switch rng.IntN(odds) {
+		case 0:
+			src[k] = specials[rng.IntN(len(specials))]
+		case 1:
+			src[k] = math.Float32frombits(rng.Uint32())
+		default:
+			src[k] = float32(rng.NormFloat64() * math.Pow(10, float64(rng.IntN(12)-6)))
+		}
+		if v := float64(src[k]); finite && (math.IsNaN(v) || math.IsInf(v, 0)) {
+			src[k] = float32(k + 1)
+		}
+	}
+	return src
+}
+
+func TestQuantizeBlockMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(31, 32))
 	for i := range 20000 {
-		n := 1 + rng.IntN(Q8Block)
-		src := make([]float32, n)
-		for k := range src {
-			switch rng.IntN(4) {
-			case 0:
-				src[k] = specials[rng.IntN(len(specials))]
-			case 1:
-				src[k] = math.Float32frombits(rng.Uint32())
-			default:
-				src[k] = float32(rng.NormFloat64() * math.Pow(10, float64(rng.IntN(12)-6)))
-			}
-		}
-		if i%3 == 0 { // mostly finite blocks
-			for k := range src {
-				if v := float64(src[k]); math.IsNaN(v) || math.IsInf(v, 0) {
-					src[k] = 1
-				}
-			}
-		}
+		src := quantizerTestBlock(rng, 1+rng.IntN(Q8Block), 4, i%3 == 0)
 		want, ws := quantizeBlockRef(src, -1)
 		got := make([]int8, Q8Block)
 		for k := range got {
@@ -707,7 +711,7 @@ func TestQuantizeBlockMatchesReference(t *testing.T) {
 		}
 		gs := quantizeBlock(got, src, -1)
 		require.Equal(t, math.Float32bits(ws), math.Float32bits(gs), "scale of %v", src)
-		require.Equal(t, want, got[:n], "values of %v", src)
+		require.Equal(t, want, got[:len(src)], "values of %v", src)
 	}
 }
 
@@ -736,32 +740,13 @@ func BenchmarkQuantizeBlock(b *testing.B) {
 // quantizeBlock treats specially (not finite, or a zero scale).
 func TestQuantize32MatchesGo(t *testing.T) {
 	rng := rand.New(rand.NewPCG(33, 34))
-	specials := []float32{0, float32(math.Copysign(0, -1)), 1e-45, -3e-45, 2.6e-43, 1e-38, -1e-39,
-		math.MaxFloat32, -math.MaxFloat32, float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 0.5, -127, 254}
 	for _, im := range impls() {
 		if im.quantize32 == nil {
 			continue
 		}
 		taken := 0
 		for i := range 20000 {
-			src := make([]float32, Q8Block)
-			for k := range src {
-				switch rng.IntN(8) {
-				case 0:
-					src[k] = specials[rng.IntN(len(specials))]
-				case 1:
-					src[k] = math.Float32frombits(rng.Uint32())
-				default:
-					src[k] = float32(rng.NormFloat64() * math.Pow(10, float64(rng.IntN(12)-6)))
-				}
-			}
-			if i%2 == 0 { // mostly finite blocks
-				for k := range src {
-					if v := float64(src[k]); math.IsNaN(v) || math.IsInf(v, 0) {
-						src[k] = float32(k)
-					}
-				}
-			}
+			src := quantizerTestBlock(rng, Q8Block, 8, i%2 == 0)
 			want := make([]int8, Q8Block)
 			ws := quantizeBlock(want, src, -1)
 			var wsum int32
