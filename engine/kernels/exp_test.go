@@ -39,13 +39,12 @@ func TestSiLUMulMatchesGo(t *testing.T) {
 			}
 			want := make([]float32, n)
 			siluMulGo(want, gate, up)
-			prev := active
-			active = im
 			got := make([]float32, n)
-			SiLUMul(got, gate, up)
 			inPlace := append([]float32(nil), gate...)
-			SiLUMul(inPlace, inPlace, up)
-			active = prev
+			withImpl(im, func() {
+				SiLUMul(got, gate, up)
+				SiLUMul(inPlace, inPlace, up)
+			})
 			for i := range want {
 				require.Equal(t, math.Float32bits(want[i]), math.Float32bits(got[i]), "%s trial %d: silu(%v) * %v", im.name, trial, gate[i], up[i])
 				require.Equal(t, math.Float32bits(want[i]), math.Float32bits(inPlace[i]), "%s trial %d in place", im.name, trial)
@@ -77,10 +76,7 @@ func TestExpSubMatchesGo(t *testing.T) {
 			}
 			want := append([]float32(nil), s...)
 			expSubGo(want, m)
-			prev := active
-			active = im
-			ExpSub(s, m)
-			active = prev
+			withImpl(im, func() { ExpSub(s, m) })
 			for i := range want {
 				require.Equal(t, math.Float32bits(want[i]), math.Float32bits(s[i]), "%s trial %d element %d", im.name, trial, i)
 			}
@@ -102,13 +98,12 @@ func BenchmarkSiLUMul(b *testing.B) {
 	dst := make([]float32, len(gate))
 	for _, im := range impls() {
 		b.Run(im.name, func(b *testing.B) {
-			prev := active
-			active = im
-			defer func() { active = prev }()
 			b.SetBytes(int64(4 * len(gate)))
-			for b.Loop() {
-				SiLUMul(dst, gate, up)
-			}
+			withImpl(im, func() {
+				for b.Loop() {
+					SiLUMul(dst, gate, up)
+				}
+			})
 		})
 	}
 }

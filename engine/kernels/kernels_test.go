@@ -260,25 +260,24 @@ func TestDotAxpy(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	for _, im := range impls() {
 		t.Run(im.name, func(t *testing.T) {
-			old := active
-			active = im
-			defer func() { active = old }()
-			for _, n := range []int{0, 1, 7, 8, 9, 64, 65, 200} {
-				a, b := randSlice(rng, n, 1), randSlice(rng, n, 1)
-				var want, mag float64
-				for i := range a {
-					want += float64(a[i]) * float64(b[i])
-					mag += math.Abs(float64(a[i]) * float64(b[i]))
+			withImpl(im, func() {
+				for _, n := range []int{0, 1, 7, 8, 9, 64, 65, 200} {
+					a, b := randSlice(rng, n, 1), randSlice(rng, n, 1)
+					var want, mag float64
+					for i := range a {
+						want += float64(a[i]) * float64(b[i])
+						mag += math.Abs(float64(a[i]) * float64(b[i]))
+					}
+					assert.InDelta(t, want, float64(Dot(a, b)), 2e-6*mag+1e-30, "dot n=%d", n)
+					y := randSlice(rng, n, 1)
+					wantY := make([]float32, n)
+					for i := range y {
+						wantY[i] = y[i] + float32(0.75*a[i])
+					}
+					Axpy(0.75, a, y)
+					assert.Equal(t, wantY, y, "axpy n=%d", n)
 				}
-				assert.InDelta(t, want, float64(Dot(a, b)), 2e-6*mag+1e-30, "dot n=%d", n)
-				y := randSlice(rng, n, 1)
-				wantY := make([]float32, n)
-				for i := range y {
-					wantY[i] = y[i] + float32(0.75*a[i])
-				}
-				Axpy(0.75, a, y)
-				assert.Equal(t, wantY, y, "axpy n=%d", n)
-			}
+			})
 		})
 	}
 }
@@ -722,14 +721,13 @@ func BenchmarkQuantizeBlock(b *testing.B) {
 	b.SetBytes(int64(4 * len(src)))
 	for _, im := range impls() {
 		b.Run(im.name, func(b *testing.B) {
-			prev := active
-			active = im
-			defer func() { active = prev }()
-			for b.Loop() {
-				for i := 0; i < len(src); i += Q8Block {
-					quantizeBlockSum(dst[i:], src[i:i+Q8Block], 0)
+			withImpl(im, func() {
+				for b.Loop() {
+					for i := 0; i < len(src); i += Q8Block {
+						quantizeBlockSum(dst[i:], src[i:i+Q8Block], 0)
+					}
 				}
-			}
+			})
 		})
 	}
 }
@@ -766,4 +764,12 @@ func TestQuantize32MatchesGo(t *testing.T) {
 		}
 		assert.Greater(t, taken, 9000, "%s took too few blocks", im.name)
 	}
+}
+
+// withImpl runs fn with im as the active implementation.
+func withImpl(im *impl, fn func()) {
+	prev := active
+	active = im
+	defer func() { active = prev }()
+	fn()
 }
