@@ -30,13 +30,12 @@
 	VPDPBUSD X, T, ACC
 
 // VFLUSH finishes a block of ACC for the activation row whose block scale
-// and correction XS points at: OUT += (float32(ACC) - correction) *
-// float32(SC * scale), SC being the 16 rows' scales (in memory or a
-// register); Z24-Z25 and Z30 are scratch.
+// (broadcast in Z30) and correction XS points at: OUT += (float32(ACC) -
+// correction) * float32(SC * scale), SC being the 16 rows' scales (in
+// memory or a register); Z24-Z25 are scratch.
 #define VFLUSH(SC, XS, ACC, OUT) \
 	VCVTDQ2PS        ACC, Z25; \
 	VSUBPS.BCST      (XS)(AX*1), Z25, Z25; \
-	VBROADCASTSS     (XS), Z30; \
 	VMULPS           SC, Z30, Z24; \
 	VMULPS           Z24, Z25, Z25; \
 	VADDPS           Z25, OUT, OUT
@@ -75,6 +74,7 @@ gemvvnni_block:
 	VXGROUP(20, 320)
 	VXGROUP(24, 384)
 	VXGROUP(28, 448)
+	VBROADCASTSS (DX), Z30
 	VFLUSH(0(R12), DX, Z0, Z8)
 	VFLUSH(0(R13), DX, Z1, Z9)
 	VFLUSH(0(R14), DX, Z2, Z10)
@@ -96,6 +96,12 @@ gemvvnni_block:
 	VPDPBUSD.BCST xoff(R10), Z20, Z2; \
 	VPDPBUSD.BCST xoff(R11), Z20, Z3
 
+// VMFLUSH is VFLUSH for the gemm's activation row XS, with the panel's
+// scales in Z26.
+#define VMFLUSH(XS, ACC, OUT) \
+	VBROADCASTSS (XS), Z30; \
+	VFLUSH(Z26, XS, ACC, OUT)
+
 // func gemm16x4Q8VNNI(p *int8, s *float32, x0, x1, x2, x3 *int8, xs0, xs1, xs2, xs3 *float32, blocks int, acc *[64]float32)
 TEXT ·gemm16x4Q8VNNI(SB), NOSPLIT, $0-96
 	Q8GEMMARGS
@@ -116,10 +122,10 @@ gemmvnni_block:
 	VMGROUP(24, 384)
 	VMGROUP(28, 448)
 	VMOVUPS (DX), Z26
-	VFLUSH(Z26, R12, Z0, Z8)
-	VFLUSH(Z26, R13, Z1, Z9)
-	VFLUSH(Z26, R14, Z2, Z10)
-	VFLUSH(Z26, R15, Z3, Z11)
+	VMFLUSH(R12, Z0, Z8)
+	VMFLUSH(R13, Z1, Z9)
+	VMFLUSH(R14, Z2, Z10)
+	VMFLUSH(R15, Z3, Z11)
 	Q8GEMMNEXT(gemmvnni_block)
 	VMOVUPS Z8, 0(DI)
 	VMOVUPS Z9, 64(DI)
