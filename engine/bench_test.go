@@ -20,7 +20,7 @@ func BenchmarkGenerate(b *testing.B) {
 	}
 	for _, conc := range []int{1, 16} {
 		b.Run(fmt.Sprintf("concurrent=%d", conc), func(b *testing.B) {
-			m, err := newModel(testNet(b, cfg, 1), letterCodec{}, 16, 512)
+			m, err := newModel(cfg, llama.NewCPU(testNet(b, cfg, 1)), letterCodec{}, 16, 512)
 			require.NoError(b, err)
 			tokens := 0
 			var mu sync.Mutex

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/batchtrans/batchtrans/engine/llama"
+	"github.com/batchtrans/batchtrans/engine/backend"
 	"github.com/batchtrans/batchtrans/engine/sample"
 )
 
@@ -38,7 +38,11 @@ func (e *RequestError) RowError() bool { return true }
 // Defaults for Options.
 const (
 	DefaultMaxBatch   = 16
+	DefaultGPUBatch   = 512
 	DefaultStepTokens = 512
+	// DefaultGPUStepTokens lets a step on the GPU decode its whole batch
+	// and prefill several prompts beside it.
+	DefaultGPUStepTokens = 4096
 )
 
 // codec turns requests into prompt ids and generated ids into text. The
@@ -62,6 +66,9 @@ type prefixCodec interface {
 func (m *Model) Generate(ctx context.Context, req Request) (Result, error) {
 	if err := validate(req); err != nil {
 		return Result{}, &RequestError{err}
+	}
+	if err := m.broken.Load(); err != nil {
+		return Result{}, *err
 	}
 	var (
 		ids    []int
@@ -93,11 +100,12 @@ func (m *Model) Generate(ctx context.Context, req Request) (Result, error) {
 		req:     req,
 		prompt:  ids,
 		sampler: sample.New(sample.Params{Temperature: req.Temperature, TopK: req.TopK, TopP: req.TopP}, req.Seed),
+		greedy:  req.Temperature <= 0,
 		done:    make(chan struct{}),
 	}
 	// A prefix too large to keep is not built: its builder would only make
 	// the requests sharing it wait.
-	if prefix >= minPrefix && 2*m.cfg.Layers*prefix*m.cfg.KVHeads*m.cfg.HeadDim*4 <= m.sched.cache.maxBytes {
+	if prefix >= minPrefix && m.sched.cache != nil && m.net.KVBytes(prefix) <= m.sched.cache.maxBytes {
 		s.prefix, s.key = prefix, prefixKey(ids[:prefix])
 	}
 	m.sched.submit(s)
@@ -137,7 +145,8 @@ type seq struct {
 	req     Request
 	prompt  []int
 	sampler *sample.Sampler
-	state   *llama.State
+	greedy  bool // the next token is the argmax: the backend need not copy logits
+	state   backend.State
 	fed     int // prompt tokens in the cache
 	// prefix is how many leading prompt ids the prefix cache may serve
 	// (0: none); key is their cache key. After the cache was consulted,
@@ -188,16 +197,19 @@ func (sc *scheduler) submit(s *seq) {
 // stepTokens in all.
 func (sc *scheduler) loop() {
 	var (
-		ws     llama.Workspace
 		active []*seq
-		free   []*llama.State
-		steps  []llama.Step
+		free   []backend.State
+		steps  []backend.Step
 		inStep []*seq
 		// building holds the prefix keys some active sequence is
 		// prefilling for the cache; others with the key wait for it.
 		building = map[string]bool{}
 	)
 	defer func() {
+		// The loop keeps no state between bursts: free what it held.
+		for _, st := range free {
+			st.Free()
+		}
 		// A failure below the engine must not take the process down: every
 		// request in flight gets the error and the loop can start afresh.
 		if r := recover(); r != nil {
@@ -215,9 +227,13 @@ func (sc *scheduler) loop() {
 		}
 	}()
 	release := func(s *seq) {
-		if s.state != nil && len(free) < sc.maxBatch {
+		switch {
+		case s.state == nil:
+		case len(free) < sc.maxBatch:
 			s.state.Reset()
 			free = append(free, s.state)
+		default:
+			s.state.Free()
 		}
 		s.state = nil
 	}
@@ -233,8 +249,15 @@ func (sc *scheduler) loop() {
 			}
 			if n := len(free); n > 0 {
 				s.state, free = free[n-1], free[:n-1]
+			} else if st, err := sc.m.net.NewState(); err == nil {
+				s.state = st
+			} else if len(active) > 0 {
+				// The device is full for now: wait for a sequence to end.
+				sc.queue = slices.Insert(sc.queue, 0, s)
+				break
 			} else {
-				s.state = sc.m.net.NewState()
+				s.finish(fmt.Errorf("engine: new sequence: %w", err))
+				continue
 			}
 			active = append(active, s)
 		}
@@ -261,7 +284,7 @@ func (sc *scheduler) loop() {
 		budget := sc.stepTokens
 		for _, s := range active {
 			if s.fed == len(s.prompt) {
-				steps = append(steps, llama.Step{State: s.state, Tokens: s.out[len(s.out)-1:], Logits: true})
+				steps = append(steps, backend.Step{State: s.state, Tokens: s.out[len(s.out)-1:], Out: s.output()})
 				inStep = append(inStep, s)
 				budget--
 			}
@@ -282,7 +305,11 @@ func (sc *scheduler) loop() {
 					n = min(n, s.prefix-s.fed)
 				}
 				end := s.fed + n
-				steps = append(steps, llama.Step{State: s.state, Tokens: s.prompt[s.fed:end], Logits: end == len(s.prompt)})
+				out := backend.NoOutput
+				if end == len(s.prompt) {
+					out = s.output()
+				}
+				steps = append(steps, backend.Step{State: s.state, Tokens: s.prompt[s.fed:end], Out: out})
 				inStep = append(inStep, s)
 				budget -= n
 			}
@@ -290,9 +317,19 @@ func (sc *scheduler) loop() {
 		if len(steps) == 0 {
 			continue
 		}
-		if err := sc.m.net.Forward(&ws, steps); err != nil {
-			for _, s := range inStep {
-				s.finish(fmt.Errorf("engine: forward step: %w", err))
+		if err := sc.m.net.Forward(steps); err != nil {
+			err = fmt.Errorf("engine: forward step: %w", err)
+			failed := inStep
+			if errors.Is(err, backend.ErrDevice) {
+				// Every sequence on the device is lost, and so is the
+				// device: later requests fail at once.
+				sc.m.broken.CompareAndSwap(nil, &err)
+				failed = active
+			}
+			for _, s := range failed {
+				if !s.isDone() {
+					s.finish(err)
+				}
 			}
 			active = slices.DeleteFunc(active, func(s *seq) bool { return s.isDone() })
 			continue
@@ -304,14 +341,14 @@ func (sc *scheduler) loop() {
 				sc.prefilled.Add(int64(len(st.Tokens)))
 				if s.building && s.fed == s.prefix {
 					s.building = false
-					p, err := s.state.Snapshot(s.prefix)
-					if err != nil {
-						panic(err) // fed == prefix <= Pos: cannot happen
+					// A prefix the device has no room for is not cached:
+					// the sequences waiting for it build it themselves.
+					if p, err := s.state.Snapshot(s.prefix); err == nil {
+						sc.cache.put(s.key, p)
 					}
-					sc.cache.put(s.key, p)
 				}
 			}
-			if !st.Logits {
+			if st.Out == backend.NoOutput {
 				continue
 			}
 			if reason := sc.m.next(s); reason != "" {
@@ -372,7 +409,7 @@ type prefixCache struct {
 
 type prefixEntry struct {
 	key string
-	p   *llama.Prefix
+	p   backend.Prefix
 }
 
 func newPrefixCache(entries, bytes int) *prefixCache {
@@ -389,7 +426,7 @@ func prefixKey(ids []int) string {
 }
 
 // get returns the entry for key, nil if none, and marks it recently used.
-func (c *prefixCache) get(key string) *llama.Prefix {
+func (c *prefixCache) get(key string) backend.Prefix {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i, e := range c.entries {
@@ -401,11 +438,14 @@ func (c *prefixCache) get(key string) *llama.Prefix {
 	return nil
 }
 
-// put stores p under key, evicting the least recently used entries to
-// stay within the limits. A prefix larger than the byte cap is not kept.
-func (c *prefixCache) put(key string, p *llama.Prefix) {
+// put stores p under key, evicting (and freeing) the least recently used
+// entries to stay within the limits. A prefix larger than the byte cap is
+// not kept. Only the step loop calls put and get, so no state is loading
+// from an entry while it is freed.
+func (c *prefixCache) put(key string, p backend.Prefix) {
 	size := p.Bytes()
 	if size > c.maxBytes {
+		p.Free()
 		return
 	}
 	c.mu.Lock()
@@ -413,16 +453,28 @@ func (c *prefixCache) put(key string, p *llama.Prefix) {
 	for i, e := range c.entries {
 		if e.key == key {
 			c.bytes -= e.p.Bytes()
+			e.p.Free()
 			c.entries = slices.Delete(c.entries, i, i+1)
 			break
 		}
 	}
 	for len(c.entries) > 0 && (len(c.entries) >= c.maxEntries || c.bytes+size > c.maxBytes) {
 		c.bytes -= c.entries[0].p.Bytes()
+		c.entries[0].p.Free()
 		c.entries = slices.Delete(c.entries, 0, 1)
 	}
 	c.entries = append(c.entries, prefixEntry{key: key, p: p})
 	c.bytes += size
+}
+
+// clear frees every entry.
+func (c *prefixCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.entries {
+		e.p.Free()
+	}
+	c.entries, c.bytes = nil, 0
 }
 
 // keys returns the cached keys, least recently used first.
@@ -453,7 +505,12 @@ func (m *Model) PrefillStats() PrefillStats {
 // next samples s's next token from its logits and says whether (and why)
 // the sequence ends with it.
 func (m *Model) next(s *seq) (finish string) {
-	tok := s.sampler.Sample(s.state.Logits)
+	var tok int
+	if s.greedy {
+		tok = s.state.Token()
+	} else {
+		tok = s.sampler.Sample(s.state.Logits())
+	}
 	s.out = append(s.out, tok)
 	if slices.Contains(m.cfg.EOS, tok) {
 		s.eos = true
@@ -471,6 +528,15 @@ func (m *Model) next(s *seq) (finish string) {
 		return FinishLength
 	}
 	return ""
+}
+
+// output is what the step that ends s's prompt or decodes its next token
+// must return: the argmax alone for greedy requests, else the logits.
+func (s *seq) output() backend.Output {
+	if s.greedy {
+		return backend.Argmax
+	}
+	return backend.Logits
 }
 
 func (s *seq) isDone() bool {

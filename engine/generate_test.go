@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/batchtrans/batchtrans/engine/backend"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -94,7 +95,7 @@ func testNet(t testing.TB, cfg *llama.Config, seed uint64) *llama.Model {
 }
 
 func testModel(t testing.TB, cfg *llama.Config, maxBatch, stepTokens int) *Model {
-	m, err := newModel(testNet(t, cfg, 42), letterCodec{}, maxBatch, stepTokens)
+	m, err := newModel(cfg, llama.NewCPU(testNet(t, cfg, 42)), letterCodec{}, maxBatch, stepTokens)
 	require.NoError(t, err)
 	return m
 }
@@ -110,15 +111,15 @@ func referenceGenerate(t *testing.T, net *llama.Model, req Request) []int {
 	s := net.NewState()
 	var ws llama.Workspace
 	sm := sample.New(sample.Params{Temperature: req.Temperature, TopK: req.TopK, TopP: req.TopP}, req.Seed)
-	require.NoError(t, net.Forward(&ws, []llama.Step{{State: s, Tokens: ids, Logits: true}}))
+	require.NoError(t, net.Forward(&ws, []llama.Step{{State: s, Tokens: ids, Out: backend.Logits}}))
 	var out []int
 	for {
-		tok := sm.Sample(s.Logits)
+		tok := sm.Sample(s.Logits())
 		out = append(out, tok)
 		if tok == 1 || len(out) == req.MaxNewTokens || s.Pos() == net.Config().MaxPositions {
 			return out
 		}
-		require.NoError(t, net.Forward(&ws, []llama.Step{{State: s, Tokens: []int{tok}, Logits: true}}))
+		require.NoError(t, net.Forward(&ws, []llama.Step{{State: s, Tokens: []int{tok}, Out: backend.Logits}}))
 	}
 }
 
@@ -133,7 +134,7 @@ func TestGenerateMatchesReference(t *testing.T) {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			res, err := m.Generate(t.Context(), req)
 			require.NoError(t, err)
-			want := referenceGenerate(t, m.net, req)
+			want := referenceGenerate(t, m.net.(*llama.CPU).Model(), req)
 			assert.Equal(t, want, res.OutputIDs)
 			prompt, _ := letterCodec{}.promptIDs(req)
 			assert.Equal(t, prompt, res.PromptIDs)
@@ -223,7 +224,7 @@ func TestGenerateStops(t *testing.T) {
 		for full.OutputIDs[first] != full.OutputIDs[7] {
 			first++
 		}
-		m2, err := newModel(testNet(t, &eosCfg, 42), letterCodec{}, 4, 32)
+		m2, err := newModel(&eosCfg, llama.NewCPU(testNet(t, &eosCfg, 42)), letterCodec{}, 4, 32)
 		require.NoError(t, err)
 		res, err := m2.Generate(t.Context(), req)
 		require.NoError(t, err)
@@ -242,7 +243,7 @@ func TestGenerateStops(t *testing.T) {
 	t.Run("context full", func(t *testing.T) {
 		noEOS := *cfg
 		noEOS.EOS = nil
-		m3, err := newModel(testNet(t, &noEOS, 42), letterCodec{}, 4, 32)
+		m3, err := newModel(&noEOS, llama.NewCPU(testNet(t, &noEOS, 42)), letterCodec{}, 4, 32)
 		require.NoError(t, err)
 		r := req
 		r.Messages = []Message{{Role: "user", Content: strings.Repeat("x", cfg.MaxPositions-4)}} // + BOS
@@ -363,7 +364,7 @@ func TestGenerateSurvivesLoopPanic(t *testing.T) {
 
 	var armed atomic.Bool
 	armed.Store(true)
-	bad, err := newModel(m.net, panicCodec{armed: &armed}, 4, 32)
+	bad, err := newModel(m.cfg, m.net, panicCodec{armed: &armed}, 4, 32)
 	require.NoError(t, err)
 	_, err = bad.Generate(t.Context(), req)
 	require.Error(t, err)

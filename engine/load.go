@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/batchtrans/batchtrans/engine/backend"
 	"github.com/batchtrans/batchtrans/engine/chat"
 	"github.com/batchtrans/batchtrans/engine/kernels"
 	"github.com/batchtrans/batchtrans/engine/llama"
@@ -14,10 +15,14 @@ import (
 
 // Options say what to load and how to run it.
 type Options struct {
+	// Device is where the network runs: "cpu" (the default) or "cuda"
+	// (every visible NVIDIA GPU, see engine/cuda). The caller has chosen
+	// it (engine/device); Load does not fall back.
+	Device     string
 	ModelDir   string // Hugging Face model folder
 	AdapterDir string // PEFT LoRA folder; "" for none
 	DType      string // weights in memory: f32, bf16 (default) or q8
-	// Threads is how many threads each matrix product uses (0: every
+	// Threads is how many threads each CPU matrix product uses (0: every
 	// core). It sets the process-wide kernel pool.
 	Threads int
 	// MaxBatch is how many sequences one forward step serves at most
@@ -56,30 +61,37 @@ func Load(opts Options) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load model: %w", err)
 	}
-	if name := cmp.Or(opts.Kernels, os.Getenv("BATCHTRANS_KERNELS")); name != "" {
-		if err := kernels.Use(name); err != nil {
-			return nil, fmt.Errorf("load model: kernels (BATCHTRANS_KERNELS): %w", err)
-		}
-	}
 	tok, err := tokenizer.Load(opts.ModelDir)
 	if err != nil {
 		return nil, err
 	}
 	tmpl, tmplErr := chat.Load(opts.ModelDir)
-	cfg, w, err := llama.Load(opts.ModelDir, opts.AdapterDir, dt)
+	var (
+		cfg *llama.Config
+		net backend.Net
+	)
+	device := cmp.Or(opts.Device, "cpu")
+	switch device {
+	case "cpu":
+		cfg, net, err = loadCPU(opts, dt)
+	case "cuda":
+		cfg, net, err = loadCUDA(opts, dt)
+	default:
+		err = fmt.Errorf("load model: unknown device %q (want cpu or cuda)", opts.Device)
+	}
 	if err != nil {
 		return nil, err
 	}
-	net, err := llama.NewModel(cfg, w)
-	if err != nil {
-		return nil, fmt.Errorf("load model %s: %w", opts.ModelDir, err)
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = DefaultBatch(device)
 	}
-	if opts.Threads > 0 {
-		kernels.SetThreads(opts.Threads)
+	if opts.StepTokens <= 0 && device == "cuda" {
+		opts.StepTokens = DefaultGPUStepTokens
 	}
 	c := &textCodec{tok: tok, tmpl: tmpl, tmplErr: tmplErr, bos: cfg.BOS, vocab: cfg.Vocab}
-	m, err := newModel(net, c, opts.MaxBatch, opts.StepTokens)
+	m, err := newModel(cfg, net, c, opts.MaxBatch, opts.StepTokens)
 	if err != nil {
+		net.Close()
 		return nil, err
 	}
 	if opts.NoPrefixCache || os.Getenv("BATCHTRANS_PREFIX_CACHE") == "off" {
@@ -87,8 +99,43 @@ func Load(opts Options) (*Model, error) {
 	}
 	m.tok = tok
 	m.dtype = dt
+	m.device = device
 	m.loadTime = time.Since(start)
 	return m, nil
+}
+
+// loadCPU builds the CPU backend. The kernel implementation and thread
+// count are process-wide settings of package kernels; every implementation
+// gives the same bits, so a switch changes only speed.
+func loadCPU(opts Options, dt kernels.DType) (*llama.Config, backend.Net, error) {
+	if name := cmp.Or(opts.Kernels, os.Getenv("BATCHTRANS_KERNELS")); name != "" {
+		if err := kernels.Use(name); err != nil {
+			return nil, nil, fmt.Errorf("load model: kernels (BATCHTRANS_KERNELS): %w", err)
+		}
+	}
+	cfg, w, err := llama.Load(opts.ModelDir, opts.AdapterDir, dt)
+	if err != nil {
+		return nil, nil, err
+	}
+	net, err := llama.NewModel(cfg, w)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load model %s: %w", opts.ModelDir, err)
+	}
+	if opts.Threads > 0 {
+		kernels.SetThreads(opts.Threads)
+	}
+	return cfg, llama.NewCPU(net), nil
+}
+
+// DefaultBatch is the number of sequences one forward step serves when
+// Options.MaxBatch is 0: 16 on the CPU (each step's weight reads serve
+// them all; more only grow the KV caches), DefaultGPUBatch on CUDA (where
+// hundreds of rows in flight are what fill the GPU).
+func DefaultBatch(device string) int {
+	if device == "cuda" {
+		return DefaultGPUBatch
+	}
+	return DefaultMaxBatch
 }
 
 // Tokenizer returns the model's tokenizer (immutable, safe to share).

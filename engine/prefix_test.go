@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/batchtrans/batchtrans/engine/backend"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -30,7 +31,7 @@ func (c prefixLetterCodec) promptPrefix(req Request) ([]int, int, error) {
 }
 
 func prefixModel(t *testing.T, maxBatch, stepTokens int, cache bool) *Model {
-	m, err := newModel(testNet(t, testConfig(), 42), prefixLetterCodec{}, maxBatch, stepTokens)
+	m, err := newModel(testConfig(), llama.NewCPU(testNet(t, testConfig(), 42)), prefixLetterCodec{}, maxBatch, stepTokens)
 	require.NoError(t, err)
 	if !cache {
 		m.sched.cache = nil
@@ -99,7 +100,7 @@ func TestPrefixKVExact(t *testing.T) {
 	}
 	var ws llama.Workspace
 	whole := net.NewState()
-	require.NoError(t, net.Forward(&ws, []llama.Step{{State: whole, Tokens: prompt, Logits: true}}))
+	require.NoError(t, net.Forward(&ws, []llama.Step{{State: whole, Tokens: prompt, Out: backend.Logits}}))
 	for _, cut := range []int{1, 7, 25, 39} {
 		t.Run(fmt.Sprint(cut), func(t *testing.T) {
 			src := net.NewState()
@@ -115,9 +116,9 @@ func TestPrefixKVExact(t *testing.T) {
 			dst.Reset()
 			require.NoError(t, dst.LoadPrefix(p))
 			assert.Equal(t, cut, dst.Pos())
-			require.NoError(t, net.Forward(&ws, []llama.Step{{State: dst, Tokens: prompt[cut:], Logits: true}}))
-			for i := range whole.Logits {
-				require.Equal(t, math.Float32bits(whole.Logits[i]), math.Float32bits(dst.Logits[i]), "logit %d", i)
+			require.NoError(t, net.Forward(&ws, []llama.Step{{State: dst, Tokens: prompt[cut:], Out: backend.Logits}}))
+			for i := range whole.Logits() {
+				require.Equal(t, math.Float32bits(whole.Logits()[i]), math.Float32bits(dst.Logits()[i]), "logit %d", i)
 			}
 		})
 	}
@@ -222,7 +223,7 @@ func TestPrefixCacheEviction(t *testing.T) {
 	t.Run("lru", func(t *testing.T) {
 		net := testNet(t, testConfig(), 42)
 		var ws llama.Workspace
-		snap := func(n int) *llama.Prefix {
+		snap := func(n int) backend.Prefix {
 			s := net.NewState()
 			require.NoError(t, net.Forward(&ws, []llama.Step{{State: s, Tokens: make([]int, n)}}))
 			p, err := s.Snapshot(n)

@@ -12,6 +12,7 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/batchtrans/batchtrans/engine/backend"
 	"github.com/batchtrans/batchtrans/engine/kernels"
 	"github.com/batchtrans/batchtrans/engine/llama"
 	"github.com/batchtrans/batchtrans/engine/llama/synth"
@@ -82,7 +83,7 @@ type benchResult struct {
 // 2.5 GB for 1b) to a temporary folder, loads it like any model folder, and
 // removes it at the end.
 //
-// The measurements drive the network's forward step (llama.Model.Forward)
+// The measurements drive the backend's forward step (backend.Net.Forward)
 // directly, the same step the engine's scheduler runs with the same row
 // stacking, so prompts can be random token ids and EOS can be ignored; the
 // tokenizer and chat template are not involved.
@@ -168,7 +169,7 @@ func benchCmd(ctx context.Context, env *cliEnv, args []string) error {
 	res.Params = cfg.ParamCount()
 	res.WeightsB = weightBytes(w)
 
-	b := &bencher{net: net, rng: rand.New(rand.NewPCG(1, 2)), stop: env.signals}
+	b := &bencher{net: llama.NewCPU(net), cfg: cfg, rng: rand.New(rand.NewPCG(1, 2)), stop: env.signals}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -225,8 +226,8 @@ const benchDecodePrompt = 64
 
 // bencher runs the measured forward steps.
 type bencher struct {
-	net  *llama.Model
-	ws   llama.Workspace
+	net  backend.Net
+	cfg  *llama.Config
 	rng  *rand.Rand
 	stop <-chan os.Signal
 
@@ -264,7 +265,7 @@ func (b *bencher) interrupted() bool {
 // prompt returns n random token ids.
 func (b *bencher) prompt(n int) []int {
 	ids := make([]int, n)
-	vocab := b.net.Config().Vocab
+	vocab := b.cfg.Vocab
 	for i := range ids {
 		ids[i] = b.rng.IntN(vocab)
 	}
@@ -273,54 +274,78 @@ func (b *bencher) prompt(n int) []int {
 
 // prefill feeds the prompts to fresh states, in steps of at most
 // stepTokens rows as the engine does, and returns the states.
-func (b *bencher) prefill(prompts [][]int, stepTokens int) ([]*llama.State, error) {
-	states := make([]*llama.State, len(prompts))
-	var steps []llama.Step
+func (b *bencher) prefill(prompts [][]int, stepTokens int) ([]backend.State, error) {
+	states := make([]backend.State, len(prompts))
+	var steps []backend.Step
 	budget := stepTokens
 	flush := func() error {
 		if len(steps) == 0 {
 			return nil
 		}
-		err := b.net.Forward(&b.ws, steps)
+		err := b.net.Forward(steps)
 		steps, budget = steps[:0], stepTokens
 		return err
 	}
 	for i, p := range prompts {
-		states[i] = b.net.NewState()
+		st, err := b.net.NewState()
+		if err != nil {
+			freeStates(states)
+			return nil, err
+		}
+		states[i] = st
 		for fed := 0; fed < len(p); {
 			if budget == 0 {
 				if err := flush(); err != nil {
+					freeStates(states)
 					return nil, err
 				}
 			}
 			n := min(len(p)-fed, budget)
-			steps = append(steps, llama.Step{State: states[i], Tokens: p[fed : fed+n], Logits: fed+n == len(p)})
+			out := backend.NoOutput
+			if fed+n == len(p) {
+				out = backend.Argmax
+			}
+			steps = append(steps, backend.Step{State: states[i], Tokens: p[fed : fed+n], Out: out})
 			fed += n
 			budget -= n
 		}
 	}
-	return states, flush()
+	if err := flush(); err != nil {
+		freeStates(states)
+		return nil, err
+	}
+	return states, nil
+}
+
+// freeStates frees the states made so far.
+func freeStates(states []backend.State) {
+	for _, s := range states {
+		if s != nil {
+			s.Free()
+		}
+	}
 }
 
 // decode steps every state forward n tokens together, each feeding its
 // greedy choice, and returns the elapsed time.
-func (b *bencher) decode(states []*llama.State, n int) (time.Duration, error) {
+func (b *bencher) decode(states []backend.State, n int) (time.Duration, error) {
+	defer freeStates(states)
 	toks := make([]int, len(states))
-	steps := make([]llama.Step, len(states))
+	steps := make([]backend.Step, len(states))
 	for i, s := range states {
-		toks[i] = argmax(s.Logits)
-		steps[i] = llama.Step{State: s, Tokens: toks[i : i+1], Logits: true}
+		toks[i] = s.Token()
+		steps[i] = backend.Step{State: s, Tokens: toks[i : i+1], Out: backend.Argmax}
 	}
 	return b.timed(func() error {
 		for range n {
 			if b.interrupted() {
 				return errBenchInterrupted
 			}
-			if err := b.net.Forward(&b.ws, steps); err != nil {
+			if err := b.net.Forward(steps); err != nil {
 				return fmt.Errorf("bench: decode step: %w", err)
 			}
 			for i, s := range states {
-				toks[i] = argmax(s.Logits)
+				toks[i] = s.Token()
 			}
 		}
 		return nil
@@ -328,18 +353,21 @@ func (b *bencher) decode(states []*llama.State, n int) (time.Duration, error) {
 }
 
 func (b *bencher) run(res *benchResult, prefillN, decodeN, batchN int) error {
-	maxPos := b.net.Config().MaxPositions
+	maxPos := b.cfg.MaxPositions
 	if prefillN > maxPos || benchDecodePrompt+decodeN > maxPos {
 		return fmt.Errorf("bench: the model's context of %d positions is shorter than the prompts and decodes asked for", maxPos)
 	}
 	// Warm up: one short step sizes the workspace and touches the code.
-	if _, err := b.prefill([][]int{b.prompt(8)}, prefillN); err != nil {
+	warm, err := b.prefill([][]int{b.prompt(8)}, prefillN)
+	if err != nil {
 		return fmt.Errorf("bench: warm-up step: %w", err)
 	}
+	freeStates(warm)
 
 	p := b.prompt(prefillN)
 	d, err := b.timed(func() error {
-		_, err := b.prefill([][]int{p}, prefillN)
+		st, err := b.prefill([][]int{p}, prefillN)
+		freeStates(st)
 		return err
 	})
 	if err != nil {
@@ -374,16 +402,6 @@ func (b *bencher) run(res *benchResult, prefillN, decodeN, batchN int) error {
 		res.CPUShare = b.cpu.Seconds() / (b.wall.Seconds() * float64(kernels.Threads()))
 	}
 	return nil
-}
-
-func argmax(v []float32) int {
-	best := 0
-	for i, x := range v {
-		if x > v[best] {
-			best = i
-		}
-	}
-	return best
 }
 
 // weightBytes is the memory of the model's weight matrices (a tied head

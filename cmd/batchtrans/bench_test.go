@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/batchtrans/batchtrans/engine/backend"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -153,7 +154,7 @@ func TestBenchDecodeSteps(t *testing.T) {
 	require.NoError(t, err)
 	net, err := llama.NewModel(cfg, w)
 	require.NoError(t, err)
-	b := &bencher{net: net, rng: rand.New(rand.NewPCG(1, 2))}
+	b := &bencher{net: llama.NewCPU(net), cfg: cfg, rng: rand.New(rand.NewPCG(1, 2))}
 	prompts := [][]int{b.prompt(5), b.prompt(9), b.prompt(7)}
 	states, err := b.prefill(prompts, 8) // chunked: 8 rows a step
 	require.NoError(t, err)
@@ -164,11 +165,11 @@ func TestBenchDecodeSteps(t *testing.T) {
 		// Reference: the same prompt alone, whole, then 4 greedy steps.
 		var ws llama.Workspace
 		s := net.NewState()
-		require.NoError(t, net.Forward(&ws, []llama.Step{{State: s, Tokens: p, Logits: true}}))
+		require.NoError(t, net.Forward(&ws, []llama.Step{{State: s, Tokens: p, Out: backend.Logits}}))
 		for range 4 {
-			tok := argmax(s.Logits)
-			require.NoError(t, net.Forward(&ws, []llama.Step{{State: s, Tokens: []int{tok}, Logits: true}}))
+			tok := s.Token()
+			require.NoError(t, net.Forward(&ws, []llama.Step{{State: s, Tokens: []int{tok}, Out: backend.Logits}}))
 		}
-		assert.Equal(t, s.Logits, states[i].Logits, "sequence %d", i)
+		assert.Equal(t, s.Logits(), states[i].Logits(), "sequence %d", i)
 	}
 }

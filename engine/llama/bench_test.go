@@ -2,6 +2,7 @@ package llama
 
 import (
 	"fmt"
+	"github.com/batchtrans/batchtrans/engine/backend"
 	"math/rand/v2"
 	"testing"
 
@@ -70,7 +71,7 @@ func BenchmarkLlama32(b *testing.B) {
 				n := 0
 				for b.Loop() {
 					s.Reset()
-					if err := m.Forward(ws, []Step{{State: s, Tokens: prompt, Logits: true}}); err != nil {
+					if err := m.Forward(ws, []Step{{State: s, Tokens: prompt, Out: backend.Logits}}); err != nil {
 						b.Fatal(err)
 					}
 					n += len(prompt)
@@ -86,7 +87,7 @@ func BenchmarkLlama32(b *testing.B) {
 						if err := m.Forward(ws, []Step{{State: s, Tokens: randomTokens(rng, 64, cfg.Vocab)}}); err != nil {
 							b.Fatal(err)
 						}
-						steps[i] = Step{State: s, Tokens: []int{rng.IntN(cfg.Vocab)}, Logits: true}
+						steps[i] = Step{State: s, Tokens: []int{rng.IntN(cfg.Vocab)}, Out: backend.Logits}
 					}
 					n := 0
 					for b.Loop() {

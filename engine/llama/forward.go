@@ -6,6 +6,7 @@ import (
 	"math"
 	"runtime"
 
+	"github.com/batchtrans/batchtrans/engine/backend"
 	"github.com/batchtrans/batchtrans/engine/kernels"
 )
 
@@ -138,16 +139,9 @@ func checkShapes(c *Config, w *Weights) error {
 	return errors.Join(errs...)
 }
 
-// Step is one sequence's share of a forward step: its new tokens, which
-// take positions State.Pos() onwards. A prefill chunk has many tokens, a
-// decode step one.
-type Step struct {
-	State  *State
-	Tokens []int
-	// Logits asks for the next-token logits after the last of Tokens,
-	// written to State.Logits.
-	Logits bool
-}
+// Step is one sequence's share of a forward step (backend.Step); its
+// State must be a *State of the model that runs it.
+type Step = backend.Step
 
 // Workspace is the scratch memory of forward steps: the stacked activations
 // of every row in a step. It grows to the largest step seen and is reused;
@@ -229,14 +223,15 @@ func (m *Model) Forward(ws *Workspace, steps []Step) error {
 	H, half := c.Hidden, c.HeadDim/2
 	ws.ensure(m, rows, logitRows)
 	for _, st := range steps {
-		st.State.reserve(len(st.Tokens))
+		st.State.(*State).reserve(len(st.Tokens))
 	}
 
 	r, span := 0, 0
 	for _, st := range steps {
+		s := st.State.(*State)
 		for t, tok := range st.Tokens {
-			p := st.State.pos + t
-			ws.rowState = append(ws.rowState, st.State)
+			p := s.pos + t
+			ws.rowState = append(ws.rowState, s)
 			ws.rowPos = append(ws.rowPos, p+1)
 			ws.attWork += p + 1
 			span = max(span, p+1)
@@ -282,8 +277,8 @@ func (m *Model) Forward(ws *Workspace, steps []Step) error {
 	r, lr := 0, 0
 	for _, st := range steps {
 		r += len(st.Tokens)
-		st.State.pos += len(st.Tokens)
-		if st.Logits {
+		st.State.(*State).pos += len(st.Tokens)
+		if st.Out != backend.NoOutput {
 			rmsNorm(ws.last[lr*H:(lr+1)*H], ws.x[(r-1)*H:r*H], m.w.Norm, c.RMSNormEps)
 			lr++
 		}
@@ -292,8 +287,8 @@ func (m *Model) Forward(ws *Workspace, steps []Step) error {
 		kernels.MatMul(ws.logits, ws.last, logitRows, m.w.LMHead)
 		lr = 0
 		for _, st := range steps {
-			if st.Logits {
-				copy(st.State.Logits, ws.logits[lr*c.Vocab:(lr+1)*c.Vocab])
+			if st.Out != backend.NoOutput {
+				copy(st.State.(*State).logits, ws.logits[lr*c.Vocab:(lr+1)*c.Vocab])
 				lr++
 			}
 		}
@@ -303,8 +298,8 @@ func (m *Model) Forward(ws *Workspace, steps []Step) error {
 
 func (m *Model) checkSteps(steps []Step) (rows, logitRows int, err error) {
 	for i, st := range steps {
-		s := st.State
-		if s == nil || s.model != m {
+		s, ok := st.State.(*State)
+		if !ok || s == nil || s.model != m {
 			return 0, 0, fmt.Errorf("llama: step %d: state is nil or belongs to another model", i)
 		}
 		if len(st.Tokens) == 0 {
@@ -325,7 +320,7 @@ func (m *Model) checkSteps(steps []Step) (rows, logitRows int, err error) {
 			}
 		}
 		rows += len(st.Tokens)
-		if st.Logits {
+		if st.Out != backend.NoOutput {
 			logitRows++
 		}
 	}
@@ -348,7 +343,7 @@ func (m *Model) attention(ws *Workspace, steps []Step, l int) {
 	kvDim := m.kvDim
 	r := 0
 	for _, st := range steps {
-		s := st.State
+		s := st.State.(*State)
 		n := len(st.Tokens)
 		copy(s.k[l][s.pos*kvDim:(s.pos+n)*kvDim], ws.k[r*kvDim:(r+n)*kvDim])
 		copy(s.v[l][s.pos*kvDim:(s.pos+n)*kvDim], ws.v[r*kvDim:(r+n)*kvDim])

@@ -3,6 +3,7 @@ package llama
 import (
 	"errors"
 	"fmt"
+	"github.com/batchtrans/batchtrans/engine/backend"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -230,16 +231,16 @@ func TestForwardMatchesReference(t *testing.T) {
 					scale = math.Max(scale, math.Abs(v))
 				}
 				for i, v := range want[pos] {
-					require.InDelta(t, v, float64(s.Logits[i]), 1e-4*scale, "position %d logit %d", pos, i)
+					require.InDelta(t, v, float64(s.Logits()[i]), 1e-4*scale, "position %d logit %d", pos, i)
 				}
 			}
 			for start := 0; start < 30; start += 13 {
 				end := min(start+13, 30)
-				require.NoError(t, m.Forward(ws, []Step{{State: s, Tokens: ids[start:end], Logits: true}}))
+				require.NoError(t, m.Forward(ws, []Step{{State: s, Tokens: ids[start:end], Out: backend.Logits}}))
 				check(end - 1)
 			}
 			for pos := 30; pos < len(ids); pos++ {
-				require.NoError(t, m.Forward(ws, []Step{{State: s, Tokens: ids[pos : pos+1], Logits: true}}))
+				require.NoError(t, m.Forward(ws, []Step{{State: s, Tokens: ids[pos : pos+1], Out: backend.Logits}}))
 				check(pos)
 			}
 			assert.Equal(t, len(ids), s.Pos())
@@ -253,11 +254,11 @@ func runAlone(t *testing.T, m *Model, ids []int, prompt int) [][]float32 {
 	s := m.NewState()
 	ws := &Workspace{}
 	var out [][]float32
-	require.NoError(t, m.Forward(ws, []Step{{State: s, Tokens: ids[:prompt], Logits: true}}))
-	out = append(out, append([]float32(nil), s.Logits...))
+	require.NoError(t, m.Forward(ws, []Step{{State: s, Tokens: ids[:prompt], Out: backend.Logits}}))
+	out = append(out, append([]float32(nil), s.Logits()...))
 	for i := prompt; i < len(ids); i++ {
-		require.NoError(t, m.Forward(ws, []Step{{State: s, Tokens: ids[i : i+1], Logits: true}}))
-		out = append(out, append([]float32(nil), s.Logits...))
+		require.NoError(t, m.Forward(ws, []Step{{State: s, Tokens: ids[i : i+1], Out: backend.Logits}}))
+		out = append(out, append([]float32(nil), s.Logits()...))
 	}
 	return out
 }
@@ -309,7 +310,7 @@ func TestForwardBatchInvariance(t *testing.T) {
 						n = min(1+rng.IntN(8), sq.prompt-sq.fed)
 					}
 					end := sq.fed + n
-					steps = append(steps, Step{State: sq.s, Tokens: sq.ids[sq.fed:end], Logits: end >= sq.prompt})
+					steps = append(steps, Step{State: sq.s, Tokens: sq.ids[sq.fed:end], Out: outIf(end >= sq.prompt)})
 					who = append(who, sq)
 					sq.fed = end
 				}
@@ -322,8 +323,8 @@ func TestForwardBatchInvariance(t *testing.T) {
 				})
 				require.NoError(t, m.Forward(ws, steps))
 				for i, st := range steps {
-					if st.Logits {
-						who[i].got = append(who[i].got, append([]float32(nil), st.State.Logits...))
+					if st.Out != backend.NoOutput {
+						who[i].got = append(who[i].got, append([]float32(nil), st.State.Logits()...))
 					}
 				}
 			}
@@ -399,10 +400,10 @@ func TestResetReusesState(t *testing.T) {
 	want := runAlone(t, m, ids, 20)[0]
 	s := m.NewState()
 	ws := &Workspace{}
-	require.NoError(t, m.Forward(ws, []Step{{State: s, Tokens: ids[5:], Logits: true}}))
+	require.NoError(t, m.Forward(ws, []Step{{State: s, Tokens: ids[5:], Out: backend.Logits}}))
 	s.Reset()
-	require.NoError(t, m.Forward(ws, []Step{{State: s, Tokens: ids, Logits: true}}))
-	assert.Equal(t, want, s.Logits)
+	require.NoError(t, m.Forward(ws, []Step{{State: s, Tokens: ids, Out: backend.Logits}}))
+	assert.Equal(t, want, s.Logits())
 }
 
 func BenchmarkForwardDecode(b *testing.B) {
@@ -418,7 +419,7 @@ func BenchmarkForwardDecode(b *testing.B) {
 			for i := range states {
 				states[i] = m.NewState()
 				require.NoError(b, m.Forward(ws, []Step{{State: states[i], Tokens: make([]int, 64)}}))
-				steps[i] = Step{State: states[i], Tokens: []int{3}, Logits: true}
+				steps[i] = Step{State: states[i], Tokens: []int{3}, Out: backend.Logits}
 			}
 			n := 0
 			for b.Loop() {
@@ -489,8 +490,8 @@ func TestForwardDecodeDoesNotAllocate(t *testing.T) {
 		ws := &Workspace{}
 		var steps []Step
 		for _, s := range states {
-			require.NoError(t, m.Forward(ws, []Step{{State: s, Tokens: []int{1, 2, 3, 4, 5, 6, 7, 8}, Logits: true}}))
-			steps = append(steps, Step{State: s, Tokens: []int{9}, Logits: true})
+			require.NoError(t, m.Forward(ws, []Step{{State: s, Tokens: []int{1, 2, 3, 4, 5, 6, 7, 8}, Out: backend.Logits}}))
+			steps = append(steps, Step{State: s, Tokens: []int{9}, Out: backend.Logits})
 		}
 		require.NoError(t, m.Forward(ws, steps))
 		n := testing.AllocsPerRun(40, func() {
@@ -500,4 +501,12 @@ func TestForwardDecodeDoesNotAllocate(t *testing.T) {
 		})
 		assert.Zero(t, n, "allocations per decode step (parallel attention %v)", parallelAttention)
 	}
+}
+
+// outIf asks for logits when b holds.
+func outIf(b bool) backend.Output {
+	if b {
+		return backend.Logits
+	}
+	return backend.NoOutput
 }

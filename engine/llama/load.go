@@ -135,60 +135,138 @@ func checkDType(dt kernels.DType) error {
 	return fmt.Errorf("unknown dtype %v", dt)
 }
 
-// Load reads a Hugging Face Llama model folder and, when adapterDir is not
-// empty, merges the PEFT LoRA adapter there into it: each adapted weight is
-// W + scale*(B@A) computed in float32 from the checkpoint's values, then
-// stored once in dt (bf16 rounds to nearest even). Weights the adapter does
-// not touch are copied from the memory-mapped checkpoint without a float32
-// detour when dt is bf16 and the checkpoint is bf16. Every tensor name and
-// shape is checked against config.json (and the adapter against the base)
-// before any weight is read.
-func Load(modelDir, adapterDir string, dt kernels.DType) (*Config, *Weights, error) {
-	if err := checkDType(dt); err != nil {
-		return nil, nil, err
-	}
+// HostTensor is one weight after the adapter merge, in host memory, as
+// LoadHost hands it to its sink. The slices are the loader's staging
+// buffers: valid only during the sink call, which must copy what it keeps.
+type HostTensor struct {
+	Name       string // the checkpoint name of the logical tensor, e.g. lm_head.weight
+	Rows, Cols int    // Cols is 0 for a vector
+	// Exactly one is set: F32 holds the (merged) values; BF16 the
+	// checkpoint's own bf16 bits of an unmerged tensor, when LoadHost was
+	// asked for raw bf16.
+	F32  []float32
+	BF16 []uint16
+}
+
+// Sink receives the model's tensors one at a time: embed_tokens first,
+// then lm_head unless it is tied to embed_tokens (the sink then uses the
+// embedding for both), then model.norm, then each layer's norms and
+// matrices. A backend packs or uploads each as it comes, so a model is
+// never held twice.
+type Sink func(t HostTensor) error
+
+// LoadHost reads a Hugging Face Llama model folder and, when adapterDir is
+// not empty, merges the PEFT LoRA adapter there into it: each adapted
+// weight is W + scale*(B@A) computed in float32 from the checkpoint's
+// values. It hands every tensor to sink (see Sink). With rawBF16, tensors
+// the adapter does not touch that the checkpoint stores in bf16 arrive as
+// their bf16 bits, without a float32 detour. Every tensor name and shape is
+// checked against config.json (and the adapter against the base) before
+// any weight is read.
+func LoadHost(modelDir, adapterDir string, rawBF16 bool, sink Sink) (*Config, error) {
 	cfg, err := LoadConfig(modelDir)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	set, err := safetensors.OpenDir(modelDir)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer set.Close()
 	shapes := expectedShapes(cfg)
 	if err := checkCheckpoint(modelDir, cfg, set, shapes); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	plan := &adapterPlan{}
 	var ad *Adapter
 	if adapterDir != "" {
 		if ad, err = OpenAdapter(adapterDir); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		defer ad.Close()
 		if plan, err = ad.plan(cfg, shapes); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
-	l := &loader{cfg: cfg, set: set, ad: ad, plan: plan, dt: dt}
-	w, err := l.load()
+	l := &loader{cfg: cfg, set: set, ad: ad, plan: plan, rawBF16: rawBF16, sink: sink}
+	if err := l.load(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Load is LoadHost into the CPU kernels' format dt (bf16 rounds merged
+// weights to nearest even once).
+func Load(modelDir, adapterDir string, dt kernels.DType) (*Config, *Weights, error) {
+	if err := checkDType(dt); err != nil {
+		return nil, nil, err
+	}
+	var cw cpuWeights
+	cfg, err := LoadHost(modelDir, adapterDir, dt == kernels.BF16, func(t HostTensor) error { return cw.put(t, dt) })
 	if err != nil {
 		return nil, nil, err
 	}
-	return cfg, w, nil
+	return cfg, cw.weights(cfg), nil
+}
+
+// cpuWeights gathers LoadHost's tensors into Weights in the kernels'
+// packed format.
+type cpuWeights struct {
+	w       Weights
+	vectors map[string][]float32
+	mats    map[string]*kernels.Matrix
+}
+
+func (cw *cpuWeights) put(t HostTensor, dt kernels.DType) error {
+	if cw.mats == nil {
+		cw.mats, cw.vectors = map[string]*kernels.Matrix{}, map[string][]float32{}
+	}
+	switch {
+	case t.Cols == 0:
+		cw.vectors[t.Name] = slices.Clone(t.F32)
+	case t.BF16 != nil:
+		cw.mats[t.Name] = kernels.NewBF16(t.Rows, t.Cols, t.BF16)
+	default:
+		cw.mats[t.Name] = kernels.NewF32(t.Rows, t.Cols, t.F32, dt)
+	}
+	return nil
+}
+
+func (cw *cpuWeights) weights(c *Config) *Weights {
+	w := &Weights{Layers: make([]Layer, c.Layers)}
+	w.Embed = cw.mats[embedName]
+	w.LMHead = cw.mats[lmHeadName]
+	if w.LMHead == nil {
+		w.LMHead = w.Embed
+	}
+	w.Norm = cw.vectors[normName]
+	for i := range w.Layers {
+		ly := &w.Layers[i]
+		ly.AttnNorm = cw.vectors[layerName(i, sAttnNorm)]
+		ly.MLPNorm = cw.vectors[layerName(i, sMLPNorm)]
+		ly.Q = cw.mats[layerName(i, sQ)]
+		ly.K = cw.mats[layerName(i, sK)]
+		ly.V = cw.mats[layerName(i, sV)]
+		ly.O = cw.mats[layerName(i, sO)]
+		ly.Gate = cw.mats[layerName(i, sGate)]
+		ly.Up = cw.mats[layerName(i, sUp)]
+		ly.Down = cw.mats[layerName(i, sDown)]
+	}
+	return w
 }
 
 // loader builds the in-memory weights from the checkpoint and the plan.
 type loader struct {
-	cfg  *Config
-	set  *safetensors.Set
-	ad   *Adapter
-	plan *adapterPlan
-	dt   kernels.DType
-	// Staging buffers reused across tensors. The kernels copy what they keep
-	// (NewF32 and NewBF16 repack into their own layout), so one buffer the
-	// size of the largest tensor serves the whole load.
+	cfg     *Config
+	set     *safetensors.Set
+	ad      *Adapter
+	plan    *adapterPlan
+	rawBF16 bool
+	sink    Sink
+	// Staging buffers reused across tensors. The sink copies what it keeps
+	// (the CPU's NewF32 and NewBF16 repack into their own layout, the GPU
+	// uploads), so one buffer the size of the largest tensor serves the
+	// whole load.
 	f32buf   []float32
 	u16buf   []uint16
 	deltaBuf []float32 // one block of B@A rows
@@ -216,59 +294,52 @@ func (l *loader) dropStaging() {
 	debug.FreeOSMemory()
 }
 
-func (l *loader) load() (*Weights, error) {
+func (l *loader) load() error {
 	c := l.cfg
-	w := &Weights{Layers: make([]Layer, c.Layers)}
-	var err error
-	if w.Embed, err = l.matrix(embedName, embedName, true); err != nil {
-		return nil, err
+	if err := l.matrix(embedName, embedName, true); err != nil {
+		return err
 	}
 	_, headReplaced := l.plan.replace[lmHeadName]
 	_, embedReplaced := l.plan.replace[embedName]
+	var err error
 	switch {
 	case !c.TiedEmbedding:
-		w.LMHead, err = l.matrix(lmHeadName, lmHeadName, true)
+		err = l.matrix(lmHeadName, lmHeadName, true)
 	case headReplaced:
 		// modules_to_save gave the output layer its own weights: the tie is broken.
-		w.LMHead, err = l.matrix(lmHeadName, embedName, true)
+		err = l.matrix(lmHeadName, embedName, true)
 	case embedReplaced:
 		// The input embedding was replaced; the output layer keeps the base weights.
-		w.LMHead, err = l.matrix(lmHeadName, embedName, false)
-	default:
-		w.LMHead = w.Embed
+		err = l.matrix(lmHeadName, embedName, false)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	l.dropStaging()
-	if w.Norm, err = l.vector(normName); err != nil {
-		return nil, err
+	if err := l.vector(normName); err != nil {
+		return err
 	}
-	for i := range w.Layers {
-		ly := &w.Layers[i]
-		if ly.AttnNorm, err = l.vector(layerName(i, sAttnNorm)); err != nil {
-			return nil, err
+	for i := range c.Layers {
+		for _, v := range []string{sAttnNorm, sMLPNorm} {
+			if err := l.vector(layerName(i, v)); err != nil {
+				return err
+			}
 		}
-		if ly.MLPNorm, err = l.vector(layerName(i, sMLPNorm)); err != nil {
-			return nil, err
-		}
-		for _, m := range []struct {
-			dst    **kernels.Matrix
-			suffix string
-		}{{&ly.Q, sQ}, {&ly.K, sK}, {&ly.V, sV}, {&ly.O, sO}, {&ly.Gate, sGate}, {&ly.Up, sUp}, {&ly.Down, sDown}} {
-			name := layerName(i, m.suffix)
-			if *m.dst, err = l.matrix(name, name, true); err != nil {
-				return nil, err
+		for _, m := range []string{sQ, sK, sV, sO, sGate, sUp, sDown} {
+			name := layerName(i, m)
+			if err := l.matrix(name, name, true); err != nil {
+				return err
 			}
 		}
 	}
 	l.f32buf, l.u16buf, l.deltaBuf = nil, nil, nil
-	return w, nil
+	return nil
 }
 
-// matrix builds the in-memory weight for logical tensor name, read from base
-// tensor src of the checkpoint unless replaceable and the adapter replaces it.
-func (l *loader) matrix(name, src string, replaceable bool) (*kernels.Matrix, error) {
+// matrix hands the sink logical tensor name, read from base tensor src of
+// the checkpoint unless replaceable and the adapter replaces it, with the
+// adapter's delta merged in.
+func (l *loader) matrix(name, src string, replaceable bool) error {
 	var t safetensors.Tensor
 	var err error
 	release := l.set.Release
@@ -279,41 +350,45 @@ func (l *loader) matrix(name, src string, replaceable bool) (*kernels.Matrix, er
 		t, err = l.set.Tensor(src)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer release(t)
 	if len(t.Shape) != 2 {
-		return nil, fmt.Errorf("%s: tensor %s: shape %v is not a matrix", t.File, t.Name, t.Shape)
+		return fmt.Errorf("%s: tensor %s: shape %v is not a matrix", t.File, t.Name, t.Shape)
 	}
 	rows, cols := t.Shape[0], t.Shape[1]
 	delta := l.plan.deltas[name]
-	if delta == nil && l.dt == kernels.BF16 && t.DType == safetensors.BF16 {
+	if delta == nil && l.rawBF16 && t.DType == safetensors.BF16 {
 		// Unmerged bf16 into bf16: the checkpoint's bits, no float32 detour.
 		raw := l.u16(rows * cols)
 		if err := t.BF16Into(raw); err != nil {
-			return nil, err
+			return err
 		}
-		return kernels.NewBF16(rows, cols, raw), nil
+		return l.sink(HostTensor{Name: name, Rows: rows, Cols: cols, BF16: raw})
 	}
 	buf := l.f32(rows * cols)
 	if err := t.F32Into(buf); err != nil {
-		return nil, err
+		return err
 	}
 	if delta != nil {
 		if err := l.merge(buf, rows, cols, name, delta); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return kernels.NewF32(rows, cols, buf, l.dt), nil
+	return l.sink(HostTensor{Name: name, Rows: rows, Cols: cols, F32: buf})
 }
 
-func (l *loader) vector(name string) ([]float32, error) {
+func (l *loader) vector(name string) error {
 	t, err := l.set.Tensor(name)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer l.set.Release(t)
-	return t.F32()
+	v, err := t.F32()
+	if err != nil {
+		return err
+	}
+	return l.sink(HostTensor{Name: name, Rows: len(v), F32: v})
 }
 
 // mergeBlock is how many rows of B@A are formed at a time.

@@ -1,6 +1,7 @@
 package llama
 
 import (
+	"github.com/batchtrans/batchtrans/engine/backend"
 	"math"
 	"testing"
 
@@ -21,13 +22,13 @@ func greedyIDs(t *testing.T, m *Model, prompt []int, n int) ([]int, []float32) {
 	t.Helper()
 	ws := &Workspace{}
 	st := m.NewState()
-	require.NoError(t, m.Forward(ws, []Step{{State: st, Tokens: prompt, Logits: true}}))
-	first := append([]float32(nil), st.Logits...)
+	require.NoError(t, m.Forward(ws, []Step{{State: st, Tokens: prompt, Out: backend.Logits}}))
+	first := append([]float32(nil), st.Logits()...)
 	out := make([]int, 0, n)
 	for range n {
 		best := 0
-		for i, v := range st.Logits {
-			if v > st.Logits[best] {
+		for i, v := range st.Logits() {
+			if v > st.Logits()[best] {
 				best = i
 			}
 		}
@@ -35,7 +36,7 @@ func greedyIDs(t *testing.T, m *Model, prompt []int, n int) ([]int, []float32) {
 		if len(out) == n {
 			break
 		}
-		require.NoError(t, m.Forward(ws, []Step{{State: st, Tokens: []int{best}, Logits: true}}))
+		require.NoError(t, m.Forward(ws, []Step{{State: st, Tokens: []int{best}, Out: backend.Logits}}))
 	}
 	return out, first
 }

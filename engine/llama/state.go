@@ -3,6 +3,9 @@ package llama
 import (
 	"fmt"
 	"slices"
+
+	"github.com/batchtrans/batchtrans/engine/backend"
+	"github.com/batchtrans/batchtrans/engine/sample"
 )
 
 // State is one sequence's mutable run state: its KV cache, its position and
@@ -11,17 +14,22 @@ import (
 type State struct {
 	model *Model
 	pos   int
-	// Logits holds the next-token logits (len Vocab) after a Forward step
+	// logits holds the next-token logits (len Vocab) after a Forward step
 	// that asked for them; it is overwritten by the next such step.
-	Logits []float32
+	logits []float32
 	k, v   [][]float32 // per layer: pos*kvDim values in use, positions in order
 }
+
+var (
+	_ backend.State  = (*State)(nil)
+	_ backend.Prefix = (*Prefix)(nil)
+)
 
 // NewState returns an empty state (position 0) for a sequence on m.
 func (m *Model) NewState() *State {
 	s := &State{
 		model:  m,
-		Logits: make([]float32, m.cfg.Vocab),
+		logits: make([]float32, m.cfg.Vocab),
 		k:      make([][]float32, m.cfg.Layers),
 		v:      make([][]float32, m.cfg.Layers),
 	}
@@ -30,6 +38,17 @@ func (m *Model) NewState() *State {
 
 // Pos is the number of tokens in the cache: the position of the next token.
 func (s *State) Pos() int { return s.pos }
+
+// Logits returns the next-token logits of the last step that asked for
+// output; the slice is overwritten by the next such step.
+func (s *State) Logits() []float32 { return s.logits }
+
+// Token returns the greedy next token of the last step that asked for
+// output (sample.Greedy of the logits).
+func (s *State) Token() int { return sample.Greedy(s.logits) }
+
+// Free does nothing: a CPU state's memory is the garbage collector's.
+func (s *State) Free() {}
 
 // Reset empties the cache so the state can serve a new sequence; the
 // memory is kept for reuse.
@@ -75,7 +94,7 @@ type Prefix struct {
 
 // Snapshot copies the first n positions of s's cache into a new Prefix.
 // n must be between 1 and s.Pos().
-func (s *State) Snapshot(n int) (*Prefix, error) {
+func (s *State) Snapshot(n int) (backend.Prefix, error) {
 	if n <= 0 || n > s.pos {
 		return nil, fmt.Errorf("snapshot of %d positions from a cache holding %d", n, s.pos)
 	}
@@ -91,14 +110,18 @@ func (s *State) Snapshot(n int) (*Prefix, error) {
 // Len is the number of positions p holds.
 func (p *Prefix) Len() int { return p.n }
 
+// Free does nothing: a CPU prefix's memory is the garbage collector's.
+func (p *Prefix) Free() {}
+
 // Bytes is the memory p's cache copy takes.
 func (p *Prefix) Bytes() int { return 2 * len(p.k) * p.n * p.model.kvDim * 4 }
 
 // LoadPrefix makes s continue from p: s must be empty (position 0) and
 // belong to the model p came from. Afterwards s holds a private copy of p's
 // positions, exactly as if it had run them itself.
-func (s *State) LoadPrefix(p *Prefix) error {
-	if s.model != p.model {
+func (s *State) LoadPrefix(bp backend.Prefix) error {
+	p, ok := bp.(*Prefix)
+	if !ok || s.model != p.model {
 		return fmt.Errorf("load prefix: prefix belongs to another model")
 	}
 	if s.pos != 0 {

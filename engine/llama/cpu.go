@@ -1,0 +1,49 @@
+package llama
+
+import (
+	"sync"
+
+	"github.com/batchtrans/batchtrans/engine/backend"
+)
+
+// CPUNumerics names the CPU kernels' bits (backend.Net.Numerics). Every
+// kernel set of this package's kernels gives the same bits, on amd64 and
+// arm64 alike, so one name covers them; it changes when a kernel's
+// arithmetic does.
+const CPUNumerics = "cpu kernels v1"
+
+// CPU is the CPU backend: a Model and the workspace of the step loop that
+// drives it. Forward calls are serialised; the Model itself stays
+// shareable.
+type CPU struct {
+	m  *Model
+	mu sync.Mutex
+	ws Workspace
+}
+
+var _ backend.Net = (*CPU)(nil)
+
+// NewCPU returns the CPU backend over m.
+func NewCPU(m *Model) *CPU { return &CPU{m: m} }
+
+// Model returns the network the backend runs.
+func (c *CPU) Model() *Model { return c.m }
+
+// NewState returns an empty state; on the CPU it cannot fail.
+func (c *CPU) NewState() (backend.State, error) { return c.m.NewState(), nil }
+
+// Forward runs one step (Model.Forward) with the backend's workspace.
+func (c *CPU) Forward(steps []backend.Step) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m.Forward(&c.ws, steps)
+}
+
+// Numerics returns CPUNumerics.
+func (c *CPU) Numerics() string { return CPUNumerics }
+
+// KVBytes is the float32 KV cache size of n positions.
+func (c *CPU) KVBytes(n int) int { return 2 * c.m.cfg.Layers * n * c.m.kvDim * 4 }
+
+// Close does nothing: the weights belong to the garbage collector.
+func (c *CPU) Close() error { return nil }
