@@ -1,3 +1,5 @@
+//go:build nocuda
+
 package engine
 
 import (
@@ -8,6 +10,8 @@ import (
 	"github.com/batchtrans/batchtrans/engine/llama"
 )
 
+// loadCUDA fails: this build (-tags nocuda, fully static) has no CUDA
+// backend.
 func loadCUDA(Options, kernels.DType) (*llama.Config, backend.Net, error) {
-	return nil, nil, errors.New("load model: this build has no CUDA backend")
+	return nil, nil, errors.New("load model: this build has no CUDA backend (built with -tags nocuda)")
 }

@@ -53,40 +53,18 @@ type Options struct {
 // template loads; only requests that need the template then fail.
 func Load(opts Options) (*Model, error) {
 	start := time.Now()
-	dtName := opts.DType
-	if dtName == "" {
-		dtName = "bf16"
-	}
-	dt, err := kernels.ParseDType(dtName)
+	opts, dt, err := opts.normalise()
 	if err != nil {
-		return nil, fmt.Errorf("load model: %w", err)
+		return nil, err
 	}
 	tok, err := tokenizer.Load(opts.ModelDir)
 	if err != nil {
 		return nil, err
 	}
 	tmpl, tmplErr := chat.Load(opts.ModelDir)
-	var (
-		cfg *llama.Config
-		net backend.Net
-	)
-	device := cmp.Or(opts.Device, "cpu")
-	switch device {
-	case "cpu":
-		cfg, net, err = loadCPU(opts, dt)
-	case "cuda":
-		cfg, net, err = loadCUDA(opts, dt)
-	default:
-		err = fmt.Errorf("load model: unknown device %q (want cpu or cuda)", opts.Device)
-	}
+	cfg, net, err := loadBackend(opts, dt)
 	if err != nil {
 		return nil, err
-	}
-	if opts.MaxBatch <= 0 {
-		opts.MaxBatch = DefaultBatch(device)
-	}
-	if opts.StepTokens <= 0 && device == "cuda" {
-		opts.StepTokens = DefaultGPUStepTokens
 	}
 	c := &textCodec{tok: tok, tmpl: tmpl, tmplErr: tmplErr, bos: cfg.BOS, vocab: cfg.Vocab}
 	m, err := newModel(cfg, net, c, opts.MaxBatch, opts.StepTokens)
@@ -99,9 +77,50 @@ func Load(opts Options) (*Model, error) {
 	}
 	m.tok = tok
 	m.dtype = dt
-	m.device = device
+	m.device = opts.Device
 	m.loadTime = time.Since(start)
 	return m, nil
+}
+
+// normalise fills in Options' defaults and parses the dtype.
+func (opts Options) normalise() (Options, kernels.DType, error) {
+	dt, err := kernels.ParseDType(cmp.Or(opts.DType, "bf16"))
+	if err != nil {
+		return opts, 0, fmt.Errorf("load model: %w", err)
+	}
+	opts.Device = cmp.Or(opts.Device, "cpu")
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = DefaultBatch(opts.Device)
+	}
+	if opts.StepTokens <= 0 {
+		opts.StepTokens = DefaultStepTokens
+		if opts.Device == "cuda" {
+			opts.StepTokens = max(DefaultGPUStepTokens, opts.MaxBatch+DefaultStepTokens)
+		}
+	}
+	return opts, dt, nil
+}
+
+// LoadBackend builds the network alone on opts.Device, without tokenizer
+// or chat template, for benchmarks and tests that drive backend.Net
+// directly. Its steps may carry up to opts.StepTokens rows and
+// opts.MaxBatch outputs.
+func LoadBackend(opts Options) (*llama.Config, backend.Net, error) {
+	opts, dt, err := opts.normalise()
+	if err != nil {
+		return nil, nil, err
+	}
+	return loadBackend(opts, dt)
+}
+
+func loadBackend(opts Options, dt kernels.DType) (*llama.Config, backend.Net, error) {
+	switch opts.Device {
+	case "cpu":
+		return loadCPU(opts, dt)
+	case "cuda":
+		return loadCUDA(opts, dt)
+	}
+	return nil, nil, fmt.Errorf("load model: unknown device %q (want cpu or cuda)", opts.Device)
 }
 
 // loadCPU builds the CPU backend. The kernel implementation and thread

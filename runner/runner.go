@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -66,8 +67,12 @@ type Config struct {
 	// Create makes the output's writer over w with these columns.
 	Create func(w io.Writer, cols []dataset.Column) (dataset.Writer, error)
 
-	Workers int  // 0: the job's runtime.workers, else DefaultWorkers
-	Restart bool // discard any checkpoint and start over
+	Workers int // 0: the job's runtime.workers, else DefaultWorkers
+	// Numerics names what makes the translator's output bits (the
+	// engine's backend and dtype); the checkpoint records it, and a resume
+	// under other numerics is refused. "" leaves it out.
+	Numerics string
+	Restart  bool // discard any checkpoint and start over
 	// Drain, when closed, stops reading new rows; rows in flight get Grace
 	// to finish before they are cancelled. Cancelling ctx stops at once.
 	Drain <-chan struct{}
@@ -196,12 +201,22 @@ func run(ctx context.Context, cfg Config) (Summary, error) {
 	return sum, nil
 }
 
+// numericsKey is the fingerprint entry of Config.Numerics.
+const numericsKey = "numerics"
+
+// legacyNumerics is what checkpoints without a numerics entry were made
+// with (llama.CPUNumerics before it was recorded).
+const legacyNumerics = "cpu kernels v1"
+
 // openCheckpoint opens the job's checkpoint, or makes one, and checks that
 // it belongs to this job.
 func openCheckpoint(j *jobs.Job, cfg Config) (*checkpoint.Log, error) {
 	fp, err := jobs.Compute(j)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Numerics != "" {
+		fp[numericsKey] = cfg.Numerics
 	}
 	if !cfg.Restart {
 		log, err := checkpoint.Open(j.Checkpoint.Path)
@@ -211,9 +226,18 @@ func openCheckpoint(j *jobs.Job, cfg Config) (*checkpoint.Log, error) {
 				cfg.Log.Warn("checkpoint had a torn tail from an interrupted write; cut it off", "bytes", log.TornBytes)
 			}
 			old := jobs.Fingerprint(log.Header().Fingerprint)
+			if _, ok := old[numericsKey]; !ok && cfg.Numerics != "" {
+				// Checkpoints from before the numerics were recorded were
+				// all made by the CPU kernels.
+				old[numericsKey] = legacyNumerics + ", dtype " + j.Model.DType
+			}
 			if diff := fp.Diff(old); len(diff) > 0 {
 				log.Close()
-				return nil, fmt.Errorf("%w: %s; rerun with --restart to start over (checkpoint %s)", ErrJobChanged, fp.Describe(old), j.Checkpoint.Path)
+				hint := "rerun with --restart to start over"
+				if slices.Contains(diff, numericsKey) {
+					hint = fmt.Sprintf("the checkpoint's rows were made with other numerics (%s); resume on that device and build (--device), or rerun with --restart to start over", old[numericsKey])
+				}
+				return nil, fmt.Errorf("%w: %s; %s (checkpoint %s)", ErrJobChanged, fp.Describe(old), hint, j.Checkpoint.Path)
 			}
 			return log, nil
 		case !errors.Is(err, checkpoint.ErrNoCheckpoint):

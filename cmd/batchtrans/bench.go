@@ -12,7 +12,9 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/batchtrans/batchtrans/engine"
 	"github.com/batchtrans/batchtrans/engine/backend"
+	"github.com/batchtrans/batchtrans/engine/device"
 	"github.com/batchtrans/batchtrans/engine/kernels"
 	"github.com/batchtrans/batchtrans/engine/llama"
 	"github.com/batchtrans/batchtrans/engine/llama/synth"
@@ -23,7 +25,7 @@ func init() {
 	register(&command{name: "bench", summary: "measure load, prefill and decode speed on a model or a synthetic one", run: benchCmd})
 }
 
-const benchUsage = "usage: batchtrans bench [--model DIR [--adapter DIR] | --synthetic [--size 1b|small]] [--dtype f32|bf16|q8] [--threads N] [--prefill N] [--decode N] [--batch N] [--kernels NAME] [--json] [--cpuprofile FILE]"
+const benchUsage = "usage: batchtrans bench [--model DIR [--adapter DIR] | --synthetic [--size 1b|small]] [--device cpu|cuda] [--dtype f32|bf16|q8] [--threads N] [--prefill N] [--decode N] [--batch N] [--kernels NAME] [--json] [--cpuprofile FILE]"
 
 // benchSizes are the shapes --synthetic can build: the real Llama-3.2-1B
 // shape, and a small one (same structure, a few MB) for quick checks.
@@ -41,6 +43,8 @@ var benchSizes = map[string]func() synth.Spec{
 // benchResult is what bench measures; --json prints it as one object.
 type benchResult struct {
 	Model     string  `json:"model"` // the folder, or "synthetic-<size>"
+	Device    string  `json:"device"`
+	Numerics  string  `json:"numerics"`
 	DType     string  `json:"dtype"`
 	Impl      string  `json:"impl"`
 	Threads   int     `json:"threads"`
@@ -66,7 +70,13 @@ type benchResult struct {
 	PeakFLOPs    float64 `json:"peak_flops"`
 	PrefillBound float64 `json:"prefill_bound_tok_s"`
 	BatchBound   float64 `json:"batch_decode_bound_tok_s"`
-	PeakRSS      int64   `json:"peak_rss_bytes"` // VmHWM; 0 where unknown
+	// On the GPU: KVPoolB is each GPU's KV cache pool, GemmFLOPs the bf16
+	// matrix product rate of the backend's own kernel measured in the same
+	// run (PrefillBound and BatchBound derive from it there, and
+	// BandwidthBS is a device-to-device copy's bytes read plus written).
+	KVPoolB   int64   `json:"kv_pool_bytes,omitempty"`
+	GemmFLOPs float64 `json:"gemm_flops,omitempty"`
+	PeakRSS   int64   `json:"peak_rss_bytes"` // VmHWM; 0 where unknown
 	// CPUShare is the process's CPU time over the timed steps divided by
 	// their wall time times the thread count: near 1 on an idle machine,
 	// lower when other work takes the cores (every speed drops with it).
@@ -95,6 +105,7 @@ func benchCmd(ctx context.Context, env *cliEnv, args []string) error {
 	synthetic := fs.Bool("synthetic", false, "bench a model with random weights written to a temporary folder")
 	size := fs.String("size", "1b", "synthetic model shape: 1b (Llama-3.2-1B) or small")
 	dtype := fs.String("dtype", "bf16", "weights in memory: f32, bf16 or q8")
+	dev := fs.String("device", "cpu", "cpu or cuda")
 	threads := fs.Int("threads", 0, "threads per matrix product (0: every core)")
 	prefill := fs.Int("prefill", 512, "prompt tokens of the prefill measurement")
 	decode := fs.Int("decode", 64, "tokens each sequence decodes")
@@ -126,6 +137,13 @@ func benchCmd(ctx context.Context, env *cliEnv, args []string) error {
 		return usageError("--threads %d is negative", *threads)
 	case *prefill < 1 || *decode < 1 || *batch < 1:
 		return usageError("--prefill, --decode and --batch must be positive")
+	case *dev != "cpu" && *dev != "cuda":
+		return usageError("--device %q: bench runs on cpu or cuda", *dev)
+	}
+	if *dev == "cuda" {
+		if _, err := device.Choose(device.System().Probe(), "cuda", nil); err != nil {
+			return withCode(exitUsage, err)
+		}
 	}
 	if *impl != "" {
 		if err := kernels.Use(*impl); err != nil {
@@ -135,7 +153,7 @@ func benchCmd(ctx context.Context, env *cliEnv, args []string) error {
 	if *threads > 0 {
 		kernels.SetThreads(*threads)
 	}
-	res := benchResult{DType: dt.String(), Impl: kernels.Impl(), Threads: kernels.Threads(),
+	res := benchResult{Device: *dev, DType: dt.String(), Impl: kernels.Impl(), Threads: kernels.Threads(),
 		PrefillN: *prefill, DecodeN: *decode, BatchN: *batch}
 
 	dir := *model
@@ -157,19 +175,21 @@ func benchCmd(ctx context.Context, env *cliEnv, args []string) error {
 	}
 
 	start := time.Now()
-	cfg, w, err := llama.Load(dir, *adapter, dt)
+	// Steps carry the timed prompt whole, or the batch's decode rows.
+	cfg, net, err := engine.LoadBackend(engine.Options{Device: *dev, ModelDir: dir, AdapterDir: *adapter, DType: dt.String(),
+		StepTokens: max(*prefill, *batch+benchStepTokens), MaxBatch: *batch + benchStepTokens/benchDecodePrompt})
 	if err != nil {
 		return withCode(exitFatal, err)
 	}
-	net, err := llama.NewModel(cfg, w)
-	if err != nil {
-		return withCode(exitFatal, fmt.Errorf("load model %s: %w", dir, err))
-	}
+	defer net.Close()
 	res.LoadS = time.Since(start).Seconds()
 	res.Params = cfg.ParamCount()
-	res.WeightsB = weightBytes(w)
+	res.Numerics = net.Numerics()
+	if wb, ok := net.(interface{ WeightBytes() int64 }); ok {
+		res.WeightsB = wb.WeightBytes()
+	}
 
-	b := &bencher{net: llama.NewCPU(net), cfg: cfg, rng: rand.New(rand.NewPCG(1, 2)), stop: env.signals}
+	b := &bencher{net: net, cfg: cfg, rng: rand.New(rand.NewPCG(1, 2)), stop: env.signals}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -192,6 +212,12 @@ func benchCmd(ctx context.Context, env *cliEnv, args []string) error {
 	} else {
 		env.log.Warn("peak RSS unknown", "err", err)
 	}
+	if *dev == "cuda" {
+		if err := gpuCeilings(net, &res); err != nil {
+			return withCode(exitFatal, fmt.Errorf("bench: %w", err))
+		}
+		return writeBench(env, res, *asJSON)
+	}
 	// Bandwidth last, after the peak RSS is read, so its buffer does not
 	// count in it. The buffer is far larger than any last-level cache: a
 	// 256 MiB one read 194 GB/s on a 16-core Xeon whose 1 GiB rate (what
@@ -207,8 +233,13 @@ func benchCmd(ctx context.Context, env *cliEnv, args []string) error {
 		res.PrefillBound = res.PeakFLOPs / float64(2*layers)
 		res.BatchBound = res.PeakFLOPs / float64(2*(layers+head))
 	}
+	return writeBench(env, res, *asJSON)
+}
+
+// writeBench prints the result, as one JSON object with asJSON.
+func writeBench(env *cliEnv, res benchResult, asJSON bool) error {
 	out := bufio.NewWriter(env.stdout)
-	if *asJSON {
+	if asJSON {
 		if err := writeJSONLine(out, res); err != nil {
 			return withCode(exitFatal, err)
 		}
@@ -217,6 +248,9 @@ func benchCmd(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	return withCode(exitFatal, out.Flush())
 }
+
+// benchStepTokens is the step size of the untimed prompt prefills.
+const benchStepTokens = 512
 
 // benchBandwidthBytes is the buffer the memory-bandwidth bound streams.
 const benchBandwidthBytes = 1 << 30
@@ -378,7 +412,7 @@ func (b *bencher) run(res *benchResult, prefillN, decodeN, batchN int) error {
 		return errBenchInterrupted
 	}
 
-	states, err := b.prefill([][]int{b.prompt(benchDecodePrompt)}, 512)
+	states, err := b.prefill([][]int{b.prompt(benchDecodePrompt)}, benchStepTokens)
 	if err != nil {
 		return fmt.Errorf("bench: decode prompt: %w", err)
 	}
@@ -391,7 +425,7 @@ func (b *bencher) run(res *benchResult, prefillN, decodeN, batchN int) error {
 	for i := range prompts {
 		prompts[i] = b.prompt(benchDecodePrompt)
 	}
-	if states, err = b.prefill(prompts, 512); err != nil {
+	if states, err = b.prefill(prompts, benchStepTokens); err != nil {
 		return fmt.Errorf("bench: batch prompts: %w", err)
 	}
 	if d, err = b.decode(states, decodeN); err != nil {
@@ -404,31 +438,24 @@ func (b *bencher) run(res *benchResult, prefillN, decodeN, batchN int) error {
 	return nil
 }
 
-// weightBytes is the memory of the model's weight matrices (a tied head
-// counted once) and norms.
-func weightBytes(w *llama.Weights) int64 {
-	n := w.Embed.Bytes() + int64(len(w.Norm))*4
-	if w.LMHead != w.Embed {
-		n += w.LMHead.Bytes()
-	}
-	for _, l := range w.Layers {
-		for _, m := range []*kernels.Matrix{l.Q, l.K, l.V, l.O, l.Gate, l.Up, l.Down} {
-			n += m.Bytes()
-		}
-		n += int64(len(l.AttnNorm)+len(l.MLPNorm)) * 4
-	}
-	return n
-}
-
 func printBench(w io.Writer, r benchResult) {
 	fmt.Fprintf(w, "model            %s (%.4g M parameters)\n", r.Model, float64(r.Params)/1e6)
 	fmt.Fprintf(w, "dtype            %s (%.4g MB of weights)\n", r.DType, float64(r.WeightsB)/1e6)
-	fmt.Fprintf(w, "kernels          %s, %d threads\n", r.Impl, r.Threads)
+	if r.Device == "cuda" {
+		fmt.Fprintf(w, "device           cuda (%s)\n", r.Numerics)
+		fmt.Fprintf(w, "KV cache pool    %.4g GB a GPU\n", float64(r.KVPoolB)/1e9)
+	} else {
+		fmt.Fprintf(w, "kernels          %s, %d threads\n", r.Impl, r.Threads)
+	}
 	fmt.Fprintf(w, "load             %.2f s\n", r.LoadS)
 	fmt.Fprintf(w, "prefill          %.1f tokens/s (one %d-token prompt)\n", r.PrefillTS, r.PrefillN)
 	fmt.Fprintf(w, "decode           %.2f tokens/s (one sequence, %d tokens)\n", r.DecodeTS, r.DecodeN)
 	fmt.Fprintf(w, "batched decode   %.1f tokens/s (%d sequences, %d tokens each)\n", r.BatchTS, r.BatchN, r.DecodeN)
 	fmt.Fprintf(w, "memory bandwidth %.1f GB/s: decode bound %.2f tokens/s\n", r.BandwidthBS/1e9, r.DecodeBound)
+	if r.GemmFLOPs > 0 {
+		fmt.Fprintf(w, "bf16 matmul      %.0f TFLOP/s (this backend's kernel): prefill bound %.0f, batched decode bound %.0f tokens/s\n",
+			r.GemmFLOPs/1e12, r.PrefillBound, r.BatchBound)
+	}
 	if r.PeakFLOPs > 0 {
 		fmt.Fprintf(w, "float32 FMA peak %.0f GFLOP/s: prefill bound %.0f, batched decode bound %.0f tokens/s\n",
 			r.PeakFLOPs/1e9, r.PrefillBound, r.BatchBound)

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/batchtrans/batchtrans/engine"
 	"github.com/batchtrans/batchtrans/engine/device"
 	"github.com/batchtrans/batchtrans/io/dataset"
 	_ "github.com/batchtrans/batchtrans/io/formats" // registers jsonl, csv, parquet
@@ -166,7 +167,7 @@ func runJob(ctx context.Context, env *cliEnv, log *slog.Logger, o runOptions) er
 		workers = j.Runtime.Workers
 	}
 	if workers == 0 {
-		workers = runner.DefaultWorkers()
+		workers = engine.DefaultBatch(string(dev))
 	}
 	start := time.Now()
 	tr, closeTr, err := loadTranslator(ctx, j, dev, workers, log)
@@ -187,6 +188,7 @@ func runJob(ctx context.Context, env *cliEnv, log *slog.Logger, o runOptions) er
 			return dataset.NewWriter(w, j.Output.Format, cols, dataset.Options{})
 		},
 		Workers:  workers,
+		Numerics: numericsOf(tr),
 		Restart:  o.restart,
 		Drain:    drain,
 		Counters: counters,
@@ -233,4 +235,12 @@ func finishRun(env *cliEnv, log *slog.Logger, o runOptions, sum runner.Summary, 
 		return withCode(exitRowsFailed, fmt.Errorf("%d of %d rows failed; see %s", n, sum.Rows, where))
 	}
 	return nil
+}
+
+// numericsOf names what makes the translator's bits, for the checkpoint.
+func numericsOf(tr runner.Translator) string {
+	if m, ok := tr.(*engine.Model); ok {
+		return m.Numerics()
+	}
+	return ""
 }

@@ -12,11 +12,13 @@ import (
 	"github.com/batchtrans/batchtrans/runner"
 )
 
-// loadTranslator loads the job's model, with its adapter merged, for dev
-// (the CPU in this build). The engine batches up to workers concurrent
-// requests per step, so every worker's row can share each weight read.
+// loadTranslator loads the job's model, with its adapter merged, on dev.
+// The engine batches up to workers concurrent requests per step, so every
+// worker's row can share each weight read. The closer frees the model's
+// device memory.
 func loadTranslator(ctx context.Context, j *jobs.Job, dev device.Device, workers int, log *slog.Logger) (runner.Translator, func() error, error) {
 	m, err := engine.Load(engine.Options{
+		Device:     string(dev),
 		ModelDir:   j.Model.Path,
 		AdapterDir: j.Model.Adapter,
 		DType:      j.Model.DType,
@@ -25,7 +27,8 @@ func loadTranslator(ctx context.Context, j *jobs.Job, dev device.Device, workers
 	if err != nil {
 		return nil, nil, err
 	}
-	return m, func() error { return nil }, nil
+	log.Info("numerics", "numerics", m.Numerics())
+	return m, m.Close, nil
 }
 
 // prefillFields are the summary's counts of prompt tokens the model ran

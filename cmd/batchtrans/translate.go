@@ -76,12 +76,14 @@ func translateCmd(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	o.text = strings.Join(fs.Args(), " ")
 
-	if _, err := device.Choose(device.System().Probe(), o.device, func(line string) { fmt.Fprintln(env.stderr, line) }); err != nil {
+	dev, err := device.Choose(device.System().Probe(), o.device, func(line string) { fmt.Fprintln(env.stderr, line) })
+	if err != nil {
 		if errors.Is(err, device.ErrUnavailable) {
 			return usageError("%w", err)
 		}
 		return err
 	}
+	o.device = string(dev)
 	ctx, stop := interruptible(ctx, env.signals)
 	defer stop()
 	return runTranslate(ctx, env, o)
@@ -119,11 +121,12 @@ func runTranslate(ctx context.Context, env *cliEnv, o translateOptions) error {
 			return usageError("no text to translate (give TEXT or pipe it to stdin)")
 		}
 	}
-	m, err := engine.Load(engine.Options{ModelDir: o.model, AdapterDir: o.adapter, DType: o.dtype, Threads: o.threads, MaxBatch: 1})
+	m, err := engine.Load(engine.Options{Device: o.device, ModelDir: o.model, AdapterDir: o.adapter, DType: o.dtype, Threads: o.threads, MaxBatch: 1})
 	if err != nil {
 		return withCode(exitFatal, err)
 	}
-	env.log.Info("model loaded", "model", o.model, "adapter", o.adapter, "dtype", o.dtype, "load_s", m.LoadTime().Seconds())
+	defer m.Close()
+	env.log.Info("model loaded", "model", o.model, "adapter", o.adapter, "dtype", o.dtype, "device", o.device, "load_s", m.LoadTime().Seconds())
 	if !o.interactive {
 		return translateOne(ctx, env, m, o, text)
 	}

@@ -160,13 +160,21 @@ func TestPrintDevices(t *testing.T) {
 	}{
 		{"apple silicon", device.Info{OS: "darwin", Arch: "arm64", CPUs: 8, CPUModel: "Apple M1", AppleSilicon: true},
 			[]string{"os: darwin/arm64", "apple silicon: yes", "auto picks: cpu\n  [WARNING] MPS detected but has 4GB tensor limit\n  [WARNING] Defaulting to CPU for stability\n"}},
-		{"nvidia", device.Info{OS: "linux", Arch: "amd64", CPUs: 16, NVIDIADriver: "550.54.15", GPUs: []string{"NVIDIA L4"}},
-			[]string{"nvidia gpu: NVIDIA L4", "auto picks: cpu\n  [INFO] NVIDIA GPU found (NVIDIA L4) but this build has no CUDA backend; using CPU\n"}},
+		{"nvidia", device.Info{OS: "linux", Arch: "amd64", CPUs: 16, NVIDIADriver: "550.54.15", GPUs: []string{"NVIDIA L4"},
+			CUDA: &device.CUDAInfo{Library: "/usr/lib64/libcuda.so.1", Driver: "12.4", GPUs: []device.GPU{{Name: "NVIDIA L4", Memory: 24 << 30, CC: "8.9"}}}},
+			[]string{"nvidia gpu: NVIDIA L4", "cuda gpu 0: NVIDIA L4, 24576 MiB, compute capability 8.9",
+				"auto picks: cuda\n  [INFO] Using CUDA: 1 GPU: NVIDIA L4 (24 GiB, compute 8.9), CUDA driver 12.4\n"}},
+		{"nvidia without a driver library", device.Info{OS: "linux", Arch: "amd64", CPUs: 16, NVIDIADriver: "550.54.15", GPUs: []string{"NVIDIA L4"},
+			CUDA: &device.CUDAInfo{Err: "no NVIDIA driver library: tried libcuda.so.1"}},
+			[]string{"cuda: not usable: no NVIDIA driver library", "auto picks: cpu\n  [INFO] CUDA not used (no NVIDIA driver library: tried libcuda.so.1); using CPU\n"}},
 		{"plain linux", device.Info{OS: "linux", Arch: "amd64", CPUs: 2},
 			[]string{"nvidia gpu: none", "auto picks: cpu\n"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.info.CUDA != nil && !device.HasCUDABackend {
+				t.Skip("the CUDA driver's answers exist only in builds with the CUDA backend")
+			}
 			var b bytes.Buffer
 			require.NoError(t, printDevices(&b, tc.info))
 			for _, w := range tc.want {

@@ -9,19 +9,17 @@ import (
 // Device is where inference runs.
 type Device string
 
-// The devices. This build has a backend for CPU only.
+// The devices.
 const (
 	CPU  Device = "cpu"
 	CUDA Device = "cuda"
 	MPS  Device = "mps"
 )
 
-// HasCUDABackend and HasMPSBackend report which accelerator backends this
-// build carries.
-const (
-	HasCUDABackend = false
-	HasMPSBackend  = false
-)
+// HasMPSBackend reports whether this build carries an MPS backend (none
+// does: Apple Silicon runs on the CPU). HasCUDABackend (cuda_on.go,
+// cuda_off.go) says whether it carries the CUDA one.
+const HasMPSBackend = false
 
 // ErrUnavailable is wrapped by Choose when the requested device is missing
 // from this build or this machine; commands map it to a usage error.
@@ -41,6 +39,42 @@ type Info struct {
 	GPUs         []string
 	AppleSilicon bool // macOS on an Apple M-series chip
 	Rosetta      bool // an amd64 binary translated on Apple Silicon
+	// CUDA is what the CUDA driver itself answered, nil when this build
+	// has no CUDA backend or the probe did not ask it.
+	CUDA *CUDAInfo
+}
+
+// CUDAInfo is the CUDA driver's answer: its library and version and the
+// GPUs it sees, or why CUDA cannot be used.
+type CUDAInfo struct {
+	Library string // path of libcuda
+	Driver  string // driver API version, e.g. "13.0"
+	GPUs    []GPU
+	Err     string // why CUDA cannot be used ("" when it can)
+}
+
+// GPU is one device the CUDA driver lists.
+type GPU struct {
+	Name   string
+	Memory int64  // bytes
+	CC     string // compute capability, "9.0"
+}
+
+// Usable reports whether the CUDA backend can run here.
+func (c *CUDAInfo) Usable() bool { return c != nil && c.Err == "" && len(c.GPUs) > 0 }
+
+// describe is a one-line account of the GPUs: "1 GPU: NVIDIA H200 (139 GiB,
+// compute 9.0), driver 13.0".
+func (c *CUDAInfo) describe() string {
+	var gs []string
+	for _, g := range c.GPUs {
+		gs = append(gs, fmt.Sprintf("%s (%d GiB, compute %s)", g.Name, g.Memory>>30, g.CC))
+	}
+	n := "GPUs"
+	if len(c.GPUs) == 1 {
+		n = "GPU"
+	}
+	return fmt.Sprintf("%d %s: %s, CUDA driver %s", len(c.GPUs), n, strings.Join(gs, ", "), c.Driver)
 }
 
 // HasNVIDIA reports whether an NVIDIA GPU driver was found.
@@ -75,11 +109,12 @@ func Choose(info Info, requested string, log func(string)) (Device, error) {
 	}
 	switch strings.ToLower(strings.TrimSpace(requested)) {
 	case "", "auto":
-		if info.HasNVIDIA() {
-			if HasCUDABackend {
-				return CUDA, nil
-			}
-			log(fmt.Sprintf("[INFO] NVIDIA GPU found (%s) but this build has no CUDA backend; using CPU", gpuNames(info)))
+		if info.CUDA.Usable() {
+			log("[INFO] Using CUDA: " + info.CUDA.describe())
+			return CUDA, nil
+		}
+		if why := cudaWhyNot(info); why != "" {
+			log("[INFO] CUDA not used (" + why + "); using CPU")
 			return CPU, nil
 		}
 		if info.AppleSilicon {
@@ -92,13 +127,18 @@ func Choose(info Info, requested string, log func(string)) (Device, error) {
 		log(LogForcedCPU)
 		return CPU, nil
 	case "cuda":
-		if !info.HasNVIDIA() {
-			return "", fmt.Errorf("device cuda: no NVIDIA GPU found on this machine (use --device cpu or auto): %w", ErrUnavailable)
+		if info.CUDA.Usable() {
+			log("[INFO] Using CUDA: " + info.CUDA.describe())
+			return CUDA, nil
 		}
-		if !HasCUDABackend {
-			return "", fmt.Errorf("device cuda: NVIDIA GPU found (%s) but this build has no CUDA backend (use --device cpu or auto): %w", gpuNames(info), ErrUnavailable)
+		why := cudaWhyNot(info)
+		if why == "" {
+			why = "no NVIDIA GPU found on this machine"
+			if info.CUDA != nil && info.CUDA.Err != "" {
+				why += " (" + info.CUDA.Err + ")"
+			}
 		}
-		return CUDA, nil
+		return "", fmt.Errorf("device cuda: %s (use --device cpu or auto): %w", why, ErrUnavailable)
 	case "mps":
 		if !info.AppleSilicon {
 			return "", fmt.Errorf("device mps: this machine is not a Mac with Apple Silicon (use --device cpu or auto): %w", ErrUnavailable)
@@ -109,6 +149,20 @@ func Choose(info Info, requested string, log func(string)) (Device, error) {
 		return MPS, nil
 	}
 	return "", fmt.Errorf("unknown device %q (want auto, cpu, cuda or mps): %w", requested, ErrUnavailable)
+}
+
+// cudaWhyNot says why CUDA is not used where there is a sign of an NVIDIA
+// GPU or driver; "" where there is none.
+func cudaWhyNot(info Info) string {
+	switch {
+	case !HasCUDABackend && info.HasNVIDIA():
+		return fmt.Sprintf("NVIDIA GPU found (%s) but this build has no CUDA backend", gpuNames(info))
+	case info.CUDA != nil && info.CUDA.Err != "" && (info.HasNVIDIA() || info.CUDA.Library != ""):
+		return info.CUDA.Err
+	case info.HasNVIDIA() && info.CUDA == nil:
+		return fmt.Sprintf("NVIDIA GPU found (%s) but the CUDA driver was not asked", gpuNames(info))
+	}
+	return ""
 }
 
 func gpuNames(info Info) string {
@@ -150,6 +204,17 @@ func Describe(info Info) []string {
 			as += ", running under Rosetta"
 		}
 		lines = append(lines, as)
+	}
+	if c := info.CUDA; c != nil {
+		if c.Library != "" {
+			lines = append(lines, fmt.Sprintf("cuda driver: %s (version %s)", c.Library, c.Driver))
+		}
+		for i, g := range c.GPUs {
+			lines = append(lines, fmt.Sprintf("cuda gpu %d: %s, %d MiB, compute capability %s", i, g.Name, g.Memory>>20, g.CC))
+		}
+		if c.Err != "" {
+			lines = append(lines, "cuda: not usable: "+c.Err)
+		}
 	}
 	lines = append(lines, fmt.Sprintf("backends in this build: cpu (cuda: %s, mps: %s)", yesNo(HasCUDABackend), yesNo(HasMPSBackend)))
 	return lines

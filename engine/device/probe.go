@@ -15,7 +15,7 @@ import (
 
 // System probes the machine the program runs on.
 func System() Prober {
-	return systemProbe{root: os.DirFS("/"), goos: runtime.GOOS, goarch: runtime.GOARCH}
+	return systemProbe{root: os.DirFS("/"), goos: runtime.GOOS, goarch: runtime.GOARCH, cuda: probeCUDA}
 }
 
 // systemProbe reads the machine's files through root so tests can give it
@@ -23,6 +23,7 @@ func System() Prober {
 type systemProbe struct {
 	root         fs.FS
 	goos, goarch string
+	cuda         func() *CUDAInfo // nil: do not ask the CUDA driver
 }
 
 // Probe gathers Info. It never fails: what it cannot read stays unknown.
@@ -32,6 +33,9 @@ func (p systemProbe) Probe() Info {
 	case "linux":
 		info.CPUModel = linuxCPUModel(p.root)
 		info.NVIDIADriver, info.GPUs = linuxNVIDIA(p.root)
+		if p.cuda != nil {
+			info.CUDA = p.cuda()
+		}
 	case "darwin":
 		info.CPUModel, info.AppleSilicon, info.Rosetta = darwinCPU(p.goarch)
 		info.AppleSilicon = info.AppleSilicon || p.goarch == "arm64"

@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"github.com/batchtrans/batchtrans/engine/backend"
+	"github.com/batchtrans/batchtrans/engine/kernels"
 )
 
 // CPUNumerics names the CPU kernels' bits (backend.Net.Numerics). Every
@@ -44,6 +45,23 @@ func (c *CPU) Numerics() string { return CPUNumerics }
 
 // KVBytes is the float32 KV cache size of n positions.
 func (c *CPU) KVBytes(n int) int { return 2 * c.m.cfg.Layers * n * c.m.kvDim * 4 }
+
+// WeightBytes is the memory of the weight matrices (a tied head counted
+// once) and norms.
+func (c *CPU) WeightBytes() int64 {
+	w := c.m.w
+	n := w.Embed.Bytes() + int64(len(w.Norm))*4
+	if w.LMHead != w.Embed {
+		n += w.LMHead.Bytes()
+	}
+	for _, l := range w.Layers {
+		for _, m := range []*kernels.Matrix{l.Q, l.K, l.V, l.O, l.Gate, l.Up, l.Down} {
+			n += m.Bytes()
+		}
+		n += int64(len(l.AttnNorm)+len(l.MLPNorm)) * 4
+	}
+	return n
+}
 
 // Close does nothing: the weights belong to the garbage collector.
 func (c *CPU) Close() error { return nil }

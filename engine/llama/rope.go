@@ -76,3 +76,19 @@ func ropeApply(x []float32, heads, headDim int, cos, sin []float32) {
 		}
 	}
 }
+
+// RopeTable returns the rotary angles' cosines and sines of positions 0 to
+// n-1 (n x head_dim/2 each, row p for position p), the values the CPU's
+// forward pass computes for each row, for backends that look them up.
+func RopeTable(c *Config, n int) (cos, sin []float32, err error) {
+	inv, err := ropeFreqs(c.HeadDim, c.RopeTheta, c.RopeScaling)
+	if err != nil {
+		return nil, nil, err
+	}
+	half := c.HeadDim / 2
+	cos, sin = make([]float32, n*half), make([]float32, n*half)
+	for p := range n {
+		ropeAngles(cos[p*half:(p+1)*half], sin[p*half:(p+1)*half], inv, p)
+	}
+	return cos, sin, nil
+}

@@ -1,0 +1,163 @@
+// gemm.cuh: Y[M][N] = A[M][K] . W[N][K]^T (or Y += that), the matrix
+// products of the forward step, with float32 accumulation.
+//
+// Batch invariance: each output element is accumulated over k in one fixed
+// order (tile after tile of K, and within a tile the same instructions),
+// with no split over K, so its bits depend on its row of A and its row of W
+// alone, never on M or on the tile that computes it. Rows past M, columns
+// past N and k past K are zero-filled in shared memory; a zero product adds
+// nothing.
+#pragma once
+#include "common.cuh"
+
+#define GB_M 64
+#define GB_N 64
+#define GB_K 32
+#define GB_LD (GB_K + 8) // padded row: 80 bytes, conflict-free fragment reads
+
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int bytes) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait1() { asm volatile("cp.async.wait_group 1;\n" ::); }
+
+__device__ __forceinline__ void mma_bf16(float *c, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0, unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// gemm_bf16_load stages the GB_M x GB_K tile of A at (m0, k0) and the GB_N x
+// GB_K tile of W at (n0, k0) in shared memory, 16 bytes a copy when K is a
+// multiple of 8, else element by element.
+__device__ __forceinline__ void gemm_bf16_load(bf16 (*As)[GB_LD], bf16 (*Ws)[GB_LD], const bf16 *A, const bf16 *W,
+                                               int M, int N, int K, int m0, int n0, int k0) {
+    for (int c = threadIdx.x; c < GB_M * GB_K / 8; c += blockDim.x) {
+        int r = c / (GB_K / 8), col = (c % (GB_K / 8)) * 8;
+        int gk = k0 + col;
+        if (K % 8 == 0) {
+            int gm = m0 + r, gn = n0 + r;
+            bool ina = gm < M && gk < K, inw = gn < N && gk < K;
+            cp_async16(&As[r][col], ina ? A + (size_t)gm * K + gk : A, ina ? 16 : 0);
+            cp_async16(&Ws[r][col], inw ? W + (size_t)gn * K + gk : W, inw ? 16 : 0);
+        } else {
+            for (int j = 0; j < 8; j++) {
+                int gm = m0 + r, gn = n0 + r;
+                As[r][col + j] = gm < M && gk + j < K ? A[(size_t)gm * K + gk + j] : __float2bfloat16_rn(0.f);
+                Ws[r][col + j] = gn < N && gk + j < K ? W[(size_t)gn * K + gk + j] : __float2bfloat16_rn(0.f);
+            }
+        }
+    }
+}
+
+// gemm_bf16 computes a GB_M x GB_N tile of Y per block of 4 warps (each a
+// 32 x 32 quarter: 2 x 4 tensor-core tiles of 16 x 8), K in steps of GB_K
+// with the next tile's copy in flight.
+extern "C" __global__ void __launch_bounds__(128) gemm_bf16(float *Y, const bf16 *A, const bf16 *W, int M, int N, int K, int accumulate) {
+    __shared__ __align__(16) bf16 As[2][GB_M][GB_LD];
+    __shared__ __align__(16) bf16 Ws[2][GB_N][GB_LD];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int g = lane >> 2, tq = lane & 3;
+    int m0 = blockIdx.y * GB_M, n0 = blockIdx.x * GB_N;
+    int wm = (warp / 2) * 32, wn = (warp % 2) * 32;
+    float acc[2][4][4];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.f;
+
+    int kt = (K + GB_K - 1) / GB_K;
+    gemm_bf16_load(As[0], Ws[0], A, W, M, N, K, m0, n0, 0);
+    cp_async_commit();
+    for (int t = 0; t < kt; t++) {
+        if (t + 1 < kt) gemm_bf16_load(As[(t + 1) & 1], Ws[(t + 1) & 1], A, W, M, N, K, m0, n0, (t + 1) * GB_K);
+        cp_async_commit();
+        cp_async_wait1();
+        __syncthreads();
+        bf16(*as)[GB_LD] = As[t & 1];
+        bf16(*ws)[GB_LD] = Ws[t & 1];
+#pragma unroll
+        for (int kk = 0; kk < GB_K; kk += 16) {
+            unsigned a[2][4], b[4][2];
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                int r = wm + i * 16 + g;
+                a[i][0] = *(const unsigned *)&as[r][kk + tq * 2];
+                a[i][1] = *(const unsigned *)&as[r + 8][kk + tq * 2];
+                a[i][2] = *(const unsigned *)&as[r][kk + tq * 2 + 8];
+                a[i][3] = *(const unsigned *)&as[r + 8][kk + tq * 2 + 8];
+            }
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                int n = wn + j * 8 + g;
+                b[j][0] = *(const unsigned *)&ws[n][kk + tq * 2];
+                b[j][1] = *(const unsigned *)&ws[n][kk + tq * 2 + 8];
+            }
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) mma_bf16(acc[i][j], a[i][0], a[i][1], a[i][2], a[i][3], b[j][0], b[j][1]);
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int row = m0 + wm + i * 16 + g + (e >= 2 ? 8 : 0);
+                int col = n0 + wn + j * 8 + tq * 2 + (e & 1);
+                if (row < M && col < N) {
+                    float *y = &Y[(size_t)row * N + col];
+                    *y = accumulate ? __fadd_rn(*y, acc[i][j][e]) : acc[i][j][e];
+                }
+            }
+}
+
+#define GF_T 64
+#define GF_K 16
+
+// gemm_f32 is the float32 product on the CUDA cores: a 64 x 64 tile per
+// block of 256 threads, each thread 4 x 4 outputs, every output one chain
+// of fused multiply-adds in order of k.
+extern "C" __global__ void __launch_bounds__(256) gemm_f32(float *Y, const float *A, const float *W, int M, int N, int K, int accumulate) {
+    __shared__ float As[GF_K][GF_T + 4];
+    __shared__ float Ws[GF_K][GF_T + 4];
+    int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    int m0 = blockIdx.y * GF_T, n0 = blockIdx.x * GF_T;
+    float acc[4][4] = {};
+    for (int k0 = 0; k0 < K; k0 += GF_K) {
+        for (int e = threadIdx.x; e < GF_T * GF_K; e += blockDim.x) {
+            int r = e / GF_K, c = e % GF_K;
+            int gk = k0 + c, gm = m0 + r, gn = n0 + r;
+            As[c][r] = gm < M && gk < K ? A[(size_t)gm * K + gk] : 0.f;
+            Ws[c][r] = gn < N && gk < K ? W[(size_t)gn * K + gk] : 0.f;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < GF_K; kk++) {
+            float a[4], w[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) a[i] = As[kk][ty * 4 + i], w[i] = Ws[kk][tx * 4 + i];
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) acc[i][j] = __fmaf_rn(a[i], w[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int row = m0 + ty * 4 + i, col = n0 + tx * 4 + j;
+            if (row < M && col < N) {
+                float *y = &Y[(size_t)row * N + col];
+                *y = accumulate ? __fadd_rn(*y, acc[i][j]) : acc[i][j];
+            }
+        }
+}

@@ -1,0 +1,353 @@
+package cuda
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"github.com/batchtrans/batchtrans/engine/cuda/driver"
+	"github.com/batchtrans/batchtrans/engine/kernels"
+	"github.com/batchtrans/batchtrans/engine/llama"
+)
+
+// Load builds the backend on every visible GPU: it compiles the kernels,
+// uploads the weights (the adapter merged on the host, each tensor
+// converted once and copied to every GPU as it is read), and sizes the KV
+// cache pool from the memory left. Errors say which GPU and what did not
+// fit.
+func Load(opts Options) (*Net, error) {
+	lib, err := driver.Load()
+	if err != nil {
+		return nil, fmt.Errorf("cuda: %w", err)
+	}
+	rep := driver.Probe()
+	if rep.Err != nil {
+		return nil, fmt.Errorf("cuda: %w", rep.Err)
+	}
+	if err := sameGPUs(rep.GPUs); err != nil {
+		return nil, fmt.Errorf("cuda: %w", err)
+	}
+	cfg, err := llama.LoadConfig(opts.ModelDir)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.HeadDim > 128 || cfg.HeadDim%2 != 0 || cfg.Heads%cfg.KVHeads != 0 {
+		return nil, fmt.Errorf("cuda: head_dim %d (%d heads, %d kv heads): the attention kernel takes an even head_dim up to 128 and whole groups", cfg.HeadDim, cfg.Heads, cfg.KVHeads)
+	}
+	if opts.MaxRows <= 0 || opts.MaxOutputs <= 0 {
+		return nil, fmt.Errorf("cuda: MaxRows %d and MaxOutputs %d must be positive", opts.MaxRows, opts.MaxOutputs)
+	}
+	n := &Net{cfg: cfg, bf16: opts.BF16, maxRows: opts.MaxRows, maxOut: opts.MaxOutputs,
+		numerics: numericsOf(rep.GPUs[0], driver.VersionString(lib.Version))}
+	fail := func(err error) (*Net, error) {
+		n.Close()
+		return nil, err
+	}
+	for i, g := range rep.GPUs {
+		r, err := newReplica(n, lib, i, g)
+		if err != nil {
+			return fail(err)
+		}
+		n.reps = append(n.reps, r)
+	}
+	for _, r := range n.reps {
+		if err := r.w.do(r.allocWeights); err != nil {
+			if driver.IsCode(err, driver.ErrOutOfMemory) {
+				err = fmt.Errorf("the weights need %d MiB a GPU and GPU %d (%s, %d MiB) has not that much free: %w",
+					r.weightBytes()>>20, r.idx, r.gpu.Name, r.gpu.Memory>>20, err)
+			}
+			return fail(err)
+		}
+	}
+	up := &uploader{n: n}
+	if _, err := llama.LoadHost(opts.ModelDir, opts.AdapterDir, opts.BF16, up.put); err != nil {
+		return fail(err)
+	}
+	cos, sin, err := llama.RopeTable(cfg, cfg.MaxPositions)
+	if err != nil {
+		return fail(err)
+	}
+	for _, r := range n.reps {
+		if err := r.w.do(func() error { return r.finish(cos, sin, opts.KVBytes) }); err != nil {
+			return fail(err)
+		}
+	}
+	n.weightBytes = n.reps[0].weightBytes()
+	n.kvPoolBytes = int64(len(n.reps[0].free)) * n.reps[0].pageBytes
+	return n, nil
+}
+
+// newReplica takes GPU i's context, starts its worker and compiles the
+// kernels there.
+func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) {
+	ctx, err := lib.Retain(i)
+	if err != nil {
+		return nil, fmt.Errorf("cuda: GPU %d (%s): %w", i, g.Name, err)
+	}
+	w, err := startWorker(ctx)
+	if err != nil {
+		ctx.Release()
+		return nil, fmt.Errorf("cuda: GPU %d (%s): %w", i, g.Name, err)
+	}
+	r := &replica{net: n, idx: i, gpu: g, ctx: ctx, w: w}
+	err = w.do(func() error {
+		var err error
+		if r.mod, err = ctx.LoadModule(kernelsPTX); err != nil {
+			if driver.IsCode(err, driver.ErrUnsupportedPTX) {
+				return fmt.Errorf("the NVIDIA driver is older than the kernels' PTX needs (CUDA 11.8, driver 520 or newer): %w", err)
+			}
+			return err
+		}
+		if r.st, err = ctx.NewStream(); err != nil {
+			return err
+		}
+		suffix := "_f32"
+		r.k.gemmBlock = 256
+		if n.bf16 {
+			suffix, r.k.gemmBlock = "_bf16", 128
+		}
+		for _, f := range []struct {
+			dst  **driver.Func
+			name string
+		}{
+			{&r.k.embed, "embed" + suffix}, {&r.k.rmsnorm, "rmsnorm" + suffix}, {&r.k.attention, "attention" + suffix},
+			{&r.k.swiglu, "swiglu" + suffix}, {&r.k.gemm, "gemm" + suffix}, {&r.k.rope, "rope_store"}, {&r.k.argmax, "argmax"},
+		} {
+			if *f.dst, err = r.mod.Func(f.name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		r.close()
+		return nil, fmt.Errorf("cuda: GPU %d (%s): load kernels: %w", i, g.Name, err)
+	}
+	return r, nil
+}
+
+// elt is the bytes of one weight.
+func (n *Net) elt() int64 {
+	if n.bf16 {
+		return 2
+	}
+	return 4
+}
+
+// dims returns the model's matrix widths.
+func (n *Net) dims() (h, q, kv, inter, vocab int64) {
+	c := n.cfg
+	return int64(c.Hidden), int64(c.Heads * c.HeadDim), int64(c.KVHeads * c.HeadDim), int64(c.Intermediate), int64(c.Vocab)
+}
+
+// allocWeights allocates the weight buffers (worker only). Q, K and V are
+// stacked into one matrix and Gate and Up into another, so a layer takes
+// four matrix products.
+func (r *replica) allocWeights() error {
+	h, q, kv, inter, vocab := r.net.dims()
+	e := r.net.elt()
+	var err error
+	alloc := func(dst *driver.Ptr, n int64) {
+		if err == nil {
+			*dst, err = r.alloc(n)
+		}
+	}
+	alloc(&r.embed, vocab*h*e)
+	alloc(&r.norm, h*4)
+	r.layers = make([]layerWeights, r.net.cfg.Layers)
+	for i := range r.layers {
+		L := &r.layers[i]
+		alloc(&L.attnNorm, h*4)
+		alloc(&L.mlpNorm, h*4)
+		alloc(&L.qkv, (q+2*kv)*h*e)
+		alloc(&L.o, h*q*e)
+		alloc(&L.gu, 2*inter*h*e)
+		alloc(&L.down, h*inter*e)
+	}
+	return err
+}
+
+// weightBytes is the device memory of the weights.
+func (r *replica) weightBytes() int64 {
+	h, q, kv, inter, vocab := r.net.dims()
+	e := r.net.elt()
+	per := 2*h*4 + (q+2*kv)*h*e + h*q*e + 3*inter*h*e
+	n := vocab*h*e + h*4 + int64(len(r.layers))*per
+	if r.lmHead != 0 && r.lmHead != r.embed {
+		n += vocab * h * e
+	}
+	return n
+}
+
+// where returns the device address of the named tensor (worker only); it
+// allocates an untied output layer when it comes.
+func (r *replica) where(name string) (driver.Ptr, error) {
+	h, q, kv, inter, vocab := r.net.dims()
+	e := r.net.elt()
+	switch name {
+	case "model.embed_tokens.weight":
+		return r.embed, nil
+	case "model.norm.weight":
+		return r.norm, nil
+	case "lm_head.weight":
+		var err error
+		if r.lmHead == 0 {
+			r.lmHead, err = r.alloc(vocab * h * e)
+		}
+		return r.lmHead, err
+	}
+	rest, ok := strings.CutPrefix(name, "model.layers.")
+	idx, part, ok2 := strings.Cut(rest, ".")
+	l, err := strconv.Atoi(idx)
+	if !ok || !ok2 || err != nil || l < 0 || l >= len(r.layers) {
+		return 0, fmt.Errorf("cuda: unexpected tensor %s", name)
+	}
+	L := &r.layers[l]
+	switch part {
+	case "input_layernorm.weight":
+		return L.attnNorm, nil
+	case "post_attention_layernorm.weight":
+		return L.mlpNorm, nil
+	case "self_attn.q_proj.weight":
+		return L.qkv, nil
+	case "self_attn.k_proj.weight":
+		return L.qkv.Add(q * h * e), nil
+	case "self_attn.v_proj.weight":
+		return L.qkv.Add((q + kv) * h * e), nil
+	case "self_attn.o_proj.weight":
+		return L.o, nil
+	case "mlp.gate_proj.weight":
+		return L.gu, nil
+	case "mlp.up_proj.weight":
+		return L.gu.Add(inter * h * e), nil
+	case "mlp.down_proj.weight":
+		return L.down, nil
+	}
+	return 0, fmt.Errorf("cuda: unexpected tensor %s", name)
+}
+
+// uploader is LoadHost's sink: it converts each tensor to the device
+// format once and copies it to every replica.
+type uploader struct {
+	n   *Net
+	u16 []uint16
+	f32 []float32
+}
+
+func (u *uploader) put(t llama.HostTensor) error {
+	var src unsafe.Pointer
+	var nb int64
+	switch {
+	case t.Cols == 0 || (!u.n.bf16 && t.F32 != nil):
+		src, nb = bytesOf(t.F32)
+	case u.n.bf16 && t.BF16 != nil:
+		src, nb = bytesOf(t.BF16)
+	case u.n.bf16:
+		if cap(u.u16) < len(t.F32) {
+			u.u16 = make([]uint16, len(t.F32))
+		}
+		b := u.u16[:len(t.F32)]
+		toBF16(b, t.F32)
+		src, nb = bytesOf(b)
+	default:
+		if cap(u.f32) < len(t.BF16) {
+			u.f32 = make([]float32, len(t.BF16))
+		}
+		f := u.f32[:len(t.BF16)]
+		for i, v := range t.BF16 {
+			f[i] = kernels.BF16ToF32(v)
+		}
+		src, nb = bytesOf(f)
+	}
+	for _, r := range u.n.reps {
+		err := r.w.do(func() error {
+			dst, err := r.where(t.Name)
+			if err != nil {
+				return err
+			}
+			return r.ctx.CopyIn(dst, src, nb)
+		})
+		if err != nil {
+			return fmt.Errorf("cuda: upload %s to GPU %d: %w", t.Name, r.idx, err)
+		}
+	}
+	return nil
+}
+
+// poolPages is how many KV cache pages of pageBytes fit in free device
+// memory less kvMargin, and within limit bytes when limit is positive.
+func poolPages(free, limit, pageBytes int64) int64 {
+	pool := free - kvMargin
+	if limit > 0 {
+		pool = min(pool, limit)
+	}
+	return max(pool, 0) / pageBytes
+}
+
+// finish uploads the rotary table, allocates the step buffers and takes
+// the KV cache pool from the memory left (worker only).
+func (r *replica) finish(cos, sin []float32, kvCap int64) error {
+	if r.lmHead == 0 {
+		r.lmHead = r.embed // tied embeddings
+	}
+	var err error
+	for _, t := range []struct {
+		dst *driver.Ptr
+		v   []float32
+	}{{&r.cos, cos}, {&r.sin, sin}} {
+		p, nb := bytesOf(t.v)
+		if *t.dst, err = r.alloc(nb); err != nil {
+			return err
+		}
+		if err := r.ctx.CopyIn(*t.dst, p, nb); err != nil {
+			return err
+		}
+	}
+	h, q, kv, inter, vocab := r.net.dims()
+	e := r.net.elt()
+	R, L := int64(r.net.maxRows), int64(r.net.maxOut)
+	r.pageBytes = int64(pageSize) * int64(r.net.posBytes())
+	for _, b := range []struct {
+		dst *driver.Ptr
+		n   int64
+	}{
+		{&r.x, R * h * 4}, {&r.xn, R * h * e}, {&r.qkv, R * (q + 2*kv) * 4}, {&r.att, R * q * e},
+		{&r.gu, R * 2 * inter * 4}, {&r.act, R * inter * e}, {&r.last, L * h * e}, {&r.logits, L * vocab * 4},
+		{&r.argOut, L * 4},
+	} {
+		if *b.dst, err = r.alloc(b.n); err != nil {
+			return fmt.Errorf("step buffers for %d rows: %w", R, err)
+		}
+	}
+	free, _, err := r.ctx.MemInfo()
+	if err != nil {
+		return err
+	}
+	pages := poolPages(free, kvCap, r.pageBytes)
+	// The step's page table lists each sequence's pages once: at most the
+	// pool's.
+	metaBytes := 4 * (3*R + L + pages)
+	if pages < 1 {
+		return fmt.Errorf("GPU %d (%s): %d MiB left after %d MiB of weights and %d MiB of step buffers: no room for the KV cache",
+			r.idx, r.gpu.Name, free>>20, r.weightBytes()>>20, (R*(h*4+h*e+(q+2*kv)*4+q*e+2*inter*4+inter*e)+L*(h*e+vocab*4))>>20)
+	}
+	if r.pool, err = r.alloc(pages * r.pageBytes); err != nil {
+		return err
+	}
+	if r.meta, err = r.alloc(metaBytes); err != nil {
+		return err
+	}
+	if r.host, err = r.ctx.AllocHost(int(metaBytes + 4*L)); err != nil {
+		return err
+	}
+	r.free = make([]int32, pages)
+	for i := range r.free {
+		r.free[i] = int32(pages) - 1 - int32(i) // page 0 first
+	}
+	if len(r.free) == 0 {
+		return errors.New("no KV cache pages")
+	}
+	return nil
+}

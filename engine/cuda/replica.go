@@ -1,0 +1,176 @@
+package cuda
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"unsafe"
+
+	"github.com/batchtrans/batchtrans/engine/backend"
+	"github.com/batchtrans/batchtrans/engine/cuda/driver"
+)
+
+// replica is the model on one GPU: its context and worker thread, the
+// kernels, the weights, the KV page pool and the step's buffers. Only its
+// worker touches the device; the page free list has its own lock.
+type replica struct {
+	net *Net
+	idx int
+	gpu driver.GPU
+	ctx *driver.Context
+	w   *worker
+	mod *driver.Module
+	k   kernelSet
+	st  driver.Stream
+
+	allocs []driver.Ptr // every device allocation, freed by close
+
+	embed, lmHead, norm driver.Ptr
+	layers              []layerWeights
+	cos, sin            driver.Ptr
+
+	// The KV cache pool: page p of layer l holds keys at pool + p*pageBytes
+	// + l*2*slab and values a slab after them, slab = pageSize*kvDim floats.
+	pool      driver.Ptr
+	pageBytes int64
+	mu        sync.Mutex
+	free      []int32
+	states    int
+
+	// Step buffers (see forward) and the page-locked host staging.
+	x, xn, qkv, att, gu, act, last, logits, meta, argOut driver.Ptr
+	host                                                  []byte
+	args                                                  launchArgs
+}
+
+type layerWeights struct {
+	attnNorm, mlpNorm, qkv, o, gu, down driver.Ptr
+}
+
+// kernelSet holds the kernels of the replica's dtype.
+type kernelSet struct {
+	embed, rmsnorm, attention, swiglu, gemm, rope, argmax *driver.Func
+	gemmBlock                                             int
+}
+
+func (r *replica) live() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.states
+}
+
+// alloc allocates n bytes, remembered for close.
+func (r *replica) alloc(n int64) (driver.Ptr, error) {
+	p, err := r.ctx.Alloc(max(n, 256))
+	if err != nil {
+		return 0, fmt.Errorf("GPU %d (%s): %w", r.gpu.Index, r.gpu.Name, err)
+	}
+	r.allocs = append(r.allocs, p)
+	return p, nil
+}
+
+// take removes n pages from the pool.
+func (r *replica) take(n int) ([]int32, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n > len(r.free) {
+		return nil, fmt.Errorf("cuda: GPU %d's KV cache is full (%d pages of %d positions free, %d needed): %w",
+			r.gpu.Index, len(r.free), pageSize, n, errKVFull)
+	}
+	pg := append([]int32(nil), r.free[len(r.free)-n:]...)
+	r.free = r.free[:len(r.free)-n]
+	return pg, nil
+}
+
+// release returns pages to the pool.
+func (r *replica) release(pg []int32) {
+	if len(pg) == 0 {
+		return
+	}
+	r.mu.Lock()
+	r.free = append(r.free, pg...)
+	r.mu.Unlock()
+}
+
+// errKVFull is wrapped when the KV cache pool has no room.
+var errKVFull = errors.New("lower runtime.workers (rows in flight) or free GPU memory")
+
+// copyPages copies whole pages src to dst on the device (worker only).
+func (r *replica) copyPages(dst, src []int32) error {
+	for i := range src {
+		if err := r.ctx.CopyDeviceAsync(r.pool.Add(int64(dst[i])*r.pageBytes), r.pool.Add(int64(src[i])*r.pageBytes), r.pageBytes, r.st); err != nil {
+			return fmt.Errorf("cuda: copy KV pages: %w: %w", err, backend.ErrDevice)
+		}
+	}
+	return nil
+}
+
+// downloadPages copies pages to host (worker only).
+func (r *replica) downloadPages(host []byte, pg []int32) error {
+	for i, p := range pg {
+		if err := r.ctx.CopyOut(unsafe.Pointer(&host[int64(i)*r.pageBytes]), r.pool.Add(int64(p)*r.pageBytes), r.pageBytes); err != nil {
+			return fmt.Errorf("cuda: copy KV pages: %w: %w", err, backend.ErrDevice)
+		}
+	}
+	return nil
+}
+
+// uploadPages copies host bytes into pages (worker only).
+func (r *replica) uploadPages(pg []int32, host []byte) error {
+	for i, p := range pg {
+		if err := r.ctx.CopyIn(r.pool.Add(int64(p)*r.pageBytes), unsafe.Pointer(&host[int64(i)*r.pageBytes]), r.pageBytes); err != nil {
+			return fmt.Errorf("cuda: copy KV pages: %w: %w", err, backend.ErrDevice)
+		}
+	}
+	return nil
+}
+
+// close frees everything the replica holds.
+func (r *replica) close() error {
+	if r.w == nil {
+		return nil
+	}
+	err := r.w.do(func() error {
+		var errs []error
+		for _, p := range r.allocs {
+			errs = append(errs, r.ctx.Free(p))
+		}
+		r.allocs = nil
+		errs = append(errs, r.ctx.FreeHost(r.host))
+		r.host = nil
+		if r.st != 0 {
+			errs = append(errs, r.ctx.DestroyStream(r.st))
+		}
+		if r.mod != nil {
+			errs = append(errs, r.mod.Unload())
+		}
+		return errors.Join(errs...)
+	})
+	r.w.stop()
+	r.w = nil
+	return errors.Join(err, r.ctx.Release())
+}
+
+// launchArgs builds cuLaunchKernel's parameter array without allocating:
+// each value sits in vals, each parameter points at its value.
+type launchArgs struct {
+	vals [16]uint64
+	ptrs [16]unsafe.Pointer
+	n    int
+}
+
+func (a *launchArgs) reset() *launchArgs { a.n = 0; return a }
+
+func (a *launchArgs) add(v uint64) *launchArgs {
+	a.vals[a.n] = v
+	a.ptrs[a.n] = unsafe.Pointer(&a.vals[a.n])
+	a.n++
+	return a
+}
+
+func (a *launchArgs) p(p driver.Ptr) *launchArgs { return a.add(uint64(p)) }
+func (a *launchArgs) i(v int) *launchArgs      { return a.add(uint64(uint32(int32(v)))) }
+func (a *launchArgs) l(v int64) *launchArgs    { return a.add(uint64(v)) }
+func (a *launchArgs) f(v float32) *launchArgs  { return a.add(uint64(math.Float32bits(v))) }
+func (a *launchArgs) list() []unsafe.Pointer   { return a.ptrs[:a.n] }
