@@ -40,8 +40,8 @@ type replica struct {
 
 	// Step buffers (see forward) and the page-locked host staging.
 	x, xn, qkv, att, gu, act, last, logits, meta, argOut driver.Ptr
-	host                                                  []byte
-	args                                                  launchArgs
+	host                                                 []byte
+	args                                                 launchArgs
 }
 
 type layerWeights struct {
@@ -170,7 +170,7 @@ func (a *launchArgs) add(v uint64) *launchArgs {
 }
 
 func (a *launchArgs) p(p driver.Ptr) *launchArgs { return a.add(uint64(p)) }
-func (a *launchArgs) i(v int) *launchArgs      { return a.add(uint64(uint32(int32(v)))) }
-func (a *launchArgs) l(v int64) *launchArgs    { return a.add(uint64(v)) }
-func (a *launchArgs) f(v float32) *launchArgs  { return a.add(uint64(math.Float32bits(v))) }
-func (a *launchArgs) list() []unsafe.Pointer   { return a.ptrs[:a.n] }
+func (a *launchArgs) i(v int) *launchArgs        { return a.add(uint64(uint32(int32(v)))) }
+func (a *launchArgs) l(v int64) *launchArgs      { return a.add(uint64(v)) }
+func (a *launchArgs) f(v float32) *launchArgs    { return a.add(uint64(math.Float32bits(v))) }
+func (a *launchArgs) list() []unsafe.Pointer     { return a.ptrs[:a.n] }

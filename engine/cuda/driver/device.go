@@ -291,7 +291,9 @@ func (c *Context) NewEvent() (Event, error) {
 }
 
 // Record queues e on s.
-func (c *Context) Record(e Event, s Stream) error { return c.l.call("cuEventRecord", uintptr(e), uintptr(s)) }
+func (c *Context) Record(e Event, s Stream) error {
+	return c.l.call("cuEventRecord", uintptr(e), uintptr(s))
+}
 
 // Elapsed waits for end and returns the milliseconds between start and end.
 func (c *Context) Elapsed(start, end Event) (float32, error) {
