@@ -19,7 +19,7 @@ func loadCUDA(opts Options, dt kernels.DType) (*llama.Config, backend.Net, error
 	}
 	net, err := cuda.Load(cuda.Options{
 		ModelDir: opts.ModelDir, AdapterDir: opts.AdapterDir, BF16: dt == kernels.BF16,
-		MaxRows: opts.StepTokens, MaxOutputs: opts.MaxBatch,
+		MaxRows: opts.StepTokens, MaxOutputs: opts.MaxBatch, KVBytes: opts.GPUKVBytes,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("load model: %w", err)

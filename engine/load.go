@@ -38,6 +38,9 @@ type Options struct {
 	// switch is for measuring. The environment variable
 	// BATCHTRANS_PREFIX_CACHE=off has the same effect.
 	NoPrefixCache bool
+	// GPUKVBytes caps each GPU's KV cache pool (0: the memory left after
+	// the weights and step buffers, less a margin).
+	GPUKVBytes int64
 	// Kernels names the kernel implementation (one of kernels.Impls())
 	// instead of the fastest this CPU has; the environment variable
 	// BATCHTRANS_KERNELS does the same when this is empty. Every

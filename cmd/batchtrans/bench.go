@@ -177,7 +177,8 @@ func benchCmd(ctx context.Context, env *cliEnv, args []string) error {
 	start := time.Now()
 	// Steps carry the timed prompt whole, or the batch's decode rows.
 	cfg, net, err := engine.LoadBackend(engine.Options{Device: *dev, ModelDir: dir, AdapterDir: *adapter, DType: dt.String(),
-		StepTokens: max(*prefill, *batch+benchStepTokens), MaxBatch: *batch + benchStepTokens/benchDecodePrompt})
+		StepTokens: max(*prefill, *batch+benchStepTokens), MaxBatch: *batch + benchStepTokens/benchDecodePrompt,
+		GPUKVBytes: benchGPUKVBytes})
 	if err != nil {
 		return withCode(exitFatal, err)
 	}
@@ -248,6 +249,10 @@ func writeBench(env *cliEnv, res benchResult, asJSON bool) error {
 	}
 	return withCode(exitFatal, out.Flush())
 }
+
+// benchGPUKVBytes caps the GPU's KV cache pool, far above what the
+// measured sequences need, leaving room for the ceilings' buffers.
+const benchGPUKVBytes = 16 << 30
 
 // benchStepTokens is the step size of the untimed prompt prefills.
 const benchStepTokens = 512

@@ -96,6 +96,9 @@ func (n *Net) Forward(steps []backend.Step) error {
 	if err := n.check(steps); err != nil {
 		return err
 	}
+	if len(steps) == 0 {
+		return nil
+	}
 	if len(n.reps) == 1 {
 		return n.reps[0].forward(steps)
 	}

@@ -103,6 +103,10 @@ func TestSystemProbeLinux(t *testing.T) {
 			"proc/driver/nvidia/version": {Data: []byte("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC 2024\nGCC version:  gcc 12\n")},
 			"proc/driver/nvidia/gpus/0000:01:00.0/information": {Data: []byte("Model: \t\t NVIDIA H100 80GB HBM3\nIRQ:   \t\t 42\n")},
 		}, "AMD EPYC 9R45 64-Core Processor", "550.54.15", []string{"NVIDIA H100 80GB HBM3"}},
+		{"open kernel module", fstest.MapFS{
+			"proc/cpuinfo":               cpuinfo,
+			"proc/driver/nvidia/version": {Data: []byte("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (dvs-builder@U22-I3-AE18-23-3)  Thu Oct  2 2025\n")},
+		}, "AMD EPYC 9R45 64-Core Processor", "580.159.04", nil},
 		{"device node only", fstest.MapFS{"dev/nvidia0": {}}, "", "unknown version", nil},
 	}
 	for _, tc := range cases {

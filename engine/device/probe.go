@@ -65,8 +65,14 @@ func linuxNVIDIA(root fs.FS) (driver string, gpus []string) {
 		line, _, _ := strings.Cut(string(b), "\n")
 		driver = strings.TrimSpace(line)
 		if i := strings.Index(driver, "Kernel Module"); i >= 0 {
-			if f := strings.Fields(driver[i+len("Kernel Module"):]); len(f) > 0 {
-				driver = f[0]
+			// "... Kernel Module  550.54.15  Tue Mar ..." or "... Open
+			// Kernel Module for x86_64  580.159.04  Release Build ...":
+			// the first field that is a dotted version.
+			for _, f := range strings.Fields(driver[i+len("Kernel Module"):]) {
+				if isVersion(f) {
+					driver = f
+					break
+				}
 			}
 		}
 	}
@@ -110,4 +116,18 @@ func cpuFlags(goarch string) []string {
 		}
 	}
 	return slices.Clip(f)
+}
+
+// isVersion reports whether s looks like "580.159.04": digits and dots,
+// starting with a digit, with at least one dot.
+func isVersion(s string) bool {
+	if s == "" || s[0] < '0' || s[0] > '9' || !strings.Contains(s, ".") {
+		return false
+	}
+	for _, c := range s {
+		if c != '.' && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
 }

@@ -18,7 +18,13 @@ tokenizers are installed (no network):
                       examples/data/heldout-de.jsonl one prompt at a time, as
                       the Python script batchtrans replaces does. EOS is
                       suppressed (min_new_tokens) so every row makes NEW tokens.
-Hide any GPU from torch (CUDA_VISIBLE_DEVICES=) before running.
+  hfgpu DIR           the GPU reference: DIR/base with DIR/lora merged, in
+                      bf16 on CUDA, 96-token prompts (random ids), 64 new
+                      tokens with EOS suppressed, at batch 1, 64, 256 and
+                      512, eager and with the static KV cache
+                      (cache_implementation="static": transformers then
+                      compiles the decode step), generated tokens/s each.
+For make and hf, hide any GPU from torch (CUDA_VISIBLE_DEVICES=) first.
 Prints one JSON object per measurement.
 """
 import gzip
@@ -120,10 +126,48 @@ def hf(d, threads, rows, new):
                       "job_tok_s": round(made / wall, 3)}), flush=True)
 
 
+def hfgpu(d, batches=(1, 64, 256, 512), new=64, prompt=96):
+    import peft
+    t0 = time.time()
+    kw = {"dtype" if TV5 else "torch_dtype": torch.bfloat16}
+    model = LlamaForCausalLM.from_pretrained(os.path.join(d, "base"), **kw).to("cuda")
+    model = peft.PeftModel.from_pretrained(model, os.path.join(d, "lora")).merge_and_unload()
+    model.eval()
+    torch.cuda.synchronize()
+    load_s = time.time() - t0
+    g = torch.Generator().manual_seed(0)
+    for cache in ("eager", "static"):
+        for b in batches:
+            ids = torch.randint(0, 128000, (b, prompt), generator=g).to("cuda")
+            extra = {"cache_implementation": "static"} if cache == "static" else {}
+
+            def gen():
+                with torch.inference_mode():
+                    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new,
+                                         min_new_tokens=new, do_sample=False, pad_token_id=128001, **extra)
+                torch.cuda.synchronize()
+                return out
+
+            t = time.time()
+            gen()  # warm-up (and, static, compilation)
+            warm = time.time() - t
+            if cache == "static":
+                gen()
+            t = time.time()
+            out = gen()
+            wall = time.time() - t
+            made = (out.shape[1] - prompt) * b
+            print(json.dumps({"side": "transformers+peft bf16 cuda", "cache": cache, "batch": b, "load_s": round(load_s, 2),
+                              "warmup_s": round(warm, 1), "new_tokens": made, "wall_s": round(wall, 3),
+                              "tok_s": round(made / wall, 1)}), flush=True)
+
+
 if __name__ == "__main__":
     print(json.dumps({"torch": torch.__version__, "transformers": transformers.__version__,
                       "cuda_visible": torch.cuda.is_available()}), flush=True)
     if sys.argv[1] == "make":
         make(sys.argv[2])
+    elif sys.argv[1] == "hfgpu":
+        hfgpu(sys.argv[2])
     else:
         hf(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
