@@ -106,7 +106,7 @@ func (r *replica) step(steps []backend.Step) error {
 					i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride))
 			},
 			func() error {
-				return launch(r.k.attention, R, c.Heads, 128, a.reset().p(r.att).p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(kc).p(vc).
+				return launch(r.k.attention, R, c.KVHeads, 32*(c.Heads/c.KVHeads), a.reset().p(r.att).p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(kc).p(vc).
 					i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride).f(scale))
 			},
 			func() error { return gemm(r.x, r.att, L.o, m, h, q, true) },
@@ -171,6 +171,14 @@ func (r *replica) gemm(y, x, w driver.Ptr, m, n, k int64, acc bool) error {
 	ac := 0
 	if acc {
 		ac = 1
+	}
+	if r.k.gemmNarrow != nil && m <= narrowRows {
+		return r.k.gemmNarrow.LaunchShared(r.st, [3]int{int((n + narrowCols - 1) / narrowCols), 1, 1},
+			[3]int{narrowThreads, 1, 1}, narrowSmem, r.args.reset().p(y).p(x).p(w).i(int(m)).i(int(n)).i(int(k)).i(ac).list())
+	}
+	if r.k.gemmWide != nil && m > wideRows {
+		return r.k.gemmWide.LaunchShared(r.st, [3]int{int((n + wideTile - 1) / wideTile), int((m + wideTile - 1) / wideTile), 1},
+			[3]int{wideThreads, 1, 1}, wideSmem, r.args.reset().p(y).p(x).p(w).i(int(m)).i(int(n)).i(int(k)).i(ac).list())
 	}
 	return r.k.gemm.Launch(r.st, [3]int{int((n + 63) / 64), int((m + 63) / 64), 1}, [3]int{r.k.gemmBlock, 1, 1},
 		r.args.reset().p(y).p(x).p(w).i(int(m)).i(int(n)).i(int(k)).i(ac).list())

@@ -73,7 +73,10 @@ func download(t *testing.T, r *replica, d driver.Ptr, n int) []float32 {
 // shapes with ragged tiles and K not a multiple of the tile, and that a
 // row's bits do not depend on the rows beside it.
 func TestGemmMatchesReference(t *testing.T) {
-	shapes := []struct{ m, n, k int }{{1, 2048, 2048}, {37, 3072, 2048}, {300, 96, 48}, {130, 200, 8200}, {5, 17, 36}}
+	// Rows: few (narrow kernel), up to 64 (gemm_bf16), more (wide kernel);
+	// the row-alone check compares each against the narrow kernel.
+	shapes := []struct{ m, n, k int }{{1, 2048, 2048}, {16, 2048, 8192}, {37, 3072, 2048}, {300, 96, 48},
+		{130, 200, 8200}, {5, 17, 36}, {512, 2048, 2048}, {70, 130, 40}}
 	for _, bf16 := range []bool{true, false} {
 		name := map[bool]string{true: "bf16", false: "f32"}[bf16]
 		t.Run(name, func(t *testing.T) {
@@ -380,10 +383,10 @@ func scheduled(t *testing.T, net backend.Net, targets [][]int, group int, others
 func TestPrefixCopies(t *testing.T) {
 	dir := testModelDir(t)
 	net := loadGPU(t, dir, true, Options{})
-	free := len(net.reps[0].free)
 	rng := rand.New(rand.NewPCG(2, 2))
 	prompt := randIDs(rng, 75, 512)
 	whole := trace(t, net, [][]int{prompt}, 3)[0]
+	free := len(net.reps[0].free)
 
 	src, err := net.NewState()
 	require.NoError(t, err)

@@ -3,8 +3,10 @@ package cuda
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/batchtrans/batchtrans/engine/cuda/driver"
@@ -33,8 +35,8 @@ func Load(opts Options) (*Net, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.HeadDim > 128 || cfg.HeadDim%2 != 0 || cfg.Heads%cfg.KVHeads != 0 {
-		return nil, fmt.Errorf("cuda: head_dim %d (%d heads, %d kv heads): the attention kernel takes an even head_dim up to 128 and whole groups", cfg.HeadDim, cfg.Heads, cfg.KVHeads)
+	if cfg.HeadDim > 128 || cfg.HeadDim%2 != 0 || cfg.Heads%cfg.KVHeads != 0 || cfg.Heads/cfg.KVHeads > 16 {
+		return nil, fmt.Errorf("cuda: head_dim %d (%d heads, %d kv heads): the attention kernel takes an even head_dim up to 128 and up to 16 query heads a KV head", cfg.HeadDim, cfg.Heads, cfg.KVHeads)
 	}
 	if opts.MaxRows <= 0 || opts.MaxOutputs <= 0 {
 		return nil, fmt.Errorf("cuda: MaxRows %d and MaxOutputs %d must be positive", opts.MaxRows, opts.MaxOutputs)
@@ -118,6 +120,18 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 			if *f.dst, err = r.mod.Func(f.name); err != nil {
 				return err
 			}
+		}
+		if n.bf16 {
+			if r.k.gemmWide, err = r.mod.Func("gemm_bf16_128"); err != nil {
+				return err
+			}
+			if err := r.k.gemmWide.SetMaxSharedBytes(wideSmem); err != nil {
+				return err
+			}
+			if r.k.gemmNarrow, err = r.mod.Func("gemm_bf16_16"); err != nil {
+				return err
+			}
+			return r.k.gemmNarrow.SetMaxSharedBytes(narrowSmem)
 		}
 		return nil
 	})
@@ -249,7 +263,7 @@ func (u *uploader) put(t llama.HostTensor) error {
 			u.u16 = make([]uint16, len(t.F32))
 		}
 		b := u.u16[:len(t.F32)]
-		toBF16(b, t.F32)
+		parallelToBF16(b, t.F32)
 		src, nb = bytesOf(b)
 	default:
 		if cap(u.f32) < len(t.BF16) {
@@ -284,6 +298,24 @@ func poolPages(free, limit, pageBytes int64) int64 {
 		pool = min(pool, limit)
 	}
 	return max(pool, 0) / pageBytes
+}
+
+// parallelToBF16 is toBF16 spread over the cores.
+func parallelToBF16(dst []uint16, src []float32) {
+	const chunk = 1 << 20
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.NumCPU())
+	for lo := 0; lo < len(src); lo += chunk {
+		hi := min(lo+chunk, len(src))
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			toBF16(dst[lo:hi], src[lo:hi])
+			<-sem
+		}()
+	}
+	wg.Wait()
 }
 
 // finish uploads the rotary table, allocates the step buffers and takes

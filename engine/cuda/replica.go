@@ -52,7 +52,31 @@ type layerWeights struct {
 type kernelSet struct {
 	embed, rmsnorm, attention, swiglu, gemm, rope, argmax *driver.Func
 	gemmBlock                                             int
+	// gemmWide is the large-tile bf16 product for steps of more than
+	// wideRows rows, gemmNarrow the one for at most narrowRows (both nil
+	// in f32); they give gemm's bits.
+	gemmWide, gemmNarrow *driver.Func
 }
+
+// narrowRows is the most rows the few-row product takes.
+const narrowRows = 16
+
+// Launch shapes of the few-row product (csrc/gemm.cuh's GS_*).
+const (
+	narrowCols    = 32
+	narrowThreads = 128
+	narrowSmem    = 5 * (16 + 32) * 136 * 2
+)
+
+// wideRows is the step size from which the large-tile product pays.
+const wideRows = 64
+
+// Launch shapes of the large-tile product (csrc/gemm.cuh's GB2_*).
+const (
+	wideTile    = 128
+	wideThreads = 256
+	wideSmem    = 3 * (128 + 128) * 40 * 2
+)
 
 func (r *replica) live() int {
 	r.mu.Lock()

@@ -81,6 +81,7 @@ extern "C" __global__ void __launch_bounds__(128) gemm_bf16(float *Y, const bf16
         bf16(*ws)[GB_LD] = Ws[t & 1];
 #pragma unroll
         for (int kk = 0; kk < GB_K; kk += 16) {
+            if (t * GB_K + kk >= K) break; // every kernel runs ceil(K/16) steps
             unsigned a[2][4], b[4][2];
 #pragma unroll
             for (int i = 0; i < 2; i++) {
@@ -160,4 +161,178 @@ extern "C" __global__ void __launch_bounds__(256) gemm_f32(float *Y, const float
                 *y = accumulate ? __fadd_rn(*y, acc[i][j]) : acc[i][j];
             }
         }
+}
+
+// The large-tile product for many rows: a 128 x 128 tile per block of 8
+// warps (each a 64 x 32 eighth), fragments read with ldmatrix, three K
+// tiles in flight, dynamic shared memory (GB2_SMEM bytes). It issues the
+// same tensor-core instructions over the same K steps in the same order as
+// gemm_bf16, so every output element has the same bits in either kernel.
+#define GB2_M 128
+#define GB2_N 128
+#define GB2_STAGES 3
+#define GB2_SMEM (GB2_STAGES * (GB2_M + GB2_N) * GB_LD * 2)
+
+__device__ __forceinline__ void ldmatrix_x4(unsigned *r, const void *p) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s));
+}
+__device__ __forceinline__ void cp_async_wait_stages() { asm volatile("cp.async.wait_group %0;\n" ::"n"(GB2_STAGES - 2)); }
+
+__device__ __forceinline__ void gemm_bf16_load2(bf16 (*As)[GB_LD], bf16 (*Ws)[GB_LD], const bf16 *A, const bf16 *W,
+                                                int M, int N, int K, int m0, int n0, int k0) {
+    for (int c = threadIdx.x; c < GB2_M * GB_K / 8; c += blockDim.x) {
+        int r = c / (GB_K / 8), col = (c % (GB_K / 8)) * 8;
+        int gk = k0 + col, gm = m0 + r, gn = n0 + r;
+        if (K % 8 == 0) {
+            bool ina = gm < M && gk < K, inw = gn < N && gk < K;
+            cp_async16(&As[r][col], ina ? A + (size_t)gm * K + gk : A, ina ? 16 : 0);
+            cp_async16(&Ws[r][col], inw ? W + (size_t)gn * K + gk : W, inw ? 16 : 0);
+        } else {
+            for (int j = 0; j < 8; j++) {
+                As[r][col + j] = gm < M && gk + j < K ? A[(size_t)gm * K + gk + j] : __float2bfloat16_rn(0.f);
+                Ws[r][col + j] = gn < N && gk + j < K ? W[(size_t)gn * K + gk + j] : __float2bfloat16_rn(0.f);
+            }
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(256) gemm_bf16_128(float *Y, const bf16 *A, const bf16 *W, int M, int N, int K, int accumulate) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16(*As)[GB2_M][GB_LD] = (bf16(*)[GB2_M][GB_LD])smem;
+    bf16(*Ws)[GB2_N][GB_LD] = (bf16(*)[GB2_N][GB_LD])(smem + GB2_STAGES * GB2_M * GB_LD * 2);
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int g = lane >> 2, tq = lane & 3;
+    int m0 = blockIdx.y * GB2_M, n0 = blockIdx.x * GB2_N;
+    int wm = (warp / 4) * 64, wn = (warp % 4) * 32;
+    float acc[4][4][4];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.f;
+    int kt = (K + GB_K - 1) / GB_K;
+#pragma unroll
+    for (int s = 0; s < GB2_STAGES - 1; s++) {
+        if (s < kt) gemm_bf16_load2(As[s], Ws[s], A, W, M, N, K, m0, n0, s * GB_K);
+        cp_async_commit();
+    }
+    for (int t = 0; t < kt; t++) {
+        int nt = t + GB2_STAGES - 1;
+        if (nt < kt) gemm_bf16_load2(As[nt % GB2_STAGES], Ws[nt % GB2_STAGES], A, W, M, N, K, m0, n0, nt * GB_K);
+        cp_async_commit();
+        cp_async_wait_stages();
+        __syncthreads();
+        bf16(*as)[GB_LD] = As[t % GB2_STAGES];
+        bf16(*ws)[GB_LD] = Ws[t % GB2_STAGES];
+#pragma unroll
+        for (int kk = 0; kk < GB_K; kk += 16) {
+            if (t * GB_K + kk >= K) break;
+            unsigned a[4][4], b[4][2];
+#pragma unroll
+            for (int i = 0; i < 4; i++) ldmatrix_x4(a[i], &as[wm + i * 16 + (lane % 16)][kk + (lane / 16) * 8]);
+#pragma unroll
+            for (int j = 0; j < 4; j += 2) {
+                unsigned q[4];
+                ldmatrix_x4(q, &ws[wn + j * 8 + (lane / 16) * 8 + (lane % 8)][kk + ((lane / 8) % 2) * 8]);
+                b[j][0] = q[0], b[j][1] = q[1], b[j + 1][0] = q[2], b[j + 1][1] = q[3];
+            }
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) mma_bf16(acc[i][j], a[i][0], a[i][1], a[i][2], a[i][3], b[j][0], b[j][1]);
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int row = m0 + wm + i * 16 + g + (e >= 2 ? 8 : 0);
+                int col = n0 + wn + j * 8 + tq * 2 + (e & 1);
+                if (row < M && col < N) {
+                    float *y = &Y[(size_t)row * N + col];
+                    *y = accumulate ? __fadd_rn(*y, acc[i][j][e]) : acc[i][j][e];
+                }
+            }
+}
+
+// The product for a few rows (decode): at most 16 rows (one m16 tile) by
+// 32 columns per block of 4 warps, one n8 tile a warp, K in tiles of 128
+// with GS_STAGES tiles in flight, so that even a matrix of few columns
+// keeps enough weight bytes in flight to stream at full bandwidth. The
+// same tensor-core instructions over the same K steps in the same order
+// as the other kernels: the same bits.
+#define GS_M 16
+#define GS_N 32
+#define GS_K 128
+#define GS_LD (GS_K + 8)
+#define GS_STAGES 5
+#define GS_SMEM (GS_STAGES * (GS_M + GS_N) * GS_LD * 2)
+
+extern "C" __global__ void __launch_bounds__(128) gemm_bf16_16(float *Y, const bf16 *A, const bf16 *W, int M, int N, int K, int accumulate) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16(*As)[GS_M][GS_LD] = (bf16(*)[GS_M][GS_LD])smem;
+    bf16(*Ws)[GS_N][GS_LD] = (bf16(*)[GS_N][GS_LD])(smem + GS_STAGES * GS_M * GS_LD * 2);
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int g = lane >> 2, tq = lane & 3;
+    int m0 = blockIdx.y * GS_M, n0 = blockIdx.x * GS_N;
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    int kt = (K + GS_K - 1) / GS_K;
+    auto load = [&](int s, int k0) {
+        for (int c = threadIdx.x; c < (GS_M + GS_N) * GS_K / 8; c += blockDim.x) {
+            int r = c / (GS_K / 8), col = (c % (GS_K / 8)) * 8;
+            bool isA = r < GS_M;
+            int rr = isA ? r : r - GS_M;
+            int gr = (isA ? m0 : n0) + rr, lim = isA ? M : N, gk = k0 + col;
+            const bf16 *src = isA ? A : W;
+            bf16 *dst = isA ? &As[s][rr][col] : &Ws[s][rr][col];
+            if (K % 8 == 0) {
+                bool in = gr < lim && gk < K;
+                cp_async16(dst, in ? src + (size_t)gr * K + gk : src, in ? 16 : 0);
+            } else {
+                for (int j = 0; j < 8; j++)
+                    dst[j] = gr < lim && gk + j < K ? src[(size_t)gr * K + gk + j] : __float2bfloat16_rn(0.f);
+            }
+        }
+    };
+#pragma unroll
+    for (int s = 0; s < GS_STAGES - 1; s++) {
+        if (s < kt) load(s, s * GS_K);
+        cp_async_commit();
+    }
+    for (int t = 0; t < kt; t++) {
+        int nt = t + GS_STAGES - 1;
+        if (nt < kt) load(nt % GS_STAGES, nt * GS_K);
+        cp_async_commit();
+        asm volatile("cp.async.wait_group %0;\n" ::"n"(GS_STAGES - 2));
+        __syncthreads();
+        bf16(*as)[GS_LD] = As[t % GS_STAGES];
+        bf16(*ws)[GS_LD] = Ws[t % GS_STAGES];
+#pragma unroll
+        for (int kk = 0; kk < GS_K; kk += 16) {
+            if (t * GS_K + kk >= K) break;
+            unsigned a[4], b[2];
+            ldmatrix_x4(a, &as[lane % 16][kk + (lane / 16) * 8]);
+            int n = warp * 8 + g;
+            b[0] = *(const unsigned *)&ws[n][kk + tq * 2];
+            b[1] = *(const unsigned *)&ws[n][kk + tq * 2 + 8];
+            mma_bf16(acc, a[0], a[1], a[2], a[3], b[0], b[1]);
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        int row = m0 + g + (e >= 2 ? 8 : 0);
+        int col = n0 + warp * 8 + tq * 2 + (e & 1);
+        if (row < M && col < N) {
+            float *y = &Y[(size_t)row * N + col];
+            *y = accumulate ? __fadd_rn(*y, acc[e]) : acc[e];
+        }
+    }
 }

@@ -262,10 +262,22 @@ func (c *Context) CopyOutAsync(dst unsafe.Pointer, src Ptr, n int64, s Stream) e
 	return c.l.call("cuMemcpyDtoHAsync_v2", uintptr(dst), uintptr(src), uintptr(n), uintptr(s))
 }
 
+// SetMaxSharedBytes lets launches of f ask for up to n bytes of dynamic
+// shared memory (past the 48 KiB default).
+func (f *Func) SetMaxSharedBytes(n int) error {
+	const maxDynamicSharedSizeBytes = 8 // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+	return f.c.l.call("cuFuncSetAttribute", f.f, maxDynamicSharedSizeBytes, uintptr(n))
+}
+
 // Launch queues f on s over grid x block threads. args are the kernel's
 // parameters in order, each a pointer to its value (as cuLaunchKernel
 // takes them); the values must stay put until Launch returns.
 func (f *Func) Launch(s Stream, grid [3]int, block [3]int, args []unsafe.Pointer) error {
+	return f.LaunchShared(s, grid, block, 0, args)
+}
+
+// LaunchShared is Launch with shared bytes of dynamic shared memory.
+func (f *Func) LaunchShared(s Stream, grid [3]int, block [3]int, shared int, args []unsafe.Pointer) error {
 	var ap unsafe.Pointer
 	if len(args) > 0 {
 		ap = unsafe.Pointer(&args[0])
@@ -273,7 +285,7 @@ func (f *Func) Launch(s Stream, grid [3]int, block [3]int, args []unsafe.Pointer
 	r, _, _ := purego.SyscallN(f.c.l.fn["cuLaunchKernel"], f.f,
 		uintptr(grid[0]), uintptr(grid[1]), uintptr(grid[2]),
 		uintptr(block[0]), uintptr(block[1]), uintptr(block[2]),
-		0, uintptr(s), uintptr(ap), 0)
+		uintptr(shared), uintptr(s), uintptr(ap), 0)
 	if c := int32(r); c != 0 {
 		return fmt.Errorf("launch %s: %w", f.Name, f.c.l.errorOf("cuLaunchKernel", c))
 	}
