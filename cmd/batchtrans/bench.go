@@ -76,7 +76,10 @@ type benchResult struct {
 	// BandwidthBS is a device-to-device copy's bytes read plus written).
 	KVPoolB   int64   `json:"kv_pool_bytes,omitempty"`
 	GemmFLOPs float64 `json:"gemm_flops,omitempty"`
-	PeakRSS   int64   `json:"peak_rss_bytes"` // VmHWM; 0 where unknown
+	// GPUProfileMS is the batched decode's milliseconds in each stage of
+	// the step (BATCHTRANS_CUDA_PROFILE=1).
+	GPUProfileMS map[string]float64 `json:"gpu_profile_ms,omitempty"`
+	PeakRSS      int64              `json:"peak_rss_bytes"` // VmHWM; 0 where unknown
 	// CPUShare is the process's CPU time over the timed steps divided by
 	// their wall time times the thread count: near 1 on an idle machine,
 	// lower when other work takes the cores (every speed drops with it).
@@ -426,6 +429,9 @@ func (b *bencher) run(res *benchResult, prefillN, decodeN, batchN int) error {
 	}
 	res.DecodeTS = float64(decodeN) / d.Seconds()
 
+	if p, ok := b.net.(interface{ ResetProfile() }); ok {
+		p.ResetProfile()
+	}
 	prompts := make([][]int, batchN)
 	for i := range prompts {
 		prompts[i] = b.prompt(benchDecodePrompt)

@@ -15,6 +15,7 @@ func gpuCeilings(net backend.Net, res *benchResult) error {
 		return nil
 	}
 	res.KVPoolB = n.KVPoolBytes()
+	res.GPUProfileMS, _ = n.Profile()
 	c, err := n.Measure()
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package cuda
 import (
 	"fmt"
 	"math"
+	"time"
 	"unsafe"
 
 	"github.com/batchtrans/batchtrans/engine/backend"
@@ -56,6 +57,7 @@ func (r *replica) step(steps []backend.Step) error {
 		}
 	}
 	R := rows
+	begin := time.Now()
 	meta := unsafe.Slice((*int32)(unsafe.Pointer(&r.host[0])), len(r.host)/4)
 	tok, pos, ptoff, outRow := meta[:R], meta[R:2*R], meta[2*R:3*R], meta[3*R:3*R+outs]
 	pt := meta[3*R+outs:]
@@ -84,10 +86,15 @@ func (r *replica) step(steps []backend.Step) error {
 	slab := int64(pageSize) * kv * 4
 	pstride := r.pageBytes / 4
 	a := &r.args
-	launch := func(f *driver.Func, gx, gy, block int, args *launchArgs) error {
-		return f.Launch(r.st, [3]int{gx, gy, 1}, [3]int{block, 1, 1}, args.list())
+	launchAs := func(name string, f *driver.Func, gx, gy, block int, args *launchArgs) error {
+		return r.prof.around(r, name, func() error { return f.Launch(r.st, [3]int{gx, gy, 1}, [3]int{block, 1, 1}, args.list()) })
 	}
-	gemm := r.gemm
+	launch := func(f *driver.Func, gx, gy, block int, args *launchArgs) error {
+		return launchAs(f.Name, f, gx, gy, block, args)
+	}
+	gemmAs := func(name string, y, x, w driver.Ptr, m, n, k int64, acc bool) error {
+		return r.prof.around(r, name, func() error { return r.gemm(y, x, w, m, n, k, acc) })
+	}
 	if err := launch(r.k.embed, R, 1, 256, a.reset().p(r.x).p(r.embed).p(dTok).i(int(h))); err != nil {
 		return err
 	}
@@ -100,7 +107,7 @@ func (r *replica) step(steps []backend.Step) error {
 			func() error {
 				return launch(r.k.rmsnorm, R, 1, 256, a.reset().p(r.xn).p(r.x).p(L.attnNorm).p(0).i(int(h)).f(eps))
 			},
-			func() error { return gemm(r.qkv, r.xn, L.qkv, m, q+2*kv, h, false) },
+			func() error { return gemmAs("gemm qkv", r.qkv, r.xn, L.qkv, m, q+2*kv, h, false) },
 			func() error {
 				return launch(r.k.rope, R, 1, 128, a.reset().p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(r.cos).p(r.sin).p(kc).p(vc).
 					i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride))
@@ -109,16 +116,16 @@ func (r *replica) step(steps []backend.Step) error {
 				return launch(r.k.attention, R, c.KVHeads, 32*(c.Heads/c.KVHeads), a.reset().p(r.att).p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(kc).p(vc).
 					i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride).f(scale))
 			},
-			func() error { return gemm(r.x, r.att, L.o, m, h, q, true) },
+			func() error { return gemmAs("gemm o", r.x, r.att, L.o, m, h, q, true) },
 			func() error {
 				return launch(r.k.rmsnorm, R, 1, 256, a.reset().p(r.xn).p(r.x).p(L.mlpNorm).p(0).i(int(h)).f(eps))
 			},
-			func() error { return gemm(r.gu, r.xn, L.gu, m, 2*inter, h, false) },
+			func() error { return gemmAs("gemm gate|up", r.gu, r.xn, L.gu, m, 2*inter, h, false) },
 			func() error {
 				n := m * inter
 				return launch(r.k.swiglu, int(min((n+255)/256, 65535)), 1, 256, a.reset().p(r.act).p(r.gu).i(int(inter)).l(n))
 			},
-			func() error { return gemm(r.x, r.act, L.down, m, h, inter, true) },
+			func() error { return gemmAs("gemm down", r.x, r.act, L.down, m, h, inter, true) },
 		} {
 			if err := f(); err != nil {
 				return err
@@ -129,7 +136,7 @@ func (r *replica) step(steps []backend.Step) error {
 		if err := launch(r.k.rmsnorm, outs, 1, 256, a.reset().p(r.last).p(r.x).p(r.norm).p(dOut).i(int(h)).f(eps)); err != nil {
 			return err
 		}
-		if err := gemm(r.logits, r.last, r.lmHead, int64(outs), vocab, h, false); err != nil {
+		if err := gemmAs("gemm lm_head", r.logits, r.last, r.lmHead, int64(outs), vocab, h, false); err != nil {
 			return err
 		}
 		if err := launch(r.k.argmax, outs, 1, 256, a.reset().p(r.argOut).p(r.logits).i(int(vocab))); err != nil {
@@ -139,9 +146,11 @@ func (r *replica) step(steps []backend.Step) error {
 			return err
 		}
 	}
+	queued := time.Since(begin)
 	if err := r.ctx.Sync(r.st); err != nil {
 		return err
 	}
+	r.prof.collect(r, queued, time.Since(begin))
 	best := unsafe.Slice((*int32)(unsafe.Pointer(&r.host[4*metaN])), outs)
 	o = 0
 	for _, st := range steps {
@@ -176,7 +185,10 @@ func (r *replica) gemm(y, x, w driver.Ptr, m, n, k int64, acc bool) error {
 		return r.k.gemmNarrow.LaunchShared(r.st, [3]int{int((n + narrowCols - 1) / narrowCols), 1, 1},
 			[3]int{narrowThreads, 1, 1}, narrowSmem, r.args.reset().p(y).p(x).p(w).i(int(m)).i(int(n)).i(int(k)).i(ac).list())
 	}
-	if r.k.gemmWide != nil && m > wideRows {
+	// The large tiles only where they still give every multiprocessor
+	// two blocks; below that the 64 x 64 tiles spread the work wider.
+	wideBlocks := ((n + wideTile - 1) / wideTile) * ((m + wideTile - 1) / wideTile)
+	if r.k.gemmWide != nil && m > wideRows && wideBlocks >= 2*int64(r.gpu.SMs) {
 		return r.k.gemmWide.LaunchShared(r.st, [3]int{int((n + wideTile - 1) / wideTile), int((m + wideTile - 1) / wideTile), 1},
 			[3]int{wideThreads, 1, 1}, wideSmem, r.args.reset().p(y).p(x).p(w).i(int(m)).i(int(n)).i(int(k)).i(ac).list())
 	}

@@ -93,7 +93,7 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 		ctx.Release()
 		return nil, fmt.Errorf("cuda: GPU %d (%s): %w", i, g.Name, err)
 	}
-	r := &replica{net: n, idx: i, gpu: g, ctx: ctx, w: w}
+	r := &replica{net: n, idx: i, gpu: g, ctx: ctx, w: w, prof: newProfiler()}
 	err = w.do(func() error {
 		var err error
 		if r.mod, err = ctx.LoadModule(kernelsPTX); err != nil {

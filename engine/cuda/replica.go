@@ -42,6 +42,7 @@ type replica struct {
 	x, xn, qkv, att, gu, act, last, logits, meta, argOut driver.Ptr
 	host                                                 []byte
 	args                                                 launchArgs
+	prof                                                 profiler // BATCHTRANS_CUDA_PROFILE timings
 }
 
 type layerWeights struct {

@@ -68,6 +68,7 @@ __device__ void attention(T *out, const float *qkv, const int *pos, const int *p
         l = __fadd_rn(__fmul_rn(l, corr), warp_sum(e));
 #pragma unroll
         for (int a = 0; a < ATT_MAX_HD / 32; a++) acc[a] = __fmul_rn(acc[a], corr);
+#pragma unroll 8
         for (int j = 0; j < n; j++) {
             float p = __shfl_sync(0xffffffffu, e, j);
             int tp = c0 + j;

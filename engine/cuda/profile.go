@@ -1,0 +1,96 @@
+package cuda
+
+import (
+	"os"
+	"time"
+
+	"github.com/batchtrans/batchtrans/engine/cuda/driver"
+)
+
+// EnvProfile turns on the per-kernel timing of forward steps when set to
+// 1: every launch is bracketed by two events, which costs some speed.
+// Net.Profile reports the totals.
+const EnvProfile = "BATCHTRANS_CUDA_PROFILE"
+
+// profiler totals the device time of each stage of the step, and the
+// host's time to queue a step and to wait for it.
+type profiler struct {
+	on    bool
+	pool  []driver.Event
+	marks []profMark
+	ms    map[string]float64
+	calls map[string]int
+}
+
+type profMark struct {
+	name       string
+	start, end driver.Event
+}
+
+func newProfiler() profiler {
+	return profiler{on: os.Getenv(EnvProfile) == "1", ms: map[string]float64{}, calls: map[string]int{}}
+}
+
+// around runs launch f (worker only), timed as name when profiling.
+func (p *profiler) around(r *replica, name string, f func() error) error {
+	if !p.on {
+		return f()
+	}
+	s, e, err := p.event(r), p.event(r), error(nil)
+	if err = r.ctx.Record(s, r.st); err != nil {
+		return err
+	}
+	if err = f(); err != nil {
+		return err
+	}
+	p.marks = append(p.marks, profMark{name, s, e})
+	return r.ctx.Record(e, r.st)
+}
+
+func (p *profiler) event(r *replica) driver.Event {
+	if n := len(p.pool); n > 0 {
+		e := p.pool[n-1]
+		p.pool = p.pool[:n-1]
+		return e
+	}
+	e, _ := r.ctx.NewEvent()
+	return e
+}
+
+// collect adds the finished step's marks to the totals (after a sync).
+func (p *profiler) collect(r *replica, queued, total time.Duration) {
+	if !p.on {
+		return
+	}
+	for _, m := range p.marks {
+		if ms, err := r.ctx.Elapsed(m.start, m.end); err == nil {
+			p.ms[m.name] += float64(ms)
+			p.calls[m.name]++
+		}
+		p.pool = append(p.pool, m.start, m.end)
+	}
+	p.marks = p.marks[:0]
+	p.ms["host: queue a step"] += float64(queued.Microseconds()) / 1e3
+	p.ms["host: whole step"] += float64(total.Microseconds()) / 1e3
+	p.calls["host: queue a step"]++
+	p.calls["host: whole step"]++
+}
+
+// Profile returns the first GPU's milliseconds spent in each stage of the
+// forward steps so far (and how many launches), when EnvProfile is 1; nil
+// otherwise.
+func (n *Net) Profile() (ms map[string]float64, calls map[string]int) {
+	r := n.reps[0]
+	if !r.prof.on {
+		return nil, nil
+	}
+	return r.prof.ms, r.prof.calls
+}
+
+// ResetProfile zeroes the totals of Profile.
+func (n *Net) ResetProfile() {
+	for _, r := range n.reps {
+		clear(r.prof.ms)
+		clear(r.prof.calls)
+	}
+}
