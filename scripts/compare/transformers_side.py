@@ -24,6 +24,12 @@ tokenizers are installed (no network):
                       512, eager and with the static KV cache
                       (cache_implementation="static": transformers then
                       compiles the decode step), generated tokens/s each.
+  heldout OUT DEVICE  the bundled translator (examples/models/tiny-translator,
+                      base + adapter-de merged) in bf16 on DEVICE (cuda or
+                      cpu), greedy, one prompt at a time, over the held-out
+                      rows with the demo job's prompt: writes OUT as JSONL
+                      {"id", "translation"}, the reference the engine's bf16
+                      outputs are counted against.
 For make and hf, hide any GPU from torch (CUDA_VISIBLE_DEVICES=) first.
 Prints one JSON object per measurement.
 """
@@ -162,6 +168,28 @@ def hfgpu(d, batches=(1, 64, 256, 512), new=64, prompt=96):
                               "tok_s": round(made / wall, 1)}), flush=True)
 
 
+def heldout(out_path, device):
+    import peft
+    d = "examples/models/tiny-translator"
+    kw = {"dtype" if TV5 else "torch_dtype": torch.bfloat16}
+    model = LlamaForCausalLM.from_pretrained(os.path.join(d, "base"), **kw).to(device)
+    model = peft.PeftModel.from_pretrained(model, os.path.join(d, "adapter-de")).merge_and_unload()
+    model.eval()
+    tok = AutoTokenizer.from_pretrained(os.path.join(d, "base"))
+    eos = model.generation_config.eos_token_id
+    with open(out_path, "w", encoding="utf-8") as out:
+        for line in open("examples/data/heldout-de.jsonl", encoding="utf-8"):
+            row = json.loads(line)
+            s = tok.apply_chat_template([{"role": "system", "content": SYSTEM}, {"role": "user", "content": row["en"]}],
+                                        tokenize=False, add_generation_prompt=True, date_string=DATE)
+            ids = torch.tensor([tok(s, add_special_tokens=False)["input_ids"]]).to(device)
+            with torch.inference_mode():
+                gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=96,
+                                     do_sample=False, eos_token_id=eos, pad_token_id=eos if isinstance(eos, int) else eos[0])
+            text = tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True)
+            out.write(json.dumps({"id": row["id"], "translation": text}, ensure_ascii=False) + "\n")
+
+
 if __name__ == "__main__":
     print(json.dumps({"torch": torch.__version__, "transformers": transformers.__version__,
                       "cuda_visible": torch.cuda.is_available()}), flush=True)
@@ -169,5 +197,7 @@ if __name__ == "__main__":
         make(sys.argv[2])
     elif sys.argv[1] == "hfgpu":
         hfgpu(sys.argv[2])
+    elif sys.argv[1] == "heldout":
+        heldout(sys.argv[2], sys.argv[3])
     else:
         hf(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
