@@ -8,12 +8,17 @@ THIRD_PARTY := github.com/ardanlabs/jinja
 export CGO_ENABLED := 0
 FUZZTIME ?= 30s
 
-.PHONY: all build test test-purego deps demo bench lint fmt fuzz clean
+.PHONY: all build build-static test test-gpu ptx test-purego deps demo bench lint fmt fuzz clean
 
 all: build
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/batchtrans
+
+# build-static is the CPU-only binary with no CUDA backend: fully static
+# (no glibc), for scratch and musl images.
+build-static:
+	$(GO) build -trimpath -tags nocuda -o $(BIN)-static ./cmd/batchtrans
 
 # deps installs what the tests need beyond Go: DuckDB for Node.js, the
 # independent reader/writer the io/ tests check every format against. It
@@ -28,6 +33,19 @@ deps:
 test: deps
 	CGO_ENABLED=1 $(GO) test -race -count=1 $(PKGS) $(THIRD_PARTY)
 	$(GO) test -count=1 -tags purego ./engine/...
+	$(GO) test -count=1 -tags nocuda ./engine/device/ ./engine/
+	$(GO) build -tags nocuda -o /dev/null ./cmd/batchtrans
+
+# test-gpu runs the GPU tests (elsewhere they skip) and the GPU end-to-end
+# checks, on a machine with an NVIDIA GPU (compute capability 8.0+).
+test-gpu: build
+	$(GO) test -count=1 -v -run 'Gemm|Forward|Invariance|Prefix|KVFull|Parity|GPU' ./engine/cuda/ ./engine/
+	scripts/gpu/e2e.sh $(BIN)
+
+# ptx regenerates the CUDA backend's embedded PTX after a kernel change
+# (needs nvcc, CUDA 11.8 or later).
+ptx:
+	engine/cuda/csrc/gen.sh
 
 # demo translates held-out Debian package descriptions English->German with
 # the bundled tiny model and scores them against the human translations.
