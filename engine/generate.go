@@ -328,6 +328,7 @@ func (sc *scheduler) loop() {
 			}
 			for _, s := range failed {
 				if !s.isDone() {
+					release(s)
 					s.finish(err)
 				}
 			}
