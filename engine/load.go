@@ -60,12 +60,28 @@ func Load(opts Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	tok, err := tokenizer.Load(opts.ModelDir)
-	if err != nil {
-		return nil, err
-	}
-	tmpl, tmplErr := chat.Load(opts.ModelDir)
+	// The tokenizer (a large JSON file) loads beside the weights.
+	var (
+		tok            *tokenizer.Tokenizer
+		tokErr         error
+		tmpl           *chat.Template
+		tmplErr        error
+		tokenizerReady = make(chan struct{})
+	)
+	go func() {
+		defer close(tokenizerReady)
+		if tok, tokErr = tokenizer.Load(opts.ModelDir); tokErr == nil {
+			tmpl, tmplErr = chat.Load(opts.ModelDir)
+		}
+	}()
 	cfg, net, err := loadBackend(opts, dt)
+	<-tokenizerReady
+	if tokErr != nil {
+		if err == nil {
+			net.Close()
+		}
+		return nil, tokErr
+	}
 	if err != nil {
 		return nil, err
 	}
