@@ -6,9 +6,10 @@
 # ROWS real rows (two held-out descriptions a row: prompts of about 96
 # tokens), 64 new tokens each. Needs bin/batchtrans and Python with torch,
 # transformers and peft.
-# usage: scripts/compare/gpu.sh WORKDIR [ROWS] [BATCH]
+# usage: scripts/compare/gpu.sh WORKDIR [ROWS] [BATCH] [HF_BATCHES]
+# (HF_BATCHES: transformers' batch sizes, default 1,64,256,512)
 set -u
-W=${1:?workdir}; ROWS=${2:-4096}; BATCH=${3:-512}
+W=${1:?workdir}; ROWS=${2:-4096}; BATCH=${3:-512}; HFB=${4:-1,64,256,512}
 export PYTHONUNBUFFERED=1
 py=scripts/compare/transformers_side.py
 [ -e "$W/base" ] || CUDA_VISIBLE_DEVICES= timeout 300 python3 $py make "$W" >/dev/null
@@ -39,4 +40,4 @@ timeout 200 bin/batchtrans bench --model "$W/base" --adapter "$W/lora" --device 
 echo "== batchtrans run, cuda bf16, $ROWS rows, $BATCH in flight"
 timeout 300 bin/batchtrans run "$W/job.yaml" --restart --no-progress --log-format json 2>&1 | grep -E '"msg":"(summary|model loaded)"'
 echo "== transformers + peft, cuda bf16"
-timeout 420 python3 $py hfgpu "$W"
+timeout 420 python3 $py hfgpu "$W" "$HFB"

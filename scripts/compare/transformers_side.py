@@ -18,10 +18,10 @@ tokenizers are installed (no network):
                       examples/data/heldout-de.jsonl one prompt at a time, as
                       the Python script batchtrans replaces does. EOS is
                       suppressed (min_new_tokens) so every row makes NEW tokens.
-  hfgpu DIR           the GPU reference: DIR/base with DIR/lora merged, in
+  hfgpu DIR [B,B..]   the GPU reference: DIR/base with DIR/lora merged, in
                       bf16 on CUDA, 96-token prompts (random ids), 64 new
                       tokens with EOS suppressed, at batch 1, 64, 256 and
-                      512, eager and with the static KV cache
+                      512 (or the batches given), eager and with the static KV cache
                       (cache_implementation="static": transformers then
                       compiles the decode step), generated tokens/s each.
   heldout OUT DEVICE  the bundled translator (examples/models/tiny-translator,
@@ -196,7 +196,7 @@ if __name__ == "__main__":
     if sys.argv[1] == "make":
         make(sys.argv[2])
     elif sys.argv[1] == "hfgpu":
-        hfgpu(sys.argv[2])
+        hfgpu(sys.argv[2], *([tuple(int(b) for b in sys.argv[3].split(","))] if len(sys.argv) > 3 else []))
     elif sys.argv[1] == "heldout":
         heldout(sys.argv[2], sys.argv[3])
     else:
