@@ -83,9 +83,8 @@ func (r *replica) step(steps []backend.Step) error {
 	dPt := r.meta.Add(4 * int64(3*R+outs))
 	eps := float32(c.RMSNormEps)
 	scale := float32(1 / math.Sqrt(float64(c.HeadDim)))
-	kvElt := int64(r.net.kvElt())
-	slab := int64(pageSize) * kv * kvElt
-	pstride := r.pageBytes / kvElt // elements
+	slab := int64(pageSize) * kv * 4
+	pstride := r.pageBytes / 4
 	a := &r.args
 	launchAs := func(name string, f *driver.Func, gx, gy, block int, args *launchArgs) error {
 		return r.prof.around(r, name, func() error { return f.Launch(r.st, [3]int{gx, gy, 1}, [3]int{block, 1, 1}, args.list()) })

@@ -115,7 +115,7 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 			name string
 		}{
 			{&r.k.embed, "embed" + suffix}, {&r.k.rmsnorm, "rmsnorm" + suffix}, {&r.k.attention, "attention" + suffix},
-			{&r.k.swiglu, "swiglu" + suffix}, {&r.k.gemm, "gemm" + suffix}, {&r.k.rope, "rope_store" + suffix}, {&r.k.argmax, "argmax"},
+			{&r.k.swiglu, "swiglu" + suffix}, {&r.k.gemm, "gemm" + suffix}, {&r.k.rope, "rope_store"}, {&r.k.argmax, "argmax"},
 		} {
 			if *f.dst, err = r.mod.Func(f.name); err != nil {
 				return err

@@ -72,20 +72,10 @@ func (n *Net) GPUs() []driver.GPU {
 // driver that compiled the PTX, and the kernels' source digest.
 func (n *Net) Numerics() string { return n.numerics }
 
-// KVBytes is the KV cache size of p positions (one copy).
+// KVBytes is the float32 KV cache size of p positions (one copy).
 func (n *Net) KVBytes(p int) int { return p * n.posBytes() }
 
-func (n *Net) posBytes() int { return 2 * n.cfg.Layers * n.cfg.KVHeads * n.cfg.HeadDim * n.kvElt() }
-
-// kvElt is the bytes of one cached key or value element: bf16 with bf16
-// weights (as transformers keeps its cache in the model's dtype), float32
-// with float32 weights.
-func (n *Net) kvElt() int {
-	if n.bf16 {
-		return 2
-	}
-	return 4
-}
+func (n *Net) posBytes() int { return 2 * n.cfg.Layers * n.cfg.KVHeads * n.cfg.HeadDim * 4 }
 
 // NewState returns an empty sequence on the replica with the fewest.
 func (n *Net) NewState() (backend.State, error) {

@@ -31,8 +31,7 @@ type replica struct {
 	cos, sin            driver.Ptr
 
 	// The KV cache pool: page p of layer l holds keys at pool + p*pageBytes
-	// + l*2*slab and values a slab after them, slab = pageSize*kvDim
-	// elements (bf16 or float32, Net.kvElt).
+	// + l*2*slab and values a slab after them, slab = pageSize*kvDim floats.
 	pool      driver.Ptr
 	pageBytes int64
 	mu        sync.Mutex

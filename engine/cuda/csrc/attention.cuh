@@ -30,46 +30,9 @@ __device__ __forceinline__ float warp_sum(float v) {
 // Every reduction is a fixed butterfly of a warp or a fixed order of
 // parts, and splits depends on the model alone, so a row's result depends
 // on its query and its cache alone, whatever the batch.
-// kdot is the dot product of q and a cached key, in order of the
-// dimensions, reading 16 bytes at a time where the head allows.
-__device__ __forceinline__ float kdot(const float *q, const float *k, int hd) {
-    float d = 0;
-    if (hd % 4 == 0) {
-        for (int i = 0; i < hd; i += 4) {
-            float4 kv = *(const float4 *)(k + i);
-            d = __fmaf_rn(q[i], kv.x, d);
-            d = __fmaf_rn(q[i + 1], kv.y, d);
-            d = __fmaf_rn(q[i + 2], kv.z, d);
-            d = __fmaf_rn(q[i + 3], kv.w, d);
-        }
-    } else {
-        for (int i = 0; i < hd; i++) d = __fmaf_rn(q[i], k[i], d);
-    }
-    return d;
-}
-
-__device__ __forceinline__ float kdot(const float *q, const bf16 *k, int hd) {
-    float d = 0;
-    if (hd % 8 == 0) {
-        for (int i = 0; i < hd; i += 8) {
-            uint4 raw = *(const uint4 *)(k + i);
-            const __nv_bfloat162 *p = (const __nv_bfloat162 *)&raw;
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                float2 f = __bfloat1622float2(p[j]);
-                d = __fmaf_rn(q[i + 2 * j], f.x, d);
-                d = __fmaf_rn(q[i + 2 * j + 1], f.y, d);
-            }
-        }
-    } else {
-        for (int i = 0; i < hd; i++) d = __fmaf_rn(q[i], __bfloat162float(k[i]), d);
-    }
-    return d;
-}
-
-template <typename T, typename KV>
+template <typename T>
 __device__ void attention(T *out, const float *qkv, const int *pos, const int *ptoff, const int *pagetab,
-                          const KV *kc, const KV *vc, int heads, int kvheads, int hd, int page, long pstride, float scale,
+                          const float *kc, const float *vc, int heads, int kvheads, int hd, int page, long pstride, float scale,
                           int splits) {
     __shared__ __align__(16) float qs[ATT_MAX_GROUP][ATT_MAX_HD];
     __shared__ float pm[32], pl[32];
@@ -91,8 +54,19 @@ __device__ void attention(T *out, const float *qkv, const int *pos, const int *p
         int t = c0 + lane, n = min(32, npos - c0);
         float s = -INFINITY;
         if (t < npos) {
-            const KV *k = kc + (size_t)pt[t / page] * pstride + (size_t)(t % page) * kvdim + off;
-            float d = kdot(q, k, hd);
+            const float *k = kc + (size_t)pt[t / page] * pstride + (size_t)(t % page) * kvdim + off;
+            float d = 0;
+            if (hd % 4 == 0) {
+                for (int i = 0; i < hd; i += 4) {
+                    float4 kv = *(const float4 *)(k + i);
+                    d = __fmaf_rn(q[i], kv.x, d);
+                    d = __fmaf_rn(q[i + 1], kv.y, d);
+                    d = __fmaf_rn(q[i + 2], kv.z, d);
+                    d = __fmaf_rn(q[i + 3], kv.w, d);
+                }
+            } else {
+                for (int i = 0; i < hd; i++) d = __fmaf_rn(q[i], k[i], d);
+            }
             s = __fmul_rn(d, scale);
         }
         float mn = fmaxf(m, warp_max(s));
@@ -105,10 +79,10 @@ __device__ void attention(T *out, const float *qkv, const int *pos, const int *p
         for (int j = 0; j < n; j++) {
             float p = __shfl_sync(0xffffffffu, e, j);
             int tp = c0 + j;
-            const KV *v = vc + (size_t)pt[tp / page] * pstride + (size_t)(tp % page) * kvdim + off;
+            const float *v = vc + (size_t)pt[tp / page] * pstride + (size_t)(tp % page) * kvdim + off;
 #pragma unroll
             for (int a = 0; a < ATT_MAX_HD / 32; a++)
-                if (lane + 32 * a < hd) acc[a] = __fmaf_rn(p, to_f32(v[lane + 32 * a]), acc[a]);
+                if (lane + 32 * a < hd) acc[a] = __fmaf_rn(p, v[lane + 32 * a], acc[a]);
         }
         m = mn;
     }
@@ -139,10 +113,8 @@ __device__ void attention(T *out, const float *qkv, const int *pos, const int *p
         if (lane + 32 * a < hd) store(&dst[lane + 32 * a], __fdiv_rn(o[a], L));
 }
 
-// attention_bf16 writes bf16 and reads a bf16 cache (dtype bf16);
-// attention_f32 is float32 throughout (dtype f32).
 extern "C" __global__ void attention_bf16(bf16 *out, const float *qkv, const int *pos, const int *ptoff, const int *pagetab,
-                                          const bf16 *kc, const bf16 *vc, int heads, int kvheads, int hd, int page, long pstride, float scale,
+                                          const float *kc, const float *vc, int heads, int kvheads, int hd, int page, long pstride, float scale,
                                           int splits) {
     attention(out, qkv, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale, splits);
 }
