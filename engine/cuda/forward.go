@@ -113,10 +113,8 @@ func (r *replica) step(steps []backend.Step) error {
 					i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride))
 			},
 			func() error {
-				group := c.Heads / c.KVHeads
-				splits := attentionSplits(group)
-				return launch(r.k.attention, R, c.KVHeads, 32*group*splits, a.reset().p(r.att).p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(kc).p(vc).
-					i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride).f(scale).i(splits))
+				return launch(r.k.attention, R, c.KVHeads, 32*(c.Heads/c.KVHeads), a.reset().p(r.att).p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(kc).p(vc).
+					i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride).f(scale))
 			},
 			func() error { return gemmAs("gemm o", r.x, r.att, L.o, m, h, q, true) },
 			func() error {
@@ -193,9 +191,3 @@ func (r *replica) gemm(y, x, w driver.Ptr, m, n, k int64, acc bool) error {
 	return r.k.gemm.Launch(r.st, [3]int{int((n + 63) / 64), int((m + 63) / 64), 1}, [3]int{r.k.gemmBlock, 1, 1},
 		r.args.reset().p(y).p(x).p(w).i(int(m)).i(int(n)).i(int(k)).i(ac).list())
 }
-
-// attentionSplits is how many warps share each query head's positions in
-// the attention kernel: four, or fewer where the KV head's group of query
-// heads would need more than 32 warps a block. It depends on the model
-// alone, never on the batch, so the bits do not either.
-func attentionSplits(group int) int { return max(1, min(4, 32/group)) }

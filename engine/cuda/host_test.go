@@ -91,10 +91,3 @@ func TestPickGemm(t *testing.T) {
 		})
 	}
 }
-
-func TestAttentionSplits(t *testing.T) {
-	for group, want := range map[int]int{1: 4, 4: 4, 8: 4, 16: 2} {
-		assert.Equal(t, want, attentionSplits(group), "group %d", group)
-		assert.LessOrEqual(t, group*attentionSplits(group), 32, "warps a block")
-	}
-}

@@ -20,37 +20,30 @@ __device__ __forceinline__ float warp_sum(float v) {
 
 // attention computes softmax(q . K^T * scale) . V for row blockIdx.x and
 // the query heads of KV head blockIdx.y (query head h reads KV head h /
-// (heads / kvheads)) over the row's pos+1 cached positions. The block has
-// splits warps per query head: warp (part, head) takes the 32-position
-// chunks part, part+splits, ... (one position a lane: the lane's score is
-// a dot product in order of the head's dimensions), keeping an online
-// softmax and its weighted sum of values (each lane holding dimensions
-// lane, lane+32, ...); then the parts are combined in order of part. The
-// warps share their KV head, so its rows are read from memory once.
-// Every reduction is a fixed butterfly of a warp or a fixed order of
-// parts, and splits depends on the model alone, so a row's result depends
-// on its query and its cache alone, whatever the batch.
+// (heads / kvheads)), one warp per query head, over the row's pos+1 cached
+// positions. The warps of a block share their KV head, so its rows are
+// read from memory once. Positions go 32 at a time, one a lane: the lane's
+// score is a dot product in order of the head's dimensions; an online
+// softmax rescales the running sums; the weighted sum of values walks the
+// 32 positions in order, each lane holding dimensions lane, lane+32, ...
+// Every reduction is a fixed butterfly of the warp, so a row's result
+// depends on its query and its cache alone.
 template <typename T>
 __device__ void attention(T *out, const float *qkv, const int *pos, const int *ptoff, const int *pagetab,
-                          const float *kc, const float *vc, int heads, int kvheads, int hd, int page, long pstride, float scale,
-                          int splits) {
+                          const float *kc, const float *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
     __shared__ __align__(16) float qs[ATT_MAX_GROUP][ATT_MAX_HD];
-    __shared__ float pm[32], pl[32];
-    __shared__ float pacc[32][ATT_MAX_HD];
     int r = blockIdx.x, kvh = blockIdx.y, w = threadIdx.x / 32, lane = threadIdx.x % 32;
-    int group = heads / kvheads, hl = w % group, part = w / group, h = kvh * group + hl;
+    int group = heads / kvheads, h = kvh * group + w;
     int qdim = heads * hd, kvdim = kvheads * hd, off = kvh * hd;
     const float *row = qkv + (size_t)r * (qdim + 2 * kvdim);
-    if (part == 0)
-        for (int i = lane; i < hd; i += 32) qs[hl][i] = row[h * hd + i];
-    __syncthreads();
+    for (int i = lane; i < hd; i += 32) qs[w][i] = row[h * hd + i];
+    __syncwarp();
     int npos = pos[r] + 1;
     const int *pt = pagetab + ptoff[r];
-    const float *q = qs[hl];
     float m = -INFINITY, l = 0, acc[ATT_MAX_HD / 32];
 #pragma unroll
     for (int a = 0; a < ATT_MAX_HD / 32; a++) acc[a] = 0;
-    for (int c0 = part * 32; c0 < npos; c0 += splits * 32) {
+    for (int c0 = 0; c0 < npos; c0 += 32) {
         int t = c0 + lane, n = min(32, npos - c0);
         float s = -INFINITY;
         if (t < npos) {
@@ -59,13 +52,13 @@ __device__ void attention(T *out, const float *qkv, const int *pos, const int *p
             if (hd % 4 == 0) {
                 for (int i = 0; i < hd; i += 4) {
                     float4 kv = *(const float4 *)(k + i);
-                    d = __fmaf_rn(q[i], kv.x, d);
-                    d = __fmaf_rn(q[i + 1], kv.y, d);
-                    d = __fmaf_rn(q[i + 2], kv.z, d);
-                    d = __fmaf_rn(q[i + 3], kv.w, d);
+                    d = __fmaf_rn(qs[w][i], kv.x, d);
+                    d = __fmaf_rn(qs[w][i + 1], kv.y, d);
+                    d = __fmaf_rn(qs[w][i + 2], kv.z, d);
+                    d = __fmaf_rn(qs[w][i + 3], kv.w, d);
                 }
             } else {
-                for (int i = 0; i < hd; i++) d = __fmaf_rn(q[i], k[i], d);
+                for (int i = 0; i < hd; i++) d = __fmaf_rn(qs[w][i], k[i], d);
             }
             s = __fmul_rn(d, scale);
         }
@@ -86,40 +79,17 @@ __device__ void attention(T *out, const float *qkv, const int *pos, const int *p
         }
         m = mn;
     }
-    // Combine the parts in order: a part that saw no position has m = -inf
-    // and weighs exp(-inf) = 0.
-    if (lane == 0) pm[w] = m, pl[w] = l;
+    T *o = out + (size_t)r * qdim + h * hd;
 #pragma unroll
     for (int a = 0; a < ATT_MAX_HD / 32; a++)
-        if (lane + 32 * a < hd) pacc[w][lane + 32 * a] = acc[a];
-    __syncthreads();
-    if (part != 0) return;
-    float M = -INFINITY;
-    for (int p = 0; p < splits; p++) M = fmaxf(M, pm[p * group + hl]);
-    float L = 0, o[ATT_MAX_HD / 32];
-#pragma unroll
-    for (int a = 0; a < ATT_MAX_HD / 32; a++) o[a] = 0;
-    for (int p = 0; p < splits; p++) {
-        int pw = p * group + hl;
-        float f = expf(__fsub_rn(pm[pw], M));
-        L = __fadd_rn(L, __fmul_rn(pl[pw], f));
-#pragma unroll
-        for (int a = 0; a < ATT_MAX_HD / 32; a++)
-            if (lane + 32 * a < hd) o[a] = __fmaf_rn(pacc[pw][lane + 32 * a], f, o[a]);
-    }
-    T *dst = out + (size_t)r * qdim + h * hd;
-#pragma unroll
-    for (int a = 0; a < ATT_MAX_HD / 32; a++)
-        if (lane + 32 * a < hd) store(&dst[lane + 32 * a], __fdiv_rn(o[a], L));
+        if (lane + 32 * a < hd) store(&o[lane + 32 * a], __fdiv_rn(acc[a], l));
 }
 
 extern "C" __global__ void attention_bf16(bf16 *out, const float *qkv, const int *pos, const int *ptoff, const int *pagetab,
-                                          const float *kc, const float *vc, int heads, int kvheads, int hd, int page, long pstride, float scale,
-                                          int splits) {
-    attention(out, qkv, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale, splits);
+                                          const float *kc, const float *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
+    attention(out, qkv, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
 }
 extern "C" __global__ void attention_f32(float *out, const float *qkv, const int *pos, const int *ptoff, const int *pagetab,
-                                         const float *kc, const float *vc, int heads, int kvheads, int hd, int page, long pstride, float scale,
-                                         int splits) {
-    attention(out, qkv, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale, splits);
+                                         const float *kc, const float *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
+    attention(out, qkv, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
 }
