@@ -181,12 +181,16 @@ func (r *replica) gemm(y, x, w driver.Ptr, m, n, k int64, acc bool) error {
 	if acc {
 		ac = 1
 	}
-	if r.k.gemmTiles[0] != nil {
-		t := pickGemm(m, n, r.gpu.SMs)
-		sh := tileShapes[t]
-		grid := [3]int{int((n + int64(sh.cols) - 1) / int64(sh.cols)), int((m + int64(sh.rows) - 1) / int64(sh.rows)), 1}
-		return r.k.gemmTiles[t].LaunchShared(r.st, grid, [3]int{sh.threads, 1, 1}, sh.smem,
-			r.args.reset().p(y).p(x).p(w).i(int(m)).i(int(n)).i(int(k)).i(ac).list())
+	if r.k.gemmNarrow != nil && m <= narrowRows {
+		return r.k.gemmNarrow.LaunchShared(r.st, [3]int{int((n + narrowCols - 1) / narrowCols), 1, 1},
+			[3]int{narrowThreads, 1, 1}, narrowSmem, r.args.reset().p(y).p(x).p(w).i(int(m)).i(int(n)).i(int(k)).i(ac).list())
+	}
+	// The large tiles only where they still give every multiprocessor
+	// two blocks; below that the 64 x 64 tiles spread the work wider.
+	wideBlocks := ((n + wideTile - 1) / wideTile) * ((m + wideTile - 1) / wideTile)
+	if r.k.gemmWide != nil && m > wideRows && wideBlocks >= 2*int64(r.gpu.SMs) {
+		return r.k.gemmWide.LaunchShared(r.st, [3]int{int((n + wideTile - 1) / wideTile), int((m + wideTile - 1) / wideTile), 1},
+			[3]int{wideThreads, 1, 1}, wideSmem, r.args.reset().p(y).p(x).p(w).i(int(m)).i(int(n)).i(int(k)).i(ac).list())
 	}
 	return r.k.gemm.Launch(r.st, [3]int{int((n + 63) / 64), int((m + 63) / 64), 1}, [3]int{r.k.gemmBlock, 1, 1},
 		r.args.reset().p(y).p(x).p(w).i(int(m)).i(int(n)).i(int(k)).i(ac).list())

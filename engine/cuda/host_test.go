@@ -65,29 +65,3 @@ func TestToBF16MatchesCPU(t *testing.T) {
 	toBF16(dst, src)
 	assert.Equal(t, []uint16{0, 0, 0x3f80, 0x3f80, 0x3f81, 0x7f80, 0x8001, 0x3eab}, dst)
 }
-
-// The tile choice (any tile gives the same bits; TestGemmMatchesReference
-// holds them to each other on a GPU).
-func TestPickGemm(t *testing.T) {
-	const h200 = 132
-	cases := []struct {
-		name string
-		m, n int64
-		want gemmTile
-	}{
-		{"one sequence", 1, 2048, tile16x32},
-		{"64 rows", 64, 2048, tile16x32},
-		{"512 rows, gate|up", 512, 16384, tile128x128},
-		{"512 rows, lm_head", 512, 128256, tile128x128},
-		{"512 rows, o and down", 512, 2048, tile128x64},
-		{"512 rows, q|k|v", 512, 3072, tile128x64},
-		{"100 rows, gate|up", 100, 16384, tile128x64},
-		{"100 rows, down", 100, 2048, tile64x64},
-		{"4096 rows, down", 4096, 2048, tile128x128},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, pickGemm(tc.m, tc.n, h200))
-		})
-	}
-}

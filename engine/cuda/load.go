@@ -122,16 +122,16 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 			}
 		}
 		if n.bf16 {
-			for t, name := range tileKernels {
-				if r.k.gemmTiles[t], err = r.mod.Func(name); err != nil {
-					return err
-				}
-				if sm := tileShapes[t].smem; sm > 0 {
-					if err := r.k.gemmTiles[t].SetMaxSharedBytes(sm); err != nil {
-						return err
-					}
-				}
+			if r.k.gemmWide, err = r.mod.Func("gemm_bf16_128"); err != nil {
+				return err
 			}
+			if err := r.k.gemmWide.SetMaxSharedBytes(wideSmem); err != nil {
+				return err
+			}
+			if r.k.gemmNarrow, err = r.mod.Func("gemm_bf16_16"); err != nil {
+				return err
+			}
+			return r.k.gemmNarrow.SetMaxSharedBytes(narrowSmem)
 		}
 		return nil
 	})

@@ -53,52 +53,31 @@ type layerWeights struct {
 type kernelSet struct {
 	embed, rmsnorm, attention, swiglu, gemm, rope, argmax *driver.Func
 	gemmBlock                                             int
-	// The bf16 products by tile (nil in f32, where gemm is the only
-	// one); every one gives gemm's bits, so pickGemm chooses by speed.
-	gemmTiles [nTiles]*driver.Func
+	// gemmWide is the large-tile bf16 product for steps of more than
+	// wideRows rows, gemmNarrow the one for at most narrowRows (both nil
+	// in f32); they give gemm's bits.
+	gemmWide, gemmNarrow *driver.Func
 }
 
-// gemmTile names a bf16 product kernel by its tile.
-type gemmTile int
+// narrowRows is the most rows the few-row product takes.
+const narrowRows = 16
 
+// Launch shapes of the few-row product (csrc/gemm.cuh's GS_*).
 const (
-	tile16x32   gemmTile = iota // gemm_bf16_16: few rows, five K tiles in flight
-	tile64x64                   // gemm_bf16
-	tile128x64                  // gemm_bf16_128x64
-	tile128x128                 // gemm_bf16_128
-	nTiles
+	narrowCols    = 32
+	narrowThreads = 128
+	narrowSmem    = 5 * (16 + 32) * 136 * 2
 )
 
-// tileShapes are each tile's rows, columns, threads and dynamic shared
-// memory (csrc/gemm.cuh).
-var tileShapes = [nTiles]struct{ rows, cols, threads, smem int }{
-	tile16x32:   {16, 32, 128, 5 * (16 + 32) * 136 * 2},
-	tile64x64:   {64, 64, 128, 0},
-	tile128x64:  {128, 64, 256, 3 * (128 + 64) * 40 * 2},
-	tile128x128: {128, 128, 256, 3 * (128 + 128) * 40 * 2},
-}
+// wideRows is the step size from which the large-tile product pays.
+const wideRows = 64
 
-var tileKernels = [nTiles]string{"gemm_bf16_16", "gemm_bf16", "gemm_bf16_128x64", "gemm_bf16_128"}
-
-// pickGemm chooses the tile for an m x n product on sms multiprocessors:
-// the few-row tile up to 64 rows (several row tiles when more than 16),
-// else the largest tile that still gives every multiprocessor a block
-// (128 x 64 where that gives half of them one; 64 x 64 otherwise).
-func pickGemm(m, n int64, sms int) gemmTile {
-	blocks := func(t gemmTile) int64 {
-		sh := tileShapes[t]
-		return ((m + int64(sh.rows) - 1) / int64(sh.rows)) * ((n + int64(sh.cols) - 1) / int64(sh.cols))
-	}
-	switch {
-	case m <= 64:
-		return tile16x32
-	case blocks(tile128x128) >= int64(sms):
-		return tile128x128
-	case blocks(tile128x64) >= int64(sms)/2:
-		return tile128x64
-	}
-	return tile64x64
-}
+// Launch shapes of the large-tile product (csrc/gemm.cuh's GB2_*).
+const (
+	wideTile    = 128
+	wideThreads = 256
+	wideSmem    = 3 * (128 + 128) * 40 * 2
+)
 
 func (r *replica) live() int {
 	r.mu.Lock()

@@ -164,15 +164,15 @@ extern "C" __global__ void __launch_bounds__(256) gemm_f32(float *Y, const float
         }
 }
 
-// The large-tile products for many rows: a 128 x BN tile per block of 8
-// warps (each 64 rows by BN/4 columns), fragments read with ldmatrix,
-// three K tiles in flight, dynamic shared memory (gemm_wide_smem(BN)
-// bytes). BN is 128, or 64 where 128 would leave multiprocessors idle.
-// They issue the same tensor-core instructions over the same K steps in
-// the same order as gemm_bf16, so every output element has the same bits
-// in any of them.
+// The large-tile product for many rows: a 128 x 128 tile per block of 8
+// warps (each a 64 x 32 eighth), fragments read with ldmatrix, three K
+// tiles in flight, dynamic shared memory (GB2_SMEM bytes). It issues the
+// same tensor-core instructions over the same K steps in the same order as
+// gemm_bf16, so every output element has the same bits in either kernel.
 #define GB2_M 128
+#define GB2_N 128
 #define GB2_STAGES 3
+#define GB2_SMEM (GB2_STAGES * (GB2_M + GB2_N) * GB_LD * 2)
 
 __device__ __forceinline__ void ldmatrix_x4(unsigned *r, const void *p) {
     unsigned s = (unsigned)__cvta_generic_to_shared(p);
@@ -182,32 +182,30 @@ __device__ __forceinline__ void ldmatrix_x4(unsigned *r, const void *p) {
 }
 __device__ __forceinline__ void cp_async_wait_stages() { asm volatile("cp.async.wait_group %0;\n" ::"n"(GB2_STAGES - 2)); }
 
-template <int BN>
-__device__ __forceinline__ void gemm_wide(float *Y, const bf16 *A, const bf16 *W, int M, int N, int K, int accumulate) {
-    constexpr int WT = BN / 32; // n8 tiles a warp
-    extern __shared__ __align__(16) unsigned char wide_smem[];
-    bf16(*As)[GB2_M][GB_LD] = (bf16(*)[GB2_M][GB_LD])wide_smem;
-    bf16(*Ws)[BN][GB_LD] = (bf16(*)[BN][GB_LD])(wide_smem + GB2_STAGES * GB2_M * GB_LD * 2);
+extern "C" __global__ void __launch_bounds__(256) gemm_bf16_128(float *Y, const bf16 *A, const bf16 *W, int M, int N, int K, int accumulate) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16(*As)[GB2_M][GB_LD] = (bf16(*)[GB2_M][GB_LD])smem;
+    bf16(*Ws)[GB2_N][GB_LD] = (bf16(*)[GB2_N][GB_LD])(smem + GB2_STAGES * GB2_M * GB_LD * 2);
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int g = lane >> 2, tq = lane & 3;
-    int m0 = blockIdx.y * GB2_M, n0 = blockIdx.x * BN;
-    int wm = (warp / 4) * 64, wn = (warp % 4) * (BN / 4);
-    float acc[4][WT][4];
+    int m0 = blockIdx.y * GB2_M, n0 = blockIdx.x * GB2_N;
+    int wm = (warp / 4) * 64, wn = (warp % 4) * 32;
+    float acc[4][4][4];
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll
-        for (int j = 0; j < WT; j++)
+        for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.f;
     int kt = (K + GB_K - 1) / GB_K;
 #pragma unroll
     for (int s = 0; s < GB2_STAGES - 1; s++) {
-        if (s < kt) stage_tiles<GB2_M, BN, GB_K, GB_LD>(As[s], Ws[s], A, W, M, N, K, m0, n0, s * GB_K);
+        if (s < kt) stage_tiles<GB2_M, GB2_N, GB_K, GB_LD>(As[s], Ws[s], A, W, M, N, K, m0, n0, s * GB_K);
         cp_async_commit();
     }
     for (int t = 0; t < kt; t++) {
         int nt = t + GB2_STAGES - 1;
-        if (nt < kt) stage_tiles<GB2_M, BN, GB_K, GB_LD>(As[nt % GB2_STAGES], Ws[nt % GB2_STAGES], A, W, M, N, K, m0, n0, nt * GB_K);
+        if (nt < kt) stage_tiles<GB2_M, GB2_N, GB_K, GB_LD>(As[nt % GB2_STAGES], Ws[nt % GB2_STAGES], A, W, M, N, K, m0, n0, nt * GB_K);
         cp_async_commit();
         cp_async_wait_stages();
         __syncthreads();
@@ -216,11 +214,11 @@ __device__ __forceinline__ void gemm_wide(float *Y, const bf16 *A, const bf16 *W
 #pragma unroll
         for (int kk = 0; kk < GB_K; kk += 16) {
             if (t * GB_K + kk >= K) break;
-            unsigned a[4][4], b[WT][2];
+            unsigned a[4][4], b[4][2];
 #pragma unroll
             for (int i = 0; i < 4; i++) ldmatrix_x4(a[i], &as[wm + i * 16 + (lane % 16)][kk + (lane / 16) * 8]);
 #pragma unroll
-            for (int j = 0; j < WT; j += 2) {
+            for (int j = 0; j < 4; j += 2) {
                 unsigned q[4];
                 ldmatrix_x4(q, &ws[wn + j * 8 + (lane / 16) * 8 + (lane % 8)][kk + ((lane / 8) % 2) * 8]);
                 b[j][0] = q[0], b[j][1] = q[1], b[j + 1][0] = q[2], b[j + 1][1] = q[3];
@@ -228,14 +226,14 @@ __device__ __forceinline__ void gemm_wide(float *Y, const bf16 *A, const bf16 *W
 #pragma unroll
             for (int i = 0; i < 4; i++)
 #pragma unroll
-                for (int j = 0; j < WT; j++) mma_bf16(acc[i][j], a[i][0], a[i][1], a[i][2], a[i][3], b[j][0], b[j][1]);
+                for (int j = 0; j < 4; j++) mma_bf16(acc[i][j], a[i][0], a[i][1], a[i][2], a[i][3], b[j][0], b[j][1]);
         }
         __syncthreads();
     }
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll
-        for (int j = 0; j < WT; j++)
+        for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 int row = m0 + wm + i * 16 + g + (e >= 2 ? 8 : 0);
@@ -245,13 +243,6 @@ __device__ __forceinline__ void gemm_wide(float *Y, const bf16 *A, const bf16 *W
                     *y = accumulate ? __fadd_rn(*y, acc[i][j][e]) : acc[i][j][e];
                 }
             }
-}
-
-extern "C" __global__ void __launch_bounds__(256) gemm_bf16_128(float *Y, const bf16 *A, const bf16 *W, int M, int N, int K, int accumulate) {
-    gemm_wide<128>(Y, A, W, M, N, K, accumulate);
-}
-extern "C" __global__ void __launch_bounds__(256) gemm_bf16_128x64(float *Y, const bf16 *A, const bf16 *W, int M, int N, int K, int accumulate) {
-    gemm_wide<64>(Y, A, W, M, N, K, accumulate);
 }
 
 // The product for a few rows (decode): at most 16 rows (one m16 tile) by
