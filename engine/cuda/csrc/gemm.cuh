@@ -28,26 +28,25 @@ __device__ __forceinline__ void mma_bf16(float *c, unsigned a0, unsigned a1, uns
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-// stage_tiles copies the MR x BK tile of A at (m0, k0) and the NR x BK
-// tile of W at (n0, k0) into shared memory rows of LD elements, 16 bytes a
-// copy in flight (cp.async) when K is a multiple of 8, else element by
-// element; rows past M or N and k past K are zeros.
-template <int MR, int NR, int BK, int LD>
-__device__ __forceinline__ void stage_tiles(bf16 (*As)[LD], bf16 (*Ws)[LD], const bf16 *A, const bf16 *W,
-                                            int M, int N, int K, int m0, int n0, int k0) {
-    for (int c = threadIdx.x; c < (MR + NR) * BK / 8; c += blockDim.x) {
-        int r = c / (BK / 8), col = (c % (BK / 8)) * 8;
-        bool isA = r < MR;
-        int rr = isA ? r : r - MR;
-        int gr = (isA ? m0 : n0) + rr, lim = isA ? M : N, gk = k0 + col;
-        const bf16 *src = isA ? A : W;
-        bf16 *dst = isA ? &As[rr][col] : &Ws[rr][col];
+// gemm_bf16_load stages the GB_M x GB_K tile of A at (m0, k0) and the GB_N x
+// GB_K tile of W at (n0, k0) in shared memory, 16 bytes a copy when K is a
+// multiple of 8, else element by element.
+__device__ __forceinline__ void gemm_bf16_load(bf16 (*As)[GB_LD], bf16 (*Ws)[GB_LD], const bf16 *A, const bf16 *W,
+                                               int M, int N, int K, int m0, int n0, int k0) {
+    for (int c = threadIdx.x; c < GB_M * GB_K / 8; c += blockDim.x) {
+        int r = c / (GB_K / 8), col = (c % (GB_K / 8)) * 8;
+        int gk = k0 + col;
         if (K % 8 == 0) {
-            bool in = gr < lim && gk < K;
-            cp_async16(dst, in ? src + (size_t)gr * K + gk : src, in ? 16 : 0);
+            int gm = m0 + r, gn = n0 + r;
+            bool ina = gm < M && gk < K, inw = gn < N && gk < K;
+            cp_async16(&As[r][col], ina ? A + (size_t)gm * K + gk : A, ina ? 16 : 0);
+            cp_async16(&Ws[r][col], inw ? W + (size_t)gn * K + gk : W, inw ? 16 : 0);
         } else {
-            for (int j = 0; j < 8; j++)
-                dst[j] = gr < lim && gk + j < K ? src[(size_t)gr * K + gk + j] : __float2bfloat16_rn(0.f);
+            for (int j = 0; j < 8; j++) {
+                int gm = m0 + r, gn = n0 + r;
+                As[r][col + j] = gm < M && gk + j < K ? A[(size_t)gm * K + gk + j] : __float2bfloat16_rn(0.f);
+                Ws[r][col + j] = gn < N && gk + j < K ? W[(size_t)gn * K + gk + j] : __float2bfloat16_rn(0.f);
+            }
         }
     }
 }
@@ -71,10 +70,10 @@ extern "C" __global__ void __launch_bounds__(128) gemm_bf16(float *Y, const bf16
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.f;
 
     int kt = (K + GB_K - 1) / GB_K;
-    stage_tiles<GB_M, GB_N, GB_K, GB_LD>(As[0], Ws[0], A, W, M, N, K, m0, n0, 0);
+    gemm_bf16_load(As[0], Ws[0], A, W, M, N, K, m0, n0, 0);
     cp_async_commit();
     for (int t = 0; t < kt; t++) {
-        if (t + 1 < kt) stage_tiles<GB_M, GB_N, GB_K, GB_LD>(As[(t + 1) & 1], Ws[(t + 1) & 1], A, W, M, N, K, m0, n0, (t + 1) * GB_K);
+        if (t + 1 < kt) gemm_bf16_load(As[(t + 1) & 1], Ws[(t + 1) & 1], A, W, M, N, K, m0, n0, (t + 1) * GB_K);
         cp_async_commit();
         cp_async_wait1();
         __syncthreads();
@@ -182,6 +181,24 @@ __device__ __forceinline__ void ldmatrix_x4(unsigned *r, const void *p) {
 }
 __device__ __forceinline__ void cp_async_wait_stages() { asm volatile("cp.async.wait_group %0;\n" ::"n"(GB2_STAGES - 2)); }
 
+__device__ __forceinline__ void gemm_bf16_load2(bf16 (*As)[GB_LD], bf16 (*Ws)[GB_LD], const bf16 *A, const bf16 *W,
+                                                int M, int N, int K, int m0, int n0, int k0) {
+    for (int c = threadIdx.x; c < GB2_M * GB_K / 8; c += blockDim.x) {
+        int r = c / (GB_K / 8), col = (c % (GB_K / 8)) * 8;
+        int gk = k0 + col, gm = m0 + r, gn = n0 + r;
+        if (K % 8 == 0) {
+            bool ina = gm < M && gk < K, inw = gn < N && gk < K;
+            cp_async16(&As[r][col], ina ? A + (size_t)gm * K + gk : A, ina ? 16 : 0);
+            cp_async16(&Ws[r][col], inw ? W + (size_t)gn * K + gk : W, inw ? 16 : 0);
+        } else {
+            for (int j = 0; j < 8; j++) {
+                As[r][col + j] = gm < M && gk + j < K ? A[(size_t)gm * K + gk + j] : __float2bfloat16_rn(0.f);
+                Ws[r][col + j] = gn < N && gk + j < K ? W[(size_t)gn * K + gk + j] : __float2bfloat16_rn(0.f);
+            }
+        }
+    }
+}
+
 extern "C" __global__ void __launch_bounds__(256) gemm_bf16_128(float *Y, const bf16 *A, const bf16 *W, int M, int N, int K, int accumulate) {
     extern __shared__ __align__(16) unsigned char smem[];
     bf16(*As)[GB2_M][GB_LD] = (bf16(*)[GB2_M][GB_LD])smem;
@@ -200,12 +217,12 @@ extern "C" __global__ void __launch_bounds__(256) gemm_bf16_128(float *Y, const 
     int kt = (K + GB_K - 1) / GB_K;
 #pragma unroll
     for (int s = 0; s < GB2_STAGES - 1; s++) {
-        if (s < kt) stage_tiles<GB2_M, GB2_N, GB_K, GB_LD>(As[s], Ws[s], A, W, M, N, K, m0, n0, s * GB_K);
+        if (s < kt) gemm_bf16_load2(As[s], Ws[s], A, W, M, N, K, m0, n0, s * GB_K);
         cp_async_commit();
     }
     for (int t = 0; t < kt; t++) {
         int nt = t + GB2_STAGES - 1;
-        if (nt < kt) stage_tiles<GB2_M, GB2_N, GB_K, GB_LD>(As[nt % GB2_STAGES], Ws[nt % GB2_STAGES], A, W, M, N, K, m0, n0, nt * GB_K);
+        if (nt < kt) gemm_bf16_load2(As[nt % GB2_STAGES], Ws[nt % GB2_STAGES], A, W, M, N, K, m0, n0, nt * GB_K);
         cp_async_commit();
         cp_async_wait_stages();
         __syncthreads();
@@ -267,14 +284,31 @@ extern "C" __global__ void __launch_bounds__(128) gemm_bf16_16(float *Y, const b
     int m0 = blockIdx.y * GS_M, n0 = blockIdx.x * GS_N;
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
     int kt = (K + GS_K - 1) / GS_K;
+    auto load = [&](int s, int k0) {
+        for (int c = threadIdx.x; c < (GS_M + GS_N) * GS_K / 8; c += blockDim.x) {
+            int r = c / (GS_K / 8), col = (c % (GS_K / 8)) * 8;
+            bool isA = r < GS_M;
+            int rr = isA ? r : r - GS_M;
+            int gr = (isA ? m0 : n0) + rr, lim = isA ? M : N, gk = k0 + col;
+            const bf16 *src = isA ? A : W;
+            bf16 *dst = isA ? &As[s][rr][col] : &Ws[s][rr][col];
+            if (K % 8 == 0) {
+                bool in = gr < lim && gk < K;
+                cp_async16(dst, in ? src + (size_t)gr * K + gk : src, in ? 16 : 0);
+            } else {
+                for (int j = 0; j < 8; j++)
+                    dst[j] = gr < lim && gk + j < K ? src[(size_t)gr * K + gk + j] : __float2bfloat16_rn(0.f);
+            }
+        }
+    };
 #pragma unroll
     for (int s = 0; s < GS_STAGES - 1; s++) {
-        if (s < kt) stage_tiles<GS_M, GS_N, GS_K, GS_LD>(As[s], Ws[s], A, W, M, N, K, m0, n0, s * GS_K);
+        if (s < kt) load(s, s * GS_K);
         cp_async_commit();
     }
     for (int t = 0; t < kt; t++) {
         int nt = t + GS_STAGES - 1;
-        if (nt < kt) stage_tiles<GS_M, GS_N, GS_K, GS_LD>(As[nt % GS_STAGES], Ws[nt % GS_STAGES], A, W, M, N, K, m0, n0, nt * GS_K);
+        if (nt < kt) load(nt % GS_STAGES, nt * GS_K);
         cp_async_commit();
         asm volatile("cp.async.wait_group %0;\n" ::"n"(GS_STAGES - 2));
         __syncthreads();
