@@ -193,9 +193,11 @@ func loadCPU(t *testing.T, dir string, dt kernels.DType) backend.Net {
 }
 
 // trace feeds each prompt (whole, all in one step), then decodes steps
-// greedy tokens, all sequences together; it returns every sequence's
-// logits after each step.
-func trace(t *testing.T, net backend.Net, prompts [][]int, steps int) [][][]float32 {
+// tokens, all sequences together; it returns every sequence's logits after
+// each step and the tokens it fed. The tokens are the greedy ones, or
+// feed's when feed is not nil (so that two backends whose near-tied
+// argmaxes differ still see the same inputs).
+func trace(t *testing.T, net backend.Net, prompts [][]int, steps int, feed [][]int) ([][][]float32, [][]int) {
 	t.Helper()
 	states := make([]backend.State, len(prompts))
 	st := make([]backend.Step, len(prompts))
@@ -207,21 +209,28 @@ func trace(t *testing.T, net backend.Net, prompts [][]int, steps int) [][][]floa
 		st[i] = backend.Step{State: s, Tokens: p, Out: backend.Logits}
 	}
 	out := make([][][]float32, len(prompts))
-	for range steps + 1 {
+	fed := make([][]int, len(prompts))
+	for step := range steps + 1 {
 		require.NoError(t, net.Forward(st))
 		for i, s := range states {
 			out[i] = append(out[i], append([]float32(nil), s.Logits()...))
-			st[i].Tokens = []int{s.Token()}
+			tok := s.Token()
+			if feed != nil && step < len(feed[i]) {
+				tok = feed[i][step]
+			}
+			fed[i] = append(fed[i], tok)
+			st[i].Tokens = []int{tok}
 		}
 	}
-	return out
+	return out, fed
 }
 
 // TestForwardMatchesCPU runs prompts longer than a KV page through both
-// backends: f32 logits agree to 1e-4 of their scale; bf16 (activations
+// backends, feeding both the CPU's greedy tokens: f32 logits agree to 1e-4 of their scale; bf16 (activations
 // rounded to bf16 before each product on the GPU, kept float32 on the CPU)
 // to 5e-2.
 func TestForwardMatchesCPU(t *testing.T) {
+	gpuOrSkip(t)
 	dir := testModelDir(t)
 	rng := rand.New(rand.NewPCG(1, 1))
 	prompts := [][]int{randIDs(rng, 5, 512), randIDs(rng, 40, 512), randIDs(rng, 70, 512)}
@@ -232,8 +241,8 @@ func TestForwardMatchesCPU(t *testing.T) {
 		tol  float64
 	}{{"f32", false, kernels.F32, 1e-4}, {"bf16", true, kernels.BF16, 5e-2}} {
 		t.Run(tc.name, func(t *testing.T) {
-			gpu := trace(t, loadGPU(t, dir, tc.bf16, Options{}), prompts, 6)
-			cpu := trace(t, loadCPU(t, dir, tc.dt), prompts, 6)
+			cpu, tokens := trace(t, loadCPU(t, dir, tc.dt), prompts, 6, nil)
+			gpu, _ := trace(t, loadGPU(t, dir, tc.bf16, Options{}), prompts, 6, tokens)
 			worst := 0.0
 			for i := range prompts {
 				for s := range cpu[i] {
@@ -279,7 +288,8 @@ func TestBatchInvariance(t *testing.T) {
 			const steps = 8
 			var want [][][]float32
 			for _, p := range targets {
-				want = append(want, trace(t, net, [][]int{p}, steps)[0])
+				alone, _ := trace(t, net, [][]int{p}, steps, nil)
+				want = append(want, alone[0])
 			}
 			for _, sc := range []struct {
 				name   string
@@ -387,7 +397,8 @@ func TestPrefixCopies(t *testing.T) {
 	net := loadGPU(t, dir, true, Options{})
 	rng := rand.New(rand.NewPCG(2, 2))
 	prompt := randIDs(rng, 75, 512)
-	whole := trace(t, net, [][]int{prompt}, 3)[0]
+	all, _ := trace(t, net, [][]int{prompt}, 3, nil)
+	whole := all[0]
 	free := len(net.reps[0].free)
 
 	src, err := net.NewState()
