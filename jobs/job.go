@@ -41,6 +41,10 @@ type Input struct {
 	IDField   string `yaml:"id_field"`   // empty: the 0-based row number
 	TextField string `yaml:"text_field"` // required
 	Delimiter string `yaml:"delimiter"`  // CSV only; one character, default ","
+
+	// Written is Path as the job file wrote it, before Load resolved it:
+	// the name messages about rows use. Not in YAML.
+	Written string `yaml:"-"`
 }
 
 // Output is where the translations go.
@@ -277,6 +281,7 @@ func (j *Job) resolve() {
 			*p = filepath.Join(j.Dir, *p)
 		}
 	}
+	j.Input.Written = j.Input.Path
 	abs(&j.Input.Path)
 	abs(&j.Output.Path)
 	abs(&j.Model.Path)

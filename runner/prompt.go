@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
-	"path/filepath"
 	"strconv"
 	"text/template"
 	"unicode/utf8"
@@ -39,10 +38,15 @@ func newBuilder(j *jobs.Job, date string) (*builder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prompt.user: %w", err)
 	}
-	return &builder{job: j, file: filepath.Base(j.Input.Path), system: sys, user: usr, date: date}, nil
+	file := j.Input.Written
+	if file == "" {
+		file = j.Input.Path
+	}
+	return &builder{job: j, file: file, system: sys, user: usr, date: date}, nil
 }
 
-// where names a record's place for messages: "data.jsonl line 7 (row 6)".
+// where names a record's place for messages, with the input as the job
+// file wrote it: "data/in.jsonl line 7 (row 6)", or "in.parquet row 6".
 func (b *builder) where(rec dataset.Record) string {
 	if b.job.Input.Format == "parquet" || rec.Line <= 0 {
 		return fmt.Sprintf("%s row %d", b.file, rec.Index)

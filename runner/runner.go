@@ -444,7 +444,7 @@ func translateRow(ctx context.Context, cfg Config, b *builder, rec dataset.Recor
 	}
 	if rec.Err != nil {
 		row.ID = fmt.Sprint(rec.Index)
-		return fail(rec.Err)
+		return fail(fmt.Errorf("%s: %w", b.where(rec), rec.Err))
 	}
 	id, err := b.rowID(rec)
 	if err != nil {
