@@ -14,15 +14,18 @@ import (
 	"github.com/batchtrans/batchtrans/runner/checkpoint"
 )
 
+// resultColumns is how many columns the run adds after the kept ones.
+const resultColumns = 3
+
 // OutputColumns is the output's schema for an input's columns: the kept
 // input fields (all by default) in input order, or in keep's order, then
-// the translation and error fields.
+// the translation, error and finish reason fields.
 func OutputColumns(j *jobs.Job, in []dataset.Column) ([]dataset.Column, error) {
 	var cols []dataset.Column
 	if j.Output.Keep == nil {
 		for _, c := range in {
-			if c.Name == j.Output.Field || c.Name == j.Output.ErrorField {
-				return nil, fmt.Errorf("input field %q clashes with output.field or output.error_field; rename one or list output.keep", c.Name)
+			if j.Output.IsResultField(c.Name) {
+				return nil, fmt.Errorf("input field %q clashes with output.field, error_field or finish_reason_field; rename one or list output.keep", c.Name)
 			}
 			cols = append(cols, c)
 		}
@@ -42,7 +45,8 @@ func OutputColumns(j *jobs.Job, in []dataset.Column) ([]dataset.Column, error) {
 	}
 	return append(cols,
 		dataset.Column{Name: j.Output.Field, Kind: dataset.String},
-		dataset.Column{Name: j.Output.ErrorField, Kind: dataset.String}), nil
+		dataset.Column{Name: j.Output.ErrorField, Kind: dataset.String},
+		dataset.Column{Name: j.Output.FinishReasonField, Kind: dataset.String}), nil
 }
 
 // errorLine is one line of OUTPUT.errors.jsonl under on_error: skip.
@@ -71,7 +75,7 @@ func merge(cfg Config, log *checkpoint.Log, b *builder, sum *Summary) error {
 	if err != nil {
 		return err
 	}
-	keep := cols[:len(cols)-2]
+	keep := cols[:len(cols)-resultColumns]
 
 	out, err := newAtomicFile(j.Output.Path)
 	if err != nil {
@@ -114,13 +118,20 @@ func merge(cfg Config, log *checkpoint.Log, b *builder, sum *Summary) error {
 		if !ok {
 			return fmt.Errorf("checkpoint %s has no result for %s; rerun to finish it", j.Checkpoint.Path, b.where(rec))
 		}
-		if row.Text == nil {
+		failure := row.Err
+		if row.Cut() {
+			sum.Cut++
+			if !j.Generation.AcceptCut {
+				failure = b.cutOff(rec, row.ID, *row.Text).Error()
+			}
+		}
+		if failure != "" {
 			switch j.OnError {
 			case jobs.OnErrorFail:
-				return fmt.Errorf("%w: %s (recorded by an earlier run)", ErrRowFailed, row.Err)
+				return fmt.Errorf("%w: %s (recorded by an earlier run)", ErrRowFailed, failure)
 			case jobs.OnErrorSkip:
 				sum.Skipped++
-				if err := errEnc.Encode(errorLine{Row: row.Index, ID: row.ID, Line: row.Line, Error: row.Err}); err != nil {
+				if err := errEnc.Encode(errorLine{Row: row.Index, ID: row.ID, Line: row.Line, Error: failure}); err != nil {
 					return fmt.Errorf("write %s: %w", j.ErrorsPath(), err)
 				}
 				continue
@@ -133,11 +144,15 @@ func merge(cfg Config, log *checkpoint.Log, b *builder, sum *Summary) error {
 			fields[i].Value, _ = field(rec, c.Name)
 		}
 		n := len(keep)
-		fields[n].Value, fields[n+1].Value = nil, nil
+		fields[n].Value, fields[n+1].Value, fields[n+2].Value = nil, nil, nil
 		if row.Text != nil {
-			fields[n].Value = *row.Text
-		} else {
-			fields[n+1].Value = row.Err
+			fields[n].Value = *row.Text // a cut row's partial text too
+		}
+		if failure != "" {
+			fields[n+1].Value = failure
+		}
+		if row.Finish != "" {
+			fields[n+2].Value = row.Finish
 		}
 		if err := w.Write(fields); err != nil {
 			return fmt.Errorf("write output %s: %w", j.Output.Path, err)

@@ -87,6 +87,7 @@ type Config struct {
 // rows included); tokens and wall time are this run's.
 type Summary struct {
 	Rows, Good, Failed, Skipped    int64
+	Cut                            int64 // rows cut off at max_new_tokens: failed or skipped unless accept_cut, else good
 	Resumed                        int64 // rows already done when this run started
 	PromptTokens, CompletionTokens int64
 	Wall                           time.Duration
@@ -189,7 +190,8 @@ func run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	st = log.Stats()
 	if interrupted || total < 0 || st.Done < total {
-		sum.Rows, sum.Good, sum.Failed = total, st.Done-st.Failed, st.Failed
+		sum.Rows, sum.Failed, sum.Cut = total, Failed(st, j), st.Cut
+		sum.Good = st.Done - sum.Failed
 		return sum, ErrInterrupted
 	}
 	cfg.Log.Info("all rows done; writing the output", "path", j.Output.Path)
@@ -207,6 +209,28 @@ const numericsKey = "numerics"
 // legacyNumerics is what checkpoints without a numerics entry were made
 // with (llama.CPUNumerics before it was recorded).
 const legacyNumerics = "cpu kernels v1"
+
+// Failed is how many of a checkpoint's rows count as failed under the job:
+// those with an error, and cut ones unless the job accepts them.
+func Failed(st checkpoint.Stats, j *jobs.Job) int64 {
+	if j.Generation.AcceptCut {
+		return st.Failed
+	}
+	return st.Failed + st.Cut
+}
+
+// FailuresRecordedIn says where a job's failed rows are recorded: the
+// output's error field, or the list of skipped rows ("" under on_error:
+// fail, which stops at the first).
+func FailuresRecordedIn(j *jobs.Job) string {
+	switch j.OnError {
+	case jobs.OnErrorSkip:
+		return j.ErrorsPath()
+	case jobs.OnErrorFail:
+		return ""
+	}
+	return fmt.Sprintf("the %s field of %s", j.Output.ErrorField, j.Output.Path)
+}
 
 // openCheckpoint opens the job's checkpoint, or makes one, and checks that
 // it belongs to this job.
@@ -260,7 +284,8 @@ func translate(ctx context.Context, cfg Config, log *checkpoint.Log, b *builder,
 	defer cancelWork()
 	tasks := make(chan task, workers)
 	// Room for a full commit batch, so workers keep going during an fsync.
-	results := make(chan checkpoint.Row, commitRows)
+	results := make(chan finished, commitRows)
+	failures := &failureLog{log: cfg.Log, record: FailuresRecordedIn(cfg.Job)}
 	var stopped atomic.Bool
 	total := int64(-1)
 	done := log.DoneSet()
@@ -364,7 +389,8 @@ func translate(ctx context.Context, cfg Config, log *checkpoint.Log, b *builder,
 	// fsync; a row counts only once that fsync returns.
 	g.Go(func() error {
 		var werr error
-		batch := make([]checkpoint.Row, 0, commitRows)
+		batch := make([]finished, 0, commitRows)
+		rows := make([]checkpoint.Row, 0, commitRows)
 		timer := time.NewTimer(time.Hour)
 		timer.Stop()
 		for r := range results {
@@ -386,7 +412,11 @@ func translate(ctx context.Context, cfg Config, log *checkpoint.Log, b *builder,
 			if werr != nil {
 				continue // keep draining so workers are never stuck
 			}
-			if err := log.Append(batch...); err != nil {
+			rows = rows[:0]
+			for _, r := range batch {
+				rows = append(rows, r.row)
+			}
+			if err := log.Append(rows...); err != nil {
 				werr = err
 				continue
 			}
@@ -398,13 +428,17 @@ func translate(ctx context.Context, cfg Config, log *checkpoint.Log, b *builder,
 			crashPoint("commit.after-sync")
 			c := cfg.Counters
 			for _, r := range batch {
-				if r.Text == nil {
+				if r.fail != nil {
 					c.Failed.Add(1)
+					failures.add(r.fail)
 				} else {
 					c.Good.Add(1)
 				}
-				c.PromptTokens.Add(int64(r.PromptTokens))
-				c.CompletionTokens.Add(int64(r.CompletionTokens))
+				if r.row.Cut() {
+					c.Cut.Add(1)
+				}
+				c.PromptTokens.Add(int64(r.row.PromptTokens))
+				c.CompletionTokens.Add(int64(r.row.CompletionTokens))
 			}
 		}
 		if werr != nil {
@@ -429,32 +463,40 @@ func translate(ctx context.Context, cfg Config, log *checkpoint.Log, b *builder,
 	return total, stopped.Load(), err
 }
 
+// finished is a row ready for the checkpoint, with its failure when it
+// failed (a cut row that the job does not accept keeps its text but fails).
+type finished struct {
+	row  checkpoint.Row
+	fail *RowFailure
+}
+
 // translateRow finishes one row: a result to checkpoint, nil if it was
 // cancelled in flight, or an error that stops the job (an engine failure,
 // or a row failure under on_error: fail).
-func translateRow(ctx context.Context, cfg Config, b *builder, rec dataset.Record) (*checkpoint.Row, error) {
-	row := &checkpoint.Row{Index: rec.Index, Line: rec.Line}
-	fail := func(err error) (*checkpoint.Row, error) {
+func translateRow(ctx context.Context, cfg Config, b *builder, rec dataset.Record) (*finished, error) {
+	done := &finished{row: checkpoint.Row{Index: rec.Index, Line: rec.Line, ID: fmt.Sprint(rec.Index)}}
+	fail := func(f *RowFailure) (*finished, error) {
 		if cfg.Job.OnError == jobs.OnErrorFail {
-			return nil, fmt.Errorf("%w: %w", ErrRowFailed, err)
+			return nil, fmt.Errorf("%w: %w", ErrRowFailed, f)
 		}
-		row.Err = err.Error()
-		row.Time = cfg.Now().UnixMilli()
-		return row, nil
+		if done.row.Text == nil {
+			done.row.Err = f.Error()
+		}
+		done.row.Time = cfg.Now().UnixMilli()
+		done.fail = f
+		return done, nil
 	}
 	if rec.Err != nil {
-		row.ID = fmt.Sprint(rec.Index)
-		return fail(fmt.Errorf("%s: %w", b.where(rec), rec.Err))
+		return fail(b.failure(rec, "", "", rec.Err.Error()))
 	}
-	id, err := b.rowID(rec)
-	if err != nil {
-		row.ID = fmt.Sprint(rec.Index)
-		return fail(err)
+	id, f := b.rowID(rec)
+	if f != nil {
+		return fail(f)
 	}
-	row.ID = id
-	req, err := b.request(rec, id)
-	if err != nil {
-		return fail(err)
+	done.row.ID = id
+	req, f := b.request(rec, id)
+	if f != nil {
+		return fail(f)
 	}
 	res, err := cfg.Translator.Generate(ctx, req)
 	if err != nil {
@@ -463,15 +505,19 @@ func translateRow(ctx context.Context, cfg Config, b *builder, rec dataset.Recor
 		}
 		var re RowError
 		if errors.Is(err, engine.ErrPromptTooLong) || (errors.As(err, &re) && re.RowError()) {
-			return fail(fmt.Errorf("%s: %w", b.where(rec), err))
+			return fail(b.failure(rec, id, "", err.Error()))
 		}
 		return nil, fmt.Errorf("translate %s: %w", b.where(rec), err)
 	}
 	text := res.Text
-	row.Text = &text
-	row.PromptTokens, row.CompletionTokens = len(res.PromptIDs), len(res.OutputIDs)
-	row.Time = cfg.Now().UnixMilli()
-	return row, nil
+	r := &done.row
+	r.Text, r.Finish = &text, res.FinishReason
+	r.PromptTokens, r.CompletionTokens = len(res.PromptIDs), len(res.OutputIDs)
+	if r.Cut() && !cfg.Job.Generation.AcceptCut {
+		return fail(b.cutOff(rec, id, text))
+	}
+	r.Time = cfg.Now().UnixMilli()
+	return done, nil
 }
 
 // countRows counts the input's rows (bad ones included) until ctx ends.
