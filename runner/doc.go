@@ -20,11 +20,12 @@
 // byte-identical whatever the worker count or interruptions. Until then
 // `batchtrans status` reports progress from the checkpoint.
 //
-// Workers. Config.Workers, else the job's runtime.workers, else
-// DefaultWorkers: engine.DefaultMaxBatch (16) concurrent requests, enough to
-// fill the engine's batch. The engine spreads each batched step over every
-// core itself, so "one worker per core" would leave the batch mostly empty
-// on small machines.
+// Workers. Config.Workers, else the job's runtime.workers, else enough
+// concurrent requests to fill the engine's batch on the device
+// (engine.DefaultBatch: 16 on the CPU); Workers resolves it for every
+// caller. The engine spreads each batched step over every core itself, so
+// "one worker per core" would leave the batch mostly empty on small
+// machines.
 //
 // The runner imports engine only for its request and result types, jobs
 // for the job, and io/dataset for the reader and writer interfaces.

@@ -53,10 +53,20 @@ var (
 	ErrLocked = checkpoint.ErrLocked
 )
 
-// DefaultWorkers is the worker count when neither the job nor the caller
-// sets one: enough concurrent requests to fill the engine's batch. More
-// workers than the batch only queue; fewer leave batch slots idle.
-func DefaultWorkers() int { return engine.DefaultMaxBatch }
+// Workers is a run's rows in flight: n (the --workers flag) when set, else
+// the job's runtime.workers, else enough concurrent requests to fill the
+// engine's batch on device (engine.DefaultBatch: 16 on the CPU, more on a
+// GPU). More workers than the batch only queue; fewer leave batch slots
+// idle. It is the one place that rule lives.
+func Workers(n int, j *jobs.Job, device string) int {
+	if n <= 0 {
+		n = j.Runtime.Workers
+	}
+	if n <= 0 {
+		n = engine.DefaultBatch(device)
+	}
+	return n
+}
 
 // Config is one run's parts.
 type Config struct {
@@ -67,7 +77,7 @@ type Config struct {
 	// Create makes the output's writer over w with these columns.
 	Create func(w io.Writer, cols []dataset.Column) (dataset.Writer, error)
 
-	Workers int // 0: the job's runtime.workers, else DefaultWorkers
+	Workers int // 0: Workers(0, job, job's runtime.device)
 	// Numerics names what makes the translator's output bits (the
 	// engine's backend and dtype); the checkpoint records it, and a resume
 	// under other numerics is refused. "" leaves it out.
@@ -136,13 +146,7 @@ func run(ctx context.Context, cfg Config) (Summary, error) {
 		cfg.Counters = progress.NewCounters()
 	}
 	j := cfg.Job
-	workers := cfg.Workers
-	if workers <= 0 {
-		workers = j.Runtime.Workers
-	}
-	if workers <= 0 {
-		workers = DefaultWorkers()
-	}
+	workers := Workers(cfg.Workers, j, j.Runtime.Device)
 	sum := Summary{Output: j.Output.Path, Checkpoint: j.Checkpoint.Path}
 
 	for _, d := range []string{filepath.Dir(j.Output.Path), filepath.Dir(j.Checkpoint.Path)} {

@@ -162,13 +162,7 @@ func runJob(ctx context.Context, env *cliEnv, log *slog.Logger, o runOptions) er
 		}
 	}()
 
-	workers := o.workers
-	if workers == 0 {
-		workers = j.Runtime.Workers
-	}
-	if workers == 0 {
-		workers = engine.DefaultBatch(string(dev))
-	}
+	workers := runner.Workers(o.workers, j, string(dev))
 	start := time.Now()
 	tr, closeTr, err := loadTranslator(ctx, j, dev, workers, log)
 	if err != nil {

@@ -98,10 +98,7 @@ func validateCmd(ctx context.Context, env *cliEnv, args []string) error {
 	if a := info.Adapter; a != nil {
 		fmt.Fprintf(w, "adapter: %s: LoRA rank %d, alpha %g, %d modules (%s)\n", a.Dir, a.Rank, a.Alpha, a.Modules, strings.Join(a.Targets, ", "))
 	}
-	workers := j.Runtime.Workers
-	if workers == 0 {
-		workers = runner.DefaultWorkers()
-	}
+	workers := runner.Workers(0, j, string(dev))
 	fmt.Fprintf(w, "device:  %s (requested %s)", dev, j.Runtime.Device)
 	for _, l := range logLines {
 		fmt.Fprintf(w, "; %s", l)
