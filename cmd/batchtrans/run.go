@@ -99,18 +99,6 @@ func loadJob(path string) (*jobs.Job, error) {
 	return j, nil
 }
 
-// checkInput fails (exit 1) when the input file is missing or unreadable.
-func checkInput(j *jobs.Job) error {
-	st, err := os.Stat(j.Input.Path)
-	if err != nil {
-		return fmt.Errorf("input.path: %w", err)
-	}
-	if st.IsDir() {
-		return fmt.Errorf("input.path: %s is a folder, not a file", j.Input.Path)
-	}
-	return nil
-}
-
 func datasetOptions(j *jobs.Job) dataset.Options {
 	var o dataset.Options
 	if r := []rune(j.Input.Delimiter); len(r) == 1 {
@@ -127,7 +115,9 @@ func runJob(ctx context.Context, env *cliEnv, log *slog.Logger, o runOptions) er
 	if o.device != "" {
 		j.Runtime.Device = o.device
 	}
-	if err := checkInput(j); err != nil {
+	// Everything that can be checked without the weights is, before they
+	// load: a typo in the input should not wait for gigabytes to be read.
+	if _, err := checkJob(j); err != nil {
 		return err
 	}
 	dev, err := device.Choose(device.System().Probe(), j.Runtime.Device, func(line string) { log.Info(line) })

@@ -35,7 +35,7 @@ func statusCmd(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	total := st.Total
 	if total < 0 {
-		if total, err = countRows(j); err != nil {
+		if total, _, err = countRows(j); err != nil {
 			return err
 		}
 	}
@@ -77,22 +77,25 @@ func statusCmd(ctx context.Context, env *cliEnv, args []string) error {
 	return nil
 }
 
-// countRows streams the input to count its rows (bad rows included).
-func countRows(j *jobs.Job) (int64, error) {
+// countRows streams the input to count its rows, and of them the
+// unreadable ones (counted in rows too).
+func countRows(j *jobs.Job) (rows, bad int64, err error) {
 	rd, err := dataset.Open(j.Input.Path, j.Input.Format, datasetOptions(j))
 	if err != nil {
-		return 0, fmt.Errorf("open input: %w", err)
+		return 0, 0, fmt.Errorf("open input: %w", err)
 	}
 	defer rd.Close()
-	var n int64
 	for {
-		_, err := rd.Read()
+		rec, err := rd.Read()
 		if errors.Is(err, io.EOF) {
-			return n, nil
+			return rows, bad, nil
 		}
 		if err != nil {
-			return n, fmt.Errorf("read input: %w", err)
+			return rows, bad, fmt.Errorf("read input: %w", err)
 		}
-		n++
+		rows++
+		if rec.Err != nil {
+			bad++
+		}
 	}
 }
