@@ -10,6 +10,7 @@ import (
 
 	"github.com/batchtrans/batchtrans/io/dataset"
 	"github.com/batchtrans/batchtrans/jobs"
+	"github.com/batchtrans/batchtrans/runner"
 	"github.com/batchtrans/batchtrans/runner/checkpoint"
 )
 
@@ -62,7 +63,14 @@ func statusCmd(ctx context.Context, env *cliEnv, args []string) error {
 		pct = 100 * float64(st.Done) / float64(total)
 	}
 	fmt.Fprintf(w, "state:      %s\n", state)
-	fmt.Fprintf(w, "rows:       %d done of %d (%.1f%%), %d failed, %d left\n", st.Done, total, pct, st.Failed, left)
+	fmt.Fprintf(w, "rows:       %d done of %d (%.1f%%), %d failed, %d left\n", st.Done, total, pct, runner.Failed(st, j), left)
+	if st.Cut > 0 {
+		how := "counted as failed (generation.accept_cut: false)"
+		if j.Generation.AcceptCut {
+			how = "accepted (generation.accept_cut: true)"
+		}
+		fmt.Fprintf(w, "cut:        %d cut off at generation.max_new_tokens, %s\n", st.Cut, how)
+	}
 	fmt.Fprintf(w, "tokens:     %d in, %d out\n", st.PromptTokens, st.CompletionTokens)
 	fmt.Fprintf(w, "date:       %s (template date, frozen)\n", hdr.Date)
 	elapsed := st.LastRow.Sub(st.SessionStart)
