@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/batchtrans/batchtrans/internal/durable"
 )
 
 // FormatVersion is the checkpoint layout version stored in the header.
@@ -127,7 +129,7 @@ func Create(path string, hdr Header) (*Log, error) {
 		f.Close()
 		return nil, err
 	}
-	if err := SyncDir(filepath.Dir(path)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -389,19 +391,6 @@ func (l *Log) Close() error {
 		err = fmt.Errorf("close checkpoint %s: %w", l.path, cerr)
 	}
 	return err
-}
-
-// SyncDir fsyncs a folder so a create or rename in it is durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open folder %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
-		return fmt.Errorf("sync folder %s: %w", dir, err)
-	}
-	return nil
 }
 
 // maxIndex bounds a row index read from a file, so a corrupt record cannot
