@@ -357,16 +357,22 @@ func firstDiff(a, b []byte) string {
 	return "(equal)"
 }
 
-// logLines decodes a JSON log.
-func logLines(t *testing.T, buf *bytes.Buffer) []map[string]any {
+// runLogged runs the job to the end with a JSON log and returns the
+// summary and the log's lines, decoded.
+func runLogged(t *testing.T, j *jobs.Job, workers int) (runner.Summary, []map[string]any) {
 	t.Helper()
+	var buf bytes.Buffer
+	cfg := config(j, &fakeTranslator{}, workers)
+	cfg.Log = slog.New(slog.NewJSONHandler(&buf, nil))
+	sum, err := runner.Run(t.Context(), cfg)
+	require.NoError(t, err)
 	var out []map[string]any
 	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
 		var m map[string]any
 		require.NoError(t, json.Unmarshal([]byte(l), &m), "%s", l)
 		out = append(out, m)
 	}
-	return out
+	return sum, out
 }
 
 func withMsg(lines []map[string]any, msg string) []map[string]any {
@@ -387,13 +393,9 @@ func TestFailedRowsAreLogged(t *testing.T) {
 	in[4] = `{"id":"r0004","text":` // line 5: malformed JSON
 	in[5] = `{"id":"r0005","body":"no text"}`
 	j := setup(t, in, "")
-	var buf bytes.Buffer
-	cfg := config(j, &fakeTranslator{}, 2)
-	cfg.Log = slog.New(slog.NewJSONHandler(&buf, nil))
-	_, err := runner.Run(t.Context(), cfg)
-	require.NoError(t, err)
+	_, lines := runLogged(t, j, 2)
 
-	failed := withMsg(logLines(t, &buf), "row failed")
+	failed := withMsg(lines, "row failed")
 	require.Len(t, failed, 2, "each failed row is logged once")
 	byLine := map[float64]map[string]any{}
 	for _, f := range failed {
@@ -424,13 +426,8 @@ func TestFailedRowLogIsBounded(t *testing.T) {
 		in[i] = "not json"
 	}
 	j := setup(t, in, "")
-	var buf bytes.Buffer
-	cfg := config(j, &fakeTranslator{}, 4)
-	cfg.Log = slog.New(slog.NewJSONHandler(&buf, nil))
-	sum, err := runner.Run(t.Context(), cfg)
-	require.NoError(t, err)
+	sum, lines := runLogged(t, j, 4)
 	assert.Equal(t, int64(150), sum.Failed)
-	lines := logLines(t, &buf)
 	assert.Len(t, withMsg(lines, "row failed"), runner.LoggedFailures)
 	var more []map[string]any
 	for _, l := range lines {

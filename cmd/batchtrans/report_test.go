@@ -122,7 +122,7 @@ func TestRunChecksBeforeLoading(t *testing.T) {
 	}{
 		{name: "input not parquet", input: "in.parquet", setup: badParquet, stderr: []string{"open input", "in.parquet"}},
 		{name: "input not parquet, model without weights", input: "in.parquet",
-			setup: func(t *testing.T, dir string) { badParquet(t, dir); noWeights(t, dir) },
+			setup:  func(t *testing.T, dir string) { badParquet(t, dir); noWeights(t, dir) },
 			stderr: []string{"open input", "in.parquet", "model:"}},
 		{name: "no text field", input: "in.jsonl", lines: []string{`{"sku":"a","body":"x"}`},
 			stderr: []string{"input.text_field", `no field "text"`}},
