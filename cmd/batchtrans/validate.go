@@ -72,7 +72,12 @@ func printPlan(w io.Writer, j *jobs.Job, p plan, rows, bad int64, dev device.Dev
 	for _, l := range devLog {
 		fmt.Fprintf(w, "; %s", l)
 	}
-	fmt.Fprintf(w, "\nrun:     %d workers, on_error %s, checkpoint %s\n", runner.Workers(0, j, string(dev)), j.OnError, j.Checkpoint.Path)
+	cut := "fail"
+	if j.Generation.AcceptCut {
+		cut = "accepted"
+	}
+	fmt.Fprintf(w, "\nrun:     %d workers, on_error %s, rows cut at max_new_tokens %d %s, checkpoint %s\n",
+		runner.Workers(0, j, string(dev)), j.OnError, j.Generation.MaxNewTokens, cut, j.Checkpoint.Path)
 }
 
 func colNames(cols []dataset.Column) string {

@@ -35,7 +35,7 @@ func TestValidatePrintsThePlan(t *testing.T) {
 	for _, want := range []string{
 		"25 rows", "1 unreadable", `translating "text"`, "sku:string", "price:float",
 		"2 layers, hidden 32, 4 heads (2 kv), vocab 96", "device:  cpu", "Forcing CPU",
-		"translation:string", "error:string", "finish_reason:string",
+		"translation:string", "error:string", "finish_reason:string", "rows cut at max_new_tokens 256 fail",
 	} {
 		assert.Contains(t, r.stdout, want)
 	}
