@@ -18,6 +18,7 @@ import (
 
 	"github.com/batchtrans/batchtrans/io/dataset"
 	_ "github.com/batchtrans/batchtrans/io/formats"
+	"github.com/batchtrans/batchtrans/runner/checkpoint"
 )
 
 // The command's tests run the real binary. Two builds are made, once per
@@ -393,6 +394,16 @@ func waitForFile(t *testing.T, path string) {
 	t.Fatalf("%s did not appear", path)
 }
 
+// waitForRows waits until the checkpoint at path holds a finished row, so
+// a run interrupted afterwards has something to resume.
+func waitForRows(t *testing.T, path string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		_, st, err := checkpoint.Inspect(path)
+		return err == nil && st.Done > 0
+	}, 30*time.Second, 5*time.Millisecond, "no row finished in %s", path)
+}
+
 func TestSignalsDrainAndResume(t *testing.T) {
 	for _, tt := range []struct {
 		sig  syscall.Signal
@@ -406,8 +417,7 @@ func TestSignalsDrainAndResume(t *testing.T) {
 			var se bytes.Buffer
 			cmd.Stderr = &se
 			require.NoError(t, cmd.Start())
-			waitForFile(t, filepath.Join(dir, "out/result.jsonl.ckpt"))
-			time.Sleep(100 * time.Millisecond)
+			waitForRows(t, filepath.Join(dir, "out/result.jsonl.ckpt"))
 			require.NoError(t, cmd.Process.Signal(tt.sig))
 			err := cmd.Wait()
 			ee, ok := err.(*exec.ExitError)
