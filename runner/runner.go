@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -230,6 +231,20 @@ func FailuresRecordedIn(j *jobs.Job) string {
 		return ""
 	}
 	return fmt.Sprintf("the %s field of %s", j.Output.ErrorField, j.Output.Path)
+}
+
+// ChangedSince says what of the job differs from the one the checkpoint
+// was made for ("" if nothing), as status reports it. The numerics are left
+// out: they are the device's and build's a run picks, which the job file
+// alone does not say.
+func ChangedSince(j *jobs.Job, hdr checkpoint.Header) (string, error) {
+	fp, err := jobs.Compute(j)
+	if err != nil {
+		return "", err
+	}
+	old := maps.Clone(jobs.Fingerprint(hdr.Fingerprint))
+	delete(old, numericsKey)
+	return fp.Describe(old), nil
 }
 
 // openCheckpoint opens the job's checkpoint, or makes one, and checks that

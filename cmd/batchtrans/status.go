@@ -52,10 +52,8 @@ func statusCmd(ctx context.Context, env *cliEnv, args []string) error {
 	} else if err == nil {
 		lk.Release()
 	}
-	if fp, err := jobs.Compute(j); err == nil {
-		if d := fp.Describe(hdr.Fingerprint); d != "" {
-			state += "; the job has changed since the checkpoint was made (" + d + "): a run needs --restart"
-		}
+	if d, err := runner.ChangedSince(j, hdr); err == nil && d != "" {
+		state += "; the job has changed since the checkpoint was made (" + d + "): a run needs --restart"
 	}
 	left := max(total-st.Done, 0)
 	pct := 100.0
