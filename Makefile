@@ -49,8 +49,9 @@ ptx:
 
 # demo translates held-out Debian package descriptions English->German with
 # the bundled tiny model and scores them against the human translations.
+# On a terminal it shows the progress bar; elsewhere, progress log lines.
 demo: build
-	$(BIN) run examples/translate-de.yaml --restart --no-progress
+	$(BIN) run examples/translate-de.yaml --restart
 	$(GO) run ./examples/cmd/chrf examples/out/heldout-de.jsonl
 
 bench: build

@@ -287,7 +287,11 @@ func TestGenerateErrors(t *testing.T) {
 			assert.ErrorAs(t, err, &re)
 		})
 	}
-	// A bad request does not disturb the good ones running beside it.
+	// A bad request does not disturb the good ones running beside it: they
+	// give what they give alone.
+	alone, err := m.Generate(t.Context(), userReq("fine", 5))
+	require.NoError(t, err)
+	require.NotEmpty(t, alone.OutputIDs)
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
@@ -298,7 +302,7 @@ func TestGenerateErrors(t *testing.T) {
 			}
 			res, err := m.Generate(t.Context(), userReq("fine", 5))
 			assert.NoError(t, err)
-			assert.Len(t, res.OutputIDs, len(res.OutputIDs))
+			assert.Equal(t, alone.OutputIDs, res.OutputIDs)
 		})
 	}
 	wg.Wait()
@@ -309,7 +313,9 @@ func TestGenerateCancel(t *testing.T) {
 	cfg.MaxPositions = 4096
 	cfg.EOS = nil // nothing ends the long request but the cancel
 	m := testModel(t, cfg, 4, 32)
-	ctx, cancel := context.WithCancel(t.Context())
+	// Cancelled at a known point: its context reports cancellation from
+	// the 12th check on (admission, then once a step), well into decoding.
+	ctx := newCancelAfter(12)
 	var wg sync.WaitGroup
 	var cancelled error
 	wg.Go(func() {
@@ -323,8 +329,6 @@ func TestGenerateCancel(t *testing.T) {
 			assert.NoError(t, err)
 		})
 	}
-	time.Sleep(50 * time.Millisecond)
-	cancel()
 	wg.Wait()
 	assert.ErrorIs(t, cancelled, context.Canceled)
 	for i, r := range others {

@@ -18,6 +18,6 @@
 // *.bin, *.pt, *.gguf) are fingerprinted by name, size and modification time,
 // because hashing gigabytes on every start would cost more than the change
 // detection is worth. Output settings (path, format, field names, keep,
-// on_error) are not part of it: they only shape the final merge, which is
+// on_error) and generation.accept_cut are not part of it: they only shape the final merge, which is
 // redone from the checkpoint on every run, so changing them needs no restart.
 package jobs

@@ -41,6 +41,10 @@ type Input struct {
 	IDField   string `yaml:"id_field"`   // empty: the 0-based row number
 	TextField string `yaml:"text_field"` // required
 	Delimiter string `yaml:"delimiter"`  // CSV only; one character, default ","
+
+	// Written is Path as the job file wrote it, before Load resolved it:
+	// the name messages about rows use. Not in YAML.
+	Written string `yaml:"-"`
 }
 
 // Output is where the translations go.
@@ -49,6 +53,10 @@ type Output struct {
 	Format     string `yaml:"format"`
 	Field      string `yaml:"field"`       // default "translation"
 	ErrorField string `yaml:"error_field"` // default "error"
+	// FinishReasonField holds each row's finish reason: "stop", "length"
+	// (cut off at generation.max_new_tokens), null on a row that failed
+	// before it was translated. Default "finish_reason".
+	FinishReasonField string `yaml:"finish_reason_field"`
 	// Keep lists the input fields carried over; nil means all of them and an
 	// empty list none.
 	Keep []string `yaml:"keep"`
@@ -81,6 +89,11 @@ type Generation struct {
 	TopP         *float64 `yaml:"top_p"`          // default 1 (off)
 	Seed         uint64   `yaml:"seed"`
 	Stop         []string `yaml:"stop"`
+	// AcceptCut makes a row cut off at max_new_tokens a good row. By
+	// default it counts as failed (its partial text kept, handled per
+	// on_error). It is applied when the output is written, not when the
+	// row is translated, so changing it needs no --restart.
+	AcceptCut bool `yaml:"accept_cut"`
 }
 
 // Runtime is how the job runs; it never changes the output.
@@ -118,6 +131,9 @@ func (j *Job) Defaults() {
 	}
 	if j.Output.ErrorField == "" {
 		j.Output.ErrorField = "error"
+	}
+	if j.Output.FinishReasonField == "" {
+		j.Output.FinishReasonField = "finish_reason"
 	}
 	if j.Model.DType == "" {
 		j.Model.DType = "bf16"
@@ -277,6 +293,7 @@ func (j *Job) resolve() {
 			*p = filepath.Join(j.Dir, *p)
 		}
 	}
+	j.Input.Written = j.Input.Path
 	abs(&j.Input.Path)
 	abs(&j.Output.Path)
 	abs(&j.Model.Path)
@@ -323,9 +340,12 @@ func (j *Job) Validate() error {
 	if j.Output.Field == j.Output.ErrorField {
 		bad("output.error_field", "must differ from output.field (%q)", j.Output.Field)
 	}
+	if f := j.Output.FinishReasonField; f == j.Output.Field || f == j.Output.ErrorField {
+		bad("output.finish_reason_field", "must differ from output.field and output.error_field (%q)", f)
+	}
 	for _, k := range j.Output.Keep {
-		if k == j.Output.Field || k == j.Output.ErrorField {
-			bad("output.keep", "field %q clashes with output.field or output.error_field", k)
+		if j.Output.IsResultField(k) {
+			bad("output.keep", "field %q clashes with output.field, error_field or finish_reason_field", k)
 		}
 	}
 	if j.Model.Path == "" {
@@ -376,6 +396,12 @@ func (j *Job) Validate() error {
 		return nil
 	}
 	return fmt.Errorf("job file %s: %w", j.File, errors.Join(errs...))
+}
+
+// IsResultField reports whether name is one of the columns the run adds
+// to the output: the translation, error and finish reason fields.
+func (o Output) IsResultField(name string) bool {
+	return name == o.Field || name == o.ErrorField || name == o.FinishReasonField
 }
 
 // ErrorsPath is where skipped rows are listed: the output path plus

@@ -40,6 +40,9 @@ func TestLoadDefaultsAndPaths(t *testing.T) {
 	assert.Equal(t, "jsonl", j.Input.Format)
 	assert.Equal(t, "translation", j.Output.Field)
 	assert.Equal(t, "error", j.Output.ErrorField)
+	assert.Equal(t, "finish_reason", j.Output.FinishReasonField)
+	assert.False(t, j.Generation.AcceptCut, "a cut row fails unless the job accepts it")
+	assert.Equal(t, "data/in.jsonl", j.Input.Written, "messages name the input as written")
 	assert.Equal(t, "{{.Text}}", j.Prompt.User)
 	assert.Equal(t, 256, j.Generation.MaxNewTokens)
 	assert.Equal(t, 1.0, *j.Generation.TopP)
@@ -80,6 +83,7 @@ output:
   path: out.jsonl
   field: x
   error_field: x
+  finish_reason_field: x
 model:
   path: m
   dtype: f16
@@ -98,7 +102,7 @@ on_error: explode
 	require.NoError(t, err)
 	err = j.Validate()
 	require.Error(t, err)
-	for _, key := range []string{"version", "input.format", "input.text_field", "output.error_field", "model.dtype",
+	for _, key := range []string{"version", "input.format", "input.text_field", "output.error_field", "output.finish_reason_field", "model.dtype",
 		"prompt.user", "prompt.chat_template", "generation.max_new_tokens", "generation.temperature",
 		"generation.top_p", "runtime.device", "on_error"} {
 		assert.Contains(t, err.Error(), key+":")
@@ -157,6 +161,26 @@ func TestFingerprintNamesWhatChanged(t *testing.T) {
 			fp, err := Compute(j2)
 			require.NoError(t, err)
 			assert.Contains(t, fp.Describe(base), tt.want)
+		})
+	}
+
+	// Settings applied when the output is written leave the checkpoint usable.
+	j, err = Load(p)
+	require.NoError(t, err)
+	now, err := Compute(j)
+	require.NoError(t, err)
+	for name, change := range map[string]func(j *Job){
+		"accept_cut":          func(j *Job) { j.Generation.AcceptCut = true },
+		"finish_reason_field": func(j *Job) { j.Output.FinishReasonField = "why" },
+		"on_error":            func(j *Job) { j.OnError = OnErrorSkip },
+	} {
+		t.Run(name, func(t *testing.T) {
+			j2, err := Load(p)
+			require.NoError(t, err)
+			change(j2)
+			fp, err := Compute(j2)
+			require.NoError(t, err)
+			assert.Empty(t, fp.Diff(now))
 		})
 	}
 }

@@ -8,8 +8,16 @@
 // concurrently (the engine batches concurrent calls, so more workers give
 // bigger batches); one writer goroutine that owns the checkpoint and
 // group-commits finished rows (one fsync for all rows finished since the
-// last). Memory is bounded by the workers' window of rows in flight plus a
-// bitmap of finished row indices; results live on disk.
+// last). pass.go holds that stage, one method per goroutine. Memory is
+// bounded by the workers' window of rows in flight plus a bitmap of
+// finished row indices; results live on disk.
+//
+// Failed rows. A row's failure (RowFailure) names the input as the job file
+// wrote it, the line and row, the id, the field and the reason; the writer
+// logs the first LoggedFailures of a run once each, after they are durable.
+// A translation cut off at max_new_tokens is checkpointed with its text and
+// finish reason; whether it counts as failed is the job's
+// generation.accept_cut, applied by the progress counters and the merge.
 //
 // When the output appears: only when every input row has a result in the
 // checkpoint. The final merge re-reads the input, looks each row's result
@@ -20,11 +28,12 @@
 // byte-identical whatever the worker count or interruptions. Until then
 // `batchtrans status` reports progress from the checkpoint.
 //
-// Workers. Config.Workers, else the job's runtime.workers, else
-// DefaultWorkers: engine.DefaultMaxBatch (16) concurrent requests, enough to
-// fill the engine's batch. The engine spreads each batched step over every
-// core itself, so "one worker per core" would leave the batch mostly empty
-// on small machines.
+// Workers. Config.Workers, else the job's runtime.workers, else enough
+// concurrent requests to fill the engine's batch on the device
+// (engine.DefaultBatch: 16 on the CPU); Workers resolves it for every
+// caller. The engine spreads each batched step over every core itself, so
+// "one worker per core" would leave the batch mostly empty on small
+// machines.
 //
 // The runner imports engine only for its request and result types, jobs
 // for the job, and io/dataset for the reader and writer interfaces.

@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,20 +8,24 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/batchtrans/batchtrans/internal/durable"
 	"github.com/batchtrans/batchtrans/io/dataset"
 	"github.com/batchtrans/batchtrans/jobs"
 	"github.com/batchtrans/batchtrans/runner/checkpoint"
 )
 
+// resultColumns is how many columns the run adds after the kept ones.
+const resultColumns = 3
+
 // OutputColumns is the output's schema for an input's columns: the kept
 // input fields (all by default) in input order, or in keep's order, then
-// the translation and error fields.
+// the translation, error and finish reason fields.
 func OutputColumns(j *jobs.Job, in []dataset.Column) ([]dataset.Column, error) {
 	var cols []dataset.Column
 	if j.Output.Keep == nil {
 		for _, c := range in {
-			if c.Name == j.Output.Field || c.Name == j.Output.ErrorField {
-				return nil, fmt.Errorf("input field %q clashes with output.field or output.error_field; rename one or list output.keep", c.Name)
+			if j.Output.IsResultField(c.Name) {
+				return nil, fmt.Errorf("input field %q clashes with output.field, error_field or finish_reason_field; rename one or list output.keep", c.Name)
 			}
 			cols = append(cols, c)
 		}
@@ -42,7 +45,8 @@ func OutputColumns(j *jobs.Job, in []dataset.Column) ([]dataset.Column, error) {
 	}
 	return append(cols,
 		dataset.Column{Name: j.Output.Field, Kind: dataset.String},
-		dataset.Column{Name: j.Output.ErrorField, Kind: dataset.String}), nil
+		dataset.Column{Name: j.Output.ErrorField, Kind: dataset.String},
+		dataset.Column{Name: j.Output.FinishReasonField, Kind: dataset.String}), nil
 }
 
 // errorLine is one line of OUTPUT.errors.jsonl under on_error: skip.
@@ -71,26 +75,26 @@ func merge(cfg Config, log *checkpoint.Log, b *builder, sum *Summary) error {
 	if err != nil {
 		return err
 	}
-	keep := cols[:len(cols)-2]
+	keep := cols[:len(cols)-resultColumns]
 
-	out, err := newAtomicFile(j.Output.Path)
+	out, err := newOutputFile(j.Output.Path)
 	if err != nil {
 		return err
 	}
-	defer out.abort()
-	w, err := cfg.Create(out.w, cols)
+	defer out.Abort()
+	w, err := cfg.Create(out.Writer(), cols)
 	if err != nil {
 		return fmt.Errorf("create output %s: %w", j.Output.Path, err)
 	}
-	var errs *atomicFile
+	var errs *durable.File
 	var errEnc *json.Encoder
 	skip := j.OnError == jobs.OnErrorSkip
 	if skip {
-		if errs, err = newAtomicFile(j.ErrorsPath()); err != nil {
+		if errs, err = newOutputFile(j.ErrorsPath()); err != nil {
 			return err
 		}
-		defer errs.abort()
-		errEnc = json.NewEncoder(errs.w)
+		defer errs.Abort()
+		errEnc = json.NewEncoder(errs.Writer())
 	}
 	fields := make([]dataset.Field, len(cols))
 	for i, c := range cols {
@@ -114,13 +118,20 @@ func merge(cfg Config, log *checkpoint.Log, b *builder, sum *Summary) error {
 		if !ok {
 			return fmt.Errorf("checkpoint %s has no result for %s; rerun to finish it", j.Checkpoint.Path, b.where(rec))
 		}
-		if row.Text == nil {
+		failure := row.Err
+		if row.Cut() {
+			sum.Cut++
+			if !j.Generation.AcceptCut {
+				failure = b.cutOff(rec, row.ID, *row.Text).Error()
+			}
+		}
+		if failure != "" {
 			switch j.OnError {
 			case jobs.OnErrorFail:
-				return fmt.Errorf("%w: %s (recorded by an earlier run)", ErrRowFailed, row.Err)
+				return fmt.Errorf("%w: %s (recorded by an earlier run)", ErrRowFailed, failure)
 			case jobs.OnErrorSkip:
 				sum.Skipped++
-				if err := errEnc.Encode(errorLine{Row: row.Index, ID: row.ID, Line: row.Line, Error: row.Err}); err != nil {
+				if err := errEnc.Encode(errorLine{Row: row.Index, ID: row.ID, Line: row.Line, Error: failure}); err != nil {
 					return fmt.Errorf("write %s: %w", j.ErrorsPath(), err)
 				}
 				continue
@@ -133,11 +144,15 @@ func merge(cfg Config, log *checkpoint.Log, b *builder, sum *Summary) error {
 			fields[i].Value, _ = field(rec, c.Name)
 		}
 		n := len(keep)
-		fields[n].Value, fields[n+1].Value = nil, nil
+		fields[n].Value, fields[n+1].Value, fields[n+2].Value = nil, nil, nil
 		if row.Text != nil {
-			fields[n].Value = *row.Text
-		} else {
-			fields[n+1].Value = row.Err
+			fields[n].Value = *row.Text // a cut row's partial text too
+		}
+		if failure != "" {
+			fields[n+1].Value = failure
+		}
+		if row.Finish != "" {
+			fields[n+2].Value = row.Finish
 		}
 		if err := w.Write(fields); err != nil {
 			return fmt.Errorf("write output %s: %w", j.Output.Path, err)
@@ -149,75 +164,31 @@ func merge(cfg Config, log *checkpoint.Log, b *builder, sum *Summary) error {
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("write output %s: %w", j.Output.Path, err)
 	}
-	if err := out.commit(); err != nil {
+	if err := out.Commit(); err != nil {
 		return err
 	}
 	if skip {
-		if err := errs.commit(); err != nil {
+		if err := errs.Commit(); err != nil {
 			return err
 		}
 		sum.ErrorsFile = j.ErrorsPath()
 	} else if err := os.Remove(j.ErrorsPath()); err == nil {
 		// A list of skipped rows from an earlier run under on_error: skip
 		// no longer describes this output.
-		checkpoint.SyncDir(filepath.Dir(j.ErrorsPath()))
+		durable.SyncDir(filepath.Dir(j.ErrorsPath()))
 	}
 	return nil
 }
 
-// atomicFile is a file written under a temporary name in its final folder
-// and renamed into place once synced.
-type atomicFile struct {
-	path string
-	f    *os.File
-	w    *bufio.Writer
-	done bool
-}
-
-func newAtomicFile(path string) (*atomicFile, error) {
-	// A run killed mid-merge leaves its temporary file; the job's lock
-	// says no other run is writing one now.
-	if stale, err := filepath.Glob(filepath.Join(filepath.Dir(path), "."+globEscape(filepath.Base(path))+".tmp-*")); err == nil {
-		for _, s := range stale {
-			os.Remove(s)
-		}
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+// newOutputFile starts one of the merge's files, whose renames are crash
+// points ("merge.before-rename", "merge.after-rename").
+func newOutputFile(path string) (*durable.File, error) {
+	f, err := durable.Create(path)
 	if err != nil {
-		return nil, fmt.Errorf("create output: %w", err)
+		return nil, err
 	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, fmt.Errorf("create output: %w", err)
-	}
-	return &atomicFile{path: path, f: f, w: bufio.NewWriterSize(f, 1<<16)}, nil
-}
-
-func (a *atomicFile) commit() error {
-	if err := a.w.Flush(); err != nil {
-		return fmt.Errorf("write %s: %w", a.path, err)
-	}
-	if err := a.f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", a.path, err)
-	}
-	if err := a.f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", a.path, err)
-	}
-	crashPoint("merge.before-rename")
-	if err := os.Rename(a.f.Name(), a.path); err != nil {
-		return fmt.Errorf("rename output into place: %w", err)
-	}
-	a.done = true
-	crashPoint("merge.after-rename")
-	return checkpoint.SyncDir(filepath.Dir(a.path))
-}
-
-func (a *atomicFile) abort() {
-	if !a.done {
-		a.f.Close()
-		os.Remove(a.f.Name())
-	}
+	f.Hook = func(point string) { crashPoint("merge." + point) }
+	return f, nil
 }
 
 // CrashHook, when set, is called at named points of the final merge
@@ -231,17 +202,4 @@ func crashPoint(name string) {
 	if CrashHook != nil {
 		CrashHook(name)
 	}
-}
-
-// globEscape quotes the pattern characters in a file name.
-func globEscape(s string) string {
-	var b []byte
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '*', '?', '[', '\\':
-			b = append(b, '\\')
-		}
-		b = append(b, s[i])
-	}
-	return string(b)
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
-	"path/filepath"
 	"strconv"
 	"text/template"
 	"unicode/utf8"
@@ -39,36 +38,58 @@ func newBuilder(j *jobs.Job, date string) (*builder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prompt.user: %w", err)
 	}
-	return &builder{job: j, file: filepath.Base(j.Input.Path), system: sys, user: usr, date: date}, nil
+	file := j.Input.Written
+	if file == "" {
+		file = j.Input.Path
+	}
+	return &builder{job: j, file: file, system: sys, user: usr, date: date}, nil
 }
 
-// where names a record's place for messages: "data.jsonl line 7 (row 6)".
-func (b *builder) where(rec dataset.Record) string {
-	if b.job.Input.Format == "parquet" || rec.Line <= 0 {
-		return fmt.Sprintf("%s row %d", b.file, rec.Index)
+// failure is a record's failure, placed in the input as the job file
+// wrote it; field is the input field at fault, if one is.
+func (b *builder) failure(rec dataset.Record, id, field, reason string) *RowFailure {
+	f := &RowFailure{File: b.file, Line: rec.Line, Row: rec.Index, ID: id, Field: field, Reason: reason}
+	if b.job.Input.Format == "parquet" {
+		f.Line = 0 // a Parquet row has no line of its own
 	}
-	return fmt.Sprintf("%s line %d (row %d)", b.file, rec.Line, rec.Index)
+	return f
 }
+
+// where names a record's place for messages: "data/in.jsonl line 7 (row 6)".
+func (b *builder) where(rec dataset.Record) string { return b.failure(rec, "", "", "").Place() }
 
 // rowID is the record's id: the id field's value, or the row number.
-func (b *builder) rowID(rec dataset.Record) (string, error) {
+func (b *builder) rowID(rec dataset.Record) (string, *RowFailure) {
 	if b.job.Input.IDField == "" {
 		return strconv.FormatInt(rec.Index, 10), nil
 	}
 	v, ok := field(rec, b.job.Input.IDField)
 	if !ok || v == nil {
-		return "", fmt.Errorf("%s: field %q: missing id", b.where(rec), b.job.Input.IDField)
+		return "", b.failure(rec, "", b.job.Input.IDField, "missing id")
 	}
 	return valueString(v), nil
 }
 
-// request builds the engine request for a parsed record; the error is the
+// cutOff is the failure of a row whose translation max_new_tokens cut off,
+// saying where it stops.
+func (b *builder) cutOff(rec dataset.Record, id, text string) *RowFailure {
+	tail := []rune(text)
+	if len(tail) > 40 {
+		tail = append([]rune("..."), tail[len(tail)-40:]...)
+	}
+	return b.failure(rec, id, "", fmt.Sprintf("translation cut off at generation.max_new_tokens (%d) after %q", b.job.Generation.MaxNewTokens, string(tail)))
+}
+
+// request builds the engine request for a parsed record; a failure is the
 // row's fault.
-func (b *builder) request(rec dataset.Record, id string) (engine.Request, error) {
+func (b *builder) request(rec dataset.Record, id string) (engine.Request, *RowFailure) {
 	tf := b.job.Input.TextField
+	bad := func(reason string, a ...any) (engine.Request, *RowFailure) {
+		return engine.Request{}, b.failure(rec, id, tf, fmt.Sprintf(reason, a...))
+	}
 	v, ok := field(rec, tf)
 	if !ok {
-		return engine.Request{}, fmt.Errorf("%s: field %q: missing text field", b.where(rec), tf)
+		return bad("missing text field")
 	}
 	if raw, ok := v.(json.RawMessage); ok && len(raw) > 0 && raw[0] == '"' {
 		// A field whose JSON type varies between rows arrives raw.
@@ -80,11 +101,11 @@ func (b *builder) request(rec dataset.Record, id string) (engine.Request, error)
 	text, isStr := v.(string)
 	switch {
 	case v == nil:
-		return engine.Request{}, fmt.Errorf("%s: field %q: text is null", b.where(rec), tf)
+		return bad("text is null")
 	case !isStr:
-		return engine.Request{}, fmt.Errorf("%s: field %q: text is %s, not a string", b.where(rec), tf, kindName(v))
+		return bad("text is %s, not a string", kindName(v))
 	case !utf8.ValidString(text):
-		return engine.Request{}, fmt.Errorf("%s: field %q: text is not valid UTF-8", b.where(rec), tf)
+		return bad("text is not valid UTF-8")
 	}
 	row := make(map[string]any, len(rec.Fields))
 	for _, f := range rec.Fields {
@@ -97,10 +118,10 @@ func (b *builder) request(rec dataset.Record, id string) (engine.Request, error)
 	d := promptData{Source: b.job.Prompt.Source, Target: b.job.Prompt.Target, Text: text, Row: row}
 	var sb, ub bytes.Buffer
 	if err := b.system.Execute(&sb, d); err != nil {
-		return engine.Request{}, fmt.Errorf("%s: prompt.system: %w", b.where(rec), err)
+		return engine.Request{}, b.failure(rec, id, "", "prompt.system: "+err.Error())
 	}
 	if err := b.user.Execute(&ub, d); err != nil {
-		return engine.Request{}, fmt.Errorf("%s: prompt.user: %w", b.where(rec), err)
+		return engine.Request{}, b.failure(rec, id, "", "prompt.user: "+err.Error())
 	}
 	g := b.job.Generation
 	req := engine.Request{

@@ -6,15 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/batchtrans/batchtrans/engine"
 	"github.com/batchtrans/batchtrans/io/dataset"
@@ -53,10 +50,20 @@ var (
 	ErrLocked = checkpoint.ErrLocked
 )
 
-// DefaultWorkers is the worker count when neither the job nor the caller
-// sets one: enough concurrent requests to fill the engine's batch. More
-// workers than the batch only queue; fewer leave batch slots idle.
-func DefaultWorkers() int { return engine.DefaultMaxBatch }
+// Workers is a run's rows in flight: n (the --workers flag) when set, else
+// the job's runtime.workers, else enough concurrent requests to fill the
+// engine's batch on device (engine.DefaultBatch: 16 on the CPU, more on a
+// GPU). More workers than the batch only queue; fewer leave batch slots
+// idle. It is the one place that rule lives.
+func Workers(n int, j *jobs.Job, device string) int {
+	if n <= 0 {
+		n = j.Runtime.Workers
+	}
+	if n <= 0 {
+		n = engine.DefaultBatch(device)
+	}
+	return n
+}
 
 // Config is one run's parts.
 type Config struct {
@@ -67,7 +74,7 @@ type Config struct {
 	// Create makes the output's writer over w with these columns.
 	Create func(w io.Writer, cols []dataset.Column) (dataset.Writer, error)
 
-	Workers int // 0: the job's runtime.workers, else DefaultWorkers
+	Workers int // 0: Workers(0, job, job's runtime.device)
 	// Numerics names what makes the translator's output bits (the
 	// engine's backend and dtype); the checkpoint records it, and a resume
 	// under other numerics is refused. "" leaves it out.
@@ -87,6 +94,7 @@ type Config struct {
 // rows included); tokens and wall time are this run's.
 type Summary struct {
 	Rows, Good, Failed, Skipped    int64
+	Cut                            int64 // rows cut off at max_new_tokens: failed or skipped unless accept_cut, else good
 	Resumed                        int64 // rows already done when this run started
 	PromptTokens, CompletionTokens int64
 	Wall                           time.Duration
@@ -135,13 +143,7 @@ func run(ctx context.Context, cfg Config) (Summary, error) {
 		cfg.Counters = progress.NewCounters()
 	}
 	j := cfg.Job
-	workers := cfg.Workers
-	if workers <= 0 {
-		workers = j.Runtime.Workers
-	}
-	if workers <= 0 {
-		workers = DefaultWorkers()
-	}
+	workers := Workers(cfg.Workers, j, j.Runtime.Device)
 	sum := Summary{Output: j.Output.Path, Checkpoint: j.Checkpoint.Path}
 
 	for _, d := range []string{filepath.Dir(j.Output.Path), filepath.Dir(j.Checkpoint.Path)} {
@@ -189,7 +191,8 @@ func run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	st = log.Stats()
 	if interrupted || total < 0 || st.Done < total {
-		sum.Rows, sum.Good, sum.Failed = total, st.Done-st.Failed, st.Failed
+		sum.Rows, sum.Failed, sum.Cut = total, Failed(st, j), st.Cut
+		sum.Good = st.Done - sum.Failed
 		return sum, ErrInterrupted
 	}
 	cfg.Log.Info("all rows done; writing the output", "path", j.Output.Path)
@@ -207,6 +210,42 @@ const numericsKey = "numerics"
 // legacyNumerics is what checkpoints without a numerics entry were made
 // with (llama.CPUNumerics before it was recorded).
 const legacyNumerics = "cpu kernels v1"
+
+// Failed is how many of a checkpoint's rows count as failed under the job:
+// those with an error, and cut ones unless the job accepts them.
+func Failed(st checkpoint.Stats, j *jobs.Job) int64 {
+	if j.Generation.AcceptCut {
+		return st.Failed
+	}
+	return st.Failed + st.Cut
+}
+
+// FailuresRecordedIn says where a job's failed rows are recorded: the
+// output's error field, or the list of skipped rows ("" under on_error:
+// fail, which stops at the first).
+func FailuresRecordedIn(j *jobs.Job) string {
+	switch j.OnError {
+	case jobs.OnErrorSkip:
+		return j.ErrorsPath()
+	case jobs.OnErrorFail:
+		return ""
+	}
+	return fmt.Sprintf("the %s field of %s", j.Output.ErrorField, j.Output.Path)
+}
+
+// ChangedSince says what of the job differs from the one the checkpoint
+// was made for ("" if nothing), as status reports it. The numerics are left
+// out: they are the device's and build's a run picks, which the job file
+// alone does not say.
+func ChangedSince(j *jobs.Job, hdr checkpoint.Header) (string, error) {
+	fp, err := jobs.Compute(j)
+	if err != nil {
+		return "", err
+	}
+	old := maps.Clone(jobs.Fingerprint(hdr.Fingerprint))
+	delete(old, numericsKey)
+	return fp.Describe(old), nil
+}
 
 // openCheckpoint opens the job's checkpoint, or makes one, and checks that
 // it belongs to this job.
@@ -251,210 +290,40 @@ func openCheckpoint(j *jobs.Job, cfg Config) (*checkpoint.Log, error) {
 	return checkpoint.Create(j.Checkpoint.Path, checkpoint.Header{Fingerprint: fp, Date: date, Created: cfg.Now().UTC()})
 }
 
-// translate runs the reader, workers and writer until the input is done,
-// a drain or cancel stops it, or an error. It returns the input's row count
-// (-1 if the reader did not reach the end) and whether it was stopped.
-func translate(ctx context.Context, cfg Config, log *checkpoint.Log, b *builder, workers int) (int64, bool, error) {
-	g, gctx := errgroup.WithContext(ctx)
-	workCtx, cancelWork := context.WithCancel(gctx)
-	defer cancelWork()
-	tasks := make(chan task, workers)
-	// Room for a full commit batch, so workers keep going during an fsync.
-	results := make(chan checkpoint.Row, commitRows)
-	var stopped atomic.Bool
-	total := int64(-1)
-	done := log.DoneSet()
-	var drain <-chan struct{} = cfg.Drain
-
-	// Grace: after a drain, rows in flight get cfg.Grace, then are cancelled.
-	if drain != nil {
-		go func() {
-			select {
-			case <-drain:
-				stopped.Store(true)
-				t := time.NewTimer(cfg.Grace)
-				defer t.Stop()
-				select {
-				case <-t.C:
-					cancelWork()
-				case <-gctx.Done():
-				}
-			case <-gctx.Done():
-			}
-		}()
-	}
-
-	// Counter: when the checkpoint does not know the input's size yet, a
-	// second reader counts rows so progress can show a total and an ETA.
-	var countWG sync.WaitGroup
-	countCtx, stopCount := context.WithCancel(gctx)
-	defer func() { stopCount(); countWG.Wait() }()
-	if cfg.Counters.Total.Load() < 0 {
-		countWG.Add(1)
-		go func() {
-			defer countWG.Done()
-			if n, err := countRows(countCtx, cfg.Open); err == nil {
-				cfg.Counters.Total.CompareAndSwap(-1, n)
-			}
-		}()
-	}
-
-	// Reader.
-	g.Go(func() error {
-		defer close(tasks)
-		rd, err := cfg.Open()
-		if err != nil {
-			return fmt.Errorf("open input: %w", err)
-		}
-		defer rd.Close()
-		var n int64
-		for {
-			rec, err := rd.Read()
-			if errors.Is(err, io.EOF) {
-				total = n
-				cfg.Counters.Total.Store(n)
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("read input: %w", err)
-			}
-			n++
-			if done(rec.Index) {
-				continue
-			}
-			select {
-			case tasks <- task{rec: rec}:
-			case <-drain:
-				return nil
-			case <-gctx.Done():
-				return nil
-			}
-		}
-	})
-
-	// Workers.
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		g.Go(func() error {
-			defer wg.Done()
-			for t := range tasks {
-				if workCtx.Err() != nil || stopped.Load() {
-					continue // drain the channel so the reader can stop
-				}
-				row, err := translateRow(workCtx, cfg, b, t.rec)
-				if err != nil {
-					return err
-				}
-				if row == nil {
-					continue // cancelled in flight: not finished
-				}
-				select {
-				case results <- *row:
-				case <-gctx.Done():
-				}
-			}
-			return nil
-		})
-	}
-	go func() { wg.Wait(); close(results) }()
-
-	// Writer: owns the checkpoint. Group commit: rows finished within
-	// commitWindow of the first unsynced one (up to commitRows) share one
-	// fsync; a row counts only once that fsync returns.
-	g.Go(func() error {
-		var werr error
-		batch := make([]checkpoint.Row, 0, commitRows)
-		timer := time.NewTimer(time.Hour)
-		timer.Stop()
-		for r := range results {
-			batch = append(batch[:0], r)
-			timer.Reset(commitWindow)
-		more:
-			for len(batch) < cap(batch) {
-				select {
-				case r, ok := <-results:
-					if !ok {
-						break more
-					}
-					batch = append(batch, r)
-				case <-timer.C:
-					break more
-				}
-			}
-			timer.Stop()
-			if werr != nil {
-				continue // keep draining so workers are never stuck
-			}
-			if err := log.Append(batch...); err != nil {
-				werr = err
-				continue
-			}
-			crashPoint("commit.before-sync")
-			if err := log.Sync(); err != nil {
-				werr = err
-				continue
-			}
-			crashPoint("commit.after-sync")
-			c := cfg.Counters
-			for _, r := range batch {
-				if r.Text == nil {
-					c.Failed.Add(1)
-				} else {
-					c.Good.Add(1)
-				}
-				c.PromptTokens.Add(int64(r.PromptTokens))
-				c.CompletionTokens.Add(int64(r.CompletionTokens))
-			}
-		}
-		if werr != nil {
-			return werr // it names the checkpoint file
-		}
-		if total >= 0 { // the reader has finished: total is settled
-			if err := log.SetTotal(total); err != nil {
-				return err
-			}
-		}
-		return log.Sync()
-	})
-
-	err := g.Wait()
-	if err == nil && ctx.Err() != nil {
-		stopped.Store(true)
-	}
-	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		err = nil
-		stopped.Store(true)
-	}
-	return total, stopped.Load(), err
+// finished is a row ready for the checkpoint, with its failure when it
+// failed (a cut row that the job does not accept keeps its text but fails).
+type finished struct {
+	row  checkpoint.Row
+	fail *RowFailure
 }
 
 // translateRow finishes one row: a result to checkpoint, nil if it was
 // cancelled in flight, or an error that stops the job (an engine failure,
 // or a row failure under on_error: fail).
-func translateRow(ctx context.Context, cfg Config, b *builder, rec dataset.Record) (*checkpoint.Row, error) {
-	row := &checkpoint.Row{Index: rec.Index, Line: rec.Line}
-	fail := func(err error) (*checkpoint.Row, error) {
+func translateRow(ctx context.Context, cfg Config, b *builder, rec dataset.Record) (*finished, error) {
+	done := &finished{row: checkpoint.Row{Index: rec.Index, Line: rec.Line, ID: fmt.Sprint(rec.Index)}}
+	fail := func(f *RowFailure) (*finished, error) {
 		if cfg.Job.OnError == jobs.OnErrorFail {
-			return nil, fmt.Errorf("%w: %w", ErrRowFailed, err)
+			return nil, fmt.Errorf("%w: %w", ErrRowFailed, f)
 		}
-		row.Err = err.Error()
-		row.Time = cfg.Now().UnixMilli()
-		return row, nil
+		if done.row.Text == nil {
+			done.row.Err = f.Error()
+		}
+		done.row.Time = cfg.Now().UnixMilli()
+		done.fail = f
+		return done, nil
 	}
 	if rec.Err != nil {
-		row.ID = fmt.Sprint(rec.Index)
-		return fail(rec.Err)
+		return fail(b.failure(rec, "", "", rec.Err.Error()))
 	}
-	id, err := b.rowID(rec)
-	if err != nil {
-		row.ID = fmt.Sprint(rec.Index)
-		return fail(err)
+	id, f := b.rowID(rec)
+	if f != nil {
+		return fail(f)
 	}
-	row.ID = id
-	req, err := b.request(rec, id)
-	if err != nil {
-		return fail(err)
+	done.row.ID = id
+	req, f := b.request(rec, id)
+	if f != nil {
+		return fail(f)
 	}
 	res, err := cfg.Translator.Generate(ctx, req)
 	if err != nil {
@@ -463,15 +332,19 @@ func translateRow(ctx context.Context, cfg Config, b *builder, rec dataset.Recor
 		}
 		var re RowError
 		if errors.Is(err, engine.ErrPromptTooLong) || (errors.As(err, &re) && re.RowError()) {
-			return fail(fmt.Errorf("%s: %w", b.where(rec), err))
+			return fail(b.failure(rec, id, "", err.Error()))
 		}
 		return nil, fmt.Errorf("translate %s: %w", b.where(rec), err)
 	}
 	text := res.Text
-	row.Text = &text
-	row.PromptTokens, row.CompletionTokens = len(res.PromptIDs), len(res.OutputIDs)
-	row.Time = cfg.Now().UnixMilli()
-	return row, nil
+	r := &done.row
+	r.Text, r.Finish = &text, res.FinishReason
+	r.PromptTokens, r.CompletionTokens = len(res.PromptIDs), len(res.OutputIDs)
+	if r.Cut() && !cfg.Job.Generation.AcceptCut {
+		return fail(b.cutOff(rec, id, text))
+	}
+	r.Time = cfg.Now().UnixMilli()
+	return done, nil
 }
 
 // countRows counts the input's rows (bad ones included) until ctx ends.

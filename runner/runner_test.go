@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,7 +29,8 @@ import (
 
 // fakeTranslator answers with the user message reversed, so a row's output
 // depends only on the row. Text containing "TOOLONG" is a row error,
-// "BOOM" an engine failure. onCall, if set, runs before each answer.
+// "BOOM" an engine failure, "CUT" a translation that max_new_tokens cut
+// off. onCall, if set, runs before each answer.
 type fakeTranslator struct {
 	delay  time.Duration
 	calls  atomic.Int64
@@ -66,7 +68,11 @@ func (f *fakeTranslator) Generate(ctx context.Context, req engine.Request) (engi
 	for i, k := 0, len(r)-1; i < k; i, k = i+1, k-1 {
 		r[i], r[k] = r[k], r[i]
 	}
-	return engine.Result{Text: string(r), PromptIDs: make([]int, len(r)+5), OutputIDs: make([]int, len(r)), FinishReason: engine.FinishStop}, nil
+	finish := engine.FinishStop
+	if strings.Contains(text, "CUT") {
+		finish = engine.FinishLength
+	}
+	return engine.Result{Text: string(r), PromptIDs: make([]int, len(r)+5), OutputIDs: make([]int, len(r)), FinishReason: finish}, nil
 }
 
 // setup writes a job over the given JSONL lines and returns it loaded.
@@ -211,7 +217,8 @@ func TestEngineFailureIsFatalNotRecorded(t *testing.T) {
 // an uninterrupted run's, byte for byte.
 func TestResumeIsByteIdentical(t *testing.T) {
 	in := rows(120)
-	in[50] = `{"id":"r0050","text":` // a bad row survives resumes too
+	in[50] = `{"id":"r0050","text":`             // a bad row survives resumes too
+	in[70] = `{"id":"r0070","text":"a CUT row"}` // so does a cut one
 
 	tests := []struct {
 		name    string
@@ -348,4 +355,161 @@ func firstDiff(a, b []byte) string {
 		}
 	}
 	return "(equal)"
+}
+
+// runLogged runs the job to the end with a JSON log and returns the
+// summary and the log's lines, decoded.
+func runLogged(t *testing.T, j *jobs.Job, workers int) (runner.Summary, []map[string]any) {
+	t.Helper()
+	var buf bytes.Buffer
+	cfg := config(j, &fakeTranslator{}, workers)
+	cfg.Log = slog.New(slog.NewJSONHandler(&buf, nil))
+	sum, err := runner.Run(t.Context(), cfg)
+	require.NoError(t, err)
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(l), &m), "%s", l)
+		out = append(out, m)
+	}
+	return sum, out
+}
+
+func withMsg(lines []map[string]any, msg string) []map[string]any {
+	var out []map[string]any
+	for _, l := range lines {
+		if l["msg"] == msg {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// TestFailedRowsAreLogged: each failed row is logged once with its file
+// (as the job wrote it), line, row, id, field and reason, and its error
+// in the output names the place the same way.
+func TestFailedRowsAreLogged(t *testing.T) {
+	in := rows(8)
+	in[4] = `{"id":"r0004","text":` // line 5: malformed JSON
+	in[5] = `{"id":"r0005","body":"no text"}`
+	j := setup(t, in, "")
+	_, lines := runLogged(t, j, 2)
+
+	failed := withMsg(lines, "row failed")
+	require.Len(t, failed, 2, "each failed row is logged once")
+	byLine := map[float64]map[string]any{}
+	for _, f := range failed {
+		assert.Equal(t, "WARN", f["level"])
+		assert.Equal(t, "in.jsonl", f["file"], "the input as the job file wrote it")
+		byLine[f["line"].(float64)] = f
+	}
+	require.Contains(t, byLine, float64(5))
+	assert.Equal(t, float64(4), byLine[5]["row"])
+	assert.Contains(t, byLine[5]["reason"], "malformed JSON")
+	assert.NotContains(t, byLine[5], "field", "the whole line is bad")
+	require.Contains(t, byLine, float64(6))
+	assert.Equal(t, "r0005", byLine[6]["id"])
+	assert.Equal(t, "text", byLine[6]["field"])
+	assert.Equal(t, "missing text field", byLine[6]["reason"])
+
+	out := readLines(t, j.Output.Path)
+	assert.True(t, strings.HasPrefix(out[4]["error"].(string), "in.jsonl line 5 (row 4): malformed JSON"), out[4]["error"])
+	assert.Equal(t, `in.jsonl line 6 (row 5): field "text": missing text field`, out[5]["error"])
+	assert.NotContains(t, out[4]["error"], j.Input.Path, "one form of the file's name, not the absolute path")
+}
+
+// TestFailedRowLogIsBounded: past LoggedFailures, failed rows are only
+// counted, with one line saying so and where they are recorded.
+func TestFailedRowLogIsBounded(t *testing.T) {
+	in := rows(300)
+	for i := 0; i < len(in); i += 2 {
+		in[i] = "not json"
+	}
+	j := setup(t, in, "")
+	sum, lines := runLogged(t, j, 4)
+	assert.Equal(t, int64(150), sum.Failed)
+	assert.Len(t, withMsg(lines, "row failed"), runner.LoggedFailures)
+	var more []map[string]any
+	for _, l := range lines {
+		if strings.HasPrefix(l["msg"].(string), "more rows failed") {
+			more = append(more, l)
+		}
+	}
+	require.Len(t, more, 1)
+	assert.Equal(t, "the error field of "+j.Output.Path, more[0]["recorded_in"])
+}
+
+// TestCutRows: a translation cut off at max_new_tokens keeps its partial
+// text and finish reason "length"; it fails by default, per on_error, and
+// counts as good with generation.accept_cut. The setting is applied when
+// the output is written, so changing it needs no restart.
+func TestCutRows(t *testing.T) {
+	in := rows(6)
+	in[2] = `{"id":"r0002","text":"a long CUT text"}`
+	tests := []struct {
+		name                string
+		extra               string
+		good, failed, skip  int64
+		rowErr, translation any
+	}{
+		{name: "failed by default", good: 5, failed: 1,
+			rowErr: `in.jsonl line 3 (row 2): translation cut off at generation.max_new_tokens (256) after "txet TUC gnol a"`, translation: "txet TUC gnol a"},
+		{name: "accepted", extra: "generation:\n  accept_cut: true\n", good: 6, translation: "txet TUC gnol a"},
+		{name: "skipped", extra: "on_error: skip\n", good: 5, skip: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := setup(t, in, tt.extra)
+			sum, err := runner.Run(t.Context(), config(j, &fakeTranslator{}, 2))
+			require.NoError(t, err)
+			assert.Equal(t, tt.good, sum.Good)
+			assert.Equal(t, tt.failed, sum.Failed)
+			assert.Equal(t, tt.skip, sum.Skipped)
+			assert.Equal(t, int64(1), sum.Cut)
+			out := readLines(t, j.Output.Path)
+			if tt.skip > 0 {
+				require.Len(t, out, 5)
+				errs := readLines(t, j.ErrorsPath())
+				require.Len(t, errs, 1)
+				assert.Contains(t, errs[0]["error"], "cut off at generation.max_new_tokens")
+				return
+			}
+			require.Len(t, out, 6)
+			assert.Equal(t, tt.translation, out[2]["translation"], "the partial text is kept")
+			assert.Equal(t, tt.rowErr, out[2]["error"])
+			assert.Equal(t, "length", out[2]["finish_reason"])
+			assert.Equal(t, "stop", out[1]["finish_reason"])
+			assert.Nil(t, out[1]["error"])
+		})
+	}
+
+	t.Run("accepting later needs no restart", func(t *testing.T) {
+		j := setup(t, in, "")
+		sum, err := runner.Run(t.Context(), config(j, &fakeTranslator{}, 2))
+		require.NoError(t, err)
+		require.Equal(t, int64(1), sum.Failed)
+		j.Generation.AcceptCut = true
+		tr := &fakeTranslator{}
+		sum, err = runner.Run(t.Context(), config(j, tr, 2))
+		require.NoError(t, err)
+		assert.Zero(t, tr.calls.Load(), "nothing is translated again")
+		assert.Zero(t, sum.Failed)
+		assert.Nil(t, readLines(t, j.Output.Path)[2]["error"])
+	})
+
+	t.Run("fail stops at a cut row", func(t *testing.T) {
+		j := setup(t, in, "on_error: fail\n")
+		_, err := runner.Run(t.Context(), config(j, &fakeTranslator{}, 1))
+		require.ErrorIs(t, err, runner.ErrRowFailed)
+		assert.Contains(t, err.Error(), "line 3 (row 2): translation cut off")
+	})
+
+	t.Run("a failed row has no finish reason", func(t *testing.T) {
+		j := setup(t, []string{`{"id":"a","text":null}`}, "")
+		_, err := runner.Run(t.Context(), config(j, &fakeTranslator{}, 1))
+		require.NoError(t, err)
+		out := readLines(t, j.Output.Path)
+		assert.Contains(t, out[0], "finish_reason")
+		assert.Nil(t, out[0]["finish_reason"])
+	})
 }

@@ -109,8 +109,12 @@ type realJob struct {
 	input, output string
 	text, id      string // the input's text and id fields; default en and id
 	maxNewTokens  int    // default 24
-	gen           string // more generation settings, indented
-	extra         string // appended to the job file
+	// gen is more generation settings, indented. Unless it sets
+	// accept_cut, rows cut off at max_new_tokens are accepted: the short
+	// limits that keep these tests fast cut most translations, and the
+	// tests that are about cut rows set it.
+	gen   string
+	extra string // appended to the job file
 }
 
 // write writes dir/job.yaml and returns its path.
@@ -125,6 +129,9 @@ func (r realJob) write(t *testing.T, dir string) string {
 	gen := r.gen
 	if !strings.Contains(gen, "max_new_tokens:") {
 		gen = fmt.Sprintf("  max_new_tokens: %d\n", r.maxNewTokens) + gen
+	}
+	if !strings.Contains(gen, "accept_cut:") {
+		gen += "  accept_cut: true\n"
 	}
 	job := fmt.Sprintf(`version: 1
 input:

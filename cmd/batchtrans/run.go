@@ -99,18 +99,6 @@ func loadJob(path string) (*jobs.Job, error) {
 	return j, nil
 }
 
-// checkInput fails (exit 1) when the input file is missing or unreadable.
-func checkInput(j *jobs.Job) error {
-	st, err := os.Stat(j.Input.Path)
-	if err != nil {
-		return fmt.Errorf("input.path: %w", err)
-	}
-	if st.IsDir() {
-		return fmt.Errorf("input.path: %s is a folder, not a file", j.Input.Path)
-	}
-	return nil
-}
-
 func datasetOptions(j *jobs.Job) dataset.Options {
 	var o dataset.Options
 	if r := []rune(j.Input.Delimiter); len(r) == 1 {
@@ -127,7 +115,9 @@ func runJob(ctx context.Context, env *cliEnv, log *slog.Logger, o runOptions) er
 	if o.device != "" {
 		j.Runtime.Device = o.device
 	}
-	if err := checkInput(j); err != nil {
+	// Everything that can be checked without the weights is, before they
+	// load: a typo in the input should not wait for gigabytes to be read.
+	if _, err := checkJob(j); err != nil {
 		return err
 	}
 	dev, err := device.Choose(device.System().Probe(), j.Runtime.Device, func(line string) { log.Info(line) })
@@ -162,13 +152,7 @@ func runJob(ctx context.Context, env *cliEnv, log *slog.Logger, o runOptions) er
 		}
 	}()
 
-	workers := o.workers
-	if workers == 0 {
-		workers = j.Runtime.Workers
-	}
-	if workers == 0 {
-		workers = engine.DefaultBatch(string(dev))
-	}
+	workers := runner.Workers(o.workers, j, string(dev))
 	start := time.Now()
 	tr, closeTr, err := loadTranslator(ctx, j, dev, workers, log)
 	if err != nil {
@@ -199,13 +183,13 @@ func runJob(ctx context.Context, env *cliEnv, log *slog.Logger, o runOptions) er
 	case sig = <-sigSeen:
 	default:
 	}
-	return finishRun(env, log, o, sum, sig, err, prefillFields(tr))
+	return finishRun(log, j, o, sum, sig, err, prefillFields(tr))
 }
 
 // finishRun logs the summary and maps the outcome to an exit code.
 // prefill holds the engine's prompt-token counters as log fields (none
 // when the engine has none).
-func finishRun(env *cliEnv, log *slog.Logger, o runOptions, sum runner.Summary, sig os.Signal, err error, prefill []any) error {
+func finishRun(log *slog.Logger, j *jobs.Job, o runOptions, sum runner.Summary, sig os.Signal, err error, prefill []any) error {
 	tokPerS := 0.0
 	if sum.Wall > 0 {
 		tokPerS = float64(sum.CompletionTokens) / sum.Wall.Seconds()
@@ -216,25 +200,29 @@ func finishRun(env *cliEnv, log *slog.Logger, o runOptions, sum runner.Summary, 
 		if sig == syscall.SIGTERM {
 			code, name = exitTerminated, "SIGTERM"
 		}
-		fields := append([]any{"complete", false, "rows_done", sum.Good + sum.Failed, "tokens_in", sum.PromptTokens}, prefill...)
+		fields := append([]any{"complete", false, "rows_done", sum.Good + sum.Failed, "failed", sum.Failed, "cut", sum.Cut, "tokens_in", sum.PromptTokens}, prefill...)
 		log.Info("summary", append(fields, "tokens_out", sum.CompletionTokens, "wall_s", sum.Wall.Seconds(), "tokens_per_s", tokPerS)...)
 		return withCode(code, fmt.Errorf("interrupted by %s; finished rows are saved in %s; run `batchtrans run %s` again to resume", name, sum.Checkpoint, o.job))
 	case err != nil:
 		return withCode(exitFatal, err)
 	}
+	n := sum.Failed + sum.Skipped
 	fields := []any{"complete", true, "rows", sum.Rows, "good", sum.Good, "failed", sum.Failed, "skipped", sum.Skipped,
-		"resumed", sum.Resumed, "tokens_in", sum.PromptTokens}
+		"cut", sum.Cut, "resumed", sum.Resumed, "tokens_in", sum.PromptTokens}
 	fields = append(fields, prefill...)
-	log.Info("summary", append(fields, "tokens_out", sum.CompletionTokens,
-		"wall_s", sum.Wall.Seconds(), "tokens_per_s", tokPerS, "output", sum.Output)...)
-	if n := sum.Failed + sum.Skipped; n > 0 {
-		where := "their " + "error field in " + sum.Output
-		if sum.ErrorsFile != "" {
-			where = sum.ErrorsFile
-		}
-		return withCode(exitRowsFailed, fmt.Errorf("%d of %d rows failed; see %s", n, sum.Rows, where))
+	fields = append(fields, "tokens_out", sum.CompletionTokens, "wall_s", sum.Wall.Seconds(), "tokens_per_s", tokPerS, "output", sum.Output)
+	if n > 0 {
+		fields = append(fields, "failures_in", runner.FailuresRecordedIn(j))
 	}
-	return nil
+	log.Info("summary", fields...)
+	if n == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("%d of %d rows failed", n, sum.Rows)
+	if sum.Cut > 0 && !j.Generation.AcceptCut {
+		msg += fmt.Sprintf(" (%d cut off at generation.max_new_tokens; raise it, or set generation.accept_cut: true to accept them)", sum.Cut)
+	}
+	return withCode(exitRowsFailed, fmt.Errorf("%s; each is recorded in %s", msg, runner.FailuresRecordedIn(j)))
 }
 
 // numericsOf names what makes the translator's bits, for the checkpoint.

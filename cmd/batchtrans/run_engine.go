@@ -4,13 +4,31 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 
 	"github.com/batchtrans/batchtrans/engine"
 	"github.com/batchtrans/batchtrans/engine/device"
+	"github.com/batchtrans/batchtrans/engine/llama"
 	"github.com/batchtrans/batchtrans/jobs"
 	"github.com/batchtrans/batchtrans/runner"
 )
+
+// inspectModel checks the job's model folder the way loading will, from
+// the file headers alone: config, every tensor's name, dtype and shape,
+// the adapter against the base, and that the tokenizer is there.
+func inspectModel(j *jobs.Job) (*llama.Info, error) {
+	info, err := llama.Inspect(j.Model.Path, j.Model.Adapter)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(j.Model.Path, "tokenizer.json")); err != nil {
+		return nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	return info, nil
+}
 
 // loadTranslator loads the job's model, with its adapter merged, on dev.
 // The engine batches up to workers concurrent requests per step, so every

@@ -15,6 +15,7 @@ import (
 
 	"github.com/batchtrans/batchtrans/engine"
 	"github.com/batchtrans/batchtrans/engine/device"
+	"github.com/batchtrans/batchtrans/engine/llama"
 	"github.com/batchtrans/batchtrans/jobs"
 	"github.com/batchtrans/batchtrans/runner"
 )
@@ -26,7 +27,8 @@ import (
 // memory over tens of thousands of wide rows in seconds. The
 // stand-in answers with the user text reversed; BATCHTRANS_FAKE_DELAY (a
 // duration) slows each row; text containing TOOLONG fails like an
-// over-long prompt. BATCHTRANS_CRASH_AT=point:n SIGKILLs the process the
+// over-long prompt, and text containing CUTOFF comes back as cut off at
+// max_new_tokens. BATCHTRANS_CRASH_AT=point:n SIGKILLs the process the
 // n-th time the runner passes that point (see runner.CrashHook).
 
 func init() {
@@ -54,6 +56,14 @@ func init() {
 			select {} // the signal is on its way
 		}
 	}
+}
+
+// inspectModel: the stand-in needs only the model folder to exist.
+func inspectModel(j *jobs.Job) (*llama.Info, error) {
+	if _, err := os.Stat(j.Model.Path); err != nil {
+		return nil, err
+	}
+	return &llama.Info{}, nil
 }
 
 func loadTranslator(ctx context.Context, j *jobs.Job, dev device.Device, workers int, log *slog.Logger) (runner.Translator, func() error, error) {
@@ -92,5 +102,9 @@ func (f fakeModel) Generate(ctx context.Context, req engine.Request) (engine.Res
 	for i, k := 0, len(r)-1; i < k; i, k = i+1, k-1 {
 		r[i], r[k] = r[k], r[i]
 	}
-	return engine.Result{Text: string(r), PromptIDs: make([]int, len(r)+4), OutputIDs: make([]int, 1), FinishReason: engine.FinishStop}, nil
+	finish := engine.FinishStop
+	if strings.Contains(text, "CUTOFF") {
+		finish = engine.FinishLength
+	}
+	return engine.Result{Text: string(r), PromptIDs: make([]int, len(r)+4), OutputIDs: make([]int, 1), FinishReason: finish}, nil
 }

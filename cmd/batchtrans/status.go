@@ -10,6 +10,7 @@ import (
 
 	"github.com/batchtrans/batchtrans/io/dataset"
 	"github.com/batchtrans/batchtrans/jobs"
+	"github.com/batchtrans/batchtrans/runner"
 	"github.com/batchtrans/batchtrans/runner/checkpoint"
 )
 
@@ -35,7 +36,7 @@ func statusCmd(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	total := st.Total
 	if total < 0 {
-		if total, err = countRows(j); err != nil {
+		if total, _, err = countRows(j); err != nil {
 			return err
 		}
 	}
@@ -51,10 +52,8 @@ func statusCmd(ctx context.Context, env *cliEnv, args []string) error {
 	} else if err == nil {
 		lk.Release()
 	}
-	if fp, err := jobs.Compute(j); err == nil {
-		if d := fp.Describe(hdr.Fingerprint); d != "" {
-			state += "; the job has changed since the checkpoint was made (" + d + "): a run needs --restart"
-		}
+	if d, err := runner.ChangedSince(j, hdr); err == nil && d != "" {
+		state += "; the job has changed since the checkpoint was made (" + d + "): a run needs --restart"
 	}
 	left := max(total-st.Done, 0)
 	pct := 100.0
@@ -62,7 +61,14 @@ func statusCmd(ctx context.Context, env *cliEnv, args []string) error {
 		pct = 100 * float64(st.Done) / float64(total)
 	}
 	fmt.Fprintf(w, "state:      %s\n", state)
-	fmt.Fprintf(w, "rows:       %d done of %d (%.1f%%), %d failed, %d left\n", st.Done, total, pct, st.Failed, left)
+	fmt.Fprintf(w, "rows:       %d done of %d (%.1f%%), %d failed, %d left\n", st.Done, total, pct, runner.Failed(st, j), left)
+	if st.Cut > 0 {
+		how := "counted as failed (generation.accept_cut: false)"
+		if j.Generation.AcceptCut {
+			how = "accepted (generation.accept_cut: true)"
+		}
+		fmt.Fprintf(w, "cut:        %d cut off at generation.max_new_tokens, %s\n", st.Cut, how)
+	}
 	fmt.Fprintf(w, "tokens:     %d in, %d out\n", st.PromptTokens, st.CompletionTokens)
 	fmt.Fprintf(w, "date:       %s (template date, frozen)\n", hdr.Date)
 	elapsed := st.LastRow.Sub(st.SessionStart)
@@ -77,22 +83,25 @@ func statusCmd(ctx context.Context, env *cliEnv, args []string) error {
 	return nil
 }
 
-// countRows streams the input to count its rows (bad rows included).
-func countRows(j *jobs.Job) (int64, error) {
+// countRows streams the input to count its rows, and of them the
+// unreadable ones (counted in rows too).
+func countRows(j *jobs.Job) (rows, bad int64, err error) {
 	rd, err := dataset.Open(j.Input.Path, j.Input.Format, datasetOptions(j))
 	if err != nil {
-		return 0, fmt.Errorf("open input: %w", err)
+		return 0, 0, fmt.Errorf("open input: %w", err)
 	}
 	defer rd.Close()
-	var n int64
 	for {
-		_, err := rd.Read()
+		rec, err := rd.Read()
 		if errors.Is(err, io.EOF) {
-			return n, nil
+			return rows, bad, nil
 		}
 		if err != nil {
-			return n, fmt.Errorf("read input: %w", err)
+			return rows, bad, fmt.Errorf("read input: %w", err)
 		}
-		n++
+		rows++
+		if rec.Err != nil {
+			bad++
+		}
 	}
 }

@@ -23,7 +23,7 @@ func TestStatus(t *testing.T) {
 	// Interrupted part way: counts come from the checkpoint.
 	cmd := exec.Command(realBinary(t), "run", job, "--no-progress", "--workers", "2")
 	require.NoError(t, cmd.Start())
-	waitForFile(t, filepath.Join(dir, "out/result.jsonl.ckpt"))
+	waitForRows(t, filepath.Join(dir, "out/result.jsonl.ckpt"))
 	r = runReal(t, nil, "status", job)
 	assert.Contains(t, r.stdout, "running")
 	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
@@ -31,6 +31,7 @@ func TestStatus(t *testing.T) {
 	r = runReal(t, nil, "status", job)
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "stopped (rerun to resume)")
+	assert.NotContains(t, r.stdout, "changed", "the same job, resumable as it is")
 	assert.Contains(t, r.stdout, "done of 120")
 	assert.Contains(t, r.stdout, "rows/s")
 

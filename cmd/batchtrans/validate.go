@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/batchtrans/batchtrans/engine/device"
-	"github.com/batchtrans/batchtrans/engine/llama"
 	"github.com/batchtrans/batchtrans/io/dataset"
+	"github.com/batchtrans/batchtrans/jobs"
 	"github.com/batchtrans/batchtrans/runner"
 )
 
@@ -22,52 +22,16 @@ func validateCmd(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := checkInput(j); err != nil {
-		return err
-	}
-	rd, err := dataset.Open(j.Input.Path, j.Input.Format, datasetOptions(j))
-	if err != nil {
-		return fmt.Errorf("open input: %w", err)
-	}
-	defer rd.Close()
-	cols := rd.Columns()
+	p, err := checkJob(j)
 	var problems []error
-	has := func(name string) bool {
-		for _, c := range cols {
-			if c.Name == name {
-				return true
-			}
-		}
-		return false
-	}
-	if !has(j.Input.TextField) {
-		problems = append(problems, fmt.Errorf("input.text_field: %s has no field %q (fields: %s)", j.Input.Path, j.Input.TextField, colNames(cols)))
-	}
-	if j.Input.IDField != "" && !has(j.Input.IDField) {
-		problems = append(problems, fmt.Errorf("input.id_field: %s has no field %q", j.Input.Path, j.Input.IDField))
-	}
-	outCols, err := runner.OutputColumns(j, cols)
 	if err != nil {
 		problems = append(problems, err)
 	}
 	var rows, bad int64
-	for {
-		rec, err := rd.Read()
-		if errors.Is(err, io.EOF) {
-			break
+	if p.cols != nil {
+		if rows, bad, err = countRows(j); err != nil {
+			problems = append(problems, err)
 		}
-		if err != nil {
-			problems = append(problems, fmt.Errorf("read input: %w", err))
-			break
-		}
-		rows++
-		if rec.Err != nil {
-			bad++
-		}
-	}
-	info, err := llama.Inspect(j.Model.Path, j.Model.Adapter)
-	if err != nil {
-		problems = append(problems, fmt.Errorf("model: %w", err))
 	}
 	var logLines []string
 	dev, err := device.Choose(device.System().Probe(), j.Runtime.Device, func(s string) { logLines = append(logLines, s) })
@@ -80,8 +44,14 @@ func validateCmd(ctx context.Context, env *cliEnv, args []string) error {
 	if len(problems) > 0 {
 		return errors.Join(problems...)
 	}
+	printPlan(env.stdout, j, p, rows, bad, dev, logLines)
+	return nil
+}
 
-	w := env.stdout
+// printPlan prints what validate found: the job's input, output, model,
+// device and run settings.
+func printPlan(w io.Writer, j *jobs.Job, p plan, rows, bad int64, dev device.Device, devLog []string) {
+	cols, outCols, info := p.cols, p.outCols, p.model
 	fmt.Fprintf(w, "job:     %s (ok)\n", j.File)
 	fmt.Fprintf(w, "input:   %s (%s), %d rows", j.Input.Path, j.Input.Format, rows)
 	if bad > 0 {
@@ -98,16 +68,16 @@ func validateCmd(ctx context.Context, env *cliEnv, args []string) error {
 	if a := info.Adapter; a != nil {
 		fmt.Fprintf(w, "adapter: %s: LoRA rank %d, alpha %g, %d modules (%s)\n", a.Dir, a.Rank, a.Alpha, a.Modules, strings.Join(a.Targets, ", "))
 	}
-	workers := j.Runtime.Workers
-	if workers == 0 {
-		workers = runner.DefaultWorkers()
-	}
 	fmt.Fprintf(w, "device:  %s (requested %s)", dev, j.Runtime.Device)
-	for _, l := range logLines {
+	for _, l := range devLog {
 		fmt.Fprintf(w, "; %s", l)
 	}
-	fmt.Fprintf(w, "\nrun:     %d workers, on_error %s, checkpoint %s\n", workers, j.OnError, j.Checkpoint.Path)
-	return nil
+	cut := "fail"
+	if j.Generation.AcceptCut {
+		cut = "accepted"
+	}
+	fmt.Fprintf(w, "\nrun:     %d workers, on_error %s, rows cut at max_new_tokens %d %s, checkpoint %s\n",
+		runner.Workers(0, j, string(dev)), j.OnError, j.Generation.MaxNewTokens, cut, j.Checkpoint.Path)
 }
 
 func colNames(cols []dataset.Column) string {

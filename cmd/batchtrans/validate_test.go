@@ -12,12 +12,17 @@ import (
 	"github.com/batchtrans/batchtrans/engine/llama/synth"
 )
 
-// tinyModelJob is a job folder whose model is a small random Llama.
+// tinyModelJob is a job folder whose model is a small random Llama (with
+// the tiny translator's tokenizer, so the folder is complete).
 func tinyModelJob(t *testing.T, lines []string, extra string) string {
 	t.Helper()
 	dir := jobDir(t, "in.jsonl", lines, extra)
-	require.NoError(t, os.RemoveAll(filepath.Join(dir, "model")))
-	require.NoError(t, synth.WriteModel(filepath.Join(dir, "model"), synth.Tiny(), 1))
+	model := filepath.Join(dir, "model")
+	require.NoError(t, os.RemoveAll(model))
+	require.NoError(t, synth.WriteModel(model, synth.Tiny(), 1))
+	tok, err := os.ReadFile(repoFile(t, "examples/models/tiny-translator/base/tokenizer.json"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(model, "tokenizer.json"), tok, 0o644))
 	return dir
 }
 
@@ -30,7 +35,7 @@ func TestValidatePrintsThePlan(t *testing.T) {
 	for _, want := range []string{
 		"25 rows", "1 unreadable", `translating "text"`, "sku:string", "price:float",
 		"2 layers, hidden 32, 4 heads (2 kv), vocab 96", "device:  cpu", "Forcing CPU",
-		"translation:string", "error:string",
+		"translation:string", "error:string", "finish_reason:string", "rows cut at max_new_tokens 256 fail",
 	} {
 		assert.Contains(t, r.stdout, want)
 	}
@@ -59,6 +64,16 @@ func TestValidateFindsProblems(t *testing.T) {
 		{"model folder without weights", func(t *testing.T) string {
 			return jobDir(t, "in.jsonl", sampleRows(2), "")
 		}, 1, []string{"model:"}},
+		{"model folder without a tokenizer", func(t *testing.T) string {
+			dir := tinyModelJob(t, sampleRows(2), "")
+			require.NoError(t, os.Remove(filepath.Join(dir, "model", "tokenizer.json")))
+			return dir
+		}, 1, []string{"model: tokenizer:", "tokenizer.json"}},
+		{"output folder not writable", func(t *testing.T) string {
+			dir := tinyModelJob(t, sampleRows(2), "")
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "out"), nil, 0o644))
+			return dir
+		}, 1, []string{"output.path:", "not a folder"}},
 		{"device this build lacks", func(t *testing.T) string {
 			return tinyModelJob(t, sampleRows(2), "runtime:\n  device: mps\n")
 		}, 2, []string{"mps"}},

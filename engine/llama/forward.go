@@ -466,9 +466,10 @@ func (rw *rowWork) split(r0, r1 int) {
 	}
 }
 
-// siluRows writes silu(gate)*up over elements [lo, hi) of the rows x
-// Intermediate outputs of the fused Gate|Up
-// outputs (2*Intermediate a row) to gate (Intermediate a row).
+// siluRows sets gate = silu(gate)*up for the fused layers: it reads the
+// fused Gate|Up output (2*Intermediate a row: gate, then up) and writes
+// gate (Intermediate a row), over elements [lo, hi) of rows x Intermediate,
+// so that one decode row can be split across the kernel threads.
 func (rw *rowWork) siluRows(lo, hi int) {
 	ws, inter := rw.ws, rw.m.cfg.Intermediate
 	for lo < hi {

@@ -1,8 +1,3 @@
-// Package llama owns the Llama-architecture model: its config, its weights
-// (loaded from Hugging Face safetensors with a PEFT LoRA adapter merged in),
-// and the forward pass over them. Weights are immutable after Load and shared
-// by every goroutine; per-sequence state (KV cache, scratch) belongs to its
-// caller.
 package llama
 
 import "github.com/batchtrans/batchtrans/engine/kernels"

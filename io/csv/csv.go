@@ -127,7 +127,7 @@ func (r *Reader) Read() (dataset.Record, error) {
 		if errors.As(err, &pe) && !errors.Is(err, errRowTooLong) {
 			out := dataset.Record{Index: r.index, Line: int64(pe.StartLine)}
 			r.index++
-			out.Err = fmt.Errorf("%s line %d: %w", r.name, pe.StartLine, pe.Err)
+			out.Err = pe.Err
 			return out, nil
 		}
 		if err == io.EOF {
@@ -141,14 +141,14 @@ func (r *Reader) Read() (dataset.Record, error) {
 	out := dataset.Record{Index: r.index, Line: int64(line)}
 	r.index++
 	if len(rec) != len(r.cols) {
-		out.Err = fmt.Errorf("%s line %d: row has %d fields, the header has %d", r.name, line, len(rec), len(r.cols))
+		out.Err = fmt.Errorf("row has %d fields, the header has %d", len(rec), len(r.cols))
 		return out, nil
 	}
 	out.Fields = make([]dataset.Field, len(rec))
 	for i, v := range rec {
 		if !utf8.ValidString(v) {
 			out.Fields = nil
-			out.Err = fmt.Errorf("%s line %d: field %q: invalid UTF-8", r.name, line, r.cols[i].Name)
+			out.Err = fmt.Errorf("field %q: invalid UTF-8", r.cols[i].Name)
 			return out, nil
 		}
 		out.Fields[i] = dataset.Field{Name: r.cols[i].Name, Value: v}

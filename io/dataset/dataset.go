@@ -63,8 +63,10 @@ type Record struct {
 	// the fields present on its line (a JSON null as a nil Value), so a
 	// missing field has no Field at all.
 	Fields []Field
-	// Err is set for a row that could not be parsed (it names the file and
-	// line); Fields may then be empty. A bad row is data, not a fatal error.
+	// Err is set for a row that could not be parsed; Fields may then be
+	// empty. It gives the reason only ("malformed JSON: ..."): Line and
+	// Index say where, and the caller names the file the way its user
+	// wrote it. A bad row is data, not a fatal error.
 	Err error
 }
 

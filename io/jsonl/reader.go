@@ -154,7 +154,7 @@ func (r *Reader) Read() (dataset.Record, error) {
 		rec := dataset.Record{Index: r.index, Line: r.lines.n}
 		if tooLong {
 			r.index++
-			rec.Err = fmt.Errorf("%s line %d: line longer than %d bytes", r.name, rec.Line, r.maxLine)
+			rec.Err = fmt.Errorf("line longer than %d bytes", r.maxLine)
 			return rec, nil
 		}
 		if isBlank(line) {
@@ -163,7 +163,6 @@ func (r *Reader) Read() (dataset.Record, error) {
 		r.index++
 		rec.Fields, rec.Err = r.parse(line)
 		if rec.Err != nil {
-			rec.Err = fmt.Errorf("%s line %d: %w", r.name, rec.Line, rec.Err)
 			rec.Fields = nil
 		}
 		return rec, nil

@@ -367,8 +367,8 @@ func TestBadValuesAreRowErrors(t *testing.T) {
 	recs := datatest.ReadAll(t, r)
 	require.Len(t, recs, 4)
 	assert.NoError(t, recs[0].Err)
-	assert.EqualError(t, recs[1].Err, `bad.parquet row 1: field "text": invalid UTF-8`)
-	assert.EqualError(t, recs[2].Err, `bad.parquet row 2: field "meta": invalid JSON`)
+	assert.EqualError(t, recs[1].Err, `field "text": invalid UTF-8`)
+	assert.EqualError(t, recs[2].Err, `field "meta": invalid JSON`)
 	require.NoError(t, recs[3].Err)
 	assert.Equal(t, []dataset.Field{{Name: "text", Value: "last"}, {Name: "meta", Value: json.RawMessage(`[1]`)}}, recs[3].Fields)
 }

@@ -348,7 +348,7 @@ func (r *Reader) Read() (rec dataset.Record, err error) {
 			f.Value, err = r.convs[i](v)
 			if err != nil {
 				rec.Fields = nil
-				rec.Err = fmt.Errorf("%s row %d: field %q: %w", r.name, rec.Index, r.cols[i].Name, err)
+				rec.Err = fmt.Errorf("field %q: %w", r.cols[i].Name, err)
 				return rec, nil
 			}
 		}

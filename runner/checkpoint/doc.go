@@ -16,7 +16,8 @@
 // payload][payload]. A payload is one type byte and JSON: 'H' the header
 // (format version, job fingerprint, frozen date; always first), 'S' a run
 // session starting, 'T' the input's total row count once known, 'R' a
-// finished row (index, line, id, translation or error, token counts, time).
+// finished row (index, line, id, translation or error, finish reason, token
+// counts, time).
 //
 // Memory. An open Log keeps a bitmap of finished row indices (one bit a
 // row: 1.25 MB for 10 million rows) and counters. Results stay on disk:

@@ -11,10 +11,14 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/batchtrans/batchtrans/internal/durable"
 )
 
 // FormatVersion is the checkpoint layout version stored in the header.
-const FormatVersion = 1
+// Version 2 records each row's finish reason; a version 1 checkpoint lacks
+// it, so its output could not match a fresh run's and it is refused.
+const FormatVersion = 2
 
 const magic = "BTCKPT01"
 
@@ -41,21 +45,34 @@ type Header struct {
 }
 
 // Row is one finished row's result. Exactly one of Text and Err is set.
+// Finish is the engine's finish reason for a translated row ("stop", or
+// "length" when max_new_tokens cut it off), empty for a failed one: the
+// raw fact, so whether a cut row counts as failed is decided when it is
+// read, by the job's generation.accept_cut.
 type Row struct {
 	Index            int64   `json:"i"`
 	Line             int64   `json:"l"`
 	ID               string  `json:"id"`
 	Text             *string `json:"t,omitempty"`
 	Err              string  `json:"e,omitempty"`
+	Finish           string  `json:"f,omitempty"`
 	PromptTokens     int     `json:"pt"`
 	CompletionTokens int     `json:"ct"`
 	Time             int64   `json:"ts"` // Unix milliseconds when it finished
 }
 
+// FinishLength is the finish reason of a row that max_new_tokens cut off
+// (the engine's engine.FinishLength; this package imports no engine).
+const FinishLength = "length"
+
+// Cut reports whether the row was translated but cut off at max_new_tokens.
+func (r Row) Cut() bool { return r.Text != nil && r.Finish == FinishLength }
+
 // Stats summarises a checkpoint.
 type Stats struct {
 	Done             int64 // rows finished (good or failed)
 	Failed           int64 // of which with an error
+	Cut              int64 // of which translated but cut off (Finish "length")
 	PromptTokens     int64
 	CompletionTokens int64
 	Total            int64 // input rows, -1 until a run has counted them
@@ -112,7 +129,7 @@ func Create(path string, hdr Header) (*Log, error) {
 		f.Close()
 		return nil, err
 	}
-	if err := SyncDir(filepath.Dir(path)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -269,6 +286,8 @@ func (l *Log) count(row Row) {
 	s.Done++
 	if row.Text == nil {
 		s.Failed++
+	} else if row.Cut() {
+		s.Cut++
 	}
 	s.PromptTokens += int64(row.PromptTokens)
 	s.CompletionTokens += int64(row.CompletionTokens)
@@ -372,19 +391,6 @@ func (l *Log) Close() error {
 		err = fmt.Errorf("close checkpoint %s: %w", l.path, cerr)
 	}
 	return err
-}
-
-// SyncDir fsyncs a folder so a create or rename in it is durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open folder %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
-		return fmt.Errorf("sync folder %s: %w", dir, err)
-	}
-	return nil
 }
 
 // maxIndex bounds a row index read from a file, so a corrupt record cannot

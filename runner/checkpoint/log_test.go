@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -168,4 +169,53 @@ func FuzzOpen(f *testing.F) {
 			l.Close()
 		}
 	})
+}
+
+// TestFinishReasonKept: a row's finish reason survives a reopen and the
+// index, and cut rows are counted apart from failed ones.
+func TestFinishReasonKept(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.ckpt")
+	l, err := Create(path, Header{Date: "25 Nov 2026"})
+	require.NoError(t, err)
+	require.NoError(t, l.Append(
+		Row{Index: 0, Text: text("whole"), Finish: "stop"},
+		Row{Index: 1, Text: text("half a"), Finish: FinishLength},
+		Row{Index: 2, Err: "bad row"},
+	))
+	require.NoError(t, l.Close())
+
+	l, err = Open(path)
+	require.NoError(t, err)
+	defer l.Close()
+	st := l.Stats()
+	assert.Equal(t, int64(3), st.Done)
+	assert.Equal(t, int64(1), st.Failed)
+	assert.Equal(t, int64(1), st.Cut)
+	x, err := l.Index()
+	require.NoError(t, err)
+	defer x.Close()
+	for i, want := range []string{"stop", FinishLength, ""} {
+		r, ok, err := x.Get(int64(i))
+		require.NoError(t, err)
+		require.True(t, ok)
+		assert.Equal(t, want, r.Finish, "row %d", i)
+		assert.Equal(t, want == FinishLength, r.Cut(), "row %d", i)
+	}
+}
+
+// TestOlderFormatRefused: a checkpoint made before finish reasons were
+// recorded cannot give a fresh run's output, so Open asks for --restart.
+func TestOlderFormatRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.ckpt")
+	f, err := os.Create(path)
+	require.NoError(t, err)
+	l := &Log{path: path, f: f, w: bufio.NewWriter(f)}
+	_, err = l.w.WriteString(magic)
+	require.NoError(t, err)
+	require.NoError(t, l.appendJSON('H', Header{Version: 1, Date: "25 Nov 2026"}))
+	require.NoError(t, l.Close())
+
+	_, err = Open(path)
+	require.ErrorContains(t, err, "format version 1")
+	assert.ErrorContains(t, err, "--restart")
 }

@@ -16,7 +16,8 @@ type Counters struct {
 	Total            atomic.Int64 // input rows, -1 if not yet counted
 	Resumed          atomic.Int64 // rows already in the checkpoint at start
 	Good             atomic.Int64 // rows finished well in this run
-	Failed           atomic.Int64 // rows finished with an error in this run
+	Failed           atomic.Int64 // rows finished with an error in this run (cut rows too, unless accepted)
+	Cut              atomic.Int64 // rows cut off at max_new_tokens in this run, failed or accepted
 	PromptTokens     atomic.Int64 // this run
 	CompletionTokens atomic.Int64 // this run
 }
@@ -30,8 +31,8 @@ func NewCounters() *Counters {
 
 // Snapshot is a consistent-enough copy of Counters at one moment.
 type Snapshot struct {
-	Total, Resumed, Good, Failed, PromptTokens, CompletionTokens int64
-	Elapsed                                                      time.Duration
+	Total, Resumed, Good, Failed, Cut, PromptTokens, CompletionTokens int64
+	Elapsed                                                           time.Duration
 }
 
 // Done is the rows finished, counting resumed ones.
@@ -64,7 +65,7 @@ func rate(n int64, d time.Duration) float64 {
 func (c *Counters) Read(start time.Time) Snapshot {
 	return Snapshot{
 		Total: c.Total.Load(), Resumed: c.Resumed.Load(),
-		Good: c.Good.Load(), Failed: c.Failed.Load(),
+		Good: c.Good.Load(), Failed: c.Failed.Load(), Cut: c.Cut.Load(),
 		PromptTokens: c.PromptTokens.Load(), CompletionTokens: c.CompletionTokens.Load(),
 		Elapsed: time.Since(start),
 	}
@@ -134,12 +135,12 @@ func (r *Reporter) tick() {
 		if s.Total >= 0 && r.bar.GetMax64() != s.Total {
 			r.bar.ChangeMax64(s.Total)
 		}
-		r.bar.Describe(fmt.Sprintf("%.1f rows/s %.0f tok/s eta %s failed %d", s.RowsPerSec(), s.TokensPerSec(), fmtETA(s.ETA()), s.Failed))
+		r.bar.Describe(fmt.Sprintf("%.1f rows/s %.0f tok/s eta %s failed %d cut %d", s.RowsPerSec(), s.TokensPerSec(), fmtETA(s.ETA()), s.Failed, s.Cut))
 		r.bar.Set64(s.Done())
 		return
 	}
 	if r.opt.Log != nil {
-		r.opt.Log.Info("progress", "done", s.Done(), "total", s.Total, "failed", s.Failed,
+		r.opt.Log.Info("progress", "done", s.Done(), "total", s.Total, "failed", s.Failed, "cut", s.Cut,
 			"rows_per_s", round1(s.RowsPerSec()), "tokens_per_s", round1(s.TokensPerSec()), "eta", fmtETA(s.ETA()))
 	}
 }

@@ -20,9 +20,10 @@ func TestLinesWhenNotATerminal(t *testing.T) {
 	c.Resumed.Store(10)
 	c.Good.Store(20)
 	c.Failed.Store(2)
+	c.Cut.Store(1)
 	c.CompletionTokens.Store(440)
 	r := Start(c, Options{Log: slog.New(slog.NewJSONHandler(&buf, nil)), Interval: 10 * time.Millisecond})
-	time.Sleep(60 * time.Millisecond)
+	buf.waitFor(t, "\n")
 	r.Stop()
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	require.NotEmpty(t, lines)
@@ -32,6 +33,7 @@ func TestLinesWhenNotATerminal(t *testing.T) {
 	assert.Equal(t, float64(32), m["done"])
 	assert.Equal(t, float64(100), m["total"])
 	assert.Equal(t, float64(2), m["failed"])
+	assert.Equal(t, float64(1), m["cut"])
 	assert.NotEqual(t, "unknown", m["eta"])
 }
 
@@ -41,9 +43,8 @@ func TestBarOnATerminal(t *testing.T) {
 	c.Total.Store(50)
 	c.Good.Store(25)
 	r := Start(c, Options{Bar: true, Out: &buf, Interval: 10 * time.Millisecond})
-	time.Sleep(80 * time.Millisecond)
+	buf.waitFor(t, "25/50")
 	r.Stop()
-	assert.Contains(t, buf.String(), "25/50")
 }
 
 func TestSnapshotETA(t *testing.T) {
@@ -52,15 +53,43 @@ func TestSnapshotETA(t *testing.T) {
 	assert.Equal(t, time.Duration(-1), Snapshot{Total: -1, Good: 3, Elapsed: time.Second}.ETA())
 }
 
+// safeBuffer is a writer the reporter's goroutine may write to while the
+// test reads it; waitFor blocks until a write makes it contain a string.
 type safeBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	wrote chan struct{} // a token after each write
 }
 
 func (b *safeBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.wrote == nil {
+		b.wrote = make(chan struct{}, 1)
+	}
+	select {
+	case b.wrote <- struct{}{}:
+	default:
+	}
 	return b.buf.Write(p)
+}
+
+func (b *safeBuffer) waitFor(t *testing.T, s string) {
+	t.Helper()
+	b.mu.Lock()
+	if b.wrote == nil {
+		b.wrote = make(chan struct{}, 1)
+	}
+	wrote := b.wrote
+	b.mu.Unlock()
+	deadline := time.After(10 * time.Second)
+	for !strings.Contains(b.String(), s) {
+		select {
+		case <-wrote:
+		case <-deadline:
+			require.FailNow(t, "timed out", "waiting for %q in %q", s, b.String())
+		}
+	}
 }
 
 func (b *safeBuffer) String() string {

@@ -21,7 +21,7 @@ prompt:
   source: English
   target: German
   date: "$(echo 25 Nov 2026)"
-generation: {max_new_tokens: $NEW}
+generation: {max_new_tokens: $NEW, accept_cut: true}  # every row runs to the limit
 JOB
 }
 [ -e "$W/base" ] || timeout 120 python3 $py make "$W"
