@@ -14,10 +14,29 @@ import (
 type impl struct {
 	name string
 
-	// gemv* compute, for four packed panels p0..p3 over k columns,
+	// gemvF32 computes, for four packed panels p0..p3 over k columns,
 	// out[16i+j] = sum_k panel_i[k][j] * x[k], each sum in order of k.
-	gemvF32  func(p0, p1, p2, p3 []float32, x []float32, out *[64]float32)
+	gemvF32 func(p0, p1, p2, p3 []float32, x []float32, out *[64]float32)
+	// gemvBF16 is the BF16 product (bf16.go) of four pair-packed panels
+	// and one row of rounded activations in the swapped float32 form
+	// (bf16Acts.f): out[16i+j] for panel i, row j. It is nil, and so is
+	// widenPairs, where the implementation has gemvBF16DP.
 	gemvBF16 func(p0, p1, p2, p3 []uint16, x []float32, out *[64]float32)
+	// widenPairs widens a pair-packed panel segment into pair-step order
+	// (widenPairsGo); the float32 gemm kernels then run over it.
+	widenPairs func(dst []float32, src []uint16)
+	// gemvBF16DP, gemm16x12BF16DP and gemm16x4BF16DP are the BF16
+	// products on a pair-product unit (VDPBF16PS), over rounded bf16
+	// activations (bf16Acts.h): gemvBF16DP as gemvBF16; the gemm kernels
+	// continue acc[16j+i] over one pair-packed panel segment of len(p)/16
+	// columns for twelve rows (row j at x[j*stride:]) or four, prefetching
+	// as gemm16x6 does. nil where there is no such unit.
+	gemvBF16DP      func(p0, p1, p2, p3 []uint16, x []uint16, out *[64]float32)
+	gemm16x12BF16DP func(p []uint16, x []uint16, stride int, acc *[192]float32, pf unsafe.Pointer, pfStride int)
+	gemm16x4BF16DP  func(p []uint16, x0, x1, x2, x3 []uint16, acc *[64]float32, pf unsafe.Pointer, pfStride int)
+	// roundBF16 writes dst[k] = roundActBF16(src[k]) (for gemvBF16DP's
+	// activations).
+	roundBF16 func(dst []uint16, src []float32)
 	// gemvQ8 and gemm16x4Q8 are the integer products of q8.go over whole
 	// Q8 panels (q8Cols columns, scales s of all blocks) and quantized
 	// activation rows with their block scales: gemvQ8 sets out[16i+j] for
@@ -38,20 +57,12 @@ type impl struct {
 	// gemm16x4 is gemm16x6 for four activation rows (acc[16j+i], j < 4),
 	// for the last rows of a batch; nil means pad them to six.
 	gemm16x4 func(p, x0, x1, x2, x3 []float32, acc *[64]float32, pf unsafe.Pointer, pfStride int)
-	// gemm16x4BF16 is gemm16x6BF16 for four activation rows (nil: pad).
-	gemm16x4BF16 func(p []uint16, x0, x1, x2, x3 []float32, acc *[64]float32, pf unsafe.Pointer, pfStride int)
-	// gemm16x6BF16 is gemm16x6 over a bf16 panel segment, widened in
-	// registers to the same float32 values widenBF16 gives. Small batches
-	// use it; nil means widen the segment first.
-	gemm16x6BF16 func(p []uint16, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, pf unsafe.Pointer, pfStride int)
 	// gemm16x12 is gemm16x6 for twelve consecutive activation rows, row j
 	// starting at x[j*stride] (acc[16j+i], j < 12: two 6-row groups side
 	// by side), over a float32 panel segment of len(p)/16 columns. With
 	// 32 vector registers twelve rows keep more multiply-adds in flight
 	// than six. nil means two calls of the 6-row kernel.
 	gemm16x12 func(p []float32, x []float32, stride int, acc *[192]float32, pf unsafe.Pointer, pfStride int)
-	// gemm16x12BF16 is gemm16x12 widening a bf16 panel in registers.
-	gemm16x12BF16 func(p []uint16, x []float32, stride int, acc *[192]float32, pf unsafe.Pointer, pfStride int)
 	// siluMul is SiLUMul over equal lengths, expSub is ExpSub (nil: the
 	// Go loops).
 	siluMul func(dst, gate, up []float32)
@@ -60,8 +71,6 @@ type impl struct {
 	// also returning the sum of the quantized values; ok false leaves the
 	// block (not finite, or a zero scale) to quantizeBlock. nil: always.
 	quantize32 func(dst []int8, src []float32) (scale float32, sum int32, ok bool)
-	// widenBF16 writes dst[k] = BF16ToF32(src[k]) (len a multiple of 8).
-	widenBF16 func(dst []float32, src []uint16)
 	// dot returns the dot product of a and b (len a multiple of 8).
 	dot func(a, b []float32) float32
 	// axpy computes y[k] += alpha * x[k] (len a multiple of 8).
@@ -94,23 +103,14 @@ var generic = &impl{
 	gemm16x6: func(p, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, _ unsafe.Pointer, _ int) {
 		gemm16x6Go(p, x0, x1, x2, x3, x4, x5, acc)
 	},
-	gemm16x6BF16: func(p []uint16, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, _ unsafe.Pointer, _ int) {
-		var seg [kBlock * PanelRows]float32
-		widenBF16Go(seg[:len(p)], p)
-		gemm16x6Go(seg[:len(p)], x0, x1, x2, x3, x4, x5, acc)
-	},
 	gemm16x12: func(p []float32, x []float32, stride int, acc *[192]float32, _ unsafe.Pointer, _ int) {
 		gemm16x12Go(p, x, stride, acc)
 	},
-	gemm16x12BF16: func(p []uint16, x []float32, stride int, acc *[192]float32, _ unsafe.Pointer, _ int) {
-		var seg [kBlock * PanelRows]float32
-		widenBF16Go(seg[:len(p)], p)
-		gemm16x12Go(seg[:len(p)], x, stride, acc)
-	},
-	widenBF16: widenBF16Go,
-	dot:       dot8Go,
-	axpy:      axpyGo,
-	sum4:      sum4Go,
+	widenPairs: widenPairsGo,
+	roundBF16:  roundBF16Go,
+	dot:        dot8Go,
+	axpy:       axpyGo,
+	sum4:       sum4Go,
 }
 
 // active is the implementation MatMul uses, chosen once at start-up.

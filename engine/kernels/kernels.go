@@ -102,7 +102,8 @@ func byPanels(rows, cols int, row func(r int)) {
 }
 
 // NewF32 returns a matrix holding data (len Rows*Cols) in format dt. For BF16
-// each value is rounded once, to nearest even. For Q8 each block of Q8Block
+// each value is rounded once, to nearest even, and held to the products'
+// range as NewBF16 does. For Q8 each block of Q8Block
 // values of a row is quantized to round(v/scale) with scale = max|v|/127.
 // The matrix does not keep data.
 func NewF32(rows, cols int, data []float32, dt DType) *Matrix {
@@ -117,22 +118,32 @@ func NewF32(rows, cols int, data []float32, dt DType) *Matrix {
 		m.setQ8(data)
 	default:
 		m.DType = BF16
-		m.bf16 = make([]uint16, panelsOf(rows)*PanelRows*cols)
+		kp := bf16Cols(cols)
+		m.bf16 = make([]uint16, panelsOf(rows)*PanelRows*kp)
 		byPanels(rows, cols, func(r int) {
 			for k, v := range data[r*cols : (r+1)*cols] {
-				m.bf16[packIndex(r, k, cols)] = F32ToBF16(v)
+				m.bf16[bf16Index(r, k, kp)] = clampBF16(F32ToBF16(v))
 			}
 		})
 	}
 	return m
 }
 
-// NewBF16 returns a BF16 matrix over data (len Rows*Cols), repacked.
+// NewBF16 returns a BF16 matrix over data (len Rows*Cols), repacked in
+// column pairs, each value held to the products' range (bf16.go: below
+// 2^-56 a signed zero, from 2^64 an infinity).
 func NewBF16(rows, cols int, data []uint16) *Matrix {
 	if len(data) != rows*cols {
 		panic(fmt.Sprintf("kernels: NewBF16 %dx%d with %d values", rows, cols, len(data)))
 	}
-	return &Matrix{Rows: rows, Cols: cols, DType: BF16, bf16: pack(rows, cols, data)}
+	kp := bf16Cols(cols)
+	m := &Matrix{Rows: rows, Cols: cols, DType: BF16, bf16: make([]uint16, panelsOf(rows)*PanelRows*kp)}
+	byPanels(rows, cols, func(r int) {
+		for k, v := range data[r*cols : (r+1)*cols] {
+			m.bf16[bf16Index(r, k, kp)] = clampBF16(v)
+		}
+	})
+	return m
 }
 
 // Row writes row i of m, as float32, to dst (len Cols). For Q8 each value is
@@ -146,8 +157,9 @@ func (m *Matrix) Row(i int, dst []float32) {
 			dst[k] = m.f32[base+k*PanelRows]
 		}
 	case BF16:
+		kp := bf16Cols(m.Cols)
 		for k := range dst {
-			dst[k] = BF16ToF32(m.bf16[base+k*PanelRows])
+			dst[k] = BF16ToF32(m.bf16[bf16Index(i, k, kp)])
 		}
 	case Q8:
 		kp, nb := q8Cols(m.Cols), q8Blocks(m.Cols)

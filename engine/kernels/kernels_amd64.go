@@ -17,17 +17,48 @@ func archImpls() []*impl {
 	if !cpu.X86.HasAVX512F || !cpu.X86.HasAVX512BW {
 		return []*impl{avx2}
 	}
-	return []*impl{avx2, avx512, amx}
+	return []*impl{avx2, avx512, avx512bf16, amx}
 }
 
-// amx is avx512 with the AMX Q8 gemm, where the CPU has AMX-INT8 and the
-// OS grants the tile state (nil otherwise).
+// avx512bf16 is avx512 with the BF16 products on VDPBF16PS, where the CPU
+// has AVX512_BF16 (nil otherwise).
+var avx512bf16 = func() *impl {
+	if !cpu.X86.HasAVX512F || !cpu.X86.HasAVX512BW || !cpu.X86.HasAVX512BF16 {
+		return nil
+	}
+	im := *avx512
+	im.name = "avx512bf16"
+	im.gemvBF16, im.widenPairs = nil, nil
+	im.gemvBF16DP = func(p0, p1, p2, p3 []uint16, x []uint16, out *[64]float32) {
+		n := len(x) * PanelRows
+		_, _, _, _ = p0[n-1], p1[n-1], p2[n-1], p3[n-1]
+		gemvBF16DPAVX512(&p0[0], &p1[0], &p2[0], &p3[0], &x[0], len(x)/2, out)
+	}
+	im.gemm16x12BF16DP = func(p []uint16, x []uint16, stride int, acc *[192]float32, pf unsafe.Pointer, pfStride int) {
+		k := len(p) / PanelRows
+		_ = x[11*stride+k-1]
+		gemm16x12BF16DPAVX512(&p[0], &x[0], stride, k/2, acc, pf, pfStride)
+	}
+	im.gemm16x4BF16DP = func(p []uint16, x0, x1, x2, x3 []uint16, acc *[64]float32, pf unsafe.Pointer, pfStride int) {
+		k := len(p) / PanelRows
+		_, _, _, _ = x0[k-1], x1[k-1], x2[k-1], x3[k-1]
+		gemm16x4BF16DPAVX512(&p[0], &x0[0], &x1[0], &x2[0], &x3[0], k/2, acc, pf, pfStride)
+	}
+	return &im
+}()
+
+// amx is avx512 (avx512bf16 where the CPU has it) with the AMX Q8 gemm,
+// where the CPU has AMX-INT8 and the OS grants the tile state (nil
+// otherwise). AMX-BF16 is left out: see docs/numerics.md.
 var amx = func() *impl {
 	if !cpu.X86.HasAVX512F || !cpu.X86.HasAVX512BW || !cpu.X86.HasAVX512VNNI ||
 		!cpu.X86.HasAMXTile || !cpu.X86.HasAMXInt8 || !requestAMX() {
 		return nil
 	}
 	im := *avx512
+	if avx512bf16 != nil {
+		im = *avx512bf16
+	}
 	im.name = "amx"
 	im.gemm16x16Q8 = func(p []int8, s []float32, a *q8Acts, row, cols int, tiles *[512]int32, acc *[256]float32) {
 		kp, nb := q8Cols(cols), q8Blocks(cols)
@@ -61,11 +92,6 @@ var avx512 = func() *impl {
 		_ = x[11*stride+k-1]
 		gemm16x12AVX512(&p[0], &x[0], stride, k, acc, pf, pfStride)
 	}
-	im.gemm16x12BF16 = func(p []uint16, x []float32, stride int, acc *[192]float32, pf unsafe.Pointer, pfStride int) {
-		k := len(p) / PanelRows
-		_ = x[11*stride+k-1]
-		gemm16x12BF16AVX512(&p[0], &x[0], stride, k, acc, pf, pfStride)
-	}
 	if cpu.X86.HasAVX512VNNI {
 		// The VNNI kernels also read each activation row's block
 		// corrections, which follow its scales (q8Acts): xs[:2*nb].
@@ -97,7 +123,8 @@ var avx2 = &impl{
 		gemvF32AVX2(&p0[0], &p1[0], &p2[0], &p3[0], &x[0], len(x), out)
 	},
 	gemvBF16: func(p0, p1, p2, p3 []uint16, x []float32, out *[64]float32) {
-		gemvBF16AVX2(&p0[0], &p1[0], &p2[0], &p3[0], &x[0], len(x), out)
+		_, _, _, _ = p0[len(x)*PanelRows-1], p1[len(x)*PanelRows-1], p2[len(x)*PanelRows-1], p3[len(x)*PanelRows-1]
+		gemvBF16AVX2(&p0[0], &p1[0], &p2[0], &p3[0], &x[0], len(x)/2, out)
 	},
 	gemm16x6: func(p, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, pf unsafe.Pointer, pfStride int) {
 		gemm16x6AVX2(&p[0], &x0[0], &x1[0], &x2[0], &x3[0], &x4[0], &x5[0], len(x0), acc, pf, pfStride)
@@ -105,15 +132,11 @@ var avx2 = &impl{
 	gemm16x4: func(p, x0, x1, x2, x3 []float32, acc *[64]float32, pf unsafe.Pointer, pfStride int) {
 		gemm16x4AVX2(&p[0], &x0[0], &x1[0], &x2[0], &x3[0], len(x0), acc, pf, pfStride)
 	},
-	gemm16x4BF16: func(p []uint16, x0, x1, x2, x3 []float32, acc *[64]float32, pf unsafe.Pointer, pfStride int) {
-		gemm16x4BF16AVX2(&p[0], &x0[0], &x1[0], &x2[0], &x3[0], len(x0), acc, pf, pfStride)
+	widenPairs: func(dst []float32, src []uint16) {
+		_ = dst[len(src)-1]
+		widenPairsAVX2(&dst[0], &src[0], len(src)/(2*PanelRows))
 	},
-	gemm16x6BF16: func(p []uint16, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, pf unsafe.Pointer, pfStride int) {
-		gemm16x6BF16AVX2(&p[0], &x0[0], &x1[0], &x2[0], &x3[0], &x4[0], &x5[0], len(x0), acc, pf, pfStride)
-	},
-	widenBF16: func(dst []float32, src []uint16) {
-		widenBF16AVX2(&dst[0], &src[0], len(src))
-	},
+	roundBF16: roundBF16Go,
 	dot: func(a, b []float32) float32 {
 		return dotAVX2(&a[0], &b[0], len(a))
 	},
@@ -150,23 +173,20 @@ var avx2 = &impl{
 //go:noescape
 func gemvF32AVX2(p0, p1, p2, p3, x *float32, k int, out *[64]float32)
 
+// gemvBF16AVX2 is gemvBF16 over pairs column pairs; widenPairsAVX2 is
+// widenPairs over pairs column pairs of a panel.
+//
 //go:noescape
 func gemvBF16AVX2(p0, p1, p2, p3 *uint16, x *float32, k int, out *[64]float32)
+
+//go:noescape
+func widenPairsAVX2(dst *float32, src *uint16, pairs int)
 
 //go:noescape
 func gemm16x6AVX2(p, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32, pf unsafe.Pointer, pfStride int)
 
 //go:noescape
 func gemm16x4AVX2(p, x0, x1, x2, x3 *float32, k int, acc *[64]float32, pf unsafe.Pointer, pfStride int)
-
-//go:noescape
-func gemm16x4BF16AVX2(p *uint16, x0, x1, x2, x3 *float32, k int, acc *[64]float32, pf unsafe.Pointer, pfStride int)
-
-//go:noescape
-func gemm16x6BF16AVX2(p *uint16, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32, pf unsafe.Pointer, pfStride int)
-
-//go:noescape
-func widenBF16AVX2(dst *float32, src *uint16, k8 int)
 
 //go:noescape
 func dotAVX2(a, b *float32, k8 int) float32
@@ -192,10 +212,18 @@ func axpyRowsAVX2(p, rows *float32, stride, k8, n int, y *float32)
 func gemm16x12AVX512(p, x *float32, stride, k int, acc *[192]float32, pf unsafe.Pointer, pfStride int)
 
 //go:noescape
-func gemm16x12BF16AVX512(p *uint16, x *float32, stride, k int, acc *[192]float32, pf unsafe.Pointer, pfStride int)
+func fmaLoopAVX512(iters int)
+
+// The AVX512_BF16 kernels (kernels_bf16_amd64.s): k counts column pairs.
 
 //go:noescape
-func fmaLoopAVX512(iters int)
+func gemvBF16DPAVX512(p0, p1, p2, p3 *uint16, x *uint16, k int, out *[64]float32)
+
+//go:noescape
+func gemm16x12BF16DPAVX512(p *uint16, x *uint16, stride, k int, acc *[192]float32, pf unsafe.Pointer, pfStride int)
+
+//go:noescape
+func gemm16x4BF16DPAVX512(p *uint16, x0, x1, x2, x3 *uint16, k int, acc *[64]float32, pf unsafe.Pointer, pfStride int)
 
 //go:noescape
 func gemvQ8AVX2(p0, p1, p2, p3 *int8, s0, s1, s2, s3 *float32, x *int8, xs *float32, blocks int, out *[64]float32)

@@ -48,14 +48,6 @@
 	VXORPS Y6, Y6, Y6; \
 	VXORPS Y7, Y7, Y7
 
-// GEMMWBF16 loads the next 16 weights, already float32, into Y12:Y13 from
-// the bf16 panel at (SI): an exact widening.
-#define GEMMWBF16 \
-	VPMOVZXWD (SI), Y12; \
-	VPMOVZXWD 16(SI), Y13; \
-	VPSLLD    $16, Y12, Y12; \
-	VPSLLD    $16, Y13, Y13
-
 // LOAD8 and STORE8 move the accumulators of four activation rows (Y0-Y7),
 // LOADACC and STOREACC those of six (Y0-Y11), from and to (DI).
 #define LOAD8(DI) \
@@ -171,28 +163,37 @@ gemvf32_loop:
 	VZEROUPPER
 	RET
 
-// BF16HALF widens eight bf16 weights at off(P) and accumulates their product
-// with the broadcast activation Y15 into ACC; T is scratch.
-#define BF16HALF(off, P, T, ACC) \
-	VPMOVZXWD   off(P), T; \
-	VPSLLD      $16, T, T; \
-	VFMADD231PS Y15, T, ACC
+// PAIRHALF accumulates the products of eight rows' weight pairs at off(P)
+// with the broadcast activations Y14 (column 2m+1) and Y13 (column 2m)
+// into ACC, the odd column first (the pair step, bf16.go); Y15 holds
+// 0xffff0000 in every lane, Y8 and Y9 are scratch.
+#define PAIRHALF(off, P, ACC) \
+	VPAND       off(P), Y15, Y8; \
+	VFMADD231PS Y14, Y8, ACC; \
+	VMOVDQU     off(P), Y9; \
+	VPSLLD      $16, Y9, Y9; \
+	VFMADD231PS Y13, Y9, ACC
 
 // func gemvBF16AVX2(p0, p1, p2, p3 *uint16, x *float32, k int, out *[64]float32)
+// k is the number of column pairs; x holds the swapped activations
+// (bf16Acts.f).
 TEXT ·gemvBF16AVX2(SB), NOSPLIT, $0-56
 	GEMV4ARGS
+	VPCMPEQD Y15, Y15, Y15
+	VPSLLD   $16, Y15, Y15
 
 gemvbf16_loop:
-	VBROADCASTSS (SI)(AX*4), Y15
-	BF16HALF(0, R8, Y8, Y0)
-	BF16HALF(16, R8, Y9, Y1)
-	BF16HALF(0, R9, Y10, Y2)
-	BF16HALF(16, R9, Y11, Y3)
-	BF16HALF(0, R10, Y12, Y4)
-	BF16HALF(16, R10, Y13, Y5)
-	BF16HALF(0, R11, Y14, Y6)
-	BF16HALF(16, R11, Y8, Y7)
-	GEMV4NEXT($32, gemvbf16_loop)
+	VBROADCASTSS (SI)(AX*8), Y14
+	VBROADCASTSS 4(SI)(AX*8), Y13
+	PAIRHALF(0, R8, Y0)
+	PAIRHALF(32, R8, Y1)
+	PAIRHALF(0, R9, Y2)
+	PAIRHALF(32, R9, Y3)
+	PAIRHALF(0, R10, Y4)
+	PAIRHALF(32, R10, Y5)
+	PAIRHALF(0, R11, Y6)
+	PAIRHALF(32, R11, Y7)
+	GEMV4NEXT($64, gemvbf16_loop)
 	STORE8(DI)
 	VZEROUPPER
 	RET
@@ -245,20 +246,31 @@ gemm4_loop:
 	VZEROUPPER
 	RET
 
-// func widenBF16AVX2(dst *float32, src *uint16, k8 int)
-TEXT ·widenBF16AVX2(SB), NOSPLIT, $0-24
-	MOVQ dst+0(FP), DI
-	MOVQ src+8(FP), SI
-	MOVQ k8+16(FP), CX
-	XORQ AX, AX
+// func widenPairsAVX2(dst *float32, src *uint16, pairs int)
+// widenPairsAVX2 writes, per column pair of a panel, the 16 rows' column
+// 2m+1 (the high halves, masked) and then their column 2m (shifted up).
+TEXT ·widenPairsAVX2(SB), NOSPLIT, $0-24
+	MOVQ     dst+0(FP), DI
+	MOVQ     src+8(FP), SI
+	MOVQ     pairs+16(FP), CX
+	VPCMPEQD Y15, Y15, Y15
+	VPSLLD   $16, Y15, Y15
 
 widen_loop:
-	VPMOVZXWD (SI)(AX*2), Y0
-	VPSLLD    $16, Y0, Y0
-	VMOVUPS   Y0, (DI)(AX*4)
-	ADDQ      $8, AX
-	CMPQ      AX, CX
-	JB        widen_loop
+	VMOVDQU (SI), Y0
+	VMOVDQU 32(SI), Y1
+	VPAND   Y0, Y15, Y2
+	VPAND   Y1, Y15, Y3
+	VPSLLD  $16, Y0, Y0
+	VPSLLD  $16, Y1, Y1
+	VMOVUPS Y2, (DI)
+	VMOVUPS Y3, 32(DI)
+	VMOVUPS Y0, 64(DI)
+	VMOVUPS Y1, 96(DI)
+	ADDQ    $64, SI
+	ADDQ    $128, DI
+	DECQ    CX
+	JNZ     widen_loop
 	VZEROUPPER
 	RET
 
@@ -336,42 +348,6 @@ sum_loop:
 	VADDPS Y4, Y0, Y0
 	HSUM(Y0, X0, X1)
 	VMOVSS X0, ret+40(FP)
-	VZEROUPPER
-	RET
-
-// GEMMW loads the next 16 weights, already float32, into Y12:Y13 from the
-// bf16 panel at (SI): an exact widening.
-// func gemm16x6BF16AVX2(p *uint16, x0, x1, x2, x3, x4, x5 *float32, k int, acc *[96]float32, pf unsafe.Pointer, pfStride int)
-// gemm16x6BF16AVX2 is gemm16x6AVX2 widening a bf16 panel in registers.
-TEXT ·gemm16x6BF16AVX2(SB), NOSPLIT, $0-88
-	G6ARGS
-	XORQ AX, AX
-
-gemmbf16_loop:
-	GEMMWBF16
-	G6STEP
-	ADDQ $32, SI
-	INCQ AX
-	CMPQ AX, CX
-	JB   gemmbf16_loop
-	STOREACC
-	VZEROUPPER
-	RET
-
-// func gemm16x4BF16AVX2(p *uint16, x0, x1, x2, x3 *float32, k int, acc *[64]float32, pf unsafe.Pointer, pfStride int)
-// gemm16x4BF16AVX2 is gemm16x6BF16AVX2 for four activation rows.
-TEXT ·gemm16x4BF16AVX2(SB), NOSPLIT, $0-72
-	G4ARGS
-	XORQ AX, AX
-
-gemm4bf16_loop:
-	GEMMWBF16
-	G4STEP
-	ADDQ $32, SI
-	INCQ AX
-	CMPQ AX, CX
-	JB   gemm4bf16_loop
-	STORE8(DI)
 	VZEROUPPER
 	RET
 

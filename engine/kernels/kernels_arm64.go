@@ -20,7 +20,9 @@ var neon = withDotProd(&impl{
 		gemvF32NEON(&p0[0], &p1[0], &p2[0], &p3[0], &x[0], len(x), out)
 	},
 	gemvBF16: func(p0, p1, p2, p3 []uint16, x []float32, out *[64]float32) {
-		gemvBF16NEON(&p0[0], &p1[0], &p2[0], &p3[0], &x[0], len(x), out)
+		n := len(x) * PanelRows
+		_, _, _, _ = p0[n-1], p1[n-1], p2[n-1], p3[n-1]
+		gemvBF16NEON(&p0[0], &p1[0], &p2[0], &p3[0], &x[0], len(x)/2, out)
 	},
 	// Q8: the dot-product kernels where the CPU has them (see below).
 	gemvQ8:     gemvQ8Go,
@@ -28,10 +30,11 @@ var neon = withDotProd(&impl{
 	gemm16x6: func(p, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, _ unsafe.Pointer, _ int) {
 		gemm16x6NEON(&p[0], &x0[0], &x1[0], &x2[0], &x3[0], &x4[0], &x5[0], len(x0), acc)
 	},
-	widenBF16: widenBF16Go,
-	dot:       dot8Go,
-	axpy:      axpyGo,
-	sum4:      sum4Go,
+	widenPairs: widenPairsGo,
+	roundBF16:  roundBF16Go,
+	dot:        dot8Go,
+	axpy:       axpyGo,
+	sum4:       sum4Go,
 })
 
 // The assembly kernels (kernels_arm64.s); lengths as in impl, all positive.
@@ -39,6 +42,8 @@ var neon = withDotProd(&impl{
 //go:noescape
 func gemvF32NEON(p0, p1, p2, p3, x *float32, k int, out *[64]float32)
 
+// gemvBF16NEON's k counts column pairs.
+//
 //go:noescape
 func gemvBF16NEON(p0, p1, p2, p3 *uint16, x *float32, k int, out *[64]float32)
 

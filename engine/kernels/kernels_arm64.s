@@ -67,31 +67,45 @@ gemvf32_loop:
 	STORE16(R6)
 	RET
 
-// BF16PANEL loads the next 16 bf16 weights of panel P, widens them exactly
-// (each halfword zipped above a zero halfword) and accumulates their product
-// with the broadcast activation V16 into A0..A3. V31 is zero.
-#define BF16PANEL(PTR, A0, A1, A2, A3) \
-	VLD1.P 32(PTR), [V20.H8, V21.H8]; \
-	VZIP1  V20.H8, V31.H8, V24.H8; \
-	VZIP2  V20.H8, V31.H8, V25.H8; \
-	VZIP1  V21.H8, V31.H8, V26.H8; \
-	VZIP2  V21.H8, V31.H8, V27.H8; \
+// PAIRPANEL loads the next 16 weight pairs of panel P (column 2m in the
+// low halfword of each 32-bit word, 2m+1 in the high one) and accumulates
+// their products with the broadcast activations V16 (column 2m+1) and V17
+// (column 2m) into A0..A3, the odd column first (the pair step, bf16.go).
+// TRN2 against the zero V31 keeps each word's high halfword (column 2m+1
+// as float32), TRN1 moves its low one up (column 2m).
+#define PAIRPANEL(PTR, A0, A1, A2, A3) \
+	VLD1.P 64(PTR), [V20.H8, V21.H8, V22.H8, V23.H8]; \
+	VTRN2  V20.H8, V31.H8, V24.H8; \
+	VTRN2  V21.H8, V31.H8, V25.H8; \
+	VTRN2  V22.H8, V31.H8, V26.H8; \
+	VTRN2  V23.H8, V31.H8, V27.H8; \
 	VFMLA  V16.S4, V24.S4, A0.S4; \
 	VFMLA  V16.S4, V25.S4, A1.S4; \
 	VFMLA  V16.S4, V26.S4, A2.S4; \
-	VFMLA  V16.S4, V27.S4, A3.S4
+	VFMLA  V16.S4, V27.S4, A3.S4; \
+	VTRN1  V20.H8, V31.H8, V24.H8; \
+	VTRN1  V21.H8, V31.H8, V25.H8; \
+	VTRN1  V22.H8, V31.H8, V26.H8; \
+	VTRN1  V23.H8, V31.H8, V27.H8; \
+	VFMLA  V17.S4, V24.S4, A0.S4; \
+	VFMLA  V17.S4, V25.S4, A1.S4; \
+	VFMLA  V17.S4, V26.S4, A2.S4; \
+	VFMLA  V17.S4, V27.S4, A3.S4
 
 // func gemvBF16NEON(p0, p1, p2, p3 *uint16, x *float32, k int, out *[64]float32)
+// k is the number of column pairs; x holds the swapped activations
+// (bf16Acts.f).
 TEXT ·gemvBF16NEON(SB), NOSPLIT, $0-56
 	GEMV4ARGS
 	VEOR V31.B16, V31.B16, V31.B16
 
 gemvbf16_loop:
 	VLD1R.P 4(R4), [V16.S4]
-	BF16PANEL(R0, V0, V1, V2, V3)
-	BF16PANEL(R1, V4, V5, V6, V7)
-	BF16PANEL(R2, V8, V9, V10, V11)
-	BF16PANEL(R3, V12, V13, V14, V15)
+	VLD1R.P 4(R4), [V17.S4]
+	PAIRPANEL(R0, V0, V1, V2, V3)
+	PAIRPANEL(R1, V4, V5, V6, V7)
+	PAIRPANEL(R2, V8, V9, V10, V11)
+	PAIRPANEL(R3, V12, V13, V14, V15)
 	SUBS    $1, R5, R5
 	BNE     gemvbf16_loop
 	STORE16(R6)

@@ -88,22 +88,6 @@ g12_loop:
 	G12STORE
 	RET
 
-// func gemm16x12BF16AVX512(p *uint16, x *float32, stride, k int, acc *[192]float32, pf unsafe.Pointer, pfStride int)
-// gemm16x12BF16AVX512 widens each column of bf16 weights exactly in
-// registers (zero-extend, shift left 16).
-TEXT ·gemm16x12BF16AVX512(SB), NOSPLIT, $0-56
-	G12SETUP
-
-g12bf16_loop:
-	VPMOVZXWD (SI), Z12
-	VPSLLD    $16, Z12, Z12
-	G12STEP
-	ADDQ      $32, SI
-	DECQ      CX
-	JNZ       g12bf16_loop
-	G12STORE
-	RET
-
 // func fmaLoopAVX512(iters int)
 // fmaLoopAVX512 runs iters rounds of 24 independent 16-lane fused
 // multiply-adds (768 flops a round): the core's float32 FMA peak.

@@ -1,8 +1,10 @@
 package kernels
 
 // The plain-Go kernels. Each output of a matrix product is accumulated in
-// order of k, like the assembly; they differ from it only in not fusing
-// multiply-adds, so each path is batch invariant on its own.
+// order of k, like the assembly; for f32 they differ from it only in not
+// fusing multiply-adds, so each path is batch invariant on its own (the
+// BF16 products, whose products are exact, give the assembly's bits:
+// bf16.go).
 
 func gemvF32Go(p0, p1, p2, p3 []float32, x []float32, out *[64]float32) {
 	for i, p := range [4][]float32{p0, p1, p2, p3} {
@@ -11,19 +13,6 @@ func gemvF32Go(p0, p1, p2, p3 []float32, x []float32, out *[64]float32) {
 			row := p[k*PanelRows : (k+1)*PanelRows]
 			for j := range acc {
 				acc[j] += float32(row[j] * xk)
-			}
-		}
-		copy(out[i*PanelRows:], acc[:])
-	}
-}
-
-func gemvBF16Go(p0, p1, p2, p3 []uint16, x []float32, out *[64]float32) {
-	for i, p := range [4][]uint16{p0, p1, p2, p3} {
-		var acc [PanelRows]float32
-		for k, xk := range x {
-			row := p[k*PanelRows : (k+1)*PanelRows]
-			for j := range acc {
-				acc[j] += float32(BF16ToF32(row[j]) * xk)
 			}
 		}
 		copy(out[i*PanelRows:], acc[:])
@@ -83,13 +72,6 @@ func gemm16x12Go(p, x []float32, stride int, acc *[192]float32) {
 	row := func(j int) []float32 { return x[j*stride : j*stride+k] }
 	gemm16x6Go(p, row(0), row(1), row(2), row(3), row(4), row(5), (*[96]float32)(acc[:96]))
 	gemm16x6Go(p, row(6), row(7), row(8), row(9), row(10), row(11), (*[96]float32)(acc[96:]))
-}
-
-func widenBF16Go(dst []float32, src []uint16) {
-	dst = dst[:len(src)]
-	for k, b := range src {
-		dst[k] = BF16ToF32(b)
-	}
 }
 
 // sum8 reduces eight lanes in the same tree as the assembly.

@@ -25,13 +25,21 @@ func randSlice(rng *rand.Rand, n int, scale float64) []float32 {
 
 // reference computes MatMul in float64 from the matrix's own row values, and
 // the bound sum|w*x| per element that scales the allowed rounding error. For
-// Q8 it takes the quantized values of both sides (see q8.go).
+// Q8 it takes the quantized values of both sides (see q8.go), for BF16 the
+// activations rounded as the product rounds them (bf16.go).
 func reference(x []float32, n int, w *Matrix) (want, mag []float64) {
 	want = make([]float64, n*w.Rows)
 	mag = make([]float64, n*w.Rows)
 	if w.DType == Q8 {
 		referenceQ8(x, n, w, want, mag)
 		return want, mag
+	}
+	if w.DType == BF16 {
+		xr := make([]float32, len(x))
+		for i, v := range x {
+			xr[i] = BF16ToF32(roundActBF16(v))
+		}
+		x = xr
 	}
 	row := make([]float32, w.Cols)
 	for r := range w.Rows {

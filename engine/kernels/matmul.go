@@ -28,8 +28,10 @@ type job struct {
 	x   []float32
 	n   int
 	w   *Matrix
-	// acts holds the quantized rows of x for a Q8 product.
-	acts *q8Acts
+	// acts holds the quantized rows of x for a Q8 product, bacts the
+	// rounded ones for a BF16 product.
+	acts  *q8Acts
+	bacts *bf16Acts
 }
 
 // scratch is per-worker memory reused across calls.
@@ -40,7 +42,8 @@ type scratch struct {
 	// out256 and tiles are gemm16x16Q8's outputs and block sums.
 	out256 [256]float32
 	tiles  [512]int32
-	acts   q8Acts // quantized activations of a Q8 MatMul outside the pool
+	acts   q8Acts   // quantized activations of a Q8 MatMul outside the pool
+	bacts  bf16Acts // rounded activations of a BF16 MatMul outside the pool
 }
 
 func grow(s []float32, n int) []float32 {
@@ -65,11 +68,15 @@ func (j *job) part(p0, p1 int, sc *scratch) {
 		j.q8(p0, p1, sc)
 		return
 	}
+	if j.w.DType == BF16 {
+		j.bf16(p0, p1, sc)
+		return
+	}
 	if j.n == 1 {
 		j.gemv(p0, p1, sc)
 		return
 	}
-	j.gemm(p0, p1, sc)
+	j.gemmOver(p0, p1, sc, j.w.Cols, j.x)
 }
 
 func (j *job) gemv(p0, p1 int, sc *scratch) {
@@ -77,18 +84,11 @@ func (j *job) gemv(p0, p1 int, sc *scratch) {
 	K := w.Cols
 	out := &sc.out64
 	for p := p0; p < p1; p += 4 {
-		var pp [4]int
-		for i := range pp {
-			pp[i] = min(p+i, p1-1)
+		f := func(i int) []float32 {
+			q := min(p+i, p1-1)
+			return w.f32[q*K*PanelRows : (q+1)*K*PanelRows]
 		}
-		switch w.DType {
-		case F32:
-			f := func(i int) []float32 { return w.f32[pp[i]*K*PanelRows : (pp[i]+1)*K*PanelRows] }
-			im.gemvF32(f(0), f(1), f(2), f(3), x, out)
-		case BF16:
-			f := func(i int) []uint16 { return w.bf16[pp[i]*K*PanelRows : (pp[i]+1)*K*PanelRows] }
-			im.gemvBF16(f(0), f(1), f(2), f(3), x, out)
-		}
+		im.gemvF32(f(0), f(1), f(2), f(3), x, out)
 		r0 := p * PanelRows
 		r1 := min(w.Rows, min(p+4, p1)*PanelRows)
 		copy(j.dst[r0:r1], out[:r1-r0])
@@ -100,7 +100,7 @@ func (j *job) gemv(p0, p1 int, sc *scratch) {
 const kBlock = 256
 
 // maxChunkRows bounds the activation rows of one gemm chunk (a multiple of
-// 6). The weights are read once per chunk; a chunk's k-slice (at most 192
+// 12). The weights are read once per chunk; a chunk's k-slice (at most 192
 // rows x kBlock columns, 192 KB) stays in L2 while the panels pass.
 const maxChunkRows = 192
 
@@ -110,14 +110,17 @@ const maxChunkRows = 192
 // A variable so tests can make blocks of a few panels.
 var accBytes = 48 << 10
 
-// gemm computes panels [p0, p1) for n > 1 activation rows. The rows are
-// cut into chunks of at most maxChunkRows; per chunk, the panels are taken
-// in blocks, and per block the k-slices of kBlock columns in order, so every
-// output is still reduced in order of k from zero: the accumulators of a
-// block round-trip through memory between slices, which changes no bits.
-func (j *job) gemm(p0, p1 int, sc *scratch) {
+// gemmOver computes panels [p0, p1) for n > 1 activation rows x of K
+// columns each (a float32 matrix's own activations, or a BF16 one's
+// rounded ones over K packed columns, its segments widened into pair-step
+// order). The rows are cut into chunks of at most maxChunkRows; per chunk,
+// the panels are taken in blocks, and per block the k-slices of kBlock
+// columns in order, so every output is still reduced in order of k from
+// zero: the accumulators of a block round-trip through memory between
+// slices, which changes no bits.
+func (j *job) gemmOver(p0, p1 int, sc *scratch, K int, x []float32) {
 	w, im, n := j.w, j.im, j.n
-	K, R := w.Cols, w.Rows
+	R := w.Rows
 	chunks := (n + maxChunkRows - 1) / maxChunkRows
 	nc := ((n+chunks-1)/chunks + 5) / 6 * 6
 	groupsMax := (min(n, nc) + 5) / 6
@@ -130,9 +133,6 @@ func (j *job) gemm(p0, p1 int, sc *scratch) {
 	for b0 := 0; b0 < n; b0 += nc {
 		b1 := min(n, b0+nc)
 		groups := (b1 - b0 + 5) / 6
-		// With few activation rows, widening a segment costs as much as
-		// using it: widen in registers instead.
-		fused := w.DType == BF16 && groups <= fusedMaxGroupsBF16
 		for q0 := p0; q0 < p1; q0 += pb {
 			q1 := min(p1, q0+pb)
 			acc := sc.acc[:(q1-q0)*groups*96]
@@ -146,40 +146,20 @@ func (j *job) gemm(p0, p1 int, sc *scratch) {
 					// that comes next; the others repeat its first line.
 					pf, pfStride := j.nextSegment(p, k0, q0, q1, p1)
 					var seg []float32
-					switch {
-					case w.DType == BF16 && fused && im.gemm16x6BF16 != nil:
-						for g := 0; g < groups; g++ {
-							if x, ok := j.x12(im.gemm16x12BF16 != nil, b0+g*6, b1, k0, kl); ok {
-								im.gemm16x12BF16(w.bf16[lo:hi], x, K, (*[192]float32)(pacc[g*96:]), pf, pfStride)
-								pfStride = 0
-								g++
-								continue
-							}
-							xs = j.xGroup(xs, b0+g*6, b1, k0, kl)
-							if b1-(b0+g*6) <= 4 && im.gemm16x4BF16 != nil {
-								im.gemm16x4BF16(w.bf16[lo:hi], xs[0], xs[1], xs[2], xs[3], (*[64]float32)(pacc[g*96:]), pf, pfStride)
-							} else {
-								im.gemm16x6BF16(w.bf16[lo:hi], xs[0], xs[1], xs[2], xs[3], xs[4], xs[5], (*[96]float32)(pacc[g*96:]), pf, pfStride)
-							}
-							pfStride = 0
-						}
-						continue
-					}
-					switch w.DType {
-					case F32:
-						seg = w.f32[lo:hi]
-					case BF16:
+					if w.DType == BF16 {
 						seg = sc.seg[:kl*PanelRows]
-						im.widenBF16(seg, w.bf16[lo:hi])
+						im.widenPairs(seg, w.bf16[lo:hi])
+					} else {
+						seg = w.f32[lo:hi]
 					}
 					for g := 0; g < groups; g++ {
-						if x, ok := j.x12(im.gemm16x12 != nil, b0+g*6, b1, k0, kl); ok {
-							im.gemm16x12(seg, x, K, (*[192]float32)(pacc[g*96:]), pf, pfStride)
+						if xx, ok := x12(im.gemm16x12 != nil, x, K, b0+g*6, b1, k0, kl); ok {
+							im.gemm16x12(seg, xx, K, (*[192]float32)(pacc[g*96:]), pf, pfStride)
 							pfStride = 0
 							g++
 							continue
 						}
-						xs = j.xGroup(xs, b0+g*6, b1, k0, kl)
+						xs = xGroup(xs, x, K, b0+g*6, b1, k0, kl)
 						if b1-(b0+g*6) <= 4 && im.gemm16x4 != nil {
 							im.gemm16x4(seg, xs[0], xs[1], xs[2], xs[3], (*[64]float32)(pacc[g*96:]), pf, pfStride)
 						} else {
@@ -209,6 +189,9 @@ func (j *job) gemm(p0, p1 int, sc *scratch) {
 // returns p's own segment with no stride.
 func (j *job) nextSegment(p, k0, q0, q1, p1 int) (unsafe.Pointer, int) {
 	K := j.w.Cols
+	if j.w.DType == BF16 {
+		K = bf16Cols(K)
+	}
 	stride := 1
 	switch {
 	case p+1 < q1:
@@ -229,31 +212,23 @@ func (j *job) nextSegment(p, k0, q0, q1, p1 int) (unsafe.Pointer, int) {
 	}
 }
 
-// fusedMaxGroupsBF16 is the number of 6-row activation groups up to which
-// the gemm widens bf16 weights in registers rather than once per segment
-// into L1 (two cheap instructions per eight weights, which wins well past a
-// few groups).
-const fusedMaxGroupsBF16 = 8
-
-// x12 returns columns [k0, k0+kl) of activation rows b..b+11 for a 12-row
-// kernel, as one slice from row b, column k0 (row j at j*Cols), when the
-// implementation has one (has) and all twelve rows are real rows of the
-// batch; the 12-row tile covers two 6-row groups, g and g+1.
-func (j *job) x12(has bool, b, b1, k0, kl int) ([]float32, bool) {
+// x12 returns columns [k0, k0+kl) of rows b..b+11 of x (rows of K
+// values) for a 12-row kernel, as one slice from row b, column k0 (row j
+// at j*K), when the implementation has one (has) and all twelve rows are
+// real rows of the batch; the 12-row tile covers two 6-row groups.
+func x12(has bool, x []float32, K, b, b1, k0, kl int) ([]float32, bool) {
 	if !has || b+12 > b1 {
 		return nil, false
 	}
-	K := j.w.Cols
-	return j.x[b*K+k0 : (b+11)*K+k0+kl], true
+	return x[b*K+k0 : (b+11)*K+k0+kl], true
 }
 
-// xGroup points xs at columns [k0, k0+kl) of activation rows b..b+5, the
-// rows past b1-1 repeating row b1-1.
-func (j *job) xGroup(xs [6][]float32, b, b1, k0, kl int) [6][]float32 {
-	K := j.w.Cols
+// xGroup points xs at columns [k0, k0+kl) of rows b..b+5 of x (rows of K
+// values), the rows past b1-1 repeating row b1-1.
+func xGroup(xs [6][]float32, x []float32, K, b, b1, k0, kl int) [6][]float32 {
 	for jj := range xs {
 		bj := min(b+jj, b1-1)
-		xs[jj] = j.x[bj*K+k0 : bj*K+k0+kl]
+		xs[jj] = x[bj*K+k0 : bj*K+k0+kl]
 	}
 	return xs
 }

@@ -59,6 +59,10 @@ type pool struct {
 	// quantizeFn quantizes blocks [lo, hi) of its x into them.
 	acts       q8Acts
 	quantizeFn func(lo, hi int)
+	// bacts holds the current BF16 MatMul's rounded activations, and
+	// roundFn rounds rows [lo, hi) of its x into them.
+	bacts   bf16Acts
+	roundFn func(lo, hi int)
 }
 
 type worker struct {
@@ -77,6 +81,7 @@ func newPool(threads int) *pool {
 	p.matmulFn = p.matmulChunk
 	p.rangeChunkFn = p.rangeChunk
 	p.quantizeFn = func(lo, hi int) { p.acts.quantize(p.job.x, p.job.w.Cols, lo, hi) }
+	p.roundFn = func(lo, hi int) { p.bacts.round(p.job.im, p.job.x, p.job.w.Cols, lo, hi) }
 	p.setThreads(threads)
 	return p
 }
@@ -261,10 +266,15 @@ func (p *pool) matmul(im *impl, dst, x []float32, n int, w *Matrix) {
 	if macs < minParallelMACs || !p.mu.TryLock() {
 		sc := spare.Get().(*scratch)
 		j := job{im: im, dst: dst, x: x, n: n, w: w}
-		if w.DType == Q8 {
+		switch w.DType {
+		case Q8:
 			sc.acts.resize(n, w.Cols)
 			sc.acts.quantize(x, w.Cols, 0, n*q8Blocks(w.Cols))
 			j.acts = &sc.acts
+		case BF16:
+			sc.bacts.resize(im, n, w.Cols)
+			sc.bacts.round(im, x, w.Cols, 0, n)
+			j.bacts = &sc.bacts
 		}
 		j.part(0, panelsOf(w.Rows), sc)
 		spare.Put(sc)
@@ -280,6 +290,15 @@ func (p *pool) matmul(im *impl, dst, x []float32, n int, w *Matrix) {
 			p.quantizeFn(0, blocks)
 		} else {
 			p.parallel(blocks, p.quantizeFn)
+		}
+	}
+	if w.DType == BF16 {
+		p.bacts.resize(im, n, w.Cols)
+		p.job.bacts = &p.bacts
+		if n*w.Cols < minParallelQuantize || p.threads == 1 || n == 1 {
+			p.roundFn(0, n)
+		} else {
+			p.parallel(n, p.roundFn)
 		}
 	}
 	if p.threads == 1 || np <= 4 {

@@ -1,0 +1,205 @@
+//go:build !purego
+
+#include "textflag.h"
+
+// AVX512_BF16 kernels: the BF16 products (bf16.go) on VDPBF16PS. Each
+// instruction adds, per 32-bit lane, a weight pair's two products with an
+// activation pair to the lane's float32 sum, the odd column first, as the
+// pair step of the other kernels does; each output lives in one lane and
+// takes its pairs in order of k, so the bits are theirs.
+//
+// The Go assembler has no VDPBF16PS: each one below is BYTEs, with the
+// instruction they encode on the line above (TestBF16EncodingsMatchAs
+// assembles those lines with GNU as and compares).
+
+// vdpbf16ps (%r8),%zmm16,%zmm0
+#define DPGEMV0 BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0x00
+
+// vdpbf16ps (%r9),%zmm16,%zmm1
+#define DPGEMV1 BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0x09
+
+// vdpbf16ps (%r10),%zmm16,%zmm2
+#define DPGEMV2 BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0x12
+
+// vdpbf16ps (%r11),%zmm16,%zmm3
+#define DPGEMV3 BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x40; BYTE $0x52; BYTE $0x1b
+
+// vdpbf16ps (%r8){1to16},%zmm12,%zmm0
+#define DPROW0 BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x58; BYTE $0x52; BYTE $0x00
+
+// vdpbf16ps (%r8,%rdx,1){1to16},%zmm12,%zmm1
+#define DPROW1 BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x58; BYTE $0x52; BYTE $0x0c; BYTE $0x10
+
+// vdpbf16ps (%r8,%rdx,2){1to16},%zmm12,%zmm2
+#define DPROW2 BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x58; BYTE $0x52; BYTE $0x14; BYTE $0x50
+
+// vdpbf16ps (%r9){1to16},%zmm12,%zmm3
+#define DPROW3 BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x58; BYTE $0x52; BYTE $0x19
+
+// vdpbf16ps (%r9,%rdx,1){1to16},%zmm12,%zmm4
+#define DPROW4 BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x58; BYTE $0x52; BYTE $0x24; BYTE $0x11
+
+// vdpbf16ps (%r9,%rdx,2){1to16},%zmm12,%zmm5
+#define DPROW5 BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x58; BYTE $0x52; BYTE $0x2c; BYTE $0x51
+
+// vdpbf16ps (%r10){1to16},%zmm12,%zmm6
+#define DPROW6 BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x58; BYTE $0x52; BYTE $0x32
+
+// vdpbf16ps (%r10,%rdx,1){1to16},%zmm12,%zmm7
+#define DPROW7 BYTE $0x62; BYTE $0xd2; BYTE $0x1e; BYTE $0x58; BYTE $0x52; BYTE $0x3c; BYTE $0x12
+
+// vdpbf16ps (%r10,%rdx,2){1to16},%zmm12,%zmm8
+#define DPROW8 BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x58; BYTE $0x52; BYTE $0x04; BYTE $0x52
+
+// vdpbf16ps (%r11){1to16},%zmm12,%zmm9
+#define DPROW9 BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x58; BYTE $0x52; BYTE $0x0b
+
+// vdpbf16ps (%r11,%rdx,1){1to16},%zmm12,%zmm10
+#define DPROW10 BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x58; BYTE $0x52; BYTE $0x14; BYTE $0x13
+
+// vdpbf16ps (%r11,%rdx,2){1to16},%zmm12,%zmm11
+#define DPROW11 BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x58; BYTE $0x52; BYTE $0x1c; BYTE $0x53
+
+// func gemvBF16DPAVX512(p0, p1, p2, p3 *uint16, x *uint16, k int, out *[64]float32)
+// k is the number of column pairs; x holds them as bf16 pairs.
+TEXT ·gemvBF16DPAVX512(SB), NOSPLIT, $0-56
+	MOVQ   p0+0(FP), R8
+	MOVQ   p1+8(FP), R9
+	MOVQ   p2+16(FP), R10
+	MOVQ   p3+24(FP), R11
+	MOVQ   x+32(FP), SI
+	MOVQ   k+40(FP), CX
+	MOVQ   out+48(FP), DI
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+dpgemv_loop:
+	VPBROADCASTD (SI), Z16
+	DPGEMV0
+	DPGEMV1
+	DPGEMV2
+	DPGEMV3
+	ADDQ         $4, SI
+	ADDQ         $64, R8
+	ADDQ         $64, R9
+	ADDQ         $64, R10
+	ADDQ         $64, R11
+	DECQ         CX
+	JNZ          dpgemv_loop
+	VMOVUPS      Z0, 0(DI)
+	VMOVUPS      Z1, 64(DI)
+	VMOVUPS      Z2, 128(DI)
+	VMOVUPS      Z3, 192(DI)
+	VZEROUPPER
+	RET
+
+// func gemm16x12BF16DPAVX512(p *uint16, x *uint16, stride, k int, acc *[192]float32, pf unsafe.Pointer, pfStride int)
+// Rows j of x start at x[j*stride] (bf16 values); k is the number of
+// column pairs. R8 holds rows 0-2, R9 3-5, R10 6-8, R11 9-11 (each base,
+// +DX and +2*DX bytes), Z0-Z11 the accumulators, Z12 the weight pairs.
+TEXT ·gemm16x12BF16DPAVX512(SB), NOSPLIT, $0-56
+	MOVQ    p+0(FP), SI
+	MOVQ    x+8(FP), R8
+	MOVQ    stride+16(FP), DX
+	MOVQ    k+24(FP), CX
+	MOVQ    acc+32(FP), DI
+	MOVQ    pf+40(FP), R14
+	MOVQ    pfStride+48(FP), R15
+	SHLQ    $1, DX
+	LEAQ    (DX)(DX*2), BX
+	LEAQ    (R8)(BX*1), R9
+	LEAQ    (R9)(BX*1), R10
+	LEAQ    (R10)(BX*1), R11
+	VMOVUPS 0(DI), Z0
+	VMOVUPS 64(DI), Z1
+	VMOVUPS 128(DI), Z2
+	VMOVUPS 192(DI), Z3
+	VMOVUPS 256(DI), Z4
+	VMOVUPS 320(DI), Z5
+	VMOVUPS 384(DI), Z6
+	VMOVUPS 448(DI), Z7
+	VMOVUPS 512(DI), Z8
+	VMOVUPS 576(DI), Z9
+	VMOVUPS 640(DI), Z10
+	VMOVUPS 704(DI), Z11
+
+dp12_loop:
+	VMOVDQU32  (SI), Z12
+	PREFETCHT0 (R14)
+	ADDQ       R15, R14
+	DPROW0
+	DPROW1
+	DPROW2
+	DPROW3
+	DPROW4
+	DPROW5
+	DPROW6
+	DPROW7
+	DPROW8
+	DPROW9
+	DPROW10
+	DPROW11
+	ADDQ       $4, R8
+	ADDQ       $4, R9
+	ADDQ       $4, R10
+	ADDQ       $4, R11
+	ADDQ       $64, SI
+	DECQ       CX
+	JNZ        dp12_loop
+	VMOVUPS    Z0, 0(DI)
+	VMOVUPS    Z1, 64(DI)
+	VMOVUPS    Z2, 128(DI)
+	VMOVUPS    Z3, 192(DI)
+	VMOVUPS    Z4, 256(DI)
+	VMOVUPS    Z5, 320(DI)
+	VMOVUPS    Z6, 384(DI)
+	VMOVUPS    Z7, 448(DI)
+	VMOVUPS    Z8, 512(DI)
+	VMOVUPS    Z9, 576(DI)
+	VMOVUPS    Z10, 640(DI)
+	VMOVUPS    Z11, 704(DI)
+	VZEROUPPER
+	RET
+
+// func gemm16x4BF16DPAVX512(p *uint16, x0, x1, x2, x3 *uint16, k int, acc *[64]float32, pf unsafe.Pointer, pfStride int)
+// gemm16x4BF16DPAVX512 is the 12-row kernel for four rows, one pointer
+// each (R8-R11), accumulating in Z0, Z3, Z6 and Z9 so that it shares the
+// 12-row kernel's encodings.
+TEXT ·gemm16x4BF16DPAVX512(SB), NOSPLIT, $0-72
+	MOVQ    p+0(FP), SI
+	MOVQ    x0+8(FP), R8
+	MOVQ    x1+16(FP), R9
+	MOVQ    x2+24(FP), R10
+	MOVQ    x3+32(FP), R11
+	MOVQ    k+40(FP), CX
+	MOVQ    acc+48(FP), DI
+	MOVQ    pf+56(FP), R14
+	MOVQ    pfStride+64(FP), R15
+	VMOVUPS 0(DI), Z0
+	VMOVUPS 64(DI), Z3
+	VMOVUPS 128(DI), Z6
+	VMOVUPS 192(DI), Z9
+
+dp4_loop:
+	VMOVDQU32  (SI), Z12
+	PREFETCHT0 (R14)
+	ADDQ       R15, R14
+	DPROW0
+	DPROW3
+	DPROW6
+	DPROW9
+	ADDQ       $4, R8
+	ADDQ       $4, R9
+	ADDQ       $4, R10
+	ADDQ       $4, R11
+	ADDQ       $64, SI
+	DECQ       CX
+	JNZ        dp4_loop
+	VMOVUPS    Z0, 0(DI)
+	VMOVUPS    Z3, 64(DI)
+	VMOVUPS    Z6, 128(DI)
+	VMOVUPS    Z9, 192(DI)
+	VZEROUPPER
+	RET
