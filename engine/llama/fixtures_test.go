@@ -44,11 +44,10 @@ type refDoc struct {
 	MergedWeights map[string]refTensor `json:"merged_weights"`
 }
 
-var refFixtures = []string{"tiny-a", "tiny-a+a-plain", "tiny-b", "tiny-b+b-rslora"}
-
-func readRef(t *testing.T, name string) (*refDoc, string, string) {
+// readRefFile decodes one gzipped reference document.
+func readRefFile(t *testing.T, path string) *refDoc {
 	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", "ref", name+".json.gz"))
+	f, err := os.Open(path)
 	require.NoError(t, err)
 	defer f.Close()
 	zr, err := gzip.NewReader(f)
@@ -56,6 +55,14 @@ func readRef(t *testing.T, name string) (*refDoc, string, string) {
 	var doc refDoc
 	require.NoError(t, json.NewDecoder(zr).Decode(&doc))
 	require.GreaterOrEqual(t, len(doc.Cases), 20)
+	return &doc
+}
+
+var refFixtures = []string{"tiny-a", "tiny-a+a-plain", "tiny-b", "tiny-b+b-rslora"}
+
+func readRef(t *testing.T, name string) (*refDoc, string, string) {
+	t.Helper()
+	doc := *readRefFile(t, filepath.Join("testdata", "ref", name+".json.gz"))
 	model := filepath.Join("testdata", doc.Model)
 	adapter := ""
 	if doc.Adapter != nil {

@@ -1,13 +1,17 @@
 package llama
 
 import (
-	"github.com/batchtrans/batchtrans/engine/backend"
+	"errors"
+	"io/fs"
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/batchtrans/batchtrans/engine/backend"
 	"github.com/batchtrans/batchtrans/engine/kernels"
 )
 
@@ -93,15 +97,19 @@ func TestParityWithTransformers(t *testing.T) {
 			assert.Greater(t, compared, 20*10, "too few comparable steps")
 			t.Logf("f32: %d cases, %d greedy steps compared, first-step logits max error %.2g of their scale", len(doc.Cases), compared, worstRel)
 
-			// bf16 and q8: the same prompts, agreement reported, not required.
+			// bf16 and q8: the same prompts, agreement reported, not required;
+			// bf16 also against transformers in bfloat16 where that
+			// reference is present (gen_fixtures.py --bf16).
+			ref16 := readRefBF16(t, name)
 			for _, dt := range []kernels.DType{kernels.BF16, kernels.Q8} {
 				cfgq, wq, err := Load(modelDir, adapterDir, dt)
 				require.NoError(t, err)
 				mq, err := NewModel(cfgq, wq)
 				require.NoError(t, err)
 				exact, steps, agree := 0, 0, 0
-				for _, c := range doc.Cases {
-					got, _ := greedyIDs(t, mq, c.PromptIDs, len(c.OutputIDs))
+				var vs16 agreement
+				for i, c := range doc.Cases {
+					got, first := greedyIDs(t, mq, c.PromptIDs, len(c.OutputIDs))
 					k := comparable(c)
 					same := true
 					for j := range k {
@@ -115,9 +123,64 @@ func TestParityWithTransformers(t *testing.T) {
 					if same {
 						exact++
 					}
+					if dt == kernels.BF16 && ref16 != nil {
+						vs16.add(ref16, i, got, first)
+					}
+				}
+				if dt == kernels.BF16 && ref16 != nil {
+					t.Logf("bf16 against transformers bf16: %d/%d prompts token-exact over its comparable steps; %d/%d leading tokens agree; first-step logits max error %.2g of their scale",
+						vs16.exact, len(ref16.Cases), vs16.agree, vs16.steps, vs16.worstRel)
 				}
 				t.Logf("%v weights: %d/%d prompts token-exact over the comparable steps; %d/%d leading tokens agree", dt, exact, len(doc.Cases), agree, steps)
 			}
 		})
+	}
+}
+
+// readRefBF16 reads the transformers bfloat16 reference of fixture name, or
+// returns nil when it has not been generated.
+func readRefBF16(t *testing.T, name string) *refDoc {
+	t.Helper()
+	path := filepath.Join("testdata", "ref", name+".bf16.json.gz")
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		t.Logf("no %s: bf16 agreement with transformers bf16 not measured", path)
+		return nil
+	}
+	return readRefFile(t, path)
+}
+
+// agreement counts how far greedy generations follow a reference's.
+type agreement struct {
+	exact, steps, agree int
+	worstRel            float64
+}
+
+// add compares the generation got (and its first-step logits) of ref's case
+// i, up to the reference's first near-tie.
+func (a *agreement) add(ref *refDoc, i int, got []int, first []float32) {
+	c := ref.Cases[i]
+	k := min(comparable(c), len(got))
+	same := true
+	for j := range k {
+		if got[j] != c.OutputIDs[j] {
+			same = false
+			break
+		}
+		a.agree++
+	}
+	a.steps += k
+	if same {
+		a.exact++
+	}
+	for _, fl := range ref.FirstStepLogits {
+		if fl.Case != i || len(fl.Logits) != len(first) {
+			continue
+		}
+		scale, worst := 0.0, 0.0
+		for j, v := range fl.Logits {
+			scale = math.Max(scale, math.Abs(v))
+			worst = math.Max(worst, math.Abs(float64(first[j])-v))
+		}
+		a.worstRel = math.Max(a.worstRel, worst/scale)
 	}
 }

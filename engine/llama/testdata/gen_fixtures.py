@@ -6,6 +6,11 @@ Run from the repository root, offline:
 
     python3 engine/llama/testdata/gen_fixtures.py
 
+or, to add only the bfloat16 references of the models and adapters already
+here (nothing else is rewritten):
+
+    python3 engine/llama/testdata/gen_fixtures.py --bf16
+
 It writes, under engine/llama/testdata/:
 
     tokenizer/                 byte-level BPE tokenizer (Llama 3 layout, 512 ids)
@@ -21,6 +26,9 @@ It writes, under engine/llama/testdata/:
     ref/<model>[+<adapter>].json.gz
                                prompts, greedy ids, top-2 margins, first-step
                                logits and merged-weight checksums
+    ref/<model>[+<adapter>].bf16.json.gz
+                               the same prompts through the merged model cast
+                               to bfloat16 (weights and activations), on the CPU
 
 Everything is seeded; the outputs do not depend on the machine beyond
 float32 rounding in torch's CPU kernels.
@@ -438,6 +446,59 @@ def reference(tag, model_dir, adapter_dir, tok, ids):
     log(tag, "->", os.path.relpath(path, HERE), "cases", len(cases), "steps with margin<1e-3:", small)
 
 
+def reference_bf16(tag, model_dir, adapter_dir, tok):
+    """Greedy generations of the merged model in bfloat16: merged in float32
+    (as batchtrans merges), then weights and activations cast to bfloat16, on
+    the CPU with one thread."""
+    model = load_base(model_dir)
+    if adapter_dir:
+        model = PeftModel.from_pretrained(model, adapter_dir)
+        model = model.merge_and_unload()
+    model.eval()
+    model.to(device="cpu", dtype=torch.bfloat16)
+    cases, logits = [], []
+    for i, msgs in enumerate(prompts()):
+        text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, date_string=DATE)
+        pids = tok(text, add_special_tokens=False)["input_ids"]
+        out, margins, first = greedy(model, pids, NEW_TOKENS)
+        cases.append({"prompt_text": text, "prompt_ids": pids, "output_ids": out, "margins": margins})
+        if i < 3:
+            logits.append({"case": i, "logits": [float(x) for x in first.tolist()]})
+    doc = {
+        "model": os.path.relpath(model_dir, HERE),
+        "adapter": os.path.relpath(adapter_dir, HERE) if adapter_dir else None,
+        "date": DATE,
+        "new_tokens": NEW_TOKENS,
+        "dtype": "bfloat16",
+        "device": "cpu",
+        "decoding": "greedy argmax over full recompute (no KV cache), EOS ignored; "
+        "adapter merged in float32, then the model cast to bfloat16",
+        "versions": versions(),
+        "cases": cases,
+        "first_step_logits": logits,
+    }
+    path = os.path.join(REF, tag + ".bf16.json.gz")
+    with gzip.GzipFile(path, "wb", mtime=0) as f:
+        f.write(json.dumps(doc, ensure_ascii=False, sort_keys=True).encode("utf-8"))
+    log(tag, "->", os.path.relpath(path, HERE), "cases", len(cases))
+
+
+def main_bf16():
+    """Adds ref/*.bf16.json.gz for the models and adapters already written."""
+    log("versions:", json.dumps(versions()))
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    tok = AutoTokenizer.from_pretrained(TOKDIR)
+    for tag in ("tiny-a", "tiny-a+a-plain", "tiny-b", "tiny-b+b-rslora"):
+        model, _, adapter = tag.partition("+")
+        reference_bf16(
+            tag,
+            os.path.join(MODELS, model),
+            os.path.join(ADAPTERS, adapter) if adapter else None,
+            tok,
+        )
+
+
 def versions():
     return {
         "python": sys.version.split()[0],
@@ -501,6 +562,7 @@ def main():
     reference("tiny-a+a-plain", dirs["tiny-a"], adirs["a-plain"], tok, ids)
     reference("tiny-b", dirs["tiny-b"], None, tok, ids)
     reference("tiny-b+b-rslora", dirs["tiny-b"], adirs["b-rslora"], tok, ids)
+    main_bf16()
 
     total = 0
     for root, _, files in os.walk(HERE):
@@ -515,4 +577,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--bf16"]:
+        main_bf16()
+    else:
+        main()
