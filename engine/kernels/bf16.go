@@ -62,18 +62,25 @@ func clampBF16(b uint16) uint16 {
 func roundActBF16(v float32) uint16 { return clampBF16(F32ToBF16(v)) }
 
 // bf16Acts is a batch of activation rows rounded for a BF16 product, row b
-// at [b*kp:] (kp = bf16Cols, the pad column zero). Implementations with a
+// at [b*stride:] (kp = bf16Cols values, the pad column zero). The stride is
+// kp plus a cache line, so that the rows a tile reads together do not all
+// fall in the same L1 set when a row's bytes are a multiple of 4 KB. Implementations with a
 // pair-product unit read h (bf16, in column order); the others read f, the
 // same values as float32 with each pair swapped (column 2m+1 first), so
 // that a plain float32 kernel meets them in the pair step's order.
 type bf16Acts struct {
-	h []uint16
-	f []float32
+	h      []uint16
+	f      []float32
+	stride int
 }
+
+// bf16ActsPad is the padding of an activation row, 64 bytes of bf16.
+const bf16ActsPad = 32
 
 // resize makes room for n rows of cols values in the form im reads.
 func (a *bf16Acts) resize(im *impl, n, cols int) {
-	size := n * bf16Cols(cols)
+	a.stride = bf16Cols(cols) + bf16ActsPad
+	size := n * a.stride
 	if im.gemvBF16DP != nil {
 		if cap(a.h) < size {
 			a.h = make([]uint16, size)
@@ -89,18 +96,18 @@ func (a *bf16Acts) resize(im *impl, n, cols int) {
 
 // round rounds rows [b0, b1) of x (rows of cols values) into a.
 func (a *bf16Acts) round(im *impl, x []float32, cols, b0, b1 int) {
-	kp := bf16Cols(cols)
+	kp, st := bf16Cols(cols), a.stride
 	for b := b0; b < b1; b++ {
 		src := x[b*cols : (b+1)*cols]
 		if im.gemvBF16DP != nil {
-			dst := a.h[b*kp : (b+1)*kp]
+			dst := a.h[b*st : b*st+kp]
 			im.roundBF16(dst[:cols], src)
 			if kp > cols {
 				dst[cols] = 0
 			}
 			continue
 		}
-		dst := a.f[b*kp : (b+1)*kp]
+		dst := a.f[b*st : b*st+kp]
 		for k := 0; k+1 < cols; k += 2 {
 			dst[k] = BF16ToF32(roundActBF16(src[k+1]))
 			dst[k+1] = BF16ToF32(roundActBF16(src[k]))
@@ -157,7 +164,7 @@ func (j *job) bf16(p0, p1 int, sc *scratch) {
 		j.gemmBF16DP(p0, p1, sc)
 		return
 	}
-	j.gemmOver(p0, p1, sc, kp, j.bacts.f)
+	j.gemmOver(p0, p1, sc, kp, j.bacts.f, j.bacts.stride)
 }
 
 // gemmBF16DP is gemm for an implementation with a pair-product unit: the
@@ -165,7 +172,7 @@ func (j *job) bf16(p0, p1 int, sc *scratch) {
 func (j *job) gemmBF16DP(p0, p1 int, sc *scratch) {
 	w, im, n := j.w, j.im, j.n
 	K, R := bf16Cols(w.Cols), w.Rows
-	x := j.bacts.h
+	x, S := j.bacts.h, j.bacts.stride
 	chunks := (n + maxChunkRows - 1) / maxChunkRows
 	nc := ((n+chunks-1)/chunks + 3) / 4 * 4
 	groupsMax := (min(n, nc) + 3) / 4
@@ -187,13 +194,19 @@ func (j *job) gemmBF16DP(p0, p1 int, sc *scratch) {
 					seg := w.bf16[lo:hi]
 					for g := 0; g < groups; g++ {
 						b := b0 + g*4
-						if g+3 <= groups && b+12 <= b1 {
-							im.gemm16x12BF16DP(seg, x[b*K+k0:(b+11)*K+k0+kl], K, (*[192]float32)(pacc[g*64:]), pf, pfStride)
+						if b+16 <= b1 && im.gemm16x16BF16DP != nil {
+							im.gemm16x16BF16DP(seg, x[b*S+k0:(b+15)*S+k0+kl], S, (*[256]float32)(pacc[g*64:]), pf, pfStride)
+							pfStride = 0
+							g += 3
+							continue
+						}
+						if b+12 <= b1 {
+							im.gemm16x12BF16DP(seg, x[b*S+k0:(b+11)*S+k0+kl], S, (*[192]float32)(pacc[g*64:]), pf, pfStride)
 							pfStride = 0
 							g += 2
 							continue
 						}
-						r := func(i int) []uint16 { bi := min(b+i, b1-1); return x[bi*K+k0 : bi*K+k0+kl] }
+						r := func(i int) []uint16 { bi := min(b+i, b1-1); return x[bi*S+k0 : bi*S+k0+kl] }
 						im.gemm16x4BF16DP(seg, r(0), r(1), r(2), r(3), (*[64]float32)(pacc[g*64:]), pf, pfStride)
 						pfStride = 0
 					}

@@ -30,9 +30,11 @@ type impl struct {
 	// activations (bf16Acts.h): gemvBF16DP as gemvBF16; the gemm kernels
 	// continue acc[16j+i] over one pair-packed panel segment of len(p)/16
 	// columns for twelve rows (row j at x[j*stride:]) or four, prefetching
-	// as gemm16x6 does. nil where there is no such unit.
+	// as gemm16x6 does; gemm16x16BF16DP is gemm16x12BF16DP for sixteen
+	// rows. nil where there is no such unit.
 	gemvBF16DP      func(p0, p1, p2, p3 []uint16, x []uint16, out *[64]float32)
 	gemm16x12BF16DP func(p []uint16, x []uint16, stride int, acc *[192]float32, pf unsafe.Pointer, pfStride int)
+	gemm16x16BF16DP func(p []uint16, x []uint16, stride int, acc *[256]float32, pf unsafe.Pointer, pfStride int)
 	gemm16x4BF16DP  func(p []uint16, x0, x1, x2, x3 []uint16, acc *[64]float32, pf unsafe.Pointer, pfStride int)
 	// roundBF16 writes dst[k] = roundActBF16(src[k]) (for gemvBF16DP's
 	// activations).

@@ -39,6 +39,11 @@ var avx512bf16 = func() *impl {
 		_ = x[11*stride+k-1]
 		gemm16x12BF16DPAVX512(&p[0], &x[0], stride, k/2, acc, pf, pfStride)
 	}
+	im.gemm16x16BF16DP = func(p []uint16, x []uint16, stride int, acc *[256]float32, pf unsafe.Pointer, pfStride int) {
+		k := len(p) / PanelRows
+		_ = x[15*stride+k-1]
+		gemm16x16BF16DPAVX512(&p[0], &x[0], stride, k/2, acc, pf, pfStride)
+	}
 	im.gemm16x4BF16DP = func(p []uint16, x0, x1, x2, x3 []uint16, acc *[64]float32, pf unsafe.Pointer, pfStride int) {
 		k := len(p) / PanelRows
 		_, _, _, _ = x0[k-1], x1[k-1], x2[k-1], x3[k-1]
@@ -221,6 +226,9 @@ func gemvBF16DPAVX512(p0, p1, p2, p3 *uint16, x *uint16, k int, out *[64]float32
 
 //go:noescape
 func gemm16x12BF16DPAVX512(p *uint16, x *uint16, stride, k int, acc *[192]float32, pf unsafe.Pointer, pfStride int)
+
+//go:noescape
+func gemm16x16BF16DPAVX512(p *uint16, x *uint16, stride, k int, acc *[256]float32, pf unsafe.Pointer, pfStride int)
 
 //go:noescape
 func gemm16x4BF16DPAVX512(p *uint16, x0, x1, x2, x3 *uint16, k int, acc *[64]float32, pf unsafe.Pointer, pfStride int)

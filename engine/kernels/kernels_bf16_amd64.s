@@ -60,6 +60,134 @@
 // vdpbf16ps (%r11,%rdx,2){1to16},%zmm12,%zmm11
 #define DPROW11 BYTE $0x62; BYTE $0x52; BYTE $0x1e; BYTE $0x58; BYTE $0x52; BYTE $0x1c; BYTE $0x53
 
+// vdpbf16ps (%r8){1to16},%zmm16,%zmm0
+#define DP16ROW0 BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x50; BYTE $0x52; BYTE $0x00
+
+// vdpbf16ps (%r8,%rdx,1){1to16},%zmm16,%zmm1
+#define DP16ROW1 BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x50; BYTE $0x52; BYTE $0x0c; BYTE $0x10
+
+// vdpbf16ps (%r8,%rdx,2){1to16},%zmm16,%zmm2
+#define DP16ROW2 BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x50; BYTE $0x52; BYTE $0x14; BYTE $0x50
+
+// vdpbf16ps (%r8,%rbx,1){1to16},%zmm16,%zmm3
+#define DP16ROW3 BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x50; BYTE $0x52; BYTE $0x1c; BYTE $0x18
+
+// vdpbf16ps (%r9){1to16},%zmm16,%zmm4
+#define DP16ROW4 BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x50; BYTE $0x52; BYTE $0x21
+
+// vdpbf16ps (%r9,%rdx,1){1to16},%zmm16,%zmm5
+#define DP16ROW5 BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x50; BYTE $0x52; BYTE $0x2c; BYTE $0x11
+
+// vdpbf16ps (%r9,%rdx,2){1to16},%zmm16,%zmm6
+#define DP16ROW6 BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x50; BYTE $0x52; BYTE $0x34; BYTE $0x51
+
+// vdpbf16ps (%r9,%rbx,1){1to16},%zmm16,%zmm7
+#define DP16ROW7 BYTE $0x62; BYTE $0xd2; BYTE $0x7e; BYTE $0x50; BYTE $0x52; BYTE $0x3c; BYTE $0x19
+
+// vdpbf16ps (%r10){1to16},%zmm16,%zmm8
+#define DP16ROW8 BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x50; BYTE $0x52; BYTE $0x02
+
+// vdpbf16ps (%r10,%rdx,1){1to16},%zmm16,%zmm9
+#define DP16ROW9 BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x50; BYTE $0x52; BYTE $0x0c; BYTE $0x12
+
+// vdpbf16ps (%r10,%rdx,2){1to16},%zmm16,%zmm10
+#define DP16ROW10 BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x50; BYTE $0x52; BYTE $0x14; BYTE $0x52
+
+// vdpbf16ps (%r10,%rbx,1){1to16},%zmm16,%zmm11
+#define DP16ROW11 BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x50; BYTE $0x52; BYTE $0x1c; BYTE $0x1a
+
+// vdpbf16ps (%r11){1to16},%zmm16,%zmm12
+#define DP16ROW12 BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x50; BYTE $0x52; BYTE $0x23
+
+// vdpbf16ps (%r11,%rdx,1){1to16},%zmm16,%zmm13
+#define DP16ROW13 BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x50; BYTE $0x52; BYTE $0x2c; BYTE $0x13
+
+// vdpbf16ps (%r11,%rdx,2){1to16},%zmm16,%zmm14
+#define DP16ROW14 BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x50; BYTE $0x52; BYTE $0x34; BYTE $0x53
+
+// vdpbf16ps (%r11,%rbx,1){1to16},%zmm16,%zmm15
+#define DP16ROW15 BYTE $0x62; BYTE $0x52; BYTE $0x7e; BYTE $0x50; BYTE $0x52; BYTE $0x3c; BYTE $0x1b
+
+// func gemm16x16BF16DPAVX512(p *uint16, x *uint16, stride, k int, acc *[256]float32, pf unsafe.Pointer, pfStride int)
+// gemm16x16BF16DPAVX512 is gemm16x12BF16DPAVX512 for sixteen rows: R8
+// holds rows 0-3 (base, +DX, +2*DX, +BX = 3*DX bytes), R9 4-7, R10 8-11,
+// R11 12-15; Z0-Z15 the accumulators, Z16 the weight pairs.
+TEXT ·gemm16x16BF16DPAVX512(SB), NOSPLIT, $0-56
+	MOVQ    p+0(FP), SI
+	MOVQ    x+8(FP), R8
+	MOVQ    stride+16(FP), DX
+	MOVQ    k+24(FP), CX
+	MOVQ    acc+32(FP), DI
+	MOVQ    pf+40(FP), R14
+	MOVQ    pfStride+48(FP), R15
+	SHLQ    $1, DX
+	LEAQ    (DX)(DX*2), BX
+	LEAQ    (R8)(DX*4), R9
+	LEAQ    (R9)(DX*4), R10
+	LEAQ    (R10)(DX*4), R11
+	VMOVUPS 0(DI), Z0
+	VMOVUPS 64(DI), Z1
+	VMOVUPS 128(DI), Z2
+	VMOVUPS 192(DI), Z3
+	VMOVUPS 256(DI), Z4
+	VMOVUPS 320(DI), Z5
+	VMOVUPS 384(DI), Z6
+	VMOVUPS 448(DI), Z7
+	VMOVUPS 512(DI), Z8
+	VMOVUPS 576(DI), Z9
+	VMOVUPS 640(DI), Z10
+	VMOVUPS 704(DI), Z11
+	VMOVUPS 768(DI), Z12
+	VMOVUPS 832(DI), Z13
+	VMOVUPS 896(DI), Z14
+	VMOVUPS 960(DI), Z15
+
+dp16_loop:
+	VMOVDQU32  (SI), Z16
+	PREFETCHT0 (R14)
+	ADDQ       R15, R14
+	DP16ROW0
+	DP16ROW1
+	DP16ROW2
+	DP16ROW3
+	DP16ROW4
+	DP16ROW5
+	DP16ROW6
+	DP16ROW7
+	DP16ROW8
+	DP16ROW9
+	DP16ROW10
+	DP16ROW11
+	DP16ROW12
+	DP16ROW13
+	DP16ROW14
+	DP16ROW15
+	ADDQ       $4, R8
+	ADDQ       $4, R9
+	ADDQ       $4, R10
+	ADDQ       $4, R11
+	ADDQ       $64, SI
+	DECQ       CX
+	JNZ        dp16_loop
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 128(DI)
+	VMOVUPS Z3, 192(DI)
+	VMOVUPS Z4, 256(DI)
+	VMOVUPS Z5, 320(DI)
+	VMOVUPS Z6, 384(DI)
+	VMOVUPS Z7, 448(DI)
+	VMOVUPS Z8, 512(DI)
+	VMOVUPS Z9, 576(DI)
+	VMOVUPS Z10, 640(DI)
+	VMOVUPS Z11, 704(DI)
+	VMOVUPS Z12, 768(DI)
+	VMOVUPS Z13, 832(DI)
+	VMOVUPS Z14, 896(DI)
+	VMOVUPS Z15, 960(DI)
+	VZEROUPPER
+	RET
+
 // func gemvBF16DPAVX512(p0, p1, p2, p3 *uint16, x *uint16, k int, out *[64]float32)
 // k is the number of column pairs; x holds them as bf16 pairs.
 TEXT ·gemvBF16DPAVX512(SB), NOSPLIT, $0-56

@@ -76,7 +76,7 @@ func (j *job) part(p0, p1 int, sc *scratch) {
 		j.gemv(p0, p1, sc)
 		return
 	}
-	j.gemmOver(p0, p1, sc, j.w.Cols, j.x)
+	j.gemmOver(p0, p1, sc, j.w.Cols, j.x, j.w.Cols)
 }
 
 func (j *job) gemv(p0, p1 int, sc *scratch) {
@@ -111,14 +111,14 @@ const maxChunkRows = 192
 var accBytes = 48 << 10
 
 // gemmOver computes panels [p0, p1) for n > 1 activation rows x of K
-// columns each (a float32 matrix's own activations, or a BF16 one's
-// rounded ones over K packed columns, its segments widened into pair-step
-// order). The rows are cut into chunks of at most maxChunkRows; per chunk,
+// columns each, row b at x[b*S:] (a float32 matrix's own activations, or a
+// BF16 one's rounded ones over K packed columns, its segments widened into
+// pair-step order). The rows are cut into chunks of at most maxChunkRows; per chunk,
 // the panels are taken in blocks, and per block the k-slices of kBlock
 // columns in order, so every output is still reduced in order of k from
 // zero: the accumulators of a block round-trip through memory between
 // slices, which changes no bits.
-func (j *job) gemmOver(p0, p1 int, sc *scratch, K int, x []float32) {
+func (j *job) gemmOver(p0, p1 int, sc *scratch, K int, x []float32, S int) {
 	w, im, n := j.w, j.im, j.n
 	R := w.Rows
 	chunks := (n + maxChunkRows - 1) / maxChunkRows
@@ -153,13 +153,13 @@ func (j *job) gemmOver(p0, p1 int, sc *scratch, K int, x []float32) {
 						seg = w.f32[lo:hi]
 					}
 					for g := 0; g < groups; g++ {
-						if xx, ok := x12(im.gemm16x12 != nil, x, K, b0+g*6, b1, k0, kl); ok {
-							im.gemm16x12(seg, xx, K, (*[192]float32)(pacc[g*96:]), pf, pfStride)
+						if xx, ok := x12(im.gemm16x12 != nil, x, S, b0+g*6, b1, k0, kl); ok {
+							im.gemm16x12(seg, xx, S, (*[192]float32)(pacc[g*96:]), pf, pfStride)
 							pfStride = 0
 							g++
 							continue
 						}
-						xs = xGroup(xs, x, K, b0+g*6, b1, k0, kl)
+						xs = xGroup(xs, x, S, b0+g*6, b1, k0, kl)
 						if b1-(b0+g*6) <= 4 && im.gemm16x4 != nil {
 							im.gemm16x4(seg, xs[0], xs[1], xs[2], xs[3], (*[64]float32)(pacc[g*96:]), pf, pfStride)
 						} else {
@@ -212,23 +212,22 @@ func (j *job) nextSegment(p, k0, q0, q1, p1 int) (unsafe.Pointer, int) {
 	}
 }
 
-// x12 returns columns [k0, k0+kl) of rows b..b+11 of x (rows of K
-// values) for a 12-row kernel, as one slice from row b, column k0 (row j
-// at j*K), when the implementation has one (has) and all twelve rows are
+// x12 returns columns [k0, k0+kl) of rows b..b+11 of x (row b at b*S)
+// for a 12-row kernel, as one slice from row b, column k0 (row j at j*S), when the implementation has one (has) and all twelve rows are
 // real rows of the batch; the 12-row tile covers two 6-row groups.
-func x12(has bool, x []float32, K, b, b1, k0, kl int) ([]float32, bool) {
+func x12(has bool, x []float32, S, b, b1, k0, kl int) ([]float32, bool) {
 	if !has || b+12 > b1 {
 		return nil, false
 	}
-	return x[b*K+k0 : (b+11)*K+k0+kl], true
+	return x[b*S+k0 : (b+11)*S+k0+kl], true
 }
 
-// xGroup points xs at columns [k0, k0+kl) of rows b..b+5 of x (rows of K
-// values), the rows past b1-1 repeating row b1-1.
-func xGroup(xs [6][]float32, x []float32, K, b, b1, k0, kl int) [6][]float32 {
+// xGroup points xs at columns [k0, k0+kl) of rows b..b+5 of x (row b at
+// b*S), the rows past b1-1 repeating row b1-1.
+func xGroup(xs [6][]float32, x []float32, S, b, b1, k0, kl int) [6][]float32 {
 	for jj := range xs {
 		bj := min(b+jj, b1-1)
-		xs[jj] = x[bj*K+k0 : bj*K+k0+kl]
+		xs[jj] = x[bj*S+k0 : bj*S+k0+kl]
 	}
 	return xs
 }
