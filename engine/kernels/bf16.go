@@ -174,7 +174,7 @@ func (j *job) gemmBF16DP(p0, p1 int, sc *scratch) {
 	K, R := bf16Cols(w.Cols), w.Rows
 	x, S := j.bacts.h, j.bacts.stride
 	chunks := (n + maxChunkRows - 1) / maxChunkRows
-	nc := ((n+chunks-1)/chunks + 3) / 4 * 4
+	nc := ((n+chunks-1)/chunks + 15) / 16 * 16
 	groupsMax := (min(n, nc) + 3) / 4
 	pb := max(1, min(p1-p0, accBytes/(groupsMax*64*4)))
 	sc.acc = grow(sc.acc, pb*groupsMax*64)
@@ -190,8 +190,30 @@ func (j *job) gemmBF16DP(p0, p1 int, sc *scratch) {
 				for p := q0; p < q1; p++ {
 					pacc := acc[(p-q0)*groups*64:]
 					lo, hi := (p*K+k0)*PanelRows, (p*K+k0+kl)*PanelRows
-					pf, pfStride := j.nextSegment(p, k0, q0, q1, p1)
 					seg := w.bf16[lo:hi]
+					row := func(b, i int) []uint16 { bi := min(b+i, b1-1); return x[bi*S+k0 : bi*S+k0+kl] }
+					if p+1 < q1 && b1-b0 >= 8 && im.gemm32x8BF16DP != nil {
+						// Two panels at once: eight rows a tile, four
+						// rows left over a panel at a time.
+						pf, pfStride := j.nextSegment(p+1, k0, q0, q1, p1)
+						pacc1 := acc[(p+1-q0)*groups*64:]
+						seg1 := w.bf16[lo+K*PanelRows : hi+K*PanelRows]
+						g := 0
+						for ; b0+g*4+8 <= b1; g += 2 {
+							b := b0 + g*4
+							im.gemm32x8BF16DP(seg, seg1, x[b*S+k0:(b+7)*S+k0+kl], S,
+								(*[128]float32)(pacc[g*64:]), (*[128]float32)(pacc1[g*64:]), pf, pfStride)
+							pfStride = 0
+						}
+						for ; g < groups; g++ {
+							b := b0 + g*4
+							im.gemm16x4BF16DP(seg, row(b, 0), row(b, 1), row(b, 2), row(b, 3), (*[64]float32)(pacc[g*64:]), pf, 0)
+							im.gemm16x4BF16DP(seg1, row(b, 0), row(b, 1), row(b, 2), row(b, 3), (*[64]float32)(pacc1[g*64:]), pf, 0)
+						}
+						p++
+						continue
+					}
+					pf, pfStride := j.nextSegment(p, k0, q0, q1, p1)
 					for g := 0; g < groups; g++ {
 						b := b0 + g*4
 						if b+16 <= b1 && im.gemm16x16BF16DP != nil {
@@ -206,8 +228,7 @@ func (j *job) gemmBF16DP(p0, p1 int, sc *scratch) {
 							g += 2
 							continue
 						}
-						r := func(i int) []uint16 { bi := min(b+i, b1-1); return x[bi*S+k0 : bi*S+k0+kl] }
-						im.gemm16x4BF16DP(seg, r(0), r(1), r(2), r(3), (*[64]float32)(pacc[g*64:]), pf, pfStride)
+						im.gemm16x4BF16DP(seg, row(b, 0), row(b, 1), row(b, 2), row(b, 3), (*[64]float32)(pacc[g*64:]), pf, pfStride)
 						pfStride = 0
 					}
 				}

@@ -31,10 +31,14 @@ type impl struct {
 	// continue acc[16j+i] over one pair-packed panel segment of len(p)/16
 	// columns for twelve rows (row j at x[j*stride:]) or four, prefetching
 	// as gemm16x6 does; gemm16x16BF16DP is gemm16x12BF16DP for sixteen
-	// rows. nil where there is no such unit.
+	// rows; gemm32x8BF16DP runs two panels' segments p0 and p1 (of equal
+	// length, p1 after p0 in the same storage) over eight rows, into
+	// acc0 and acc1 (nil: one panel at a time). nil where there is no
+	// such unit.
 	gemvBF16DP      func(p0, p1, p2, p3 []uint16, x []uint16, out *[64]float32)
 	gemm16x12BF16DP func(p []uint16, x []uint16, stride int, acc *[192]float32, pf unsafe.Pointer, pfStride int)
 	gemm16x16BF16DP func(p []uint16, x []uint16, stride int, acc *[256]float32, pf unsafe.Pointer, pfStride int)
+	gemm32x8BF16DP  func(p0, p1 []uint16, x []uint16, stride int, acc0, acc1 *[128]float32, pf unsafe.Pointer, pfStride int)
 	gemm16x4BF16DP  func(p []uint16, x0, x1, x2, x3 []uint16, acc *[64]float32, pf unsafe.Pointer, pfStride int)
 	// roundBF16 writes dst[k] = roundActBF16(src[k]) (for gemvBF16DP's
 	// activations).

@@ -37,17 +37,23 @@ var avx512bf16 = func() *impl {
 	im.gemm16x12BF16DP = func(p []uint16, x []uint16, stride int, acc *[192]float32, pf unsafe.Pointer, pfStride int) {
 		k := len(p) / PanelRows
 		_ = x[11*stride+k-1]
-		gemm16x12BF16DPAVX512(&p[0], &x[0], stride, k/2, acc, pf, pfStride)
+		gemm16x12BF16DPAVX512(&p[0], &x[0], stride, k/2, acc, pf, 2*pfStride)
 	}
 	im.gemm16x16BF16DP = func(p []uint16, x []uint16, stride int, acc *[256]float32, pf unsafe.Pointer, pfStride int) {
 		k := len(p) / PanelRows
 		_ = x[15*stride+k-1]
-		gemm16x16BF16DPAVX512(&p[0], &x[0], stride, k/2, acc, pf, pfStride)
+		gemm16x16BF16DPAVX512(&p[0], &x[0], stride, k/2, acc, pf, 2*pfStride)
+	}
+	im.gemm32x8BF16DP = func(p0, p1 []uint16, x []uint16, stride int, acc0, acc1 *[128]float32, pf unsafe.Pointer, pfStride int) {
+		k := len(p0) / PanelRows
+		_, _ = p1[k*PanelRows-1], x[7*stride+k-1]
+		pstride := int(uintptr(unsafe.Pointer(&p1[0])) - uintptr(unsafe.Pointer(&p0[0])))
+		gemm32x8BF16DPAVX512(&p0[0], pstride, &x[0], stride, k/2, acc0, acc1, pf, 2*pfStride)
 	}
 	im.gemm16x4BF16DP = func(p []uint16, x0, x1, x2, x3 []uint16, acc *[64]float32, pf unsafe.Pointer, pfStride int) {
 		k := len(p) / PanelRows
 		_, _, _, _ = x0[k-1], x1[k-1], x2[k-1], x3[k-1]
-		gemm16x4BF16DPAVX512(&p[0], &x0[0], &x1[0], &x2[0], &x3[0], k/2, acc, pf, pfStride)
+		gemm16x4BF16DPAVX512(&p[0], &x0[0], &x1[0], &x2[0], &x3[0], k/2, acc, pf, 2*pfStride)
 	}
 	return &im
 }()
@@ -219,7 +225,8 @@ func gemm16x12AVX512(p, x *float32, stride, k int, acc *[192]float32, pf unsafe.
 //go:noescape
 func fmaLoopAVX512(iters int)
 
-// The AVX512_BF16 kernels (kernels_bf16_amd64.s): k counts column pairs.
+// The AVX512_BF16 kernels (kernels_bf16_amd64.s): k counts column pairs,
+// and pfStride is per pair (twice the gemm's, which is per column).
 
 //go:noescape
 func gemvBF16DPAVX512(p0, p1, p2, p3 *uint16, x *uint16, k int, out *[64]float32)
@@ -229,6 +236,9 @@ func gemm16x12BF16DPAVX512(p *uint16, x *uint16, stride, k int, acc *[192]float3
 
 //go:noescape
 func gemm16x16BF16DPAVX512(p *uint16, x *uint16, stride, k int, acc *[256]float32, pf unsafe.Pointer, pfStride int)
+
+//go:noescape
+func gemm32x8BF16DPAVX512(p *uint16, pstride int, x *uint16, stride, k int, acc0, acc1 *[128]float32, pf unsafe.Pointer, pfStride int)
 
 //go:noescape
 func gemm16x4BF16DPAVX512(p *uint16, x0, x1, x2, x3 *uint16, k int, acc *[64]float32, pf unsafe.Pointer, pfStride int)

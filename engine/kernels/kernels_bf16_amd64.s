@@ -188,6 +188,145 @@ dp16_loop:
 	VZEROUPPER
 	RET
 
+// vdpbf16ps %zmm16,%zmm18,%zmm0
+#define DP2W0R0 BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc0
+
+// vdpbf16ps %zmm17,%zmm18,%zmm8
+#define DP2W1R0 BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xc1
+
+// vdpbf16ps %zmm16,%zmm19,%zmm1
+#define DP2W0R1 BYTE $0x62; BYTE $0xb2; BYTE $0x66; BYTE $0x40; BYTE $0x52; BYTE $0xc8
+
+// vdpbf16ps %zmm17,%zmm19,%zmm9
+#define DP2W1R1 BYTE $0x62; BYTE $0x32; BYTE $0x66; BYTE $0x40; BYTE $0x52; BYTE $0xc9
+
+// vdpbf16ps %zmm16,%zmm20,%zmm2
+#define DP2W0R2 BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd0
+
+// vdpbf16ps %zmm17,%zmm20,%zmm10
+#define DP2W1R2 BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xd1
+
+// vdpbf16ps %zmm16,%zmm21,%zmm3
+#define DP2W0R3 BYTE $0x62; BYTE $0xb2; BYTE $0x56; BYTE $0x40; BYTE $0x52; BYTE $0xd8
+
+// vdpbf16ps %zmm17,%zmm21,%zmm11
+#define DP2W1R3 BYTE $0x62; BYTE $0x32; BYTE $0x56; BYTE $0x40; BYTE $0x52; BYTE $0xd9
+
+// vdpbf16ps %zmm16,%zmm18,%zmm4
+#define DP2W0R4 BYTE $0x62; BYTE $0xb2; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe0
+
+// vdpbf16ps %zmm17,%zmm18,%zmm12
+#define DP2W1R4 BYTE $0x62; BYTE $0x32; BYTE $0x6e; BYTE $0x40; BYTE $0x52; BYTE $0xe1
+
+// vdpbf16ps %zmm16,%zmm19,%zmm5
+#define DP2W0R5 BYTE $0x62; BYTE $0xb2; BYTE $0x66; BYTE $0x40; BYTE $0x52; BYTE $0xe8
+
+// vdpbf16ps %zmm17,%zmm19,%zmm13
+#define DP2W1R5 BYTE $0x62; BYTE $0x32; BYTE $0x66; BYTE $0x40; BYTE $0x52; BYTE $0xe9
+
+// vdpbf16ps %zmm16,%zmm20,%zmm6
+#define DP2W0R6 BYTE $0x62; BYTE $0xb2; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf0
+
+// vdpbf16ps %zmm17,%zmm20,%zmm14
+#define DP2W1R6 BYTE $0x62; BYTE $0x32; BYTE $0x5e; BYTE $0x40; BYTE $0x52; BYTE $0xf1
+
+// vdpbf16ps %zmm16,%zmm21,%zmm7
+#define DP2W0R7 BYTE $0x62; BYTE $0xb2; BYTE $0x56; BYTE $0x40; BYTE $0x52; BYTE $0xf8
+
+// vdpbf16ps %zmm17,%zmm21,%zmm15
+#define DP2W1R7 BYTE $0x62; BYTE $0x32; BYTE $0x56; BYTE $0x40; BYTE $0x52; BYTE $0xf9
+
+// func gemm32x8BF16DPAVX512(p *uint16, pstride int, x *uint16, stride, k int, acc0, acc1 *[128]float32, pf unsafe.Pointer, pfStride int)
+// gemm32x8BF16DPAVX512 runs two panels' segments at once, the second
+// pstride bytes after the first, over eight activation rows (R8 rows 0-3
+// at base, +DX, +2*DX, +BX = 3*DX bytes; R9 rows 4-7): each activation
+// pair is broadcast once for both panels. Z0-Z7 and Z8-Z15 are the two
+// panels' accumulators (acc0, acc1), Z16 and Z17 their weight pairs. It
+// prefetches at pf and pf+pstride.
+TEXT ·gemm32x8BF16DPAVX512(SB), NOSPLIT, $0-72
+	MOVQ    p+0(FP), SI
+	MOVQ    pstride+8(FP), R12
+	MOVQ    x+16(FP), R8
+	MOVQ    stride+24(FP), DX
+	MOVQ    k+32(FP), CX
+	MOVQ    acc0+40(FP), DI
+	MOVQ    acc1+48(FP), R13
+	MOVQ    pf+56(FP), R14
+	MOVQ    pfStride+64(FP), R15
+	SHLQ    $1, DX
+	LEAQ    (DX)(DX*2), BX
+	LEAQ    (R8)(DX*4), R9
+	VMOVUPS 0(DI), Z0
+	VMOVUPS 64(DI), Z1
+	VMOVUPS 128(DI), Z2
+	VMOVUPS 192(DI), Z3
+	VMOVUPS 256(DI), Z4
+	VMOVUPS 320(DI), Z5
+	VMOVUPS 384(DI), Z6
+	VMOVUPS 448(DI), Z7
+	VMOVUPS 0(R13), Z8
+	VMOVUPS 64(R13), Z9
+	VMOVUPS 128(R13), Z10
+	VMOVUPS 192(R13), Z11
+	VMOVUPS 256(R13), Z12
+	VMOVUPS 320(R13), Z13
+	VMOVUPS 384(R13), Z14
+	VMOVUPS 448(R13), Z15
+
+dp32x8_loop:
+	VMOVDQU32  (SI), Z16
+	VMOVDQU32  (SI)(R12*1), Z17
+	PREFETCHT0 (R14)
+	PREFETCHT0 (R14)(R12*1)
+	ADDQ       R15, R14
+	VPBROADCASTD (R8), Z18
+	DP2W0R0
+	DP2W1R0
+	VPBROADCASTD (R8)(DX*1), Z19
+	DP2W0R1
+	DP2W1R1
+	VPBROADCASTD (R8)(DX*2), Z20
+	DP2W0R2
+	DP2W1R2
+	VPBROADCASTD (R8)(BX*1), Z21
+	DP2W0R3
+	DP2W1R3
+	VPBROADCASTD (R9), Z18
+	DP2W0R4
+	DP2W1R4
+	VPBROADCASTD (R9)(DX*1), Z19
+	DP2W0R5
+	DP2W1R5
+	VPBROADCASTD (R9)(DX*2), Z20
+	DP2W0R6
+	DP2W1R6
+	VPBROADCASTD (R9)(BX*1), Z21
+	DP2W0R7
+	DP2W1R7
+	ADDQ       $4, R8
+	ADDQ       $4, R9
+	ADDQ       $64, SI
+	DECQ       CX
+	JNZ        dp32x8_loop
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 128(DI)
+	VMOVUPS Z3, 192(DI)
+	VMOVUPS Z4, 256(DI)
+	VMOVUPS Z5, 320(DI)
+	VMOVUPS Z6, 384(DI)
+	VMOVUPS Z7, 448(DI)
+	VMOVUPS Z8, 0(R13)
+	VMOVUPS Z9, 64(R13)
+	VMOVUPS Z10, 128(R13)
+	VMOVUPS Z11, 192(R13)
+	VMOVUPS Z12, 256(R13)
+	VMOVUPS Z13, 320(R13)
+	VMOVUPS Z14, 384(R13)
+	VMOVUPS Z15, 448(R13)
+	VZEROUPPER
+	RET
+
 // func gemvBF16DPAVX512(p0, p1, p2, p3 *uint16, x *uint16, k int, out *[64]float32)
 // k is the number of column pairs; x holds them as bf16 pairs.
 TEXT ·gemvBF16DPAVX512(SB), NOSPLIT, $0-56
