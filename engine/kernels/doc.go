@@ -23,22 +23,28 @@
 // the panels in blocks (their accumulators, at most 48 KB, stay in cache)
 // k-slice by k-slice (256 columns): a slice of the activations is reused by
 // every panel of the block while it is in L2, whatever K is, and each weight
-// is read from memory once per chunk. bf16 weights of batches up to 48 rows
-// are widened in registers; larger batches widen each 16 x 256 panel
-// segment once into an L1 buffer shared by all the tiles. While a tile
-// works, its kernel prefetches the weights of the segment that comes next.
+// is read from memory once per chunk. bf16 panels hold column pairs
+// (bf16.go); with AVX512_BF16 the tiles multiply them as they are
+// (VDPBF16PS, tiles of 16 rows or of two panels x 8 rows), elsewhere each
+// 16 x 256 segment is widened once into an L1 buffer shared by all the
+// tiles. While a tile works, its kernel prefetches the weights of the
+// segment that comes next.
 // Q8 panels group four columns per row (q8.go), and their products run on
 // quantized activations in 16 x 4 tiles over whole panels (16 x 16 tiles on
 // AMX).
 //
 // Numerics. Every output element of MatMul is accumulated in order of k,
-// from zero, one product at a time: with fused multiply-add in assembly,
-// with a rounded multiply then add in Go. Neither the batch size n, nor the
+// from zero, one product at a time, each added with one rounding (fused
+// multiply-add in assembly, fma32 in Go), so every implementation gives the
+// same bits for f32 as well. Neither the batch size n, nor the
 // position of a row in a tile, nor the thread count changes that order, so a
 // row's output bits never depend on what else shares its batch (batch
 // invariance); the tests hold every path to it bitwise. Against an exact sum
 // the error is the usual one of a sequential float32 sum (a few ulps of
-// sum|w*x| per hundred terms). BF16 weights are widened exactly. Q8 is
+// sum|w*x| per hundred terms). A BF16 product rounds its activations to
+// bf16, so each product is exact, and adds each column pair's two products
+// in VDPBF16PS's order, bit for bit on every implementation (bf16.go,
+// docs/numerics.md). Q8 is
 // integer arithmetic: each activation row is quantized like the weights
 // (int8 per block of 32 with a float32 scale), each block's sum of int8
 // products is exact, and the blocks are scaled and summed in float32 in

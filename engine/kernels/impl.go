@@ -60,6 +60,9 @@ type impl struct {
 	// pfStride bytes per k from pf on (the weights the gemm reads next; a
 	// prefetch never faults, so pf may point anywhere).
 	gemm16x6 func(p, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, pf unsafe.Pointer, pfStride int)
+	// gemm16x6Exact, where set, replaces gemm16x6 and gemm16x12 over
+	// widened bf16 segments, whose products are exact (bf16.go).
+	gemm16x6Exact func(p, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, pf unsafe.Pointer, pfStride int)
 	// gemm16x4 is gemm16x6 for four activation rows (acc[16j+i], j < 4),
 	// for the last rows of a batch; nil means pad them to six.
 	gemm16x4 func(p, x0, x1, x2, x3 []float32, acc *[64]float32, pf unsafe.Pointer, pfStride int)
@@ -111,6 +114,9 @@ var generic = &impl{
 	},
 	gemm16x12: func(p []float32, x []float32, stride int, acc *[192]float32, _ unsafe.Pointer, _ int) {
 		gemm16x12Go(p, x, stride, acc)
+	},
+	gemm16x6Exact: func(p, x0, x1, x2, x3, x4, x5 []float32, acc *[96]float32, _ unsafe.Pointer, _ int) {
+		gemm16x6ExactGo(p, x0, x1, x2, x3, x4, x5, acc)
 	},
 	widenPairs: widenPairsGo,
 	roundBF16:  roundBF16Go,

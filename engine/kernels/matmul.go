@@ -130,6 +130,10 @@ func (j *job) gemmOver(p0, p1 int, sc *scratch, K int, x []float32, S int) {
 		sc.seg = grow(sc.seg, kBlock*PanelRows)
 	}
 	var xs [6][]float32
+	gemm6, gemm12, gemm4 := im.gemm16x6, im.gemm16x12, im.gemm16x4
+	if w.DType == BF16 && im.gemm16x6Exact != nil {
+		gemm6, gemm12, gemm4 = im.gemm16x6Exact, nil, nil
+	}
 	for b0 := 0; b0 < n; b0 += nc {
 		b1 := min(n, b0+nc)
 		groups := (b1 - b0 + 5) / 6
@@ -153,17 +157,17 @@ func (j *job) gemmOver(p0, p1 int, sc *scratch, K int, x []float32, S int) {
 						seg = w.f32[lo:hi]
 					}
 					for g := 0; g < groups; g++ {
-						if xx, ok := x12(im.gemm16x12 != nil, x, S, b0+g*6, b1, k0, kl); ok {
-							im.gemm16x12(seg, xx, S, (*[192]float32)(pacc[g*96:]), pf, pfStride)
+						if xx, ok := x12(gemm12 != nil, x, S, b0+g*6, b1, k0, kl); ok {
+							gemm12(seg, xx, S, (*[192]float32)(pacc[g*96:]), pf, pfStride)
 							pfStride = 0
 							g++
 							continue
 						}
 						xs = xGroup(xs, x, S, b0+g*6, b1, k0, kl)
-						if b1-(b0+g*6) <= 4 && im.gemm16x4 != nil {
-							im.gemm16x4(seg, xs[0], xs[1], xs[2], xs[3], (*[64]float32)(pacc[g*96:]), pf, pfStride)
+						if b1-(b0+g*6) <= 4 && gemm4 != nil {
+							gemm4(seg, xs[0], xs[1], xs[2], xs[3], (*[64]float32)(pacc[g*96:]), pf, pfStride)
 						} else {
-							im.gemm16x6(seg, xs[0], xs[1], xs[2], xs[3], xs[4], xs[5], (*[96]float32)(pacc[g*96:]), pf, pfStride)
+							gemm6(seg, xs[0], xs[1], xs[2], xs[3], xs[4], xs[5], (*[96]float32)(pacc[g*96:]), pf, pfStride)
 						}
 						pfStride = 0
 					}
