@@ -26,8 +26,8 @@ func implNamed(tb testing.TB, name string) *impl {
 // bit for bit: both reduce every output lane in order of k with fused
 // multiply-adds, so a job resumed on the other kind of x86 CPU writes the
 // same bits. Batch sizes cover the 12-row tiles, their 6- and 4-row
-// remainders, the bf16 register-widening edge (48 rows) and the widened
-// segments beyond it; shapes cover partial panels and k-slices.
+// remainders and several row chunks; shapes cover partial panels and
+// k-slices.
 func TestAVX512MatchesAVX2Bitwise(t *testing.T) {
 	z := implNamed(t, "avx512")
 	y := implNamed(t, "avx2")
@@ -58,9 +58,9 @@ func TestAVX512MatchesAVX2Bitwise(t *testing.T) {
 }
 
 // BenchmarkImpls runs the same MatMuls on every implementation this CPU
-// has, side by side: Llama-3.2-1B's gate/up shape at batch sizes that use
-// the register-widened bf16 tiles (16, 48) and the widened segments (64,
-// 512). Select with e.g. -bench 'Impls/bf16'.
+// has, side by side: Llama-3.2-1B's gate/up shape at batch sizes from 16
+// sequences decoding together to a prefill. Select with e.g. -bench
+// 'Impls/bf16'.
 func BenchmarkImpls(b *testing.B) {
 	for _, dt := range []DType{BF16, F32} {
 		w := randMatrix(8192, 2048, dt, 1)

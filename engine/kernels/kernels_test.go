@@ -137,9 +137,9 @@ func TestBatchInvariance(t *testing.T) {
 			t.Run(im.name+"/"+dt.String(), func(t *testing.T) {
 				for _, sh := range shapes {
 					w := NewF32(sh.rows, sh.cols, randSlice(rng, sh.rows*sh.cols, 1), dt)
-					// Up to 49 rows: bf16 batches of up to 8 groups of
-					// six (48 rows) widen in registers, larger ones per
-					// segment; both sides of that edge are held equal.
+					// Up to 49 rows: every tile size and its
+					// remainders (the bf16 tiles take 16, 12, 8 and
+					// 4 rows) are held equal to the rows alone.
 					const maxN = 49
 					x := randSlice(rng, maxN*sh.cols, 1)
 					alone := make([]float32, maxN*sh.rows)
