@@ -168,81 +168,57 @@ func (j *job) bf16(p0, p1 int, sc *scratch) {
 }
 
 // gemmBF16DP is gemm for an implementation with a pair-product unit: the
-// same walk, over bf16 activations and unwidened weights.
+// same walk, over bf16 activations and unwidened weights, in tiles of two
+// panels x 8 rows, or of one panel x 16, 12 or 4 rows.
 func (j *job) gemmBF16DP(p0, p1 int, sc *scratch) {
-	w, im, n := j.w, j.im, j.n
-	K, R := bf16Cols(w.Cols), w.Rows
+	w, im := j.w, j.im
+	K := bf16Cols(w.Cols)
 	x, S := j.bacts.h, j.bacts.stride
-	chunks := (n + maxChunkRows - 1) / maxChunkRows
-	nc := ((n+chunks-1)/chunks + 15) / 16 * 16
-	groupsMax := (min(n, nc) + 3) / 4
-	pb := max(1, min(p1-p0, accBytes/(groupsMax*64*4)))
-	sc.acc = grow(sc.acc, pb*groupsMax*64)
-	for b0 := 0; b0 < n; b0 += nc {
-		b1 := min(n, b0+nc)
+	j.gemmWalk(p0, p1, sc, K, 16, 4, func(p, q0, q1, k0, kl, b0, b1 int, pacc []float32, per int) int {
+		lo, hi := (p*K+k0)*PanelRows, (p*K+k0+kl)*PanelRows
+		seg := w.bf16[lo:hi]
+		row := func(b, i int) []uint16 { bi := min(b+i, b1-1); return x[bi*S+k0 : bi*S+k0+kl] }
 		groups := (b1 - b0 + 3) / 4
-		for q0 := p0; q0 < p1; q0 += pb {
-			q1 := min(p1, q0+pb)
-			acc := sc.acc[:(q1-q0)*groups*64]
-			clear(acc)
-			for k0 := 0; k0 < K; k0 += kBlock {
-				kl := min(kBlock, K-k0)
-				for p := q0; p < q1; p++ {
-					pacc := acc[(p-q0)*groups*64:]
-					lo, hi := (p*K+k0)*PanelRows, (p*K+k0+kl)*PanelRows
-					seg := w.bf16[lo:hi]
-					row := func(b, i int) []uint16 { bi := min(b+i, b1-1); return x[bi*S+k0 : bi*S+k0+kl] }
-					if p+1 < q1 && b1-b0 >= 8 && im.gemm32x8BF16DP != nil {
-						// Two panels at once: eight rows a tile, four
-						// rows left over a panel at a time.
-						pf, pfStride := j.nextSegment(p+1, k0, q0, q1, p1)
-						pacc1 := acc[(p+1-q0)*groups*64:]
-						seg1 := w.bf16[lo+K*PanelRows : hi+K*PanelRows]
-						g := 0
-						for ; b0+g*4+8 <= b1; g += 2 {
-							b := b0 + g*4
-							im.gemm32x8BF16DP(seg, seg1, x[b*S+k0:(b+7)*S+k0+kl], S,
-								(*[128]float32)(pacc[g*64:]), (*[128]float32)(pacc1[g*64:]), pf, pfStride)
-							pfStride = 0
-						}
-						for ; g < groups; g++ {
-							b := b0 + g*4
-							im.gemm16x4BF16DP(seg, row(b, 0), row(b, 1), row(b, 2), row(b, 3), (*[64]float32)(pacc[g*64:]), pf, 0)
-							im.gemm16x4BF16DP(seg1, row(b, 0), row(b, 1), row(b, 2), row(b, 3), (*[64]float32)(pacc1[g*64:]), pf, 0)
-						}
-						p++
-						continue
-					}
-					pf, pfStride := j.nextSegment(p, k0, q0, q1, p1)
-					for g := 0; g < groups; g++ {
-						b := b0 + g*4
-						if b+16 <= b1 && im.gemm16x16BF16DP != nil {
-							im.gemm16x16BF16DP(seg, x[b*S+k0:(b+15)*S+k0+kl], S, (*[256]float32)(pacc[g*64:]), pf, pfStride)
-							pfStride = 0
-							g += 3
-							continue
-						}
-						if b+12 <= b1 {
-							im.gemm16x12BF16DP(seg, x[b*S+k0:(b+11)*S+k0+kl], S, (*[192]float32)(pacc[g*64:]), pf, pfStride)
-							pfStride = 0
-							g += 2
-							continue
-						}
-						im.gemm16x4BF16DP(seg, row(b, 0), row(b, 1), row(b, 2), row(b, 3), (*[64]float32)(pacc[g*64:]), pf, pfStride)
-						pfStride = 0
-					}
-				}
+		if p+1 < q1 && b1-b0 >= 8 && im.gemm32x8BF16DP != nil {
+			// Two panels at once: eight rows a tile, four rows left
+			// over a panel at a time.
+			pf, pfStride := j.nextSegment(p+1, k0, q0, q1, p1)
+			pacc1 := pacc[per:]
+			seg1 := w.bf16[lo+K*PanelRows : hi+K*PanelRows]
+			g := 0
+			for ; b0+g*4+8 <= b1; g += 2 {
+				b := b0 + g*4
+				im.gemm32x8BF16DP(seg, seg1, x[b*S+k0:(b+7)*S+k0+kl], S,
+					(*[128]float32)(pacc[g*64:]), (*[128]float32)(pacc1[g*64:]), pf, pfStride)
+				pfStride = 0
 			}
-			for p := q0; p < q1; p++ {
-				pacc := acc[(p-q0)*groups*64:]
-				r0 := p * PanelRows
-				rows := min(PanelRows, R-r0)
-				for b := b0; b < b1; b++ {
-					copy(j.dst[b*R+r0:b*R+r0+rows], pacc[(b-b0)*PanelRows:])
-				}
+			for ; g < groups; g++ {
+				b := b0 + g*4
+				im.gemm16x4BF16DP(seg, row(b, 0), row(b, 1), row(b, 2), row(b, 3), (*[64]float32)(pacc[g*64:]), pf, 0)
+				im.gemm16x4BF16DP(seg1, row(b, 0), row(b, 1), row(b, 2), row(b, 3), (*[64]float32)(pacc1[g*64:]), pf, 0)
 			}
+			return 2
 		}
-	}
+		pf, pfStride := j.nextSegment(p, k0, q0, q1, p1)
+		for g := 0; g < groups; g++ {
+			b := b0 + g*4
+			if b+16 <= b1 && im.gemm16x16BF16DP != nil {
+				im.gemm16x16BF16DP(seg, x[b*S+k0:(b+15)*S+k0+kl], S, (*[256]float32)(pacc[g*64:]), pf, pfStride)
+				pfStride = 0
+				g += 3
+				continue
+			}
+			if b+12 <= b1 {
+				im.gemm16x12BF16DP(seg, x[b*S+k0:(b+11)*S+k0+kl], S, (*[192]float32)(pacc[g*64:]), pf, pfStride)
+				pfStride = 0
+				g += 2
+				continue
+			}
+			im.gemm16x4BF16DP(seg, row(b, 0), row(b, 1), row(b, 2), row(b, 3), (*[64]float32)(pacc[g*64:]), pf, pfStride)
+			pfStride = 0
+		}
+		return 1
+	})
 }
 
 // widenPairsGo widens a segment of a pair-packed panel (kl columns, kl

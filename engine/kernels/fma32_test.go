@@ -68,18 +68,7 @@ func TestF32ImplsBitwise(t *testing.T) {
 	for _, sh := range []struct{ rows, cols int }{{16, 32}, {41, 72}, {70, 301}, {21, 2100}} {
 		w := NewF32(sh.rows, sh.cols, randSlice(rng, sh.rows*sh.cols, 1), F32)
 		for _, n := range []int{1, 3, 4, 6, 12, 17, 37} {
-			x := randSlice(rng, n*sh.cols, 1)
-			want := make([]float32, n*sh.rows)
-			matmulWith(generic, want, x, n, w)
-			for _, im := range impls()[1:] {
-				got := make([]float32, n*sh.rows)
-				matmulWith(im, got, x, n, w)
-				for i := range got {
-					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-						t.Fatalf("%s %dx%d n=%d element %d: %v, generic %v", im.name, sh.rows, sh.cols, n, i, got[i], want[i])
-					}
-				}
-			}
+			requireImplsMatchGeneric(t, w, randSlice(rng, n*sh.cols, 1), n)
 		}
 	}
 	for _, k := range []int{8, 64, 72, 2048} {

@@ -645,17 +645,24 @@ func TestQ8ImplsBitwise(t *testing.T) {
 		}
 		w := NewF32(sh.rows, sh.cols, values(sh.rows*sh.cols, 1), Q8)
 		for _, n := range []int{1, 3, 4, 9, 16, 37} {
-			x := values(n*sh.cols, 2)
-			want := make([]float32, n*sh.rows)
-			matmulWith(generic, want, x, n, w)
-			for _, im := range impls()[1:] {
-				got := make([]float32, n*sh.rows)
-				matmulWith(im, got, x, n, w)
-				for i := range got {
-					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-						t.Fatalf("%s %dx%d n=%d element %d: %v, generic %v", im.name, sh.rows, sh.cols, n, i, got[i], want[i])
-					}
-				}
+			requireImplsMatchGeneric(t, w, values(n*sh.cols, 2), n)
+		}
+	}
+}
+
+// requireImplsMatchGeneric runs MatMul of n rows x over w on every
+// implementation and fails at the first output whose bits differ from the
+// generic one's.
+func requireImplsMatchGeneric(t *testing.T, w *Matrix, x []float32, n int) {
+	t.Helper()
+	want := make([]float32, n*w.Rows)
+	matmulWith(generic, want, x, n, w)
+	for _, im := range impls()[1:] {
+		got := make([]float32, n*w.Rows)
+		matmulWith(im, got, x, n, w)
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("%s %s %dx%d n=%d element %d: %v, generic %v", im.name, w.DType, w.Rows, w.Cols, n, i, got[i], want[i])
 			}
 		}
 	}

@@ -110,22 +110,56 @@ const maxChunkRows = 192
 // A variable so tests can make blocks of a few panels.
 var accBytes = 48 << 10
 
+// gemmWalk is the gemm's walk over panels [p0, p1) of a matrix of K
+// (packed) columns for the job's n > 1 rows. The rows are cut into chunks
+// of at most maxChunkRows (a multiple of align); per chunk, the panels are
+// taken in blocks whose accumulators fit accBytes, and per block the
+// k-slices of kBlock columns in order. tiles(p, q0, q1, k0, kl, b0, b1,
+// acc, per) continues the outputs of panel p of block [q0, q1), and of
+// the panels after it in the block if it likes, for rows [b0, b1) over
+// columns [k0, k0+kl): panel p's accumulators at acc, row b at
+// (b-b0)*PanelRows, rows rounded up to tileRows, the next panel's per
+// floats on. It returns how many panels it did. Every output is still
+// reduced in order of k from zero: the accumulators of a block round-trip
+// through memory between slices, which changes no bits.
+func (j *job) gemmWalk(p0, p1 int, sc *scratch, K, align, tileRows int, tiles func(p, q0, q1, k0, kl, b0, b1 int, acc []float32, per int) int) {
+	n, R := j.n, j.w.Rows
+	perRows := func(rows int) int { return (rows + tileRows - 1) / tileRows * tileRows * PanelRows }
+	chunks := (n + maxChunkRows - 1) / maxChunkRows
+	nc := ((n+chunks-1)/chunks + align - 1) / align * align
+	pb := max(1, min(p1-p0, accBytes/(perRows(min(n, nc))*4)))
+	sc.acc = grow(sc.acc, pb*perRows(min(n, nc)))
+	for b0 := 0; b0 < n; b0 += nc {
+		b1 := min(n, b0+nc)
+		per := perRows(b1 - b0)
+		for q0 := p0; q0 < p1; q0 += pb {
+			q1 := min(p1, q0+pb)
+			acc := sc.acc[:(q1-q0)*per]
+			clear(acc)
+			for k0 := 0; k0 < K; k0 += kBlock {
+				kl := min(kBlock, K-k0)
+				for p := q0; p < q1; {
+					p += tiles(p, q0, q1, k0, kl, b0, b1, acc[(p-q0)*per:], per)
+				}
+			}
+			for p := q0; p < q1; p++ {
+				pacc := acc[(p-q0)*per:]
+				r0 := p * PanelRows
+				rows := min(PanelRows, R-r0)
+				for b := b0; b < b1; b++ {
+					copy(j.dst[b*R+r0:b*R+r0+rows], pacc[(b-b0)*PanelRows:])
+				}
+			}
+		}
+	}
+}
+
 // gemmOver computes panels [p0, p1) for n > 1 activation rows x of K
 // columns each, row b at x[b*S:] (a float32 matrix's own activations, or a
 // BF16 one's rounded ones over K packed columns, its segments widened into
-// pair-step order). The rows are cut into chunks of at most maxChunkRows; per chunk,
-// the panels are taken in blocks, and per block the k-slices of kBlock
-// columns in order, so every output is still reduced in order of k from
-// zero: the accumulators of a block round-trip through memory between
-// slices, which changes no bits.
+// pair-step order), in tiles of 12, 6 or 4 rows.
 func (j *job) gemmOver(p0, p1 int, sc *scratch, K int, x []float32, S int) {
-	w, im, n := j.w, j.im, j.n
-	R := w.Rows
-	chunks := (n + maxChunkRows - 1) / maxChunkRows
-	nc := ((n+chunks-1)/chunks + 5) / 6 * 6
-	groupsMax := (min(n, nc) + 5) / 6
-	pb := max(1, min(p1-p0, accBytes/(groupsMax*96*4)))
-	sc.acc = grow(sc.acc, pb*groupsMax*96)
+	w, im := j.w, j.im
 	if w.DType == BF16 {
 		sc.seg = grow(sc.seg, kBlock*PanelRows)
 	}
@@ -134,56 +168,36 @@ func (j *job) gemmOver(p0, p1 int, sc *scratch, K int, x []float32, S int) {
 	if w.DType == BF16 && im.gemm16x6Exact != nil {
 		gemm6, gemm12, gemm4 = im.gemm16x6Exact, nil, nil
 	}
-	for b0 := 0; b0 < n; b0 += nc {
-		b1 := min(n, b0+nc)
-		groups := (b1 - b0 + 5) / 6
-		for q0 := p0; q0 < p1; q0 += pb {
-			q1 := min(p1, q0+pb)
-			acc := sc.acc[:(q1-q0)*groups*96]
-			clear(acc)
-			for k0 := 0; k0 < K; k0 += kBlock {
-				kl := min(kBlock, K-k0)
-				for p := q0; p < q1; p++ {
-					pacc := acc[(p-q0)*groups*96:]
-					lo, hi := (p*K+k0)*PanelRows, (p*K+k0+kl)*PanelRows
-					// The first group's kernel prefetches the segment
-					// that comes next; the others repeat its first line.
-					pf, pfStride := j.nextSegment(p, k0, q0, q1, p1)
-					var seg []float32
-					if w.DType == BF16 {
-						seg = sc.seg[:kl*PanelRows]
-						im.widenPairs(seg, w.bf16[lo:hi])
-					} else {
-						seg = w.f32[lo:hi]
-					}
-					for g := 0; g < groups; g++ {
-						if xx, ok := x12(gemm12 != nil, x, S, b0+g*6, b1, k0, kl); ok {
-							gemm12(seg, xx, S, (*[192]float32)(pacc[g*96:]), pf, pfStride)
-							pfStride = 0
-							g++
-							continue
-						}
-						xs = xGroup(xs, x, S, b0+g*6, b1, k0, kl)
-						if b1-(b0+g*6) <= 4 && gemm4 != nil {
-							gemm4(seg, xs[0], xs[1], xs[2], xs[3], (*[64]float32)(pacc[g*96:]), pf, pfStride)
-						} else {
-							gemm6(seg, xs[0], xs[1], xs[2], xs[3], xs[4], xs[5], (*[96]float32)(pacc[g*96:]), pf, pfStride)
-						}
-						pfStride = 0
-					}
-				}
-			}
-			for p := q0; p < q1; p++ {
-				pacc := acc[(p-q0)*groups*96:]
-				r0 := p * PanelRows
-				rows := min(PanelRows, R-r0)
-				for b := b0; b < b1; b++ {
-					g, jj := (b-b0)/6, (b-b0)%6
-					copy(j.dst[b*R+r0:b*R+r0+rows], pacc[g*96+jj*PanelRows:])
-				}
-			}
+	j.gemmWalk(p0, p1, sc, K, 6, 6, func(p, q0, q1, k0, kl, b0, b1 int, pacc []float32, _ int) int {
+		lo, hi := (p*K+k0)*PanelRows, (p*K+k0+kl)*PanelRows
+		// The first group's kernel prefetches the segment that comes
+		// next; the others repeat its first line.
+		pf, pfStride := j.nextSegment(p, k0, q0, q1, p1)
+		var seg []float32
+		if w.DType == BF16 {
+			seg = sc.seg[:kl*PanelRows]
+			im.widenPairs(seg, w.bf16[lo:hi])
+		} else {
+			seg = w.f32[lo:hi]
 		}
-	}
+		groups := (b1 - b0 + 5) / 6
+		for g := 0; g < groups; g++ {
+			if xx, ok := x12(gemm12 != nil, x, S, b0+g*6, b1, k0, kl); ok {
+				gemm12(seg, xx, S, (*[192]float32)(pacc[g*96:]), pf, pfStride)
+				pfStride = 0
+				g++
+				continue
+			}
+			xs = xGroup(xs, x, S, b0+g*6, b1, k0, kl)
+			if b1-(b0+g*6) <= 4 && gemm4 != nil {
+				gemm4(seg, xs[0], xs[1], xs[2], xs[3], (*[64]float32)(pacc[g*96:]), pf, pfStride)
+			} else {
+				gemm6(seg, xs[0], xs[1], xs[2], xs[3], xs[4], xs[5], (*[96]float32)(pacc[g*96:]), pf, pfStride)
+			}
+			pfStride = 0
+		}
+		return 1
+	})
 }
 
 // nextSegment returns where the weights of the segment the gemm reads after
