@@ -397,33 +397,39 @@ def greedy(model, ids, steps):
     return out, margins, first
 
 
-def reference(tag, model_dir, adapter_dir, tok, ids):
+def merged(model_dir, adapter_dir):
+    """The base model with the adapter (if any) merged, in float32."""
     model = load_base(model_dir)
     if adapter_dir:
         model = PeftModel.from_pretrained(model, adapter_dir)
         model = model.merge_and_unload()
     model.eval()
-    model.to(torch.float32)
-    eos = sorted({ids["<|eot_id|>"], ids["<|end_of_text|>"]})
-    cases = []
-    logits = []
+    return model
+
+
+def run_prompts(model, tok):
+    """The greedy generations of every prompt, and the first-step logits of
+    the first three."""
+    cases, logits = [], []
     for i, msgs in enumerate(prompts()):
         text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, date_string=DATE)
         pids = tok(text, add_special_tokens=False)["input_ids"]
         out, margins, first = greedy(model, pids, NEW_TOKENS)
-        stop = next((j for j, t in enumerate(out) if t in eos), None)
         cases.append(
-            {
-                "messages": msgs,
-                "prompt_text": text,
-                "prompt_ids": pids,
-                "output_ids": out,
-                "margins": margins,
-                "first_eos_step": stop,
-            }
+            {"messages": msgs, "prompt_text": text, "prompt_ids": pids, "output_ids": out, "margins": margins}
         )
         if i < 3:
             logits.append({"case": i, "logits": [float(x) for x in first.tolist()]})
+    return cases, logits
+
+
+def reference(tag, model_dir, adapter_dir, tok, ids):
+    model = merged(model_dir, adapter_dir)
+    model.to(torch.float32)
+    eos = sorted({ids["<|eot_id|>"], ids["<|end_of_text|>"]})
+    cases, logits = run_prompts(model, tok)
+    for c in cases:
+        c["first_eos_step"] = next((j for j, t in enumerate(c["output_ids"]) if t in eos), None)
     doc = {
         "model": os.path.relpath(model_dir, HERE),
         "adapter": os.path.relpath(adapter_dir, HERE) if adapter_dir else None,
@@ -450,20 +456,9 @@ def reference_bf16(tag, model_dir, adapter_dir, tok):
     """Greedy generations of the merged model in bfloat16: merged in float32
     (as batchtrans merges), then weights and activations cast to bfloat16, on
     the CPU with one thread."""
-    model = load_base(model_dir)
-    if adapter_dir:
-        model = PeftModel.from_pretrained(model, adapter_dir)
-        model = model.merge_and_unload()
-    model.eval()
+    model = merged(model_dir, adapter_dir)
     model.to(device="cpu", dtype=torch.bfloat16)
-    cases, logits = [], []
-    for i, msgs in enumerate(prompts()):
-        text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, date_string=DATE)
-        pids = tok(text, add_special_tokens=False)["input_ids"]
-        out, margins, first = greedy(model, pids, NEW_TOKENS)
-        cases.append({"prompt_text": text, "prompt_ids": pids, "output_ids": out, "margins": margins})
-        if i < 3:
-            logits.append({"case": i, "logits": [float(x) for x in first.tolist()]})
+    cases, logits = run_prompts(model, tok)
     doc = {
         "model": os.path.relpath(model_dir, HERE),
         "adapter": os.path.relpath(adapter_dir, HERE) if adapter_dir else None,
