@@ -10,8 +10,9 @@ import (
 // CPUNumerics names the CPU kernels' bits (backend.Net.Numerics). Every
 // kernel set of this package's kernels gives the same bits, on amd64 and
 // arm64 alike, so one name covers them; it changes when a kernel's
-// arithmetic does.
-const CPUNumerics = "cpu kernels v1"
+// arithmetic does. v2: bf16 products round their activations to bf16
+// (docs/numerics.md), and the Go kernels fuse float32 multiply-adds.
+const CPUNumerics = "cpu kernels v2"
 
 // CPU is the CPU backend: a Model and the workspace of the step loop that
 // drives it. Forward calls are serialised; the Model itself stays
