@@ -295,6 +295,43 @@ func TestChangedJobRefusesToResume(t *testing.T) {
 	assert.Contains(t, err.Error(), "input file changed")
 }
 
+// A checkpoint made under some numerics (a GPU, say) refuses a resume under
+// others, saying what it was made with and how to go on; a checkpoint from
+// before numerics were recorded counts as the CPU kernels' first version.
+func TestOtherNumericsRefuseToResume(t *testing.T) {
+	j := setup(t, rows(20), "")
+	gpu := config(j, &fakeTranslator{}, 2)
+	gpu.Numerics = "cuda NVIDIA H200 sm_90, driver 13.0, kernels 59e2332dceb9, dtype bf16"
+	_, err := runner.Run(t.Context(), gpu)
+	require.NoError(t, err)
+
+	cpu := config(j, &fakeTranslator{}, 2)
+	cpu.Numerics = "cpu kernels v2, dtype bf16"
+	_, err = runner.Run(t.Context(), cpu)
+	require.ErrorIs(t, err, runner.ErrJobChanged)
+	assert.Contains(t, err.Error(), "numerics")
+	assert.Contains(t, err.Error(), "made with other numerics (cuda NVIDIA H200 sm_90")
+	assert.Contains(t, err.Error(), "--device")
+
+	again := config(j, &fakeTranslator{}, 4)
+	again.Numerics = gpu.Numerics
+	sum, err := runner.Run(t.Context(), again)
+	require.NoError(t, err, "the same numerics resume")
+	assert.Equal(t, int64(20), sum.Good)
+
+	t.Run("checkpoint without numerics", func(t *testing.T) {
+		j := setup(t, rows(5), "")
+		_, err := runner.Run(t.Context(), config(j, &fakeTranslator{}, 2)) // records none
+		require.NoError(t, err)
+		v1 := config(j, &fakeTranslator{}, 2)
+		v1.Numerics = "cpu kernels v1, dtype " + j.Model.DType
+		_, err = runner.Run(t.Context(), v1)
+		require.NoError(t, err, "an old checkpoint is the CPU kernels' first version")
+		_, err = runner.Run(t.Context(), config(j, &fakeTranslator{}, 2))
+		require.NoError(t, err)
+	})
+}
+
 func TestSecondRunIsLockedOut(t *testing.T) {
 	j := setup(t, rows(20), "")
 	started := make(chan struct{})
