@@ -207,10 +207,6 @@ func run(ctx context.Context, cfg Config) (Summary, error) {
 // numericsKey is the fingerprint entry of Config.Numerics.
 const numericsKey = "numerics"
 
-// legacyNumerics is what checkpoints without a numerics entry were made
-// with (llama.CPUNumerics before it was recorded).
-const legacyNumerics = "cpu kernels v1"
-
 // Failed is how many of a checkpoint's rows count as failed under the job:
 // those with an error, and cut ones unless the job accepts them.
 func Failed(st checkpoint.Stats, j *jobs.Job) int64 {
@@ -265,11 +261,6 @@ func openCheckpoint(j *jobs.Job, cfg Config) (*checkpoint.Log, error) {
 				cfg.Log.Warn("checkpoint had a torn tail from an interrupted write; cut it off", "bytes", log.TornBytes)
 			}
 			old := jobs.Fingerprint(log.Header().Fingerprint)
-			if _, ok := old[numericsKey]; !ok && cfg.Numerics != "" {
-				// Checkpoints from before the numerics were recorded were
-				// all made by the CPU kernels.
-				old[numericsKey] = legacyNumerics + ", dtype " + j.Model.DType
-			}
 			if diff := fp.Diff(old); len(diff) > 0 {
 				log.Close()
 				hint := "rerun with --restart to start over"

@@ -296,8 +296,7 @@ func TestChangedJobRefusesToResume(t *testing.T) {
 }
 
 // A checkpoint made under some numerics (a GPU, say) refuses a resume under
-// others, saying what it was made with and how to go on; a checkpoint from
-// before numerics were recorded counts as the CPU kernels' first version.
+// others, saying what it was made with and how to go on.
 func TestOtherNumericsRefuseToResume(t *testing.T) {
 	j := setup(t, rows(20), "")
 	gpu := config(j, &fakeTranslator{}, 2)
@@ -319,17 +318,6 @@ func TestOtherNumericsRefuseToResume(t *testing.T) {
 	require.NoError(t, err, "the same numerics resume")
 	assert.Equal(t, int64(20), sum.Good)
 
-	t.Run("checkpoint without numerics", func(t *testing.T) {
-		j := setup(t, rows(5), "")
-		_, err := runner.Run(t.Context(), config(j, &fakeTranslator{}, 2)) // records none
-		require.NoError(t, err)
-		v1 := config(j, &fakeTranslator{}, 2)
-		v1.Numerics = "cpu kernels v1, dtype " + j.Model.DType
-		_, err = runner.Run(t.Context(), v1)
-		require.NoError(t, err, "an old checkpoint is the CPU kernels' first version")
-		_, err = runner.Run(t.Context(), config(j, &fakeTranslator{}, 2))
-		require.NoError(t, err)
-	})
 }
 
 func TestSecondRunIsLockedOut(t *testing.T) {
