@@ -26,6 +26,19 @@ func init() {
 		Open: func(path string, opt dataset.Options) (dataset.Reader, error) {
 			return Open(path, opt)
 		},
+		OpenSource: func(src dataset.Source, opt dataset.Options) (dataset.Reader, error) {
+			rc, err := src.Open()
+			if err != nil {
+				return nil, err
+			}
+			r, err := newReader(src.Name(), rc, opt, MaxRowBytes)
+			if err != nil {
+				rc.Close()
+				return nil, err
+			}
+			r.closer = rc
+			return r, nil
+		},
 		NewWriter: func(w io.Writer, cols []dataset.Column, opt dataset.Options) (dataset.Writer, error) {
 			return NewWriter(w, cols, opt)
 		},

@@ -63,6 +63,9 @@ type Record struct {
 	// the fields present on its line (a JSON null as a nil Value), so a
 	// missing field has no Field at all.
 	Fields []Field
+	// File names the file the record came from when the input is several
+	// files read as one (dataset readers of one file leave it empty).
+	File string
 	// Err is set for a row that could not be parsed; Fields may then be
 	// empty. It gives the reason only ("malformed JSON: ..."): Line and
 	// Index say where, and the caller names the file the way its user

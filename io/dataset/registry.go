@@ -18,6 +18,9 @@ type Format struct {
 	// Open opens the file at path for reading. The Reader owns the file and
 	// closes it in Close.
 	Open func(path string, opt Options) (Reader, error)
+	// OpenSource opens a Source (a local file or an object) for reading.
+	// The Reader does not close the Source.
+	OpenSource func(src Source, opt Options) (Reader, error)
 	// NewWriter starts a writer of rows with the given columns on w. The
 	// Writer's Close writes the format's trailer and does not close w.
 	NewWriter func(w io.Writer, cols []Column, opt Options) (Writer, error)

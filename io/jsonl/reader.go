@@ -34,6 +34,9 @@ func init() {
 		Open: func(path string, opt dataset.Options) (dataset.Reader, error) {
 			return Open(path)
 		},
+		OpenSource: func(src dataset.Source, opt dataset.Options) (dataset.Reader, error) {
+			return OpenSource(src)
+		},
 		NewWriter: func(w io.Writer, cols []dataset.Column, opt dataset.Options) (dataset.Writer, error) {
 			return NewWriter(w, cols)
 		},
@@ -58,7 +61,23 @@ type Reader struct {
 // scans it once for its columns and returns a Reader positioned at the
 // first record. The Reader owns the file.
 func Open(path string) (*Reader, error) {
-	open := func() (io.ReadCloser, error) { return openFile(path) }
+	return openWith(path, func() (io.ReadCloser, error) { return openFile(path) })
+}
+
+// OpenSource is Open for a Source (a local file or an object): it streams
+// the source twice, once for the columns and once for the records.
+func OpenSource(src dataset.Source) (*Reader, error) {
+	name := src.Name()
+	return openWith(name, func() (io.ReadCloser, error) {
+		rc, err := src.Open()
+		if err != nil {
+			return nil, err
+		}
+		return gunzip(name, rc)
+	})
+}
+
+func openWith(path string, open func() (io.ReadCloser, error)) (*Reader, error) {
 	rc, err := open()
 	if err != nil {
 		return nil, err
@@ -109,7 +128,7 @@ func newReader(name string, r io.Reader, closer io.Closer, cols []dataset.Column
 
 type gzipFile struct {
 	*gzip.Reader
-	f *os.File
+	f io.Closer
 }
 
 func (g gzipFile) Close() error {
@@ -122,15 +141,20 @@ func openFile(path string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	if !strings.HasSuffix(strings.ToLower(path), ".gz") {
-		return f, nil
+	return gunzip(path, f)
+}
+
+// gunzip decompresses rc when name ends in .gz.
+func gunzip(name string, rc io.ReadCloser) (io.ReadCloser, error) {
+	if !strings.HasSuffix(strings.ToLower(name), ".gz") {
+		return rc, nil
 	}
-	zr, err := gzip.NewReader(bufio.NewReader(f))
+	zr, err := gzip.NewReader(bufio.NewReader(rc))
 	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("open %s: gzip: %w", path, err)
+		rc.Close()
+		return nil, fmt.Errorf("open %s: gzip: %w", name, err)
 	}
-	return gzipFile{Reader: zr, f: f}, nil
+	return gzipFile{Reader: zr, f: rc}, nil
 }
 
 // Columns returns the file's fields in first-seen order with their kinds.

@@ -34,6 +34,9 @@ func init() {
 		Open: func(path string, opt dataset.Options) (dataset.Reader, error) {
 			return Open(path)
 		},
+		OpenSource: func(src dataset.Source, opt dataset.Options) (dataset.Reader, error) {
+			return NewReader(src.Name(), src, src.Size())
+		},
 		NewWriter: func(w io.Writer, cols []dataset.Column, opt dataset.Options) (dataset.Writer, error) {
 			return NewWriter(w, cols, opt)
 		},
