@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/batchtrans/batchtrans/internal/durable"
@@ -102,6 +103,8 @@ type Log struct {
 	done  bitmap
 	stats Stats
 	buf   []byte
+	// synced is size as of the last Sync, for other goroutines.
+	synced atomic.Int64
 	// TornBytes is how many bytes of a torn tail Open cut off.
 	TornBytes int64
 }
@@ -169,6 +172,7 @@ func Open(path string) (*Log, error) {
 		return nil, fmt.Errorf("seek checkpoint %s: %w", path, err)
 	}
 	l.size = good
+	l.synced.Store(good)
 	l.w = bufio.NewWriterSize(f, 1<<16)
 	return l, nil
 }
@@ -353,18 +357,10 @@ func (l *Log) SetTotal(n int64) error {
 }
 
 func (l *Log) appendJSON(kind byte, v any) error {
-	p, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode checkpoint record: %w", err)
+	var err error
+	if l.buf, err = AppendRecord(l.buf[:0], kind, v); err != nil {
+		return err
 	}
-	n := 1 + len(p)
-	if n > maxRecord {
-		return fmt.Errorf("checkpoint record of %d bytes exceeds %d", n, maxRecord)
-	}
-	l.buf = append(l.buf[:0], 0, 0, 0, 0, 0, 0, 0, 0, kind)
-	l.buf = append(l.buf, p...)
-	binary.LittleEndian.PutUint32(l.buf[:4], uint32(n))
-	binary.LittleEndian.PutUint32(l.buf[4:8], crc32.Checksum(l.buf[8:], crcTable))
 	if _, err := l.w.Write(l.buf); err != nil {
 		return fmt.Errorf("write checkpoint %s: %w", l.path, err)
 	}
@@ -381,8 +377,14 @@ func (l *Log) Sync() error {
 	if err := l.f.Sync(); err != nil {
 		return fmt.Errorf("sync checkpoint %s: %w", l.path, err)
 	}
+	l.synced.Store(l.size)
 	return nil
 }
+
+// SyncedSize is how many bytes of the file are durable whole records: a
+// copy of the file's first SyncedSize bytes is a valid checkpoint. Safe to
+// call from any goroutine (the object-storage mirror uploads up to it).
+func (l *Log) SyncedSize() int64 { return l.synced.Load() }
 
 // Close syncs and closes the log.
 func (l *Log) Close() error {
