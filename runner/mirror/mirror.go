@@ -1,0 +1,212 @@
+// Package mirror keeps a checkpoint in object storage, which has no
+// durable append: the run appends to a local copy as usual, and Push
+// uploads the bytes synced since the last push as one sealed segment
+// object, named by its byte offset (seg-0000000000001a2f). At start Pull
+// downloads the segments in order into the local copy, so a run resumes
+// on any machine from the last push. A machine that dies loses the rows
+// finished since its last push (checkpoint.sync_every) and never doubles
+// one: a segment ends on a record boundary, and the segments tile the log
+// exactly, so the resumed log is a prefix of the lost one.
+//
+// Segments are written only if absent where the store can tell, so a
+// second run writing the same checkpoint at the same offset is refused
+// rather than interleaved. It imports io/blobstore; nothing of the runner.
+package mirror
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"gocloud.dev/blob"
+	"gocloud.dev/gcerrors"
+
+	"github.com/batchtrans/batchtrans/io/blobstore"
+)
+
+// ErrConflict: another run wrote a segment this one meant to write.
+var ErrConflict = errors.New("another run is writing this checkpoint")
+
+const segPrefix = "seg-"
+
+// Mirror is one object-storage checkpoint and its local copy. Push is
+// safe to call from one goroutine at a time while the log is appended by
+// another (it reads only bytes the log has synced).
+type Mirror struct {
+	url   string
+	b     *blob.Bucket // the checkpoint URL as a prefix
+	local string
+
+	mu       sync.Mutex
+	uploaded int64
+	// Segments counts the segments in the store.
+	Segments int
+}
+
+// LocalPath is where the local copy of the checkpoint at url lives: a
+// file in the system's temporary folder (TMPDIR) named after the URL.
+func LocalPath(url string) string {
+	h := sha256.Sum256([]byte(url))
+	return filepath.Join(os.TempDir(), "batchtrans-ckpt-"+hex.EncodeToString(h[:8]), "checkpoint")
+}
+
+// Open opens the mirror of the checkpoint at url with its local copy at
+// local (its folder is created). Nothing is transferred yet.
+func Open(ctx context.Context, url, local string) (*Mirror, error) {
+	b, err := blobstore.OpenDir(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(local), 0o755); err != nil {
+		return nil, fmt.Errorf("create folder for the checkpoint's local copy: %w", err)
+	}
+	return &Mirror{url: url, b: b, local: local}, nil
+}
+
+// Local is the local copy's path.
+func (m *Mirror) Local() string { return m.local }
+
+// URL is the checkpoint's URL.
+func (m *Mirror) URL() string { return m.url }
+
+type segment struct {
+	key string
+	off int64
+}
+
+func (m *Mirror) list(ctx context.Context) ([]segment, error) {
+	var segs []segment
+	it := m.b.List(&blob.ListOptions{Prefix: segPrefix})
+	for {
+		obj, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return segs, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list checkpoint %s: %w", m.url, err)
+		}
+		off, err := strconv.ParseInt(strings.TrimPrefix(obj.Key, segPrefix), 16, 64)
+		if err != nil || off < 0 {
+			continue
+		}
+		segs = append(segs, segment{key: obj.Key, off: off})
+	}
+}
+
+// Pull replaces the local copy with the segments in the store, in order
+// (listing returns keys sorted, and the fixed-width hex offsets sort
+// numerically). It returns the bytes pulled; 0 means no checkpoint yet.
+func (m *Mirror) Pull(ctx context.Context) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	segs, err := m.list(ctx)
+	if err != nil {
+		return 0, err
+	}
+	f, err := os.OpenFile(m.local, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return 0, fmt.Errorf("create the checkpoint's local copy: %w", err)
+	}
+	defer f.Close()
+	var size int64
+	for _, s := range segs {
+		if s.off != size {
+			return 0, fmt.Errorf("checkpoint %s: segment %s does not follow the %d bytes before it; the checkpoint is damaged (rerun with --restart)", m.url, s.key, size)
+		}
+		r, err := m.b.NewReader(ctx, s.key, nil)
+		if err != nil {
+			return 0, fmt.Errorf("read checkpoint %s/%s: %w", m.url, s.key, err)
+		}
+		n, err := io.Copy(f, r)
+		r.Close()
+		if err != nil {
+			return 0, fmt.Errorf("read checkpoint %s/%s: %w", m.url, s.key, err)
+		}
+		size += n
+	}
+	if err := f.Sync(); err != nil {
+		return 0, fmt.Errorf("sync the checkpoint's local copy: %w", err)
+	}
+	m.uploaded, m.Segments = size, len(segs)
+	return size, nil
+}
+
+// Push uploads the local copy's bytes from the last push up to upto (the
+// log's synced size) as one segment. Nothing to push is not an error.
+func (m *Mirror) Push(ctx context.Context, upto int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if upto <= m.uploaded {
+		return nil
+	}
+	f, err := os.Open(m.local)
+	if err != nil {
+		return fmt.Errorf("read the checkpoint's local copy: %w", err)
+	}
+	defer f.Close()
+	key := fmt.Sprintf("%s%016x", segPrefix, m.uploaded)
+	err = m.b.Upload(ctx, key, io.NewSectionReader(f, m.uploaded, upto-m.uploaded), &blob.WriterOptions{IfNotExist: true, ContentType: "application/octet-stream"})
+	switch gcerrors.Code(err) {
+	case gcerrors.OK:
+	case gcerrors.FailedPrecondition, gcerrors.AlreadyExists:
+		return fmt.Errorf("upload checkpoint %s/%s: %w", m.url, key, ErrConflict)
+	default:
+		return fmt.Errorf("upload checkpoint %s/%s: %w", m.url, key, err)
+	}
+	m.uploaded = upto
+	m.Segments++
+	return nil
+}
+
+// Uploaded is how many bytes of the log the store holds.
+func (m *Mirror) Uploaded() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.uploaded
+}
+
+// Reset deletes every segment (a run started over with --restart).
+func (m *Mirror) Reset(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	segs, err := m.list(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range segs {
+		if err := m.b.Delete(ctx, s.key); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+			return fmt.Errorf("delete checkpoint %s/%s: %w", m.url, s.key, err)
+		}
+	}
+	m.uploaded, m.Segments = 0, 0
+	return nil
+}
+
+// Exists reports whether the store holds any segment.
+func (m *Mirror) Exists(ctx context.Context) (bool, error) {
+	segs, err := m.list(ctx)
+	return len(segs) > 0, err
+}
+
+// Stream streams the stored checkpoint (every segment in order) to w,
+// without touching the local copy: for status.
+func (m *Mirror) Stream(ctx context.Context, w io.Writer) error {
+	segs, err := m.list(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range segs {
+		if err := m.b.Download(ctx, s.key, w, nil); err != nil {
+			return fmt.Errorf("read checkpoint %s/%s: %w", m.url, s.key, err)
+		}
+	}
+	return nil
+}
