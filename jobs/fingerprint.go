@@ -19,9 +19,10 @@ type Fingerprint map[string]string
 
 // Compute fingerprints the job. prompt.date is taken as written: an empty
 // date means "frozen at the first run", and the frozen value lives in the
-// checkpoint beside the fingerprint. It streams the input
-// file through SHA-256 and reads the model and adapter folders' small files.
-func Compute(j *Job) (Fingerprint, error) {
+// checkpoint beside the fingerprint. input is the input's digest (see
+// io/source: every file's content); Compute reads the model and adapter
+// folders' small files.
+func Compute(j *Job, input string) (Fingerprint, error) {
 	f := Fingerprint{
 		"version":                   fmt.Sprint(j.Version),
 		"input.format":              j.Input.Format,
@@ -46,11 +47,7 @@ func Compute(j *Job) (Fingerprint, error) {
 	stop, _ := json.Marshal(j.Generation.Stop)
 	f["generation.stop"] = string(stop)
 
-	in, err := fileDigest(j.Input.Path)
-	if err != nil {
-		return nil, fmt.Errorf("fingerprint input: %w", err)
-	}
-	f["input.file"] = in
+	f["input.file"] = input
 	if err := folderDigest(f, "model", j.Model.Path); err != nil {
 		return nil, err
 	}
@@ -87,7 +84,11 @@ func (f Fingerprint) Describe(old Fingerprint) string {
 	for _, k := range f.Diff(old) {
 		switch k {
 		case "input.file":
-			parts = append(parts, "input file changed")
+			if strings.Contains(f[k], " files:") || strings.Contains(old[k], " files:") {
+				parts = append(parts, "input files changed")
+			} else {
+				parts = append(parts, "input file changed")
+			}
 		case "model.config", "adapter.config":
 			parts = append(parts, strings.TrimSuffix(k, ".config")+" config files changed")
 		case "model.weights", "adapter.weights":

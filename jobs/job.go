@@ -8,10 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"text/template"
+	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/batchtrans/batchtrans/io/blobstore"
 )
 
 // Version is the job file version this package reads.
@@ -36,7 +40,10 @@ type Job struct {
 
 // Input is the rows to translate.
 type Input struct {
-	Path      string `yaml:"path"`
+	// Path is the input's files: one path, a glob, or a list of either;
+	// local paths or object-storage URLs. They are read in sorted order as
+	// one input.
+	Path      Paths  `yaml:"path"`
 	Format    string `yaml:"format"`     // jsonl | csv | parquet; default from the extension
 	IDField   string `yaml:"id_field"`   // empty: the 0-based row number
 	TextField string `yaml:"text_field"` // required
@@ -44,7 +51,7 @@ type Input struct {
 
 	// Written is Path as the job file wrote it, before Load resolved it:
 	// the name messages about rows use. Not in YAML.
-	Written string `yaml:"-"`
+	Written Paths `yaml:"-"`
 }
 
 // Output is where the translations go.
@@ -105,6 +112,53 @@ type Runtime struct {
 // Checkpoint is where progress is kept.
 type Checkpoint struct {
 	Path string `yaml:"path"` // default: output path + ".ckpt"
+	// SyncEvery is how often an object-storage checkpoint uploads its new
+	// records (default 30s); a checkpoint on a file system is durable at
+	// every group commit instead.
+	SyncEvery time.Duration `yaml:"sync_every"`
+}
+
+// Paths is one path or a list of them; in YAML a string or a sequence.
+type Paths []string
+
+// UnmarshalYAML takes a string or a sequence of strings.
+func (p *Paths) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			*p = nil
+			return nil
+		}
+		*p = Paths{n.Value}
+		return nil
+	case yaml.SequenceNode:
+		out := make(Paths, 0, len(n.Content))
+		for _, c := range n.Content {
+			if c.Kind != yaml.ScalarNode {
+				return fmt.Errorf("line %d: a path list holds strings", c.Line)
+			}
+			out = append(out, c.Value)
+		}
+		*p = out
+		return nil
+	}
+	return fmt.Errorf("line %d: want a path or a list of paths", n.Line)
+}
+
+// String is the one path, or the list in brackets.
+func (p Paths) String() string {
+	if len(p) == 1 {
+		return p[0]
+	}
+	return "[" + strings.Join(p, ", ") + "]"
+}
+
+// First is the first path ("" if none).
+func (p Paths) First() string {
+	if len(p) == 0 {
+		return ""
+	}
+	return p[0]
 }
 
 // The on_error policies.
@@ -121,7 +175,7 @@ var knownFormats = []string{"jsonl", "csv", "parquet"}
 // defaults live; Load calls it.
 func (j *Job) Defaults() {
 	if j.Input.Format == "" {
-		j.Input.Format = FormatFromPath(j.Input.Path)
+		j.Input.Format = FormatFromPath(j.Input.Path.First())
 	}
 	if j.Output.Format == "" {
 		j.Output.Format = FormatFromPath(j.Output.Path)
@@ -155,7 +209,10 @@ func (j *Job) Defaults() {
 		j.Runtime.Device = "auto"
 	}
 	if j.Checkpoint.Path == "" && j.Output.Path != "" {
-		j.Checkpoint.Path = j.Output.Path + ".ckpt"
+		j.Checkpoint.Path = blobstore.WithSuffix(j.Output.Path, ".ckpt")
+	}
+	if j.Checkpoint.SyncEvery == 0 {
+		j.Checkpoint.SyncEvery = 30 * time.Second
 	}
 	if j.OnError == "" {
 		j.OnError = OnErrorRecord
@@ -164,6 +221,9 @@ func (j *Job) Defaults() {
 
 // FormatFromPath guesses a format from a file name's extension ("" if none fits).
 func FormatFromPath(p string) string {
+	if blobstore.IsURL(p) {
+		p, _, _ = strings.Cut(p, "?")
+	}
 	p = strings.ToLower(p)
 	for _, z := range []string{".gz", ".zst"} {
 		p = strings.TrimSuffix(p, z)
@@ -289,12 +349,14 @@ func checkKeys(n *yaml.Node, t reflect.Type, prefix, name string, problems *[]er
 
 func (j *Job) resolve() {
 	abs := func(p *string) {
-		if *p != "" && !filepath.IsAbs(*p) {
+		if *p != "" && !filepath.IsAbs(*p) && !blobstore.IsURL(*p) {
 			*p = filepath.Join(j.Dir, *p)
 		}
 	}
-	j.Input.Written = j.Input.Path
-	abs(&j.Input.Path)
+	j.Input.Written = slices.Clone(j.Input.Path)
+	for i := range j.Input.Path {
+		abs(&j.Input.Path[i])
+	}
 	abs(&j.Output.Path)
 	abs(&j.Model.Path)
 	abs(&j.Model.Adapter)
@@ -312,8 +374,13 @@ func (j *Job) Validate() error {
 	if j.Version != Version {
 		bad("version", "must be %d, got %d", Version, j.Version)
 	}
-	if j.Input.Path == "" {
+	if len(j.Input.Path) == 0 {
 		bad("input.path", "is required")
+	}
+	for i, p := range j.Input.Path {
+		if p == "" {
+			bad(fmt.Sprintf("input.path[%d]", i), "is empty")
+		}
 	}
 	checkFormat := func(key, format, path string) {
 		switch {
@@ -323,7 +390,7 @@ func (j *Job) Validate() error {
 			bad(key, "unknown format %q (want %s)", format, strings.Join(knownFormats, ", "))
 		}
 	}
-	checkFormat("input.format", j.Input.Format, j.Input.Path)
+	checkFormat("input.format", j.Input.Format, j.Input.Path.First())
 	if j.Input.TextField == "" {
 		bad("input.text_field", "is required")
 	}
@@ -334,8 +401,8 @@ func (j *Job) Validate() error {
 		bad("output.path", "is required")
 	}
 	checkFormat("output.format", j.Output.Format, j.Output.Path)
-	if j.Output.Path != "" && j.Output.Path == j.Input.Path {
-		bad("output.path", "is the input file")
+	if j.Output.Path != "" && contains(j.Input.Path, j.Output.Path) {
+		bad("output.path", "is an input file")
 	}
 	if j.Output.Field == j.Output.ErrorField {
 		bad("output.error_field", "must differ from output.field (%q)", j.Output.Field)
@@ -386,8 +453,11 @@ func (j *Job) Validate() error {
 	if j.Runtime.Workers < 0 {
 		bad("runtime.workers", "must be >= 0, got %d", j.Runtime.Workers)
 	}
-	if j.Checkpoint.Path != "" && (j.Checkpoint.Path == j.Output.Path || j.Checkpoint.Path == j.Input.Path) {
+	if j.Checkpoint.Path != "" && (j.Checkpoint.Path == j.Output.Path || contains(j.Input.Path, j.Checkpoint.Path)) {
 		bad("checkpoint.path", "must differ from the input and output paths")
+	}
+	if j.Checkpoint.SyncEvery < 0 {
+		bad("checkpoint.sync_every", "must be > 0, got %s", j.Checkpoint.SyncEvery)
 	}
 	if !contains([]string{OnErrorRecord, OnErrorSkip, OnErrorFail}, j.OnError) {
 		bad("on_error", "must be record, skip or fail, got %q", j.OnError)
@@ -406,7 +476,7 @@ func (o Output) IsResultField(name string) bool {
 
 // ErrorsPath is where skipped rows are listed: the output path plus
 // ".errors.jsonl".
-func (j *Job) ErrorsPath() string { return j.Output.Path + ".errors.jsonl" }
+func (j *Job) ErrorsPath() string { return blobstore.WithSuffix(j.Output.Path, ".errors.jsonl") }
 
 // NewTemplate parses a prompt template. Missing keys of .Row are errors at
 // execution, so a row without a field the template reads fails visibly.

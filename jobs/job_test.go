@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/batchtrans/batchtrans/io/dataset"
 )
 
 const minimal = `version: 1
@@ -34,7 +36,7 @@ func TestLoadDefaultsAndPaths(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, j.Validate())
 	dir := filepath.Dir(p)
-	assert.Equal(t, filepath.Join(dir, "data/in.jsonl"), j.Input.Path)
+	assert.Equal(t, Paths{filepath.Join(dir, "data/in.jsonl")}, j.Input.Path)
 	assert.Equal(t, filepath.Join(dir, "out/in.de.jsonl"), j.Output.Path)
 	assert.Equal(t, j.Output.Path+".ckpt", j.Checkpoint.Path)
 	assert.Equal(t, "jsonl", j.Input.Format)
@@ -42,7 +44,7 @@ func TestLoadDefaultsAndPaths(t *testing.T) {
 	assert.Equal(t, "error", j.Output.ErrorField)
 	assert.Equal(t, "finish_reason", j.Output.FinishReasonField)
 	assert.False(t, j.Generation.AcceptCut, "a cut row fails unless the job accepts it")
-	assert.Equal(t, "data/in.jsonl", j.Input.Written, "messages name the input as written")
+	assert.Equal(t, Paths{"data/in.jsonl"}, j.Input.Written, "messages name the input as written")
 	assert.Equal(t, "{{.Text}}", j.Prompt.User)
 	assert.Equal(t, 256, j.Generation.MaxNewTokens)
 	assert.Equal(t, 1.0, *j.Generation.TopP)
@@ -129,9 +131,9 @@ func TestFingerprintNamesWhatChanged(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "models/m/model.safetensors"), []byte("xx"), 0o644))
 	j, err := Load(p)
 	require.NoError(t, err)
-	base, err := Compute(j)
+	base, err := compute(t, j)
 	require.NoError(t, err)
-	again, err := Compute(j)
+	again, err := compute(t, j)
 	require.NoError(t, err)
 	assert.Empty(t, again.Diff(base))
 
@@ -144,7 +146,7 @@ func TestFingerprintNamesWhatChanged(t *testing.T) {
 		{"system prompt", func(j *Job) { j.Prompt.System = "x" }, "prompt.system changed"},
 		{"dtype", func(j *Job) { j.Model.DType = "q8" }, "model.dtype changed"},
 		{"input", func(j *Job) {
-			os.WriteFile(j.Input.Path, []byte(`{"text":"b"}`+"\n"), 0o644)
+			os.WriteFile(j.Input.Path[0], []byte(`{"text":"b"}`+"\n"), 0o644)
 		}, "input file changed"},
 		{"weights", func(j *Job) {
 			os.WriteFile(filepath.Join(j.Model.Path, "model.safetensors"), []byte("xyz"), 0o644)
@@ -158,7 +160,7 @@ func TestFingerprintNamesWhatChanged(t *testing.T) {
 			j2, err := Load(p)
 			require.NoError(t, err)
 			tt.change(j2)
-			fp, err := Compute(j2)
+			fp, err := compute(t, j2)
 			require.NoError(t, err)
 			assert.Contains(t, fp.Describe(base), tt.want)
 		})
@@ -167,7 +169,7 @@ func TestFingerprintNamesWhatChanged(t *testing.T) {
 	// Settings applied when the output is written leave the checkpoint usable.
 	j, err = Load(p)
 	require.NoError(t, err)
-	now, err := Compute(j)
+	now, err := compute(t, j)
 	require.NoError(t, err)
 	for name, change := range map[string]func(j *Job){
 		"accept_cut":          func(j *Job) { j.Generation.AcceptCut = true },
@@ -178,11 +180,22 @@ func TestFingerprintNamesWhatChanged(t *testing.T) {
 			j2, err := Load(p)
 			require.NoError(t, err)
 			change(j2)
-			fp, err := Compute(j2)
+			fp, err := compute(t, j2)
 			require.NoError(t, err)
 			assert.Empty(t, fp.Diff(now))
 		})
 	}
+}
+
+// compute fingerprints j with its one input file's digest.
+func compute(t *testing.T, j *Job) (Fingerprint, error) {
+	t.Helper()
+	src, err := dataset.OpenLocal(j.Input.Path[0])
+	require.NoError(t, err)
+	defer src.Close()
+	d, err := src.Digest()
+	require.NoError(t, err)
+	return Compute(j, d)
 }
 
 func FuzzParse(f *testing.F) {

@@ -9,9 +9,12 @@ import (
 // the output's error field, OUTPUT.errors.jsonl and the log say:
 // "data/in.jsonl line 7 (row 6): field "text": missing text field".
 type RowFailure struct {
-	File   string // the input as the job file wrote it
-	Line   int64  // 1-based line; 0 where the format has none (Parquet)
-	Row    int64  // 0-based row number
+	File string // the input as the job file wrote it
+	Line int64  // 1-based line; 0 where the format has none (Parquet)
+	Row  int64  // 0-based row number
+	// InFile is, for a Parquet file of a many-file input, the row's
+	// 1-based place within File (Row counts across the files); else 0.
+	InFile int64
 	ID     string // the row's id ("" when it could not be read)
 	Field  string // the input field at fault; "" when the whole row is bad
 	Reason string
@@ -24,8 +27,12 @@ func (f *RowFailure) Error() string {
 	return fmt.Sprintf("%s: field %q: %s", f.Place(), f.Field, f.Reason)
 }
 
-// Place names the row: "data/in.jsonl line 7 (row 6)", or "in.parquet row 6".
+// Place names the row: "data/in.jsonl line 7 (row 6)", or "in.parquet row 6",
+// or in a many-file input "data/part-2.parquet row 5 (input row 1204)".
 func (f *RowFailure) Place() string {
+	if f.InFile > 0 {
+		return fmt.Sprintf("%s row %d (input row %d)", f.File, f.InFile-1, f.Row)
+	}
 	if f.Line <= 0 {
 		return fmt.Sprintf("%s row %d", f.File, f.Row)
 	}

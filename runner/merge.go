@@ -1,6 +1,8 @@
 package runner
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,7 +10,10 @@ import (
 	"os"
 	"path/filepath"
 
+	"gocloud.dev/blob"
+
 	"github.com/batchtrans/batchtrans/internal/durable"
+	"github.com/batchtrans/batchtrans/io/blobstore"
 	"github.com/batchtrans/batchtrans/io/dataset"
 	"github.com/batchtrans/batchtrans/jobs"
 	"github.com/batchtrans/batchtrans/runner/checkpoint"
@@ -59,13 +64,27 @@ type errorLine struct {
 
 // merge writes the output: the input re-read in order, each row joined with
 // its checkpointed result, into a temporary file renamed into place.
-func merge(cfg Config, log *checkpoint.Log, b *builder, sum *Summary) error {
-	j := cfg.Job
+func merge(ctx context.Context, cfg Config, log *checkpoint.Log, b *builder, sum *Summary) error {
 	idx, err := log.Index()
 	if err != nil {
 		return err
 	}
 	defer idx.Close()
+	return writeOutput(ctx, cfg, b, sum, func(rec dataset.Record) (checkpoint.Row, error) {
+		row, ok, err := idx.Get(rec.Index)
+		if err == nil && !ok {
+			err = fmt.Errorf("checkpoint %s has no result for %s; rerun to finish it", cfg.Job.Checkpoint.Path, b.where(rec))
+		}
+		return row, err
+	}, nil)
+}
+
+// writeOutput writes the output (and the errors file under on_error:
+// skip): the input read in order, each record joined with its result from
+// result, into temporary files committed only when whole, and only if
+// done (when not nil) finds nothing wrong once every row is written.
+func writeOutput(ctx context.Context, cfg Config, b *builder, sum *Summary, result func(dataset.Record) (checkpoint.Row, error), done func() error) error {
+	j := cfg.Job
 	rd, err := cfg.Open()
 	if err != nil {
 		return fmt.Errorf("open input: %w", err)
@@ -77,7 +96,7 @@ func merge(cfg Config, log *checkpoint.Log, b *builder, sum *Summary) error {
 	}
 	keep := cols[:len(cols)-resultColumns]
 
-	out, err := newOutputFile(j.Output.Path)
+	out, err := newOutputFile(ctx, j.Output.Path)
 	if err != nil {
 		return err
 	}
@@ -86,11 +105,11 @@ func merge(cfg Config, log *checkpoint.Log, b *builder, sum *Summary) error {
 	if err != nil {
 		return fmt.Errorf("create output %s: %w", j.Output.Path, err)
 	}
-	var errs *durable.File
+	var errs outputFile
 	var errEnc *json.Encoder
 	skip := j.OnError == jobs.OnErrorSkip
 	if skip {
-		if errs, err = newOutputFile(j.ErrorsPath()); err != nil {
+		if errs, err = newOutputFile(ctx, j.ErrorsPath()); err != nil {
 			return err
 		}
 		defer errs.Abort()
@@ -111,12 +130,9 @@ func merge(cfg Config, log *checkpoint.Log, b *builder, sum *Summary) error {
 			return fmt.Errorf("read input: %w", err)
 		}
 		sum.Rows++
-		row, ok, err := idx.Get(rec.Index)
+		row, err := result(rec)
 		if err != nil {
 			return err
-		}
-		if !ok {
-			return fmt.Errorf("checkpoint %s has no result for %s; rerun to finish it", j.Checkpoint.Path, b.where(rec))
 		}
 		failure := row.Err
 		if row.Cut() {
@@ -161,6 +177,11 @@ func merge(cfg Config, log *checkpoint.Log, b *builder, sum *Summary) error {
 			crashPoint("merge.first-row")
 		}
 	}
+	if done != nil {
+		if err := done(); err != nil {
+			return err
+		}
+	}
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("write output %s: %w", j.Output.Path, err)
 	}
@@ -172,23 +193,103 @@ func merge(cfg Config, log *checkpoint.Log, b *builder, sum *Summary) error {
 			return err
 		}
 		sum.ErrorsFile = j.ErrorsPath()
-	} else if err := os.Remove(j.ErrorsPath()); err == nil {
+	} else {
 		// A list of skipped rows from an earlier run under on_error: skip
 		// no longer describes this output.
-		durable.SyncDir(filepath.Dir(j.ErrorsPath()))
+		removeOutput(ctx, j.ErrorsPath())
 	}
 	return nil
 }
 
-// newOutputFile starts one of the merge's files, whose renames are crash
-// points ("merge.before-rename", "merge.after-rename").
-func newOutputFile(path string) (*durable.File, error) {
+// outputFile is one of the merge's files being written: it appears only
+// when Commit returns; Abort (always deferred) drops it unless committed.
+// *durable.File is the local one.
+type outputFile interface {
+	Writer() io.Writer
+	Commit() error
+	Abort()
+}
+
+// newOutputFile starts one of the merge's files at a local path or an
+// object URL; its commit's steps are crash points ("merge.before-rename",
+// "merge.after-rename").
+func newOutputFile(ctx context.Context, path string) (outputFile, error) {
+	if blobstore.IsURL(path) {
+		return newOutputObject(ctx, path)
+	}
 	f, err := durable.Create(path)
 	if err != nil {
 		return nil, err
 	}
 	f.Hook = func(point string) { crashPoint("merge." + point) }
 	return f, nil
+}
+
+// removeOutput removes a stale output file or object, if there is one.
+func removeOutput(ctx context.Context, path string) {
+	if blobstore.IsURL(path) {
+		if b, key, err := blobstore.Open(ctx, path); err == nil {
+			b.Delete(ctx, key)
+		}
+		return
+	}
+	if err := os.Remove(path); err == nil {
+		durable.SyncDir(filepath.Dir(path))
+	}
+}
+
+// outputObject is an object being uploaded. The object stores make an
+// upload visible only when it completes (S3's multipart upload is
+// completed, GCS's resumable upload finalised, Azure's block list
+// committed, all at Close); cancelling the upload's context abandons it,
+// so a half-written output never appears, and an earlier output stays
+// readable until the new one replaces it. That is the temporary object;
+// a copy to the final key would add nothing but a second write (and, on
+// S3, a 5 GB limit on single-request copies).
+type outputObject struct {
+	url    string
+	w      *blob.Writer
+	bw     *bufio.Writer
+	cancel context.CancelFunc
+	done   bool
+}
+
+func newOutputObject(ctx context.Context, url string) (*outputObject, error) {
+	b, key, err := blobstore.Open(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("create output: %w", err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	w, err := b.NewWriter(wctx, key, nil)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("create output %s: %w", url, err)
+	}
+	return &outputObject{url: url, w: w, bw: bufio.NewWriterSize(w, 1<<16), cancel: cancel}, nil
+}
+
+func (o *outputObject) Writer() io.Writer { return o.bw }
+
+func (o *outputObject) Commit() error {
+	if err := o.bw.Flush(); err != nil {
+		return fmt.Errorf("write %s: %w", o.url, err)
+	}
+	crashPoint("merge.before-rename")
+	o.done = true
+	err := o.w.Close()
+	o.cancel()
+	if err != nil {
+		return fmt.Errorf("write %s: %w", o.url, err)
+	}
+	crashPoint("merge.after-rename")
+	return nil
+}
+
+func (o *outputObject) Abort() {
+	if !o.done {
+		o.cancel()
+		o.w.Close()
+	}
 }
 
 // CrashHook, when set, is called at named points of the final merge

@@ -106,6 +106,9 @@ func (p *pass) grace() {
 func (p *pass) countTotal() func() {
 	ctx, stop := context.WithCancel(p.gctx)
 	var wg sync.WaitGroup
+	if sh := p.cfg.Shard; sh != nil {
+		p.cfg.Counters.Total.Store(sh.Range.Len()) // a shard knows its rows
+	}
 	if c := p.cfg.Counters; c.Total.Load() < 0 {
 		wg.Add(1)
 		go func() {
@@ -118,7 +121,8 @@ func (p *pass) countTotal() func() {
 	return func() { stop(); wg.Wait() }
 }
 
-// read feeds the rows not yet in the checkpoint to the workers.
+// read feeds the rows not yet in the checkpoint to the workers; a shard's
+// reader feeds its range's rows only, and stops reading at its end.
 func (p *pass) read() error {
 	defer close(p.tasks)
 	rd, err := p.cfg.Open()
@@ -126,10 +130,17 @@ func (p *pass) read() error {
 		return fmt.Errorf("open input: %w", err)
 	}
 	defer rd.Close()
+	sh := p.cfg.Shard
 	var n int64
 	for {
 		rec, err := rd.Read()
 		if errors.Is(err, io.EOF) {
+			if sh != nil {
+				if n < sh.Range.End {
+					return fmt.Errorf("the input has %d rows; the shard plan says %d or more (was it changed?)", n, sh.Range.End)
+				}
+				n = sh.Range.Len()
+			}
 			p.total = n
 			p.cfg.Counters.Total.Store(n)
 			return nil
@@ -138,6 +149,13 @@ func (p *pass) read() error {
 			return fmt.Errorf("read input: %w", err)
 		}
 		n++
+		if sh != nil && rec.Index < sh.Range.First {
+			continue
+		}
+		if sh != nil && rec.Index >= sh.Range.End {
+			p.total = sh.Range.Len()
+			return nil
+		}
 		if p.done(rec.Index) {
 			continue
 		}

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"text/template"
 	"unicode/utf8"
 
 	"github.com/batchtrans/batchtrans/engine"
+	"github.com/batchtrans/batchtrans/io/blobstore"
 	"github.com/batchtrans/batchtrans/io/dataset"
 	"github.com/batchtrans/batchtrans/jobs"
 )
@@ -38,21 +41,42 @@ func newBuilder(j *jobs.Job, date string) (*builder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prompt.user: %w", err)
 	}
-	file := j.Input.Written
+	file := j.Input.Written.String()
 	if file == "" {
-		file = j.Input.Path
+		file = j.Input.Path.String()
 	}
 	return &builder{job: j, file: file, system: sys, user: usr, date: date}, nil
 }
 
 // failure is a record's failure, placed in the input as the job file
 // wrote it; field is the input field at fault, if one is.
+//
+// A record of a many-file input (rec.File set) names its own file: its
+// path relative to the job file's folder, or its URL; a Parquet record
+// of one says its row within that file too.
 func (b *builder) failure(rec dataset.Record, id, field, reason string) *RowFailure {
 	f := &RowFailure{File: b.file, Line: rec.Line, Row: rec.Index, ID: id, Field: field, Reason: reason}
+	if rec.File != "" {
+		f.File = b.fileName(rec.File)
+	}
 	if b.job.Input.Format == "parquet" {
+		if rec.File != "" {
+			f.InFile = rec.Line // the row within its file, from 1
+		}
 		f.Line = 0 // a Parquet row has no line of its own
 	}
 	return f
+}
+
+// fileName names one file of a many-file input for messages.
+func (b *builder) fileName(file string) string {
+	if blobstore.IsURL(file) {
+		return file
+	}
+	if rel, err := filepath.Rel(b.job.Dir, file); err == nil && !strings.HasPrefix(rel, "..") {
+		return rel
+	}
+	return file
 }
 
 // where names a record's place for messages: "data/in.jsonl line 7 (row 6)".

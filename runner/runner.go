@@ -14,10 +14,14 @@ import (
 	"time"
 
 	"github.com/batchtrans/batchtrans/engine"
+	"github.com/batchtrans/batchtrans/io/blobstore"
 	"github.com/batchtrans/batchtrans/io/dataset"
+	"github.com/batchtrans/batchtrans/io/source"
 	"github.com/batchtrans/batchtrans/jobs"
 	"github.com/batchtrans/batchtrans/runner/checkpoint"
+	"github.com/batchtrans/batchtrans/runner/mirror"
 	"github.com/batchtrans/batchtrans/runner/progress"
+	"github.com/batchtrans/batchtrans/runner/shard"
 )
 
 // Translator generates one request's text. It must be safe for many
@@ -88,6 +92,41 @@ type Config struct {
 	Counters *progress.Counters // optional; bumped as rows become durable
 	Log      *slog.Logger       // optional
 	Now      func() time.Time   // default time.Now
+
+	// Fingerprint is the job's (see Fingerprint); nil: computed from the
+	// job's input paths.
+	Fingerprint jobs.Fingerprint
+	// Shard, when set, runs one shard of the job: its rows only, and its
+	// part instead of the output once they are done.
+	Shard *Shard
+	// Mirror, when set, keeps the checkpoint in object storage: it is
+	// pulled into Job.Checkpoint.Path (the local copy) before the run and
+	// pushed every Job.Checkpoint.SyncEvery and at the end.
+	Mirror *mirror.Mirror
+}
+
+// Shard is one shard's share of a sharded job.
+type Shard struct {
+	Spec  shard.Spec
+	Range shard.Range
+	Dir   *shard.Dir
+	Date  string // the plan's frozen template date
+}
+
+// Fingerprint computes the job's fingerprint with its input's digest
+// (in: the resolved input; nil resolves the job's input paths).
+func Fingerprint(ctx context.Context, j *jobs.Job, in *source.Input) (jobs.Fingerprint, error) {
+	if in == nil {
+		var err error
+		if in, err = source.Resolve(ctx, j.Input.Path, j.Input.Format, dataset.Options{}); err != nil {
+			return nil, err
+		}
+	}
+	d, err := in.Digest()
+	if err != nil {
+		return nil, fmt.Errorf("fingerprint input: %w", err)
+	}
+	return jobs.Compute(j, d)
 }
 
 // Summary is what a run did. Row counts are over the whole job (resumed
@@ -145,8 +184,22 @@ func run(ctx context.Context, cfg Config) (Summary, error) {
 	j := cfg.Job
 	workers := Workers(cfg.Workers, j, j.Runtime.Device)
 	sum := Summary{Output: j.Output.Path, Checkpoint: j.Checkpoint.Path}
+	if cfg.Mirror != nil {
+		sum.Checkpoint = cfg.Mirror.URL()
+	}
+	if cfg.Fingerprint == nil {
+		fp, err := Fingerprint(ctx, j, nil)
+		if err != nil {
+			return sum, err
+		}
+		cfg.Fingerprint = fp
+	}
 
-	for _, d := range []string{filepath.Dir(j.Output.Path), filepath.Dir(j.Checkpoint.Path)} {
+	dirs := []string{filepath.Dir(j.Checkpoint.Path)}
+	if cfg.Shard == nil && !blobstore.IsURL(j.Output.Path) {
+		dirs = append(dirs, filepath.Dir(j.Output.Path))
+	}
+	for _, d := range dirs {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return sum, fmt.Errorf("create folder: %w", err)
 		}
@@ -157,6 +210,19 @@ func run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	defer lock.Release()
 
+	if m := cfg.Mirror; m != nil {
+		if cfg.Restart {
+			err = m.Reset(ctx)
+		} else {
+			var n int64
+			if n, err = m.Pull(ctx); err == nil && n > 0 {
+				cfg.Log.Info("checkpoint downloaded", "checkpoint", m.URL(), "bytes", n, "segments", m.Segments)
+			}
+		}
+		if err != nil {
+			return sum, err
+		}
+	}
 	log, err := openCheckpoint(j, cfg)
 	if err != nil {
 		return sum, err
@@ -165,6 +231,9 @@ func run(ctx context.Context, cfg Config) (Summary, error) {
 	date := j.Prompt.Date
 	if date == "" {
 		date = log.Header().Date
+	}
+	if cfg.Shard != nil && date != cfg.Shard.Date {
+		return sum, fmt.Errorf("%w: the checkpoint's template date %q differs from the shard plan's %q; rerun with --restart (checkpoint %s)", ErrJobChanged, date, cfg.Shard.Date, sum.Checkpoint)
 	}
 	sum.Date = date
 	st := log.Stats()
@@ -183,7 +252,16 @@ func run(ctx context.Context, cfg Config) (Summary, error) {
 	}
 	cfg.Log.Info("run", "job", j.File, "workers", workers, "resumed_rows", st.Done, "checkpoint", j.Checkpoint.Path, "date", date)
 
+	var stopPush func() error
+	if cfg.Mirror != nil {
+		stopPush = pushEvery(ctx, cfg, log)
+	}
 	total, interrupted, err := translate(ctx, cfg, log, b, workers)
+	if stopPush != nil {
+		if perr := stopPush(); err == nil && perr != nil {
+			err = perr
+		}
+	}
 	s := cfg.Counters.Read(start)
 	sum.PromptTokens, sum.CompletionTokens, sum.Wall = s.PromptTokens, s.CompletionTokens, time.Since(start)
 	if err != nil {
@@ -195,8 +273,20 @@ func run(ctx context.Context, cfg Config) (Summary, error) {
 		sum.Good = st.Done - sum.Failed
 		return sum, ErrInterrupted
 	}
+	if cfg.Shard != nil {
+		sum.Rows, sum.Failed, sum.Cut = total, Failed(st, j), st.Cut
+		sum.Good = st.Done - sum.Failed
+		sum.Output = cfg.Shard.Dir.Join(shard.PartName(cfg.Shard.Spec))
+		cfg.Log.Info("all rows of the shard done; writing its part", "shard", cfg.Shard.Spec.String(), "part", sum.Output)
+		if err := writePart(ctx, cfg, log, date); err != nil {
+			return sum, err
+		}
+		sum.Complete = true
+		sum.Wall = time.Since(start)
+		return sum, nil
+	}
 	cfg.Log.Info("all rows done; writing the output", "path", j.Output.Path)
-	if err := merge(cfg, log, b, &sum); err != nil {
+	if err := merge(ctx, cfg, log, b, &sum); err != nil {
 		return sum, err
 	}
 	sum.Complete = true
@@ -230,11 +320,11 @@ func FailuresRecordedIn(j *jobs.Job) string {
 }
 
 // ChangedSince says what of the job differs from the one the checkpoint
-// was made for ("" if nothing), as status reports it. The numerics are left
-// out: they are the device's and build's a run picks, which the job file
-// alone does not say.
-func ChangedSince(j *jobs.Job, hdr checkpoint.Header) (string, error) {
-	fp, err := jobs.Compute(j)
+// was made for ("" if nothing), as status reports it (in: the resolved
+// input; nil resolves the job's). The numerics are left out: they are the
+// device's and build's a run picks, which the job file alone does not say.
+func ChangedSince(ctx context.Context, j *jobs.Job, in *source.Input, hdr checkpoint.Header) (string, error) {
+	fp, err := Fingerprint(ctx, j, in)
 	if err != nil {
 		return "", err
 	}
@@ -246,10 +336,7 @@ func ChangedSince(j *jobs.Job, hdr checkpoint.Header) (string, error) {
 // openCheckpoint opens the job's checkpoint, or makes one, and checks that
 // it belongs to this job.
 func openCheckpoint(j *jobs.Job, cfg Config) (*checkpoint.Log, error) {
-	fp, err := jobs.Compute(j)
-	if err != nil {
-		return nil, err
-	}
+	fp := maps.Clone(cfg.Fingerprint)
 	if cfg.Numerics != "" {
 		fp[numericsKey] = cfg.Numerics
 	}
@@ -275,6 +362,9 @@ func openCheckpoint(j *jobs.Job, cfg Config) (*checkpoint.Log, error) {
 		}
 	}
 	date := j.Prompt.Date
+	if date == "" && cfg.Shard != nil {
+		date = cfg.Shard.Date
+	}
 	if date == "" {
 		date = cfg.Now().Format("02 Jan 2006")
 	}

@@ -94,7 +94,9 @@ func setup(t testing.TB, lines []string, extra string) *jobs.Job {
 func config(j *jobs.Job, tr runner.Translator, workers int) runner.Config {
 	return runner.Config{
 		Job: j, Translator: tr, Workers: workers,
-		Open: func() (dataset.Reader, error) { return dataset.Open(j.Input.Path, j.Input.Format, dataset.Options{}) },
+		Open: func() (dataset.Reader, error) {
+			return dataset.Open(j.Input.Path[0], j.Input.Format, dataset.Options{})
+		},
 		Create: func(w io.Writer, cols []dataset.Column) (dataset.Writer, error) {
 			return dataset.NewWriter(w, j.Output.Format, cols, dataset.Options{})
 		},
@@ -289,7 +291,7 @@ func TestChangedJobRefusesToResume(t *testing.T) {
 	assert.Zero(t, sum.Resumed)
 	assert.Equal(t, int64(20), sum.Good)
 
-	require.NoError(t, os.WriteFile(j.Input.Path, []byte(strings.Join(rows(21), "\n")), 0o644))
+	require.NoError(t, os.WriteFile(j.Input.Path[0], []byte(strings.Join(rows(21), "\n")), 0o644))
 	_, err = runner.Run(t.Context(), config(j, &fakeTranslator{}, 2))
 	require.ErrorIs(t, err, runner.ErrJobChanged)
 	assert.Contains(t, err.Error(), "input file changed")
@@ -440,7 +442,7 @@ func TestFailedRowsAreLogged(t *testing.T) {
 	out := readLines(t, j.Output.Path)
 	assert.True(t, strings.HasPrefix(out[4]["error"].(string), "in.jsonl line 5 (row 4): malformed JSON"), out[4]["error"])
 	assert.Equal(t, `in.jsonl line 6 (row 5): field "text": missing text field`, out[5]["error"])
-	assert.NotContains(t, out[4]["error"], j.Input.Path, "one form of the file's name, not the absolute path")
+	assert.NotContains(t, out[4]["error"], j.Input.Path[0], "one form of the file's name, not the absolute path")
 }
 
 // TestFailedRowLogIsBounded: past LoggedFailures, failed rows are only

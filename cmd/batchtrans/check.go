@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/batchtrans/batchtrans/engine/llama"
+	"github.com/batchtrans/batchtrans/io/blobstore"
 	"github.com/batchtrans/batchtrans/io/dataset"
+	"github.com/batchtrans/batchtrans/io/source"
 	"github.com/batchtrans/batchtrans/jobs"
 	"github.com/batchtrans/batchtrans/runner"
 )
@@ -23,48 +26,38 @@ type plan struct {
 // field, the output can be made from it, the output and checkpoint folders
 // are writable, and the model folder holds a complete model (headers
 // only). It returns every problem at once; a missing input stops it first.
-func checkJob(j *jobs.Job) (plan, error) {
+func checkJob(ctx context.Context, j *jobs.Job) (plan, *source.Input, error) {
 	var p plan
-	if err := checkInput(j); err != nil {
-		return p, err
+	in, err := openInput(ctx, j)
+	if err != nil {
+		return p, nil, err
 	}
 	var problems []error
-	rd, err := dataset.Open(j.Input.Path, j.Input.Format, datasetOptions(j))
-	if err != nil {
+	if p.cols, err = in.Columns(); err != nil {
+		p.cols = nil
 		problems = append(problems, fmt.Errorf("open input: %w", err))
 	} else {
-		p.cols = rd.Columns()
-		rd.Close()
-		problems = append(problems, checkFields(j, p.cols)...)
+		problems = append(problems, checkFields(j, in, p.cols)...)
 		if p.outCols, err = runner.OutputColumns(j, p.cols); err != nil {
 			problems = append(problems, err)
 		}
 	}
-	for key, dir := range map[string]string{"output.path": filepath.Dir(j.Output.Path), "checkpoint.path": filepath.Dir(j.Checkpoint.Path)} {
-		if err := checkWritable(dir); err != nil {
+	for key, path := range map[string]string{"output.path": j.Output.Path, "checkpoint.path": j.Checkpoint.Path} {
+		if blobstore.IsURL(path) {
+			continue // a bucket is checked when the run first writes to it
+		}
+		if err := checkWritable(filepath.Dir(path)); err != nil {
 			problems = append(problems, fmt.Errorf("%s: %w", key, err))
 		}
 	}
 	if p.model, err = inspectModel(j); err != nil {
 		problems = append(problems, fmt.Errorf("model: %w", err))
 	}
-	return p, errors.Join(problems...)
-}
-
-// checkInput fails (exit 1) when the input file is missing or unreadable.
-func checkInput(j *jobs.Job) error {
-	st, err := os.Stat(j.Input.Path)
-	if err != nil {
-		return fmt.Errorf("input.path: %w", err)
-	}
-	if st.IsDir() {
-		return fmt.Errorf("input.path: %s is a folder, not a file", j.Input.Path)
-	}
-	return nil
+	return p, in, errors.Join(problems...)
 }
 
 // checkFields reports the job's input fields that the input's columns lack.
-func checkFields(j *jobs.Job, cols []dataset.Column) []error {
+func checkFields(j *jobs.Job, in *source.Input, cols []dataset.Column) []error {
 	has := func(name string) bool {
 		for _, c := range cols {
 			if c.Name == name {
@@ -75,10 +68,10 @@ func checkFields(j *jobs.Job, cols []dataset.Column) []error {
 	}
 	var problems []error
 	if !has(j.Input.TextField) {
-		problems = append(problems, fmt.Errorf("input.text_field: %s has no field %q (fields: %s)", j.Input.Path, j.Input.TextField, colNames(cols)))
+		problems = append(problems, fmt.Errorf("input.text_field: %s has no field %q (fields: %s)", in, j.Input.TextField, colNames(cols)))
 	}
 	if j.Input.IDField != "" && !has(j.Input.IDField) {
-		problems = append(problems, fmt.Errorf("input.id_field: %s has no field %q", j.Input.Path, j.Input.IDField))
+		problems = append(problems, fmt.Errorf("input.id_field: %s has no field %q", in, j.Input.IDField))
 	}
 	return problems
 }

@@ -15,9 +15,11 @@ import (
 	"github.com/batchtrans/batchtrans/engine/device"
 	"github.com/batchtrans/batchtrans/io/dataset"
 	_ "github.com/batchtrans/batchtrans/io/formats" // registers jsonl, csv, parquet
+	"github.com/batchtrans/batchtrans/io/source"
 	"github.com/batchtrans/batchtrans/jobs"
 	"github.com/batchtrans/batchtrans/runner"
 	"github.com/batchtrans/batchtrans/runner/progress"
+	"github.com/batchtrans/batchtrans/runner/shard"
 )
 
 func init() {
@@ -32,6 +34,7 @@ type runOptions struct {
 	restart    bool
 	noProgress bool
 	logFormat  string
+	shard      string // --shard I/N, auto or auto/N; "" runs the whole job
 }
 
 // parseJobArgs parses flags given before or after the one JOB.yaml argument.
@@ -61,6 +64,7 @@ func runCmd(ctx context.Context, env *cliEnv, args []string) error {
 	fs.BoolVar(&o.restart, "restart", false, "discard the checkpoint and start over")
 	fs.BoolVar(&o.noProgress, "no-progress", false, "no progress bar; log progress lines instead")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&o.shard, "shard", "", "run one shard: I/N (I from 0), or auto[/N] to read it from the scheduler's environment")
 	job, err := parseJobArgs(fs, args)
 	if err != nil {
 		return err
@@ -99,6 +103,20 @@ func loadJob(path string) (*jobs.Job, error) {
 	return j, nil
 }
 
+// openInput resolves the job's input files (globs, lists, URLs) and opens
+// each once; a missing file, a glob matching nothing, a missing bucket or
+// missing credentials fail here (exit 1).
+func openInput(ctx context.Context, j *jobs.Job) (*source.Input, error) {
+	in, err := source.Resolve(ctx, j.Input.Path, j.Input.Format, datasetOptions(j))
+	if err != nil {
+		return nil, err
+	}
+	if err := in.Check(); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
 func datasetOptions(j *jobs.Job) dataset.Options {
 	var o dataset.Options
 	if r := []rune(j.Input.Delimiter); len(r) == 1 {
@@ -115,11 +133,29 @@ func runJob(ctx context.Context, env *cliEnv, log *slog.Logger, o runOptions) er
 	if o.device != "" {
 		j.Runtime.Device = o.device
 	}
+	var spec *shard.Spec
+	if o.shard != "" {
+		s, err := shard.Parse(o.shard, os.Getenv)
+		if err != nil {
+			return withCode(exitUsage, err)
+		}
+		spec = &s
+	}
 	// Everything that can be checked without the weights is, before they
 	// load: a typo in the input should not wait for gigabytes to be read.
-	if _, err := checkJob(j); err != nil {
+	_, in, err := checkJob(ctx, j)
+	if err != nil {
 		return err
 	}
+	fp, err := runner.Fingerprint(ctx, j, in)
+	if err != nil {
+		return err
+	}
+	place, err := placeCheckpoint(ctx, log, j, in, fp, spec, o.restart)
+	if err != nil {
+		return err
+	}
+	defer place.close()
 	dev, err := device.Choose(device.System().Probe(), j.Runtime.Device, func(line string) { log.Info(line) })
 	if err != nil {
 		return withCode(exitUsage, err)
@@ -163,20 +199,20 @@ func runJob(ctx context.Context, env *cliEnv, log *slog.Logger, o runOptions) er
 
 	counters := progress.NewCounters()
 	rep := progress.Start(counters, progress.Options{Bar: isTerminal(env.stderr) && !o.noProgress, Out: env.stderr, Log: log})
-	opt := datasetOptions(j)
 	sum, err := runner.Run(ctx, runner.Config{
-		Job:        j,
-		Translator: tr,
-		Open:       func() (dataset.Reader, error) { return dataset.Open(j.Input.Path, j.Input.Format, opt) },
-		Create: func(w io.Writer, cols []dataset.Column) (dataset.Writer, error) {
-			return dataset.NewWriter(w, j.Output.Format, cols, dataset.Options{})
-		},
-		Workers:  workers,
-		Numerics: numericsOf(tr),
-		Restart:  o.restart,
-		Drain:    drain,
-		Counters: counters,
-		Log:      log,
+		Job:         j,
+		Translator:  tr,
+		Open:        in.Open,
+		Create:      outputWriter(j),
+		Workers:     workers,
+		Numerics:    numericsOf(tr),
+		Restart:     o.restart,
+		Drain:       drain,
+		Counters:    counters,
+		Log:         log,
+		Fingerprint: fp,
+		Shard:       place.shard,
+		Mirror:      place.mirror,
 	})
 	rep.Stop()
 	select {
@@ -184,6 +220,13 @@ func runJob(ctx context.Context, env *cliEnv, log *slog.Logger, o runOptions) er
 	default:
 	}
 	return finishRun(log, j, o, sum, sig, err, prefillFields(tr))
+}
+
+// outputWriter makes the job's output writer over w.
+func outputWriter(j *jobs.Job) func(w io.Writer, cols []dataset.Column) (dataset.Writer, error) {
+	return func(w io.Writer, cols []dataset.Column) (dataset.Writer, error) {
+		return dataset.NewWriter(w, j.Output.Format, cols, dataset.Options{})
+	}
 }
 
 // finishRun logs the summary and maps the outcome to an exit code.
@@ -205,6 +248,13 @@ func finishRun(log *slog.Logger, j *jobs.Job, o runOptions, sum runner.Summary, 
 		return withCode(code, fmt.Errorf("interrupted by %s; finished rows are saved in %s; run `batchtrans run %s` again to resume", name, sum.Checkpoint, o.job))
 	case err != nil:
 		return withCode(exitFatal, err)
+	case o.shard != "":
+		// A finished shard exits 0 even with failed rows, so that the
+		// scheduler does not retry it: its part is written, and merge
+		// reports the failed rows (exit 3).
+		log.Info("summary", "complete", true, "rows", sum.Rows, "good", sum.Good, "failed", sum.Failed, "resumed", sum.Resumed,
+			"tokens_in", sum.PromptTokens, "tokens_out", sum.CompletionTokens, "wall_s", sum.Wall.Seconds(), "tokens_per_s", tokPerS, "part", sum.Output)
+		return nil
 	}
 	n := sum.Failed + sum.Skipped
 	fields := []any{"complete", true, "rows", sum.Rows, "good", sum.Good, "failed", sum.Failed, "skipped", sum.Skipped,

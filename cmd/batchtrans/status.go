@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
-	"github.com/batchtrans/batchtrans/io/dataset"
-	"github.com/batchtrans/batchtrans/jobs"
+	"github.com/batchtrans/batchtrans/io/source"
 	"github.com/batchtrans/batchtrans/runner"
 	"github.com/batchtrans/batchtrans/runner/checkpoint"
 )
@@ -25,8 +23,14 @@ func statusCmd(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	w := env.stdout
 	fmt.Fprintf(w, "job:        %s\n", j.File)
+	if dir, ok, err := openShardDir(ctx, j); err != nil {
+		return err
+	} else if ok {
+		defer dir.Close()
+		return shardStatus(ctx, w, j, dir)
+	}
 	fmt.Fprintf(w, "checkpoint: %s\n", j.Checkpoint.Path)
-	hdr, st, err := checkpoint.Inspect(j.Checkpoint.Path)
+	hdr, st, err := inspectCheckpoint(ctx, j.Checkpoint.Path)
 	if errors.Is(err, checkpoint.ErrNoCheckpoint) {
 		fmt.Fprintf(w, "state:      not started (run `batchtrans run %s`)\n", path)
 		return nil
@@ -35,15 +39,19 @@ func statusCmd(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	total := st.Total
+	in, err := openInput(ctx, j)
+	if err != nil {
+		return err
+	}
 	if total < 0 {
-		if total, _, err = countRows(j); err != nil {
+		if total, _, err = countRows(in); err != nil {
 			return err
 		}
 	}
 	state := "stopped (rerun to resume)"
 	if st.Done >= total {
 		state = "complete"
-		if _, err := os.Stat(j.Output.Path); err != nil {
+		if ok, _ := outputExists(ctx, j.Output.Path); !ok {
 			state = "all rows done; output not written yet (rerun to write it)"
 		}
 	}
@@ -52,7 +60,7 @@ func statusCmd(ctx context.Context, env *cliEnv, args []string) error {
 	} else if err == nil {
 		lk.Release()
 	}
-	if d, err := runner.ChangedSince(j, hdr); err == nil && d != "" {
+	if d, err := runner.ChangedSince(ctx, j, in, hdr); err == nil && d != "" {
 		state += "; the job has changed since the checkpoint was made (" + d + "): a run needs --restart"
 	}
 	left := max(total-st.Done, 0)
@@ -85,8 +93,8 @@ func statusCmd(ctx context.Context, env *cliEnv, args []string) error {
 
 // countRows streams the input to count its rows, and of them the
 // unreadable ones (counted in rows too).
-func countRows(j *jobs.Job) (rows, bad int64, err error) {
-	rd, err := dataset.Open(j.Input.Path, j.Input.Format, datasetOptions(j))
+func countRows(in *source.Input) (rows, bad int64, err error) {
+	rd, err := in.Open()
 	if err != nil {
 		return 0, 0, fmt.Errorf("open input: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/batchtrans/batchtrans/engine/device"
 	"github.com/batchtrans/batchtrans/io/dataset"
+	"github.com/batchtrans/batchtrans/io/source"
 	"github.com/batchtrans/batchtrans/jobs"
 	"github.com/batchtrans/batchtrans/runner"
 )
@@ -22,14 +23,14 @@ func validateCmd(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	p, err := checkJob(j)
+	p, in, err := checkJob(ctx, j)
 	var problems []error
 	if err != nil {
 		problems = append(problems, err)
 	}
 	var rows, bad int64
 	if p.cols != nil {
-		if rows, bad, err = countRows(j); err != nil {
+		if rows, bad, err = countRows(in); err != nil {
 			problems = append(problems, err)
 		}
 	}
@@ -44,16 +45,16 @@ func validateCmd(ctx context.Context, env *cliEnv, args []string) error {
 	if len(problems) > 0 {
 		return errors.Join(problems...)
 	}
-	printPlan(env.stdout, j, p, rows, bad, dev, logLines)
+	printPlan(env.stdout, j, in, p, rows, bad, dev, logLines)
 	return nil
 }
 
 // printPlan prints what validate found: the job's input, output, model,
 // device and run settings.
-func printPlan(w io.Writer, j *jobs.Job, p plan, rows, bad int64, dev device.Device, devLog []string) {
+func printPlan(w io.Writer, j *jobs.Job, in *source.Input, p plan, rows, bad int64, dev device.Device, devLog []string) {
 	cols, outCols, info := p.cols, p.outCols, p.model
 	fmt.Fprintf(w, "job:     %s (ok)\n", j.File)
-	fmt.Fprintf(w, "input:   %s (%s), %d rows", j.Input.Path, j.Input.Format, rows)
+	fmt.Fprintf(w, "input:   %s (%s), %d rows", in, j.Input.Format, rows)
 	if bad > 0 {
 		fmt.Fprintf(w, ", %d unreadable (handled per on_error: %s)", bad, j.OnError)
 	}

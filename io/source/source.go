@@ -323,7 +323,9 @@ func (r *reader) Read() (dataset.Record, error) {
 		}
 		r.n++
 		rec.Index += r.index
-		rec.File = r.base
+		if len(r.in.Files) > 1 {
+			rec.File = r.in.Files[r.file]
+		}
 		return rec, nil
 	}
 }
