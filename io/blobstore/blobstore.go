@@ -167,3 +167,26 @@ func OpenDir(ctx context.Context, dir string) (*blob.Bucket, error) {
 func IsNotFound(err error) bool {
 	return gcerrors.Code(err) == gcerrors.NotFound || errors.Is(err, os.ErrNotExist)
 }
+
+// Cause names, for a person, why a request to bucket b failed: no such
+// bucket, no such object, no credentials, access denied, or the store
+// unreachable.
+func Cause(ctx context.Context, b *blob.Bucket, err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "get credentials") || strings.Contains(msg, "could not find default credentials") ||
+		strings.Contains(msg, "DefaultAzureCredential"):
+		return "no credentials found (AWS: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile or a role; GCS: application default credentials; Azure: AZURE_STORAGE_ACCOUNT with a key, SAS token or identity)"
+	case gcerrors.Code(err) == gcerrors.PermissionDenied:
+		return "access denied"
+	case gcerrors.Code(err) == gcerrors.NotFound:
+		if ok, aerr := b.IsAccessible(ctx); aerr == nil && !ok {
+			return "the bucket does not exist"
+		}
+		return "no such object"
+	case strings.Contains(msg, "connection refused") || strings.Contains(msg, "exceeded maximum number of attempts") ||
+		strings.Contains(msg, "no such host") || strings.Contains(msg, "EOF"):
+		return "the store did not answer"
+	}
+	return "request failed"
+}

@@ -49,7 +49,7 @@ func OpenObject(ctx context.Context, raw string) (*Object, error) {
 func NewObject(ctx context.Context, b *blob.Bucket, key, name string) (*Object, error) {
 	a, err := b.Attributes(ctx, key)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", name, err)
+		return nil, fmt.Errorf("open %s: %s: %w", name, Cause(ctx, b, err), err)
 	}
 	return &Object{ctx: ctx, bucket: b, url: name, key: key, attrs: a}, nil
 }
