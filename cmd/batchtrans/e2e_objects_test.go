@@ -217,8 +217,8 @@ func TestStorageRefusals(t *testing.T) {
 		env  []string
 		want string
 	}{
-		{"bucket that does not exist", write("nobucket.yaml", "s3://bucket/job/in", "s3://nobucket/job/in"), childEnv(), "nobucket/job/in/data.parquet: the bucket does not exist"},
-		{"object that does not exist", write("noobject.yaml", "in/data.parquet", "in/missing.parquet"), childEnv(), "missing.parquet: no such object"},
+		{"bucket that does not exist", write("nobucket.yaml", "s3://bucket/job/in", "s3://nobucket/job/in"), childEnv(), "the bucket does not exist"},
+		{"object that does not exist", write("noobject.yaml", "in/data.parquet", "in/missing.parquet"), childEnv(), "no such object"},
 		{"glob that matches nothing", write("noglob.yaml", "in/data.parquet", "in/part-*.parquet"), childEnv(), "no file matches"},
 		{"missing credentials", job, noCreds, "no credentials found"},
 		{"local glob that matches nothing", write("localglob.yaml", strconv.Quote(srv.URL("job/in/data.parquet")), "data/nothing-*.parquet"), childEnv(), "no file matches"},
@@ -234,6 +234,7 @@ func TestStorageRefusals(t *testing.T) {
 			t.Logf("%s", out)
 			assert.Equal(t, 1, cmd.ProcessState.ExitCode(), "%s", out)
 			assert.Contains(t, string(out), tt.want)
+			assert.Contains(t, string(out), "input.path", "the error names the job key")
 			assert.Less(t, strings.Count(string(out), "\n"), 5, "one clear error, not a flood: %s", out)
 		})
 	}
