@@ -440,7 +440,9 @@ func TestSignalsDrainAndResume(t *testing.T) {
 // 15,000 rows (about 6.5 and 65 MB of input) and compares peak RSS:
 // holding rows or results for the whole input would add over 60 MB.
 func TestMemoryIsFlatInRowCount(t *testing.T) {
-	peak := func(n int) int64 {
+	// peak is the largest peak RSS of the runs that make the output: one
+	// run, or with shards both shards' runs and the merge.
+	peak := func(n int, sharded bool) int64 {
 		dir := jobDir(t, "in.jsonl", nil, "generation:\n  max_new_tokens: 1\n")
 		f, err := os.Create(filepath.Join(dir, "in.jsonl"))
 		require.NoError(t, err)
@@ -449,16 +451,29 @@ func TestMemoryIsFlatInRowCount(t *testing.T) {
 			fmt.Fprintf(f, `{"sku":"S%07d","text":"row %d %s","note":"%s"}`+"\n", i, i, filler, filler)
 		}
 		require.NoError(t, f.Close())
-		cmd := exec.Command(fakeBinary(t), "run", filepath.Join(dir, "job.yaml"), "--no-progress")
-		out, err := cmd.CombinedOutput()
-		require.NoError(t, err, "%s", out)
-		ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-		require.True(t, ok)
-		return ru.Maxrss // KiB on Linux
+		job := filepath.Join(dir, "job.yaml")
+		runs := [][]string{{"run", job, "--no-progress"}}
+		if sharded {
+			runs = [][]string{{"run", job, "--no-progress", "--shard", "0/2"}, {"run", job, "--no-progress", "--shard", "1/2"}, {"merge", job}}
+		}
+		var most int64
+		for _, args := range runs {
+			cmd := exec.Command(fakeBinary(t), args...)
+			out, err := cmd.CombinedOutput()
+			require.NoError(t, err, "%s", out)
+			ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+			require.True(t, ok)
+			most = max(most, ru.Maxrss) // KiB on Linux
+		}
+		return most
 	}
-	small, large := peak(1500), peak(15000)
-	t.Logf("peak RSS: %d KiB for 1,500 rows, %d KiB for 15,000 rows", small, large)
-	assert.Less(t, large, small+30*1024, "peak RSS grows with the row count")
+	for _, sharded := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sharded=%v", sharded), func(t *testing.T) {
+			small, large := peak(1500, sharded), peak(15000, sharded)
+			t.Logf("peak RSS: %d KiB for 1,500 rows, %d KiB for 15,000 rows", small, large)
+			assert.Less(t, large, small+30*1024, "peak RSS grows with the row count")
+		})
+	}
 }
 
 // TestCrashAtExactPoints kills the run at each named point of the group
