@@ -1,10 +1,12 @@
 package jobs
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -209,4 +211,51 @@ func FuzzParse(f *testing.F) {
 			_ = j.Validate()
 		}
 	})
+}
+
+func TestInputPathsAndObjectURLs(t *testing.T) {
+	tests := []struct {
+		name      string
+		input     string
+		output    string
+		extra     string
+		wantIn    func(dir string) Paths
+		wantCkpt  func(dir string) string
+		wantSync  time.Duration
+		wantError string
+	}{
+		{"one path", "data/in.jsonl", "out/o.jsonl", "",
+			func(d string) Paths { return Paths{filepath.Join(d, "data/in.jsonl")} },
+			func(d string) string { return filepath.Join(d, "out/o.jsonl.ckpt") }, 30 * time.Second, ""},
+		{"a list", "[data/a.csv, /abs/b.csv]", "out/o.csv", "",
+			func(d string) Paths { return Paths{filepath.Join(d, "data/a.csv"), "/abs/b.csv"} },
+			func(d string) string { return filepath.Join(d, "out/o.csv.ckpt") }, 30 * time.Second, ""},
+		{"a glob", "data/part-*.parquet", "out/o.parquet", "",
+			func(d string) Paths { return Paths{filepath.Join(d, "data/part-*.parquet")} },
+			func(d string) string { return filepath.Join(d, "out/o.parquet.ckpt") }, 30 * time.Second, ""},
+		{"object URLs stay as written", `"s3://b/in/*.parquet?region=r"`, `"gs://b/out/o.jsonl"`, "checkpoint:\n  sync_every: 10s\n",
+			func(d string) Paths { return Paths{"s3://b/in/*.parquet?region=r"} },
+			func(d string) string { return "gs://b/out/o.jsonl.ckpt" }, 10 * time.Second, ""},
+		{"a list of mappings", "[{a: 1}]", "out/o.jsonl", "", nil, nil, 0, "a path list holds strings"},
+		{"a bad duration", "in.jsonl", "out/o.jsonl", "checkpoint:\n  sync_every: soon\n", nil, nil, 0, "soon"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := fmt.Sprintf("version: 1\ninput:\n  path: %s\n  text_field: text\noutput:\n  path: %s\nmodel:\n  path: m\n%s", tt.input, tt.output, tt.extra)
+			p := writeJob(t, body)
+			j, err := Load(p)
+			if tt.wantError != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.wantError)
+				return
+			}
+			require.NoError(t, err)
+			require.NoError(t, j.Validate())
+			d := filepath.Dir(p)
+			assert.Equal(t, tt.wantIn(d), j.Input.Path)
+			assert.Equal(t, tt.wantCkpt(d), j.Checkpoint.Path)
+			assert.Equal(t, tt.wantSync, j.Checkpoint.SyncEvery)
+			assert.NotEmpty(t, j.Input.Format, "the format comes from the first path's extension")
+		})
+	}
 }
