@@ -35,6 +35,16 @@
 // "one worker per core" would leave the batch mostly empty on small
 // machines.
 //
+// A sharded run (Config.Shard) reads and translates only its shard's rows
+// and, when they are done, writes its part (runner/shard) from the
+// checkpoint instead of the output; MergeShards later joins the input
+// with the parts, read one after another, through the same output writer
+// as a one-process run, so the bytes are the same. An output URL is
+// uploaded as one object that appears only when complete. With
+// Config.Mirror the checkpoint lives in object storage (runner/mirror):
+// pulled before the run, pushed every checkpoint.sync_every and at the end.
+//
 // The runner imports engine only for its request and result types, jobs
-// for the job, and io/dataset for the reader and writer interfaces.
+// for the job, io/dataset for the reader and writer interfaces, io/source
+// for the input's fingerprint and io/blobstore for output objects.
 package runner
