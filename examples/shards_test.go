@@ -84,4 +84,3 @@ func TestAWSBatchExample(t *testing.T) {
 	assert.Contains(t, string(readme), "--array-properties size="+strings.TrimPrefix(def.Parameters["shard"], "auto/"))
 	assert.Equal(t, 500, s.Count)
 }
-
