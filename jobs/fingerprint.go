@@ -5,11 +5,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/batchtrans/batchtrans/io/dataset"
 )
 
 // Fingerprint maps each component that shapes a job's translations to a
@@ -102,21 +103,6 @@ func (f Fingerprint) Describe(old Fingerprint) string {
 	return strings.Join(parts, ", ")
 }
 
-// fileDigest is "size:sha256hex" of a file's contents, streamed.
-func fileDigest(path string) (string, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer fh.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, fh)
-	if err != nil {
-		return "", fmt.Errorf("read %s: %w", path, err)
-	}
-	return fmt.Sprintf("%d:%s", n, hex.EncodeToString(h.Sum(nil))), nil
-}
-
 var weightExts = map[string]bool{".safetensors": true, ".bin": true, ".pt": true, ".pth": true, ".gguf": true}
 var configExts = map[string]bool{".json": true, ".jinja": true, ".model": true, ".txt": true}
 
@@ -143,7 +129,7 @@ func folderDigest(f Fingerprint, prefix, dir string) error {
 			}
 			fmt.Fprintf(wts, "%s\x00%d\x00%d\n", e.Name(), st.Size(), st.ModTime().UnixNano())
 		case configExts[ext]:
-			d, err := fileDigest(p)
+			d, err := dataset.FileDigest(p)
 			if err != nil {
 				return fmt.Errorf("fingerprint %s: %w", p, err)
 			}

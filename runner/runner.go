@@ -435,16 +435,5 @@ func countRows(ctx context.Context, open func() (dataset.Reader, error)) (int64,
 		return 0, err
 	}
 	defer rd.Close()
-	var n int64
-	for {
-		if n%4096 == 0 && ctx.Err() != nil {
-			return 0, ctx.Err()
-		}
-		if _, err := rd.Read(); errors.Is(err, io.EOF) {
-			return n, nil
-		} else if err != nil {
-			return 0, err
-		}
-		n++
-	}
+	return dataset.CountRows(ctx, rd)
 }

@@ -28,11 +28,7 @@ func mergeCmd(ctx context.Context, env *cliEnv, args []string) error {
 		return fmt.Errorf("%w: no shard plan in %s; run the shards first (batchtrans run %s --shard I/N)", shard.ErrNoPlan, shard.DirOf(j.Checkpoint.Path), path)
 	}
 	defer dir.Close()
-	in, err := openInput(ctx, j)
-	if err != nil {
-		return err
-	}
-	fp, err := runner.Fingerprint(ctx, j, in)
+	in, fp, err := fingerprintInput(ctx, j)
 	if err != nil {
 		return err
 	}

@@ -117,6 +117,16 @@ func openInput(ctx context.Context, j *jobs.Job) (*source.Input, error) {
 	return in, nil
 }
 
+// fingerprintInput opens the job's input and fingerprints the job.
+func fingerprintInput(ctx context.Context, j *jobs.Job) (*source.Input, jobs.Fingerprint, error) {
+	in, err := openInput(ctx, j)
+	if err != nil {
+		return nil, nil, err
+	}
+	fp, err := runner.Fingerprint(ctx, j, in)
+	return in, fp, err
+}
+
 func datasetOptions(j *jobs.Job) dataset.Options {
 	var o dataset.Options
 	if r := []rune(j.Input.Delimiter); len(r) == 1 {

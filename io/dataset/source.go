@@ -1,8 +1,10 @@
 package dataset
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -69,8 +71,11 @@ func (l *LocalFile) Open() (io.ReadCloser, error) {
 func (l *LocalFile) ReadAt(p []byte, off int64) (int, error) { return l.f.ReadAt(p, off) }
 
 // Digest is "size:sha256hex" of the file's content, streamed.
-func (l *LocalFile) Digest() (string, error) {
-	f, err := l.Open()
+func (l *LocalFile) Digest() (string, error) { return FileDigest(l.path) }
+
+// FileDigest is "size:sha256hex" of a file's content, streamed.
+func FileDigest(path string) (string, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return "", err
 	}
@@ -78,9 +83,30 @@ func (l *LocalFile) Digest() (string, error) {
 	h := sha256.New()
 	n, err := io.Copy(h, f)
 	if err != nil {
-		return "", fmt.Errorf("read %s: %w", l.path, err)
+		return "", fmt.Errorf("read %s: %w", path, err)
 	}
 	return fmt.Sprintf("%d:%s", n, hex.EncodeToString(h.Sum(nil))), nil
+}
+
+// CountRows reads rd to its end and counts its records, bad ones
+// included: from the footer where the reader knows it (Parquet's
+// NumRows), else by reading, until ctx ends.
+func CountRows(ctx context.Context, rd Reader) (int64, error) {
+	if nr, ok := rd.(interface{ NumRows() int64 }); ok {
+		return nr.NumRows(), nil
+	}
+	var n int64
+	for {
+		if n%4096 == 0 && ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		if _, err := rd.Read(); errors.Is(err, io.EOF) {
+			return n, nil
+		} else if err != nil {
+			return 0, fmt.Errorf("read input: %w", err)
+		}
+		n++
+	}
 }
 
 // Close closes the file.

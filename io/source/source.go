@@ -176,7 +176,7 @@ func (in *Input) Count(ctx context.Context) (int64, error) {
 		if err != nil {
 			return 0, err
 		}
-		n, err := countReader(ctx, rd)
+		n, err := dataset.CountRows(ctx, rd)
 		rd.Close()
 		src.Close()
 		if err != nil {
@@ -185,24 +185,6 @@ func (in *Input) Count(ctx context.Context) (int64, error) {
 		total += n
 	}
 	return total, nil
-}
-
-func countReader(ctx context.Context, rd dataset.Reader) (int64, error) {
-	if nr, ok := rd.(interface{ NumRows() int64 }); ok {
-		return nr.NumRows(), nil
-	}
-	var n int64
-	for {
-		if n%4096 == 0 && ctx.Err() != nil {
-			return 0, ctx.Err()
-		}
-		if _, err := rd.Read(); errors.Is(err, io.EOF) {
-			return n, nil
-		} else if err != nil {
-			return 0, fmt.Errorf("read input: %w", err)
-		}
-		n++
-	}
 }
 
 func (in *Input) openFile(name string) (dataset.Reader, dataset.Source, error) {
