@@ -28,7 +28,7 @@ func writePart(ctx context.Context, cfg Config, log *checkpoint.Log, date string
 	st := log.Stats()
 	hdr := shard.PartHeader{
 		Shard: sh.Spec.Index, Shards: sh.Spec.Count, First: sh.Range.First, End: sh.Range.End,
-		Fingerprint: cfg.Fingerprint, Date: date, Failed: st.Failed,
+		Fingerprint: cfg.Fingerprint, Date: date, Numerics: cfg.Numerics, Failed: st.Failed,
 		Tokens: [2]int64{st.PromptTokens, st.CompletionTokens}, Finished: cfg.Now().UTC(),
 	}
 	if !st.LastRow.IsZero() {
@@ -159,6 +159,9 @@ type partCursor struct {
 	plan shard.Plan
 	next int // the next shard to open
 	cur  *shard.PartReader
+	// numerics is shard 0's numerics: every part must share them, or the
+	// output would mix two kinds of bits.
+	numerics string
 }
 
 func (p *partCursor) result(rec dataset.Record) (checkpoint.Row, error) {
@@ -183,6 +186,12 @@ func (p *partCursor) result(rec dataset.Record) (checkpoint.Row, error) {
 		if pr.Header.First != want.First || pr.Header.End != want.End || pr.Header.Date != p.plan.Date || len(jobs.Fingerprint(pr.Header.Fingerprint).Diff(p.plan.Fingerprint)) > 0 {
 			pr.Close()
 			return checkpoint.Row{}, fmt.Errorf("shard %s: its part was made for another plan; rerun the shard with --restart", s)
+		}
+		if s.Index == 0 {
+			p.numerics = pr.Header.Numerics
+		} else if pr.Header.Numerics != p.numerics {
+			pr.Close()
+			return checkpoint.Row{}, fmt.Errorf("shard %d was translated with other numerics (%q) than shard 0 (%q): merging them would mix their bits; rerun shard %d with --restart on the same kind of device and build as shard 0", s.Index, pr.Header.Numerics, p.numerics, s.Index)
 		}
 		p.cur = pr
 	}

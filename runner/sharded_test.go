@@ -32,11 +32,18 @@ func shardSetup(t testing.TB, j *jobs.Job, n int, rows int64) (*shard.Dir, jobs.
 // runShardInProcess runs shard i of n of a copy of j.
 func runShardInProcess(t *testing.T, j *jobs.Job, dir *shard.Dir, fp jobs.Fingerprint, i, n int, rows int64) runner.Summary {
 	t.Helper()
+	return runShardWith(t, j, dir, fp, i, n, rows, "")
+}
+
+// runShardWith runs shard i of n of a copy of j with the given numerics.
+func runShardWith(t *testing.T, j *jobs.Job, dir *shard.Dir, fp jobs.Fingerprint, i, n int, rows int64, numerics string) runner.Summary {
+	t.Helper()
 	jc := *j
 	s := shard.Spec{Index: i, Count: n}
 	jc.Checkpoint.Path = dir.Join(shard.CheckpointName(s))
 	cfg := config(&jc, &fakeTranslator{}, 4)
 	cfg.Fingerprint = fp
+	cfg.Numerics = numerics
 	cfg.Shard = &runner.Shard{Spec: s, Range: s.Range(rows), Dir: dir, Date: "25 Nov 2026"}
 	sum, err := runner.Run(t.Context(), cfg)
 	require.NoError(t, err)
@@ -99,6 +106,22 @@ func TestMergeRefusesAChangedJob(t *testing.T) {
 	_, err := runner.MergeShards(t.Context(), config(j, nil, 0), dir)
 	assert.ErrorIs(t, err, runner.ErrJobChanged)
 	assert.Contains(t, err.Error(), "input file changed")
+}
+
+// TestMergeRefusesMixedNumerics: shards translated by different numerics
+// (a CPU node and a GPU node) are not merged into one output.
+func TestMergeRefusesMixedNumerics(t *testing.T) {
+	j := setup(t, rows(10), "")
+	dir, fp := shardSetup(t, j, 3, 10)
+	runShardWith(t, j, dir, fp, 0, 3, 10, "cpu kernels v1, dtype bf16")
+	runShardWith(t, j, dir, fp, 1, 3, 10, "cpu kernels v1, dtype bf16")
+	runShardWith(t, j, dir, fp, 2, 3, 10, "cuda, dtype bf16")
+	cfg := config(j, nil, 0)
+	cfg.Fingerprint = fp
+	_, err := runner.MergeShards(t.Context(), cfg, dir)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "shard 2 was translated with other numerics")
+	assert.NoFileExists(t, j.Output.Path)
 }
 
 // BenchmarkShardBookkeeping measures what a sharded job costs beyond its

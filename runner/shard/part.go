@@ -36,6 +36,7 @@ type PartHeader struct {
 	End         int64             `json:"end"`
 	Fingerprint map[string]string `json:"fingerprint"`
 	Date        string            `json:"date"`
+	Numerics    string            `json:"numerics,omitempty"` // what made the bits (runner.Config.Numerics)
 	Failed      int64             `json:"failed"`
 	Tokens      [2]int64          `json:"tokens"` // prompt, completion
 	Finished    time.Time         `json:"finished"`
