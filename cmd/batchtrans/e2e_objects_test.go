@@ -217,7 +217,7 @@ func TestStorageRefusals(t *testing.T) {
 		env  []string
 		want string
 	}{
-		{"bucket that does not exist", write("nobucket.yaml", "s3://bucket/job/in", "s3://nobucket/job/in"), childEnv(), "the bucket does not exist"},
+		{"bucket that does not exist", write("nobucket.yaml", "s3://"+srv.Bucket+"/job/in", "s3://nobucket/job/in"), childEnv(), "the bucket does not exist"},
 		{"object that does not exist", write("noobject.yaml", "in/data.parquet", "in/missing.parquet"), childEnv(), "no such object"},
 		{"glob that matches nothing", write("noglob.yaml", "in/data.parquet", "in/part-*.parquet"), childEnv(), "no file matches"},
 		{"missing credentials", job, noCreds, "no credentials found"},

@@ -1,17 +1,30 @@
-// Package s3test starts an S3-compatible server in the test process (the
-// gofakes3 implementation, over HTTP on a local port), so that tests drive
-// the real s3blob driver, AWS SDK and endpoint override end to end, child
-// processes included. The server can be taken down and brought back to
-// test a store that goes away mid-run. Only tests import it.
+// Package s3test gives tests an S3-compatible server reached over HTTP on
+// a local port, so that they drive the real s3blob driver, AWS SDK and
+// endpoint override end to end, child processes included. By default the
+// server is gofakes3 in the test process; with BATCHTRANS_S3TEST_ENDPOINT
+// (and BATCHTRANS_S3TEST_ACCESS_KEY / BATCHTRANS_S3TEST_SECRET_KEY) the
+// tests use that server instead, e.g. Versity's S3 gateway, each test in a
+// bucket of its own. Either way the tests talk to it through a proxy in
+// the test process, which can drop every connection to play a store that
+// goes away mid-run. Only tests import it.
 package s3test
 
 import (
-	"net"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"github.com/stretchr/testify/require"
@@ -19,11 +32,15 @@ import (
 
 // Server is a running S3-compatible server holding one bucket.
 type Server struct {
-	Endpoint string // http://127.0.0.1:PORT
+	Endpoint string // the proxy: http://127.0.0.1:PORT
 	Bucket   string
 	down     atomic.Bool
 	srv      *httptest.Server
 }
+
+// External is the S3-compatible server the tests use instead of the
+// in-process one, if BATCHTRANS_S3TEST_ENDPOINT names one.
+func External() string { return os.Getenv("BATCHTRANS_S3TEST_ENDPOINT") }
 
 // Start starts a server with an empty bucket and sets the AWS variables
 // (credentials, region) in the test's environment, so that the SDK's
@@ -31,11 +48,21 @@ type Server struct {
 // it. It is stopped when the test ends.
 func Start(t testing.TB, bucket string) *Server {
 	t.Helper()
-	backend := s3mem.New()
-	require.NoError(t, backend.CreateBucket(bucket))
-	faker := gofakes3.New(backend)
+	var upstream http.Handler
+	if ep := External(); ep != "" {
+		u, err := url.Parse(ep)
+		require.NoError(t, err)
+		var b [4]byte
+		rand.Read(b[:])
+		bucket = strings.ToLower(bucket + "-" + hex.EncodeToString(b[:]))
+		createBucket(t, ep, bucket)
+		upstream = httputil.NewSingleHostReverseProxy(u)
+	} else {
+		backend := s3mem.New()
+		require.NoError(t, backend.CreateBucket(bucket))
+		upstream = gofakes3.New(backend).Server()
+	}
 	s := &Server{Bucket: bucket}
-	h := faker.Server()
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.down.Load() {
 			// A store that has gone away: the connection drops.
@@ -48,7 +75,7 @@ func Start(t testing.TB, bucket string) *Server {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
-		h.ServeHTTP(w, r)
+		upstream.ServeHTTP(w, r)
 	}))
 	t.Cleanup(s.srv.Close)
 	s.Endpoint = s.srv.URL
@@ -58,12 +85,30 @@ func Start(t testing.TB, bucket string) *Server {
 	return s
 }
 
+// createBucket makes a bucket on an external server.
+func createBucket(t testing.TB, endpoint, bucket string) {
+	t.Helper()
+	env := Env()
+	c := s3.New(s3.Options{
+		Region:       env["AWS_REGION"],
+		BaseEndpoint: aws.String(endpoint),
+		UsePathStyle: true,
+		Credentials:  credentials.NewStaticCredentialsProvider(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], ""),
+	})
+	_, err := c.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(bucket)})
+	require.NoError(t, err, "create bucket %s on %s", bucket, endpoint)
+}
+
 // Env is the environment a client of the server needs: credentials and
 // region for the SDK's standard chain, and no shared config files.
 func Env() map[string]string {
+	key, secret := "test", "test"
+	if External() != "" {
+		key, secret = os.Getenv("BATCHTRANS_S3TEST_ACCESS_KEY"), os.Getenv("BATCHTRANS_S3TEST_SECRET_KEY")
+	}
 	return map[string]string{
-		"AWS_ACCESS_KEY_ID":           "test",
-		"AWS_SECRET_ACCESS_KEY":       "test",
+		"AWS_ACCESS_KEY_ID":           key,
+		"AWS_SECRET_ACCESS_KEY":       secret,
 		"AWS_REGION":                  "us-east-1",
 		"AWS_CONFIG_FILE":             "/dev/null",
 		"AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
@@ -88,6 +133,3 @@ func (s *Server) Query() string {
 // SetDown takes the server away (every connection is dropped) or brings
 // it back; the bucket's contents survive.
 func (s *Server) SetDown(down bool) { s.down.Store(down) }
-
-// Addr is the server's listening address.
-func (s *Server) Addr() net.Addr { return s.srv.Listener.Addr() }

@@ -119,7 +119,7 @@ func TestMissingObjectAndBucket(t *testing.T) {
 		name, url string
 	}{
 		{"missing object", srv.URL("nope.jsonl")},
-		{"missing bucket", strings.Replace(srv.URL("x.jsonl"), "s3://bucket/", "s3://nobucket/", 1)},
+		{"missing bucket", strings.Replace(srv.URL("x.jsonl"), "s3://"+srv.Bucket+"/", "s3://nobucket/", 1)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
