@@ -155,3 +155,15 @@ func TestOpenDirLocalAndPrefix(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, ok)
 }
+
+// TestEndpointFromEnvironment: the AWS SDK's AWS_ENDPOINT_URL_S3 points
+// s3:// URLs at an S3-compatible store without an endpoint parameter.
+func TestEndpointFromEnvironment(t *testing.T) {
+	srv := s3test.Start(t, "bucket")
+	put(t, srv.URL("env/x.txt"), []byte("hello"))
+	t.Setenv("AWS_ENDPOINT_URL_S3", srv.Endpoint)
+	o, err := blobstore.OpenObject(t.Context(), "s3://"+srv.Bucket+"/env/x.txt?use_path_style=true&response_checksum_validation=when_required")
+	require.NoError(t, err)
+	defer o.Close()
+	assert.Equal(t, int64(5), o.Size())
+}
