@@ -319,7 +319,9 @@ func TestThousandShards(t *testing.T) {
 	require.Empty(t, failed)
 	t.Logf("%d shards in %s", n-1, time.Since(start))
 
+	start = time.Now()
 	r := runChild(t, childEnv(), "status", job)
+	t.Logf("status of %d shards: %s", n, time.Since(start))
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "999 done, 0 running, 0 stopped, 1 not started")
 	assert.Contains(t, r.stdout, "2997 done of 3000")
@@ -330,7 +332,9 @@ func TestThousandShards(t *testing.T) {
 
 	r = runShard(t, job, 0, n-1, n)
 	require.Equal(t, 0, r.code, r.stderr)
+	start = time.Now()
 	r = runChild(t, childEnv(), "merge", job)
+	t.Logf("merge of %d shards: %s", n, time.Since(start))
 	require.Equal(t, 3, r.code, r.stderr)
 	got, err := os.ReadFile(filepath.Join(dir, "out", "result.jsonl"))
 	require.NoError(t, err)
