@@ -71,6 +71,9 @@ func Open(ctx context.Context, url, local string) (*Mirror, error) {
 	return &Mirror{url: url, b: b, local: local}, nil
 }
 
+// segURL is a segment's URL, for messages.
+func (m *Mirror) segURL(key string) string { return blobstore.WithSuffix(m.url, "/"+key) }
+
 // Local is the local copy's path.
 func (m *Mirror) Local() string { return m.local }
 
@@ -123,12 +126,12 @@ func (m *Mirror) Pull(ctx context.Context) (int64, error) {
 		}
 		r, err := m.b.NewReader(ctx, s.key, nil)
 		if err != nil {
-			return 0, fmt.Errorf("read checkpoint %s/%s: %w", m.url, s.key, err)
+			return 0, fmt.Errorf("read checkpoint %s: %w", m.segURL(s.key), err)
 		}
 		n, err := io.Copy(f, r)
 		r.Close()
 		if err != nil {
-			return 0, fmt.Errorf("read checkpoint %s/%s: %w", m.url, s.key, err)
+			return 0, fmt.Errorf("read checkpoint %s: %w", m.segURL(s.key), err)
 		}
 		size += n
 	}
@@ -157,9 +160,9 @@ func (m *Mirror) Push(ctx context.Context, upto int64) error {
 	switch gcerrors.Code(err) {
 	case gcerrors.OK:
 	case gcerrors.FailedPrecondition, gcerrors.AlreadyExists:
-		return fmt.Errorf("upload checkpoint %s/%s: %w", m.url, key, ErrConflict)
+		return fmt.Errorf("upload checkpoint %s: %w", m.segURL(key), ErrConflict)
 	default:
-		return fmt.Errorf("upload checkpoint %s/%s: %w", m.url, key, err)
+		return fmt.Errorf("upload checkpoint %s: %w", m.segURL(key), err)
 	}
 	m.uploaded = upto
 	m.Segments++
@@ -183,7 +186,7 @@ func (m *Mirror) Reset(ctx context.Context) error {
 	}
 	for _, s := range segs {
 		if err := m.b.Delete(ctx, s.key); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
-			return fmt.Errorf("delete checkpoint %s/%s: %w", m.url, s.key, err)
+			return fmt.Errorf("delete checkpoint %s: %w", m.segURL(s.key), err)
 		}
 	}
 	m.uploaded, m.Segments = 0, 0
@@ -205,7 +208,7 @@ func (m *Mirror) Stream(ctx context.Context, w io.Writer) error {
 	}
 	for _, s := range segs {
 		if err := m.b.Download(ctx, s.key, w, nil); err != nil {
-			return fmt.Errorf("read checkpoint %s/%s: %w", m.url, s.key, err)
+			return fmt.Errorf("read checkpoint %s: %w", m.segURL(s.key), err)
 		}
 	}
 	return nil
