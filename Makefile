@@ -8,7 +8,7 @@ THIRD_PARTY := github.com/ardanlabs/jinja
 export CGO_ENABLED := 0
 FUZZTIME ?= 30s
 
-.PHONY: all build build-static test test-gpu ptx test-purego deps demo bench lint fmt fuzz clean
+.PHONY: all build build-static test test-gpu test-s3-real ptx test-purego deps demo bench lint fmt fuzz clean
 
 all: build
 
@@ -46,6 +46,11 @@ test-gpu: build
 # (needs nvcc, CUDA 11.8 or later).
 ptx:
 	engine/cuda/csrc/gen.sh
+
+# test-s3-real runs the object-storage tests against Versity's S3 gateway
+# (installed into bin/ on first use) instead of the in-process server.
+test-s3-real:
+	scripts/s3-real.sh
 
 # demo translates held-out Debian package descriptions English->German with
 # the bundled tiny model and scores them against the human translations.
