@@ -340,3 +340,47 @@ func TestThousandShards(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, bytes.Equal(want, got))
 }
+
+// TestChangedShardedJob: a job changed after its shards started is refused
+// shard by shard; --restart writes a new plan, merge refuses parts made
+// under the old one, and once every shard is rerun the output is right.
+func TestChangedShardedJob(t *testing.T) {
+	dir := t.TempDir()
+	input := writeShardInput(t, dir, "jsonl", shardRows(30), 1)
+	job := writeShardJob(t, dir, input, "jsonl", "record", "")
+	for i := range 3 {
+		require.Equal(t, 0, runChild(t, childEnv(), "run", job, "--no-progress", "--shard", fmt.Sprintf("%d/3", i)).code)
+	}
+	body, err := os.ReadFile(job)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(job, bytes.Replace(body, []byte("source: English"), []byte("source: British English"), 1), 0o644))
+	want, _ := singleRun(t, dir, job, "jsonl")
+	// singleRun removed out/, shards included: run them again under the
+	// old job to have stale parts.
+	require.NoError(t, os.WriteFile(job, body, 0o644))
+	for i := range 3 {
+		require.Equal(t, 0, runChild(t, childEnv(), "run", job, "--no-progress", "--shard", fmt.Sprintf("%d/3", i)).code)
+	}
+	require.NoError(t, os.WriteFile(job, bytes.Replace(body, []byte("source: English"), []byte("source: British English"), 1), 0o644))
+
+	r := runChild(t, childEnv(), "run", job, "--no-progress", "--shard", "0/3")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "the job changed since its shards started (prompt.source differs")
+	r = runChild(t, childEnv(), "run", job, "--no-progress", "--shard", "0/3", "--restart")
+	require.Equal(t, 0, r.code, r.stderr)
+	r = runChild(t, childEnv(), "merge", job)
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "shard 1/3: its part was made for another plan")
+	for i := 1; i < 3; i++ {
+		r = runChild(t, childEnv(), "run", job, "--no-progress", "--shard", fmt.Sprintf("%d/3", i))
+		assert.Equal(t, 1, r.code, "the old checkpoint is refused")
+		assert.Contains(t, r.stderr, "--restart")
+		r = runChild(t, childEnv(), "run", job, "--no-progress", "--shard", fmt.Sprintf("%d/3", i), "--restart")
+		require.Equal(t, 0, r.code, r.stderr)
+	}
+	r = runChild(t, childEnv(), "merge", job)
+	require.Equal(t, 3, r.code, r.stderr)
+	got, err := os.ReadFile(filepath.Join(dir, "out", "result.jsonl"))
+	require.NoError(t, err)
+	assert.Equal(t, string(want), string(got))
+}
