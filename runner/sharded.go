@@ -180,7 +180,7 @@ func (p *partCursor) result(rec dataset.Record) (checkpoint.Row, error) {
 		p.next++
 		pr, err := p.dir.OpenPart(p.ctx, s)
 		if err != nil {
-			return checkpoint.Row{}, err
+			return checkpoint.Row{}, p.rerun(s.Index, err)
 		}
 		want := s.Range(p.plan.Rows)
 		if pr.Header.First != want.First || pr.Header.End != want.End || pr.Header.Date != p.plan.Date || len(jobs.Fingerprint(pr.Header.Fingerprint).Diff(p.plan.Fingerprint)) > 0 {
@@ -196,10 +196,21 @@ func (p *partCursor) result(rec dataset.Record) (checkpoint.Row, error) {
 		p.cur = pr
 	}
 	row, err := p.cur.Next()
-	if err == nil && row.Index != rec.Index {
+	if err != nil {
+		return row, p.rerun(p.next-1, err)
+	}
+	if row.Index != rec.Index {
 		err = fmt.Errorf("shard %d: part row %d where input row %d was expected", p.next-1, row.Index, rec.Index)
 	}
 	return row, err
+}
+
+// rerun says, for a damaged part, which shard to rerun.
+func (p *partCursor) rerun(i int, err error) error {
+	if errors.Is(err, shard.ErrPartIncomplete) {
+		return fmt.Errorf("%w; rerun shard %d (batchtrans run JOB --shard %d/%d) to write it again", err, i, i, p.plan.Shards)
+	}
+	return err
 }
 
 func (p *partCursor) close() {

@@ -384,3 +384,24 @@ func TestChangedShardedJob(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, string(want), string(got))
 }
+
+// TestDamagedPart: a part cut short (a node lost after writing it to a
+// file system without the data reaching the disk) shows in status, is
+// refused by merge naming the shard, and is rewritten by rerunning it.
+func TestDamagedPart(t *testing.T) {
+	dir := t.TempDir()
+	job := writeShardJob(t, dir, writeShardInput(t, dir, "jsonl", shardRows(30), 1), "jsonl", "record", "")
+	for i := range 3 {
+		require.Equal(t, 0, runChild(t, childEnv(), "run", job, "--no-progress", "--shard", fmt.Sprintf("%d/3", i)).code)
+	}
+	require.NoError(t, os.Truncate(filepath.Join(dir, "out", "result.jsonl.ckpt.shards", "00001-of-00003.part"), 100))
+	r := runChild(t, childEnv(), "status", job)
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "1 with a damaged part (rerun them)")
+	r = runChild(t, childEnv(), "merge", job)
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "rerun shard 1 (batchtrans run JOB --shard 1/3)")
+	require.Equal(t, 0, runChild(t, childEnv(), "run", job, "--no-progress", "--shard", "1/3").code)
+	r = runChild(t, childEnv(), "merge", job)
+	assert.Equal(t, 3, r.code, r.stderr)
+}

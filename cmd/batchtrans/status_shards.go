@@ -117,6 +117,9 @@ func shardStatus(ctx context.Context, w io.Writer, j *jobs.Job, dir *shard.Dir) 
 	if n := count["started"]; n > 0 {
 		fmt.Fprintf(w, ", %d started (running or stopped)", n)
 	}
+	if n := count["bad part"]; n > 0 {
+		fmt.Fprintf(w, ", %d with a damaged part (rerun them)", n)
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "rows:       %d done of %d (%.1f%%), %d failed, %d left\n", done, plan.Rows, pct, failed, left)
 	fmt.Fprintf(w, "date:       %s (template date, frozen in the shard plan)\n", plan.Date)
@@ -143,6 +146,9 @@ func shardState(ctx context.Context, dir *shard.Dir, s shard.Spec, ls shard.List
 	switch {
 	case ls.Parts[s.Index]:
 		p, err := dir.OpenPart(ctx, s)
+		if errors.Is(err, shard.ErrPartIncomplete) {
+			return shardLine{state: "bad part"}, nil // merge names it; rerunning the shard rewrites it
+		}
 		if err != nil {
 			return shardLine{}, err
 		}
