@@ -154,6 +154,11 @@ func (d *Dir) OpenPart(ctx context.Context, s Spec) (*PartReader, error) {
 func (p *PartReader) record() (byte, []byte, error) {
 	kind, body, buf, err := checkpoint.ReadRecord(p.r, p.buf)
 	p.buf = buf
+	if errors.Is(err, io.EOF) {
+		// Only the end record ends a part: a clean end of the bytes
+		// before it is a part cut short.
+		return 0, nil, fmt.Errorf("read %s: %w: it ends before its end record", p.name, ErrPartIncomplete)
+	}
 	if err != nil {
 		return 0, nil, fmt.Errorf("read %s: %w: %w", p.name, ErrPartIncomplete, err)
 	}
