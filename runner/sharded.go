@@ -142,7 +142,7 @@ func MergeShards(ctx context.Context, cfg Config, dir *shard.Dir) (Summary, erro
 	sum.Date = plan.Date
 	parts := &partCursor{ctx: ctx, dir: dir, plan: plan}
 	defer parts.close()
-	err = writeOutput(ctx, cfg, b, &sum, parts.result, nil)
+	err = writeOutput(ctx, cfg, b, &sum, parts.result, parts.finish)
 	if err == nil && sum.Rows != plan.Rows {
 		err = fmt.Errorf("the input has %d rows; the shard plan says %d (was it changed?)", sum.Rows, plan.Rows)
 	}
@@ -167,11 +167,9 @@ type partCursor struct {
 func (p *partCursor) result(rec dataset.Record) (checkpoint.Row, error) {
 	for p.cur == nil || rec.Index >= p.cur.Header.End {
 		if p.cur != nil {
-			if _, err := p.cur.Next(); !errors.Is(err, io.EOF) {
-				return checkpoint.Row{}, fmt.Errorf("shard %d: part has rows past its range: %w", p.next-1, err)
+			if err := p.end(); err != nil {
+				return checkpoint.Row{}, err
 			}
-			p.cur.Close()
-			p.cur = nil
 		}
 		if p.next >= p.plan.Shards {
 			return checkpoint.Row{}, fmt.Errorf("row %d is past every shard's range (the plan says %d rows)", rec.Index, p.plan.Rows)
@@ -211,6 +209,38 @@ func (p *partCursor) rerun(i int, err error) error {
 		return fmt.Errorf("%w; rerun shard %d (batchtrans run JOB --shard %d/%d) to write it again", err, i, i, p.plan.Shards)
 	}
 	return err
+}
+
+// end checks that the open part ends where its range does, with its end
+// record, and closes it.
+func (p *partCursor) end() error {
+	_, err := p.cur.Next()
+	p.cur.Close()
+	p.cur = nil
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil
+	case err == nil:
+		err = fmt.Errorf("its part has rows past its range: %w", shard.ErrPartIncomplete)
+	}
+	return p.rerun(p.next-1, fmt.Errorf("shard %d: %w", p.next-1, err))
+}
+
+// finish checks, once the input is done, the last part's end and that
+// every shard after it (each with no rows) has its part.
+func (p *partCursor) finish() error {
+	if p.cur != nil {
+		if err := p.end(); err != nil {
+			return err
+		}
+	}
+	for ; p.next < p.plan.Shards; p.next++ {
+		s := shard.Spec{Index: p.next, Count: p.plan.Shards}
+		if s.Range(p.plan.Rows).Len() > 0 {
+			return fmt.Errorf("the input ended before shard %d's rows (was it changed?)", p.next)
+		}
+	}
+	return nil
 }
 
 func (p *partCursor) close() {

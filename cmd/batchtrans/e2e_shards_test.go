@@ -280,6 +280,8 @@ func TestShardRerunWithOtherCountRefused(t *testing.T) {
 	}
 	r := runChild(t, childEnv(), "run", job, "--no-progress", "--shard", "0/3")
 	assert.Equal(t, 0, r.code, "the right count still runs: %s", r.stderr)
+	assert.Contains(t, r.stderr, "shard already done", "a finished shard ends before loading the model")
+	assert.NotContains(t, r.stderr, "model loaded")
 }
 
 // TestThousandShards runs 1,000 shards of a 3,000-row job as separate
@@ -386,22 +388,45 @@ func TestChangedShardedJob(t *testing.T) {
 }
 
 // TestDamagedPart: a part cut short (a node lost after writing it to a
-// file system without the data reaching the disk) shows in status, is
-// refused by merge naming the shard, and is rewritten by rerunning it.
+// file system without the data reaching the disk) is refused by merge
+// naming the shard, and rewritten by rerunning the shard; status, which
+// reads only the parts' headers, shows a cut header.
 func TestDamagedPart(t *testing.T) {
-	dir := t.TempDir()
-	job := writeShardJob(t, dir, writeShardInput(t, dir, "jsonl", shardRows(30), 1), "jsonl", "record", "")
-	for i := range 3 {
-		require.Equal(t, 0, runChild(t, childEnv(), "run", job, "--no-progress", "--shard", fmt.Sprintf("%d/3", i)).code)
+	tests := []struct {
+		name       string
+		shard      int
+		cut        func(size int64) int64
+		statusSees bool
+	}{
+		{"header cut", 1, func(int64) int64 { return 100 }, true},
+		{"end record cut", 1, func(n int64) int64 { return n - 20 }, false},
+		{"last part's end record cut", 2, func(n int64) int64 { return n - 20 }, false},
 	}
-	require.NoError(t, os.Truncate(filepath.Join(dir, "out", "result.jsonl.ckpt.shards", "00001-of-00003.part"), 100))
-	r := runChild(t, childEnv(), "status", job)
-	require.Equal(t, 0, r.code, r.stderr)
-	assert.Contains(t, r.stdout, "1 with a damaged part (rerun them)")
-	r = runChild(t, childEnv(), "merge", job)
-	assert.Equal(t, 1, r.code)
-	assert.Contains(t, r.stderr, "rerun shard 1 (batchtrans run JOB --shard 1/3)")
-	require.Equal(t, 0, runChild(t, childEnv(), "run", job, "--no-progress", "--shard", "1/3").code)
-	r = runChild(t, childEnv(), "merge", job)
-	assert.Equal(t, 3, r.code, r.stderr)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			job := writeShardJob(t, dir, writeShardInput(t, dir, "jsonl", shardRows(30), 1), "jsonl", "record", "")
+			for i := range 3 {
+				require.Equal(t, 0, runChild(t, childEnv(), "run", job, "--no-progress", "--shard", fmt.Sprintf("%d/3", i)).code)
+			}
+			part := filepath.Join(dir, "out", "result.jsonl.ckpt.shards", fmt.Sprintf("%05d-of-00003.part", tt.shard))
+			st, err := os.Stat(part)
+			require.NoError(t, err)
+			require.NoError(t, os.Truncate(part, tt.cut(st.Size())))
+			if tt.statusSees {
+				r := runChild(t, childEnv(), "status", job)
+				require.Equal(t, 0, r.code, r.stderr)
+				assert.Contains(t, r.stdout, "1 with a damaged part (rerun them)")
+			}
+			r := runChild(t, childEnv(), "merge", job)
+			assert.Equal(t, 1, r.code)
+			assert.Contains(t, r.stderr, fmt.Sprintf("rerun shard %d (batchtrans run JOB --shard %d/3)", tt.shard, tt.shard))
+			assert.NoFileExists(t, filepath.Join(dir, "out", "result.jsonl"))
+			r = runChild(t, childEnv(), "run", job, "--no-progress", "--shard", fmt.Sprintf("%d/3", tt.shard))
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.NotContains(t, r.stderr, "shard already done", "a damaged part is written again")
+			r = runChild(t, childEnv(), "merge", job)
+			assert.Equal(t, 3, r.code, r.stderr)
+		})
+	}
 }

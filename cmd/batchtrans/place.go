@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -23,6 +24,33 @@ type checkpointPlace struct {
 	shard  *runner.Shard
 	mirror *mirror.Mirror
 	dir    *shard.Dir
+	fp     jobs.Fingerprint
+}
+
+// finishedPart reports whether this run's shard has already written its
+// part for the plan in force (and the part's path): then there is nothing
+// to do. Never under --restart.
+func (p *checkpointPlace) finishedPart(ctx context.Context, restart bool) (string, bool) {
+	if p.shard == nil || restart {
+		return "", false
+	}
+	s := p.shard
+	pr, err := s.Dir.OpenPart(ctx, s.Spec)
+	if err != nil {
+		return "", false
+	}
+	defer pr.Close()
+	h := pr.Header
+	if h.First != s.Range.First || h.End != s.Range.End || h.Date != s.Date || len(p.fp.Diff(h.Fingerprint)) > 0 {
+		return "", false
+	}
+	for { // only a whole part counts: read it to its end record
+		if _, err := pr.Next(); errors.Is(err, io.EOF) {
+			return s.Dir.Join(shard.PartName(s.Spec)), true
+		} else if err != nil {
+			return "", false
+		}
+	}
 }
 
 func (p *checkpointPlace) close() {
@@ -36,7 +64,7 @@ func (p *checkpointPlace) close() {
 // the shard's own checkpoint in that folder; for a checkpoint URL, its
 // local copy.
 func placeCheckpoint(ctx context.Context, log *slog.Logger, j *jobs.Job, in *source.Input, fp jobs.Fingerprint, spec *shard.Spec, restart bool) (*checkpointPlace, error) {
-	p := &checkpointPlace{}
+	p := &checkpointPlace{fp: fp}
 	ckpt := j.Checkpoint.Path
 	if spec != nil {
 		dir, err := shard.OpenDir(ctx, shard.DirOf(j.Checkpoint.Path))

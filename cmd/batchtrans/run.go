@@ -166,6 +166,12 @@ func runJob(ctx context.Context, env *cliEnv, log *slog.Logger, o runOptions) er
 		return err
 	}
 	defer place.close()
+	if part, done := place.finishedPart(ctx, o.restart); done {
+		// A finished shard run again (a resubmitted array, a retried
+		// task) ends here, before loading the model.
+		log.Info("shard already done; its part is written", "shard", spec.String(), "part", part)
+		return nil
+	}
 	dev, err := device.Choose(device.System().Probe(), j.Runtime.Device, func(line string) { log.Info(line) })
 	if err != nil {
 		return withCode(exitUsage, err)
