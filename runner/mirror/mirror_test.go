@@ -1,14 +1,18 @@
 package mirror_test
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"gocloud.dev/blob"
 
 	"github.com/batchtrans/batchtrans/internal/s3test"
 	"github.com/batchtrans/batchtrans/io/blobstore"
@@ -97,4 +101,68 @@ func TestPullRefusesAGap(t *testing.T) {
 	_, err = m2.Pull(ctx)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "does not follow")
+}
+
+// TestManySegmentsFoldIntoABase: a pull that finds many segments folds
+// them into one base; the log read back is the same bytes before and
+// after, and pushes go on from its end.
+func TestManySegmentsFoldIntoABase(t *testing.T) {
+	srv := s3test.Start(t, "bucket")
+	ctx := t.Context()
+	url := srv.URL("many.ckpt")
+	m, err := mirror.Open(ctx, url, filepath.Join(t.TempDir(), "a", "checkpoint"))
+	require.NoError(t, err)
+	_, err = m.Pull(ctx)
+	require.NoError(t, err)
+	l, err := checkpoint.Create(m.Local(), checkpoint.Header{Date: "d", Created: time.Now()})
+	require.NoError(t, err)
+	for i := int64(0); i < 50; i++ {
+		appendRows(t, l, i*3, i*3+3)
+		require.NoError(t, m.Push(ctx, l.SyncedSize()))
+	}
+	l.Close()
+	want, err := os.ReadFile(m.Local())
+	require.NoError(t, err)
+
+	objects := func() []string {
+		b, key, err := blobstore.Open(ctx, url)
+		require.NoError(t, err)
+		var keys []string
+		it := b.List(&blob.ListOptions{Prefix: key + "/"})
+		for {
+			o, err := it.Next(ctx)
+			if err == io.EOF {
+				return keys
+			}
+			require.NoError(t, err)
+			keys = append(keys, strings.TrimPrefix(o.Key, key+"/"))
+		}
+	}
+	require.Len(t, objects(), 50)
+
+	b, err := mirror.Open(ctx, url, filepath.Join(t.TempDir(), "b", "checkpoint"))
+	require.NoError(t, err)
+	n, err := b.Pull(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int64(len(want)), n)
+	got, err := os.ReadFile(b.Local())
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	assert.Equal(t, []string{fmt.Sprintf("base-%016x", len(want))}, objects(), "the segments are folded into one base")
+
+	lb, err := checkpoint.Open(b.Local())
+	require.NoError(t, err)
+	appendRows(t, lb, 150, 160)
+	require.NoError(t, b.Push(ctx, lb.SyncedSize()))
+	lb.Close()
+	want, err = os.ReadFile(b.Local())
+	require.NoError(t, err)
+	var streamed bytes.Buffer
+	require.NoError(t, b.Stream(ctx, &streamed))
+	assert.Equal(t, want, streamed.Bytes(), "base then segments make the log")
+	_, st, err := checkpoint.Inspect(b.Local())
+	require.NoError(t, err)
+	assert.Equal(t, int64(160), st.Done)
+	require.NoError(t, b.Reset(ctx))
+	assert.Empty(t, objects())
 }
