@@ -210,13 +210,13 @@ func (in *Input) Open() (dataset.Reader, error) {
 }
 
 // reader reads the files one after another; Index runs on across files,
-// Line is the record's own file's.
+// Line is the record's own file's, and File (for more than one file)
+// names it as resolved: its path or URL.
 type reader struct {
 	in    *Input
 	file  int // index into in.Files of the open reader
 	rd    dataset.Reader
 	src   dataset.Source
-	base  string
 	index int64 // rows before the open file
 	n     int64 // rows read from the open file
 	cols  []dataset.Column
@@ -240,7 +240,7 @@ func (r *reader) next() error {
 	if err != nil {
 		return err
 	}
-	r.rd, r.src, r.base = rd, src, blobstore.Base(name)
+	r.rd, r.src = rd, src
 	return nil
 }
 

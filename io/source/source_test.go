@@ -96,9 +96,8 @@ func TestManyFilesReadAsOne(t *testing.T) {
 				}
 			}
 			require.NotNil(t, bad, "the bad row is a record with its error")
-			assert.Equal(t, tt.badFile, bad.File)
+			assert.Equal(t, filepath.Join(dir, tt.badFile), bad.File)
 			assert.Equal(t, tt.badLine, bad.Line, "the line is the file's own")
-			assert.Contains(t, bad.Err.Error(), tt.badFile)
 			n, err := in.Count(t.Context())
 			require.NoError(t, err)
 			assert.Equal(t, int64(len(recs)), n)
@@ -156,7 +155,7 @@ func TestObjectGlobOnS3(t *testing.T) {
 	rd.Close()
 	require.Len(t, recs, 2)
 	assert.Equal(t, "data/part-1.jsonl", recs[0].Fields[0].Value)
-	assert.Equal(t, "part-2.jsonl", recs[1].File)
+	assert.Equal(t, srv.URL("data/part-2.jsonl"), recs[1].File)
 
 	_, err = source.Resolve(t.Context(), []string{srv.URL("data/none-*.jsonl")}, "jsonl", dataset.Options{})
 	assert.ErrorIs(t, err, source.ErrNoMatch)
