@@ -4,11 +4,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/batchtrans/batchtrans/io/dataset"
+	"github.com/batchtrans/batchtrans/io/source"
 	"github.com/batchtrans/batchtrans/jobs"
 	"github.com/batchtrans/batchtrans/runner"
 	"github.com/batchtrans/batchtrans/runner/checkpoint"
@@ -173,4 +176,28 @@ func BenchmarkShardBookkeeping(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*n), "µs/shard")
 	})
+}
+
+// TestManyFilesRowErrorsNameTheirFile: a glob of files is one input whose
+// row errors name the file the row came from and its line there.
+func TestManyFilesRowErrorsNameTheirFile(t *testing.T) {
+	j := setup(t, rows(2), "")
+	dir := filepath.Dir(j.File)
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "data"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "data", "a.jsonl"), []byte(`{"id":"a1","text":"one"}`+"\n"+`{"id":"a2","text":"two"}`+"\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "data", "b.jsonl"), []byte(`{"id":"b1","text":"three"}`+"\n"+`{"id":"b2","text":`+"\n"+`{"id":"b3"}`+"\n"), 0o644))
+	j.Input.Path = jobs.Paths{filepath.Join(dir, "data", "*.jsonl")}
+	j.Input.Written = jobs.Paths{"data/*.jsonl"}
+	in, err := source.Resolve(t.Context(), j.Input.Path, "jsonl", dataset.Options{})
+	require.NoError(t, err)
+	cfg := config(j, &fakeTranslator{}, 2)
+	cfg.Open = in.Open
+	sum, err := runner.Run(t.Context(), cfg)
+	require.NoError(t, err)
+	assert.Equal(t, int64(5), sum.Rows)
+	out := readLines(t, j.Output.Path)
+	require.Len(t, out, 5)
+	assert.Equal(t, "eno", out[0]["translation"])
+	assert.Contains(t, out[3]["error"], "data/b.jsonl line 2 (row 3): ")
+	assert.Contains(t, out[4]["error"], `data/b.jsonl line 3 (row 4): field "text"`)
 }
