@@ -29,7 +29,7 @@ func objectJob(t *testing.T, srv *s3test.Server, dir, prefix string, rows []shar
 	local := writeShardInput(t, dir, "parquet", rows, 1)
 	data, err := os.ReadFile(filepath.Join(dir, local))
 	require.NoError(t, err)
-	inURL := srv.URL(prefix + "/in/data.parquet")
+	inURL := srv.URL("in/data.parquet") // one input for every job, so row errors name it alike
 	b, key, err := blobstore.Open(t.Context(), inURL)
 	require.NoError(t, err)
 	require.NoError(t, b.WriteAll(t.Context(), key, data, nil))
@@ -217,11 +217,11 @@ func TestStorageRefusals(t *testing.T) {
 		env  []string
 		want string
 	}{
-		{"bucket that does not exist", write("nobucket.yaml", "s3://"+srv.Bucket+"/job/in", "s3://nobucket/job/in"), childEnv(), "the bucket does not exist"},
+		{"bucket that does not exist", write("nobucket.yaml", "s3://"+srv.Bucket+"/in/", "s3://nobucket/in/"), childEnv(), "the bucket does not exist"},
 		{"object that does not exist", write("noobject.yaml", "in/data.parquet", "in/missing.parquet"), childEnv(), "no such object"},
 		{"glob that matches nothing", write("noglob.yaml", "in/data.parquet", "in/part-*.parquet"), childEnv(), "no file matches"},
 		{"missing credentials", job, noCreds, "no credentials found"},
-		{"local glob that matches nothing", write("localglob.yaml", strconv.Quote(srv.URL("job/in/data.parquet")), "data/nothing-*.parquet"), childEnv(), "no file matches"},
+		{"local glob that matches nothing", write("localglob.yaml", strconv.Quote(srv.URL("in/data.parquet")), "data/nothing-*.parquet"), childEnv(), "no file matches"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
