@@ -66,7 +66,8 @@ type benchResult struct {
 	// it); PrefillBound and BatchBound are that rate over the matrix flops
 	// of one prompt token (no LM head) and one decoded token (with it):
 	// the compute ceilings of prefill and batched decode in float32,
-	// attention aside (q8's integer products can pass them).
+	// attention aside (q8's integer products, and bf16's pair products on
+	// AVX512_BF16, can pass them).
 	PeakFLOPs    float64 `json:"peak_flops"`
 	PrefillBound float64 `json:"prefill_bound_tok_s"`
 	BatchBound   float64 `json:"batch_decode_bound_tok_s"`
@@ -470,8 +471,11 @@ func printBench(w io.Writer, r benchResult) {
 	if r.PeakFLOPs > 0 {
 		fmt.Fprintf(w, "float32 FMA peak %.0f GFLOP/s: prefill bound %.0f, batched decode bound %.0f tokens/s\n",
 			r.PeakFLOPs/1e9, r.PrefillBound, r.BatchBound)
-		if r.DType == "q8" {
+		switch {
+		case r.DType == "q8":
 			fmt.Fprintln(w, "                 (float32 bounds: q8's integer products can pass them)")
+		case r.DType == "bf16" && (r.Impl == "avx512bf16" || r.Impl == "amx"):
+			fmt.Fprintln(w, "                 (float32 bounds: bf16's VDPBF16PS pair products can pass them)")
 		}
 	}
 	if r.CPUShare > 0 {
