@@ -8,7 +8,7 @@
 
 typedef __nv_bfloat16 bf16;
 
-// Block-wide reductions over blockDim.x threads (a power of two up to 1024)
+// block_sum_d sums v over blockDim.x threads (a power of two up to 1024)
 // in a fixed tree order; every thread gets the result. scratch holds
 // blockDim.x values.
 __device__ __forceinline__ double block_sum_d(double v, double *scratch) {
@@ -20,32 +20,6 @@ __device__ __forceinline__ double block_sum_d(double v, double *scratch) {
         __syncthreads();
     }
     double r = scratch[0];
-    __syncthreads();
-    return r;
-}
-
-__device__ __forceinline__ float block_sum_f(float v, float *scratch) {
-    int t = threadIdx.x;
-    scratch[t] = v;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (t < s) scratch[t] = __fadd_rn(scratch[t], scratch[t + s]);
-        __syncthreads();
-    }
-    float r = scratch[0];
-    __syncthreads();
-    return r;
-}
-
-__device__ __forceinline__ float block_max_f(float v, float *scratch) {
-    int t = threadIdx.x;
-    scratch[t] = v;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (t < s) scratch[t] = fmaxf(scratch[t], scratch[t + s]);
-        __syncthreads();
-    }
-    float r = scratch[0];
     __syncthreads();
     return r;
 }
