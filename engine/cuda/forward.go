@@ -86,65 +86,36 @@ func (r *replica) step(steps []backend.Step) error {
 	slab := int64(pageSize) * kv * 4
 	pstride := r.pageBytes / 4
 	a := &r.args
-	launchAs := func(name string, f *driver.Func, gx, gy, block int, args *launchArgs) error {
-		return r.prof.around(r, name, func() error { return f.Launch(r.st, [3]int{gx, gy, 1}, [3]int{block, 1, 1}, args.list()) })
-	}
-	launch := func(f *driver.Func, gx, gy, block int, args *launchArgs) error {
-		return launchAs(f.Name, f, gx, gy, block, args)
-	}
-	gemmAs := func(name string, y, x, w driver.Ptr, m, n, k int64, acc bool) error {
-		return r.prof.around(r, name, func() error { return r.gemm(y, x, w, m, n, k, acc) })
-	}
-	if err := launch(r.k.embed, R, 1, 256, a.reset().p(r.x).p(r.embed).p(dTok).i(int(h))); err != nil {
-		return err
-	}
+	qu := queue{r: r}
+	qu.launch(r.k.embed, R, 1, 256, a.reset().p(r.x).p(r.embed).p(dTok).i(int(h)))
 	m := int64(R)
 	for l := range r.layers {
 		L := &r.layers[l]
 		kc := r.pool.Add(int64(l) * 2 * slab)
 		vc := kc.Add(slab)
-		for _, f := range []func() error{
-			func() error {
-				return launch(r.k.rmsnorm, R, 1, 256, a.reset().p(r.xn).p(r.x).p(L.attnNorm).p(0).i(int(h)).f(eps))
-			},
-			func() error { return gemmAs("gemm qkv", r.qkv, r.xn, L.qkv, m, q+2*kv, h, false) },
-			func() error {
-				return launch(r.k.rope, R, 1, 128, a.reset().p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(r.cos).p(r.sin).p(kc).p(vc).
-					i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride))
-			},
-			func() error {
-				return launch(r.k.attention, R, c.KVHeads, 32*(c.Heads/c.KVHeads), a.reset().p(r.att).p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(kc).p(vc).
-					i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride).f(scale))
-			},
-			func() error { return gemmAs("gemm o", r.x, r.att, L.o, m, h, q, true) },
-			func() error {
-				return launch(r.k.rmsnorm, R, 1, 256, a.reset().p(r.xn).p(r.x).p(L.mlpNorm).p(0).i(int(h)).f(eps))
-			},
-			func() error { return gemmAs("gemm gate|up", r.gu, r.xn, L.gu, m, 2*inter, h, false) },
-			func() error {
-				n := m * inter
-				return launch(r.k.swiglu, int(min((n+255)/256, 65535)), 1, 256, a.reset().p(r.act).p(r.gu).i(int(inter)).l(n))
-			},
-			func() error { return gemmAs("gemm down", r.x, r.act, L.down, m, h, inter, true) },
-		} {
-			if err := f(); err != nil {
-				return err
-			}
-		}
+		qu.launch(r.k.rmsnorm, R, 1, 256, a.reset().p(r.xn).p(r.x).p(L.attnNorm).p(0).i(int(h)).f(eps))
+		qu.gemm("gemm qkv", r.qkv, r.xn, L.qkv, m, q+2*kv, h, false)
+		qu.launch(r.k.rope, R, 1, 128, a.reset().p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(r.cos).p(r.sin).p(kc).p(vc).
+			i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride))
+		qu.launch(r.k.attention, R, c.KVHeads, 32*(c.Heads/c.KVHeads), a.reset().p(r.att).p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(kc).p(vc).
+			i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride).f(scale))
+		qu.gemm("gemm o", r.x, r.att, L.o, m, h, q, true)
+		qu.launch(r.k.rmsnorm, R, 1, 256, a.reset().p(r.xn).p(r.x).p(L.mlpNorm).p(0).i(int(h)).f(eps))
+		qu.gemm("gemm gate|up", r.gu, r.xn, L.gu, m, 2*inter, h, false)
+		n := m * inter
+		qu.launch(r.k.swiglu, int(min((n+255)/256, 65535)), 1, 256, a.reset().p(r.act).p(r.gu).i(int(inter)).l(n))
+		qu.gemm("gemm down", r.x, r.act, L.down, m, h, inter, true)
 	}
 	if outs > 0 {
-		if err := launch(r.k.rmsnorm, outs, 1, 256, a.reset().p(r.last).p(r.x).p(r.norm).p(dOut).i(int(h)).f(eps)); err != nil {
-			return err
+		qu.launch(r.k.rmsnorm, outs, 1, 256, a.reset().p(r.last).p(r.x).p(r.norm).p(dOut).i(int(h)).f(eps))
+		qu.gemm("gemm lm_head", r.logits, r.last, r.lmHead, int64(outs), vocab, h, false)
+		qu.launch(r.k.argmax, outs, 1, 256, a.reset().p(r.argOut).p(r.logits).i(int(vocab)))
+		if qu.err == nil {
+			qu.err = r.ctx.CopyOutAsync(unsafe.Pointer(&r.host[4*metaN]), r.argOut, 4*int64(outs), r.st)
 		}
-		if err := gemmAs("gemm lm_head", r.logits, r.last, r.lmHead, int64(outs), vocab, h, false); err != nil {
-			return err
-		}
-		if err := launch(r.k.argmax, outs, 1, 256, a.reset().p(r.argOut).p(r.logits).i(int(vocab))); err != nil {
-			return err
-		}
-		if err := r.ctx.CopyOutAsync(unsafe.Pointer(&r.host[4*metaN]), r.argOut, 4*int64(outs), r.st); err != nil {
-			return err
-		}
+	}
+	if qu.err != nil {
+		return qu.err
 	}
 	queued := time.Since(begin)
 	if err := r.ctx.Sync(r.st); err != nil {
@@ -194,4 +165,36 @@ func (r *replica) gemm(y, x, w driver.Ptr, m, n, k int64, acc bool) error {
 	}
 	return r.k.gemm.Launch(r.st, [3]int{int((n + 63) / 64), int((m + 63) / 64), 1}, [3]int{r.k.gemmBlock, 1, 1},
 		r.args.reset().p(y).p(x).p(w).i(int(m)).i(int(n)).i(int(k)).i(ac).list())
+}
+
+// queue issues a step's launches on the replica's stream and keeps the
+// first error: once one fails, the later ones do nothing. Each launch is
+// timed under its name when profiling.
+type queue struct {
+	r   *replica
+	err error
+}
+
+// launch queues kernel f over gx x gy blocks of block threads.
+func (q *queue) launch(f *driver.Func, gx, gy, block int, args *launchArgs) {
+	if q.err != nil {
+		return
+	}
+	if q.err = q.r.prof.start(q.r); q.err == nil {
+		if q.err = f.Launch(q.r.st, [3]int{gx, gy, 1}, [3]int{block, 1, 1}, args.list()); q.err == nil {
+			q.err = q.r.prof.stop(q.r, f.Name)
+		}
+	}
+}
+
+// gemm queues replica.gemm, timed as name.
+func (q *queue) gemm(name string, y, x, w driver.Ptr, m, n, k int64, acc bool) {
+	if q.err != nil {
+		return
+	}
+	if q.err = q.r.prof.start(q.r); q.err == nil {
+		if q.err = q.r.gemm(y, x, w, m, n, k, acc); q.err == nil {
+			q.err = q.r.prof.stop(q.r, name)
+		}
+	}
 }

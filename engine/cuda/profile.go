@@ -18,6 +18,7 @@ type profiler struct {
 	on    bool
 	pool  []driver.Event
 	marks []profMark
+	open  driver.Event // the start event of the launch being timed
 	ms    map[string]float64
 	calls map[string]int
 }
@@ -31,19 +32,23 @@ func newProfiler() profiler {
 	return profiler{on: os.Getenv(EnvProfile) == "1", ms: map[string]float64{}, calls: map[string]int{}}
 }
 
-// around runs launch f (worker only), timed as name when profiling.
-func (p *profiler) around(r *replica, name string, f func() error) error {
+// start records the event that opens a timed launch (worker only; a no-op
+// unless profiling).
+func (p *profiler) start(r *replica) error {
 	if !p.on {
-		return f()
+		return nil
 	}
-	s, e, err := p.event(r), p.event(r), error(nil)
-	if err = r.ctx.Record(s, r.st); err != nil {
-		return err
+	p.open = p.event(r)
+	return r.ctx.Record(p.open, r.st)
+}
+
+// stop closes the launch start opened, timing it as name.
+func (p *profiler) stop(r *replica, name string) error {
+	if !p.on {
+		return nil
 	}
-	if err = f(); err != nil {
-		return err
-	}
-	p.marks = append(p.marks, profMark{name, s, e})
+	e := p.event(r)
+	p.marks = append(p.marks, profMark{name, p.open, e})
 	return r.ctx.Record(e, r.st)
 }
 
