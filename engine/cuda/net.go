@@ -59,15 +59,6 @@ var _ backend.Net = (*Net)(nil)
 // Config returns the model's config.
 func (n *Net) Config() *llama.Config { return n.cfg }
 
-// GPUs describes the replicas' devices.
-func (n *Net) GPUs() []driver.GPU {
-	out := make([]driver.GPU, len(n.reps))
-	for i, r := range n.reps {
-		out[i] = r.gpu
-	}
-	return out
-}
-
 // Numerics names what makes the bits: the GPU model and architecture, the
 // driver that compiled the PTX, and the kernels' source digest.
 func (n *Net) Numerics() string { return n.numerics }

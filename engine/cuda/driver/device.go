@@ -91,10 +91,6 @@ func (c *Context) MakeCurrent() error { return c.l.call("cuCtxSetCurrent", c.ctx
 // Release gives the primary context back.
 func (c *Context) Release() error { return c.l.call("cuDevicePrimaryCtxRelease", uintptr(c.dev)) }
 
-// Synchronize waits for all the context's work; it returns any
-// asynchronous fault.
-func (c *Context) Synchronize() error { return c.l.call("cuCtxSynchronize") }
-
 // MemInfo returns free and total device memory.
 func (c *Context) MemInfo() (free, total int64, err error) {
 	var f, t uint64
@@ -159,25 +155,12 @@ func (c *Context) CopyOut(dst unsafe.Pointer, src Ptr, n int64) error {
 	return c.l.call("cuMemcpyDtoH_v2", uintptr(dst), uintptr(src), uintptr(n))
 }
 
-// CopyDevice copies n bytes between device buffers.
-func (c *Context) CopyDevice(dst, src Ptr, n int64) error {
-	if n == 0 {
-		return nil
-	}
-	return c.l.call("cuMemcpyDtoD_v2", uintptr(dst), uintptr(src), uintptr(n))
-}
-
 // CopyDeviceAsync queues a copy between device buffers on s.
 func (c *Context) CopyDeviceAsync(dst, src Ptr, n int64, s Stream) error {
 	if n == 0 {
 		return nil
 	}
 	return c.l.call("cuMemcpyDtoDAsync_v2", uintptr(dst), uintptr(src), uintptr(n), uintptr(s))
-}
-
-// Fill32 sets n 32-bit words at p to v.
-func (c *Context) Fill32(p Ptr, v uint32, n int64) error {
-	return c.l.call("cuMemsetD32_v2", uintptr(p), uintptr(v), uintptr(n))
 }
 
 // Module is loaded GPU code.

@@ -39,14 +39,9 @@ func (e *Error) Error() string {
 
 // Driver status codes the backend tells apart.
 const (
-	ErrOutOfMemory        = 2
-	ErrNoDevice           = 100
-	ErrUnsupportedPTX     = 222
-	ErrNoBinaryForGPU     = 209
-	ErrInvalidContext     = 201
-	ErrIllegalAddress     = 700
-	ErrLaunchFailed       = 719
-	ErrInsufficientDriver = 35
+	ErrOutOfMemory    = 2
+	ErrNoDevice       = 100
+	ErrUnsupportedPTX = 222
 )
 
 // IsCode reports whether err is a driver Error with the given code.
@@ -80,9 +75,9 @@ func Load() (*Lib, error) {
 var symbols = []string{
 	"cuInit", "cuDriverGetVersion", "cuGetErrorName", "cuGetErrorString",
 	"cuDeviceGetCount", "cuDeviceGet", "cuDeviceGetName", "cuDeviceTotalMem_v2", "cuDeviceGetAttribute",
-	"cuDevicePrimaryCtxRetain", "cuDevicePrimaryCtxRelease", "cuCtxSetCurrent", "cuCtxSynchronize",
+	"cuDevicePrimaryCtxRetain", "cuDevicePrimaryCtxRelease", "cuCtxSetCurrent",
 	"cuMemGetInfo_v2", "cuMemAlloc_v2", "cuMemFree_v2", "cuMemAllocHost_v2", "cuMemFreeHost",
-	"cuMemcpyHtoD_v2", "cuMemcpyDtoH_v2", "cuMemcpyDtoD_v2", "cuMemcpyDtoDAsync_v2", "cuMemcpyHtoDAsync_v2", "cuMemcpyDtoHAsync_v2", "cuMemsetD32_v2",
+	"cuMemcpyHtoD_v2", "cuMemcpyDtoH_v2", "cuMemcpyDtoDAsync_v2", "cuMemcpyHtoDAsync_v2", "cuMemcpyDtoHAsync_v2",
 	"cuModuleLoadDataEx", "cuModuleGetFunction", "cuModuleUnload", "cuLaunchKernel", "cuFuncSetAttribute",
 	"cuStreamCreate", "cuStreamSynchronize", "cuStreamDestroy_v2",
 	"cuEventCreate", "cuEventRecord", "cuEventSynchronize", "cuEventElapsedTime", "cuEventDestroy_v2",
