@@ -47,8 +47,7 @@ func (r *replica) forward(steps []backend.Step) error {
 // positions and page-table offsets per row, the row of each output, then
 // the page table.
 func (r *replica) step(steps []backend.Step) error {
-	c := r.net.cfg
-	h, q, kv, inter, vocab := r.net.dims()
+	_, _, _, _, vocab := r.net.dims()
 	rows, outs := 0, 0
 	for _, st := range steps {
 		rows += len(st.Tokens)
@@ -79,40 +78,10 @@ func (r *replica) step(steps []backend.Step) error {
 	if err := r.ctx.CopyInAsync(r.meta, unsafe.Pointer(&meta[0]), 4*metaN, r.st); err != nil {
 		return err
 	}
-	dTok, dPos, dPtoff, dOut := r.meta, r.meta.Add(4*int64(R)), r.meta.Add(8*int64(R)), r.meta.Add(12*int64(R))
-	dPt := r.meta.Add(4 * int64(3*R+outs))
-	eps := float32(c.RMSNormEps)
-	scale := float32(1 / math.Sqrt(float64(c.HeadDim)))
-	slab := int64(pageSize) * kv * 4
-	pstride := r.pageBytes / 4
-	a := &r.args
 	qu := queue{r: r}
-	qu.launch(r.k.embed, R, 1, 256, a.reset().p(r.x).p(r.embed).p(dTok).i(int(h)))
-	m := int64(R)
-	for l := range r.layers {
-		L := &r.layers[l]
-		kc := r.pool.Add(int64(l) * 2 * slab)
-		vc := kc.Add(slab)
-		qu.launch(r.k.rmsnorm, R, 1, 256, a.reset().p(r.xn).p(r.x).p(L.attnNorm).p(0).i(int(h)).f(eps))
-		qu.gemm("gemm qkv", r.qkv, r.xn, L.qkv, m, q+2*kv, h, false)
-		qu.launch(r.k.rope, R, 1, 128, a.reset().p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(r.cos).p(r.sin).p(kc).p(vc).
-			i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride))
-		qu.launch(r.k.attention, R, c.KVHeads, 32*(c.Heads/c.KVHeads), a.reset().p(r.att).p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(kc).p(vc).
-			i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride).f(scale))
-		qu.gemm("gemm o", r.x, r.att, L.o, m, h, q, true)
-		qu.launch(r.k.rmsnorm, R, 1, 256, a.reset().p(r.xn).p(r.x).p(L.mlpNorm).p(0).i(int(h)).f(eps))
-		qu.gemm("gemm gate|up", r.gu, r.xn, L.gu, m, 2*inter, h, false)
-		n := m * inter
-		qu.launch(r.k.swiglu, int(min((n+255)/256, 65535)), 1, 256, a.reset().p(r.act).p(r.gu).i(int(inter)).l(n))
-		qu.gemm("gemm down", r.x, r.act, L.down, m, h, inter, true)
-	}
-	if outs > 0 {
-		qu.launch(r.k.rmsnorm, outs, 1, 256, a.reset().p(r.last).p(r.x).p(r.norm).p(dOut).i(int(h)).f(eps))
-		qu.gemm("gemm lm_head", r.logits, r.last, r.lmHead, int64(outs), vocab, h, false)
-		qu.launch(r.k.argmax, outs, 1, 256, a.reset().p(r.argOut).p(r.logits).i(int(vocab)))
-		if qu.err == nil {
-			qu.err = r.ctx.CopyOutAsync(unsafe.Pointer(&r.host[4*metaN]), r.argOut, 4*int64(outs), r.st)
-		}
+	r.run(&qu, R, outs)
+	if outs > 0 && qu.err == nil {
+		qu.err = r.ctx.CopyOutAsync(unsafe.Pointer(&r.host[4*metaN]), r.argOut, 4*int64(outs), r.st)
 	}
 	if qu.err != nil {
 		return qu.err
@@ -143,6 +112,47 @@ func (r *replica) step(steps []backend.Step) error {
 		o++
 	}
 	return nil
+}
+
+// launches queues the step's kernels over R rows, outs of them asking for
+// output (worker only). Every launch parameter is a function of R, outs
+// and the replica's fixed buffers alone (the rows' tokens, positions and
+// page tables are read from the metadata on the device), so the sequence
+// can be recorded once per shape and replayed (see graphSet).
+func (r *replica) launches(qu *queue, R, outs int) {
+	c := r.net.cfg
+	h, q, kv, inter, vocab := r.net.dims()
+	dTok, dPos, dPtoff, dOut := r.meta, r.meta.Add(4*int64(R)), r.meta.Add(8*int64(R)), r.meta.Add(12*int64(R))
+	dPt := r.meta.Add(4 * int64(3*R+outs))
+	eps := float32(c.RMSNormEps)
+	scale := float32(1 / math.Sqrt(float64(c.HeadDim)))
+	slab := int64(pageSize) * kv * 4
+	pstride := r.pageBytes / 4
+	a := &r.args
+	qu.launch(r.k.embed, R, 1, 256, a.reset().p(r.x).p(r.embed).p(dTok).i(int(h)))
+	m := int64(R)
+	for l := range r.layers {
+		L := &r.layers[l]
+		kc := r.pool.Add(int64(l) * 2 * slab)
+		vc := kc.Add(slab)
+		qu.launch(r.k.rmsnorm, R, 1, 256, a.reset().p(r.xn).p(r.x).p(L.attnNorm).p(0).i(int(h)).f(eps))
+		qu.gemm("gemm qkv", r.qkv, r.xn, L.qkv, m, q+2*kv, h, false)
+		qu.launch(r.k.rope, R, 1, 128, a.reset().p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(r.cos).p(r.sin).p(kc).p(vc).
+			i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride))
+		qu.launch(r.k.attention, R, c.KVHeads, 32*(c.Heads/c.KVHeads), a.reset().p(r.att).p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(kc).p(vc).
+			i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride).f(scale))
+		qu.gemm("gemm o", r.x, r.att, L.o, m, h, q, true)
+		qu.launch(r.k.rmsnorm, R, 1, 256, a.reset().p(r.xn).p(r.x).p(L.mlpNorm).p(0).i(int(h)).f(eps))
+		qu.gemm("gemm gate|up", r.gu, r.xn, L.gu, m, 2*inter, h, false)
+		n := m * inter
+		qu.launch(r.k.swiglu, int(min((n+255)/256, 65535)), 1, 256, a.reset().p(r.act).p(r.gu).i(int(inter)).l(n))
+		qu.gemm("gemm down", r.x, r.act, L.down, m, h, inter, true)
+	}
+	if outs > 0 {
+		qu.launch(r.k.rmsnorm, outs, 1, 256, a.reset().p(r.last).p(r.x).p(r.norm).p(dOut).i(int(h)).f(eps))
+		qu.gemm("gemm lm_head", r.logits, r.last, r.lmHead, int64(outs), vocab, h, false)
+		qu.launch(r.k.argmax, outs, 1, 256, a.reset().p(r.argOut).p(r.logits).i(int(vocab)))
+	}
 }
 
 // gemm queues y = x . w^T (m x n from m x k and n x k), or y += that

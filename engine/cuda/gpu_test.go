@@ -527,3 +527,29 @@ func TestParityWithTransformers(t *testing.T) {
 		})
 	}
 }
+
+// TestGraphsMatchDirect decodes the same sequences with recorded steps
+// replayed and with every launch queued directly: the logits have the
+// same bits, and the replay did happen.
+func TestGraphsMatchDirect(t *testing.T) {
+	dir := testModelDir(t)
+	rng := rand.New(rand.NewPCG(9, 9))
+	prompts := [][]int{randIDs(rng, 3, 512), randIDs(rng, 33, 512), randIDs(rng, 64, 512)}
+	for _, bf16 := range []bool{true, false} {
+		t.Run(map[bool]string{true: "bf16", false: "f32"}[bf16], func(t *testing.T) {
+			replayed := loadGPU(t, dir, bf16, Options{})
+			direct := loadGPU(t, dir, bf16, Options{})
+			require.True(t, replayed.reps[0].graphs.on, "graphs are off (%s set to 0, or profiling?)", EnvGraphs)
+			direct.reps[0].graphs.on = false
+			const steps = 12
+			a, fed := trace(t, replayed, prompts, steps, nil)
+			b, _ := trace(t, direct, prompts, steps, fed)
+			assert.NotEmpty(t, replayed.reps[0].graphs.rec, "no step was recorded")
+			for i := range prompts {
+				for s := range a[i] {
+					require.Equal(t, bitsOf(b[i][s]), bitsOf(a[i][s]), "prompt %d, step %d", i, s)
+				}
+			}
+		})
+	}
+}

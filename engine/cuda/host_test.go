@@ -65,3 +65,29 @@ func TestToBF16MatchesCPU(t *testing.T) {
 	toBF16(dst, src)
 	assert.Equal(t, []uint16{0, 0, 0x3f80, 0x3f80, 0x3f81, 0x7f80, 0x8001, 0x3eab}, dst)
 }
+
+// TestGraphPolicy: a shape is recorded the second time it comes and
+// replayed after; a failed shape stays direct; the set stops recording at
+// maxGraphs; off means always direct.
+func TestGraphPolicy(t *testing.T) {
+	g := newGraphSet(false)
+	g.on = true
+	a, b := shape{1, 1}, shape{512, 512}
+	assert.Equal(t, launchDirect, g.next(a))
+	assert.Equal(t, record, g.next(a))
+	g.rec[a] = 1
+	assert.Equal(t, replay, g.next(a))
+	assert.Equal(t, launchDirect, g.next(b))
+	g.failed[b] = true
+	assert.Equal(t, launchDirect, g.next(b))
+	assert.Equal(t, launchDirect, g.next(b))
+	for i := range maxGraphs {
+		g.rec[shape{1000 + i, 0}] = 1
+	}
+	c := shape{7, 7}
+	g.next(c)
+	assert.Equal(t, launchDirect, g.next(c), "full set records no more")
+	off := newGraphSet(true)
+	off.next(a)
+	assert.Equal(t, launchDirect, off.next(a), "profiling turns recording off")
+}

@@ -43,6 +43,7 @@ type replica struct {
 	host                                                 []byte
 	args                                                 launchArgs
 	prof                                                 profiler // BATCHTRANS_CUDA_PROFILE timings
+	graphs                                               graphSet // recorded steps per shape
 }
 
 type layerWeights struct {
@@ -157,7 +158,7 @@ func (r *replica) close() error {
 		return nil
 	}
 	err := r.w.do(func() error {
-		var errs []error
+		errs := []error{r.freeGraphs()}
 		for _, p := range r.allocs {
 			errs = append(errs, r.ctx.Free(p))
 		}

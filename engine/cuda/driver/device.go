@@ -302,3 +302,46 @@ func (c *Context) Elapsed(start, end Event) (float32, error) {
 
 // DestroyEvent frees an event.
 func (c *Context) DestroyEvent(e Event) error { return c.l.call("cuEventDestroy_v2", uintptr(e)) }
+
+// Graph is a recorded sequence of launches, ready to replay (a CUDA graph
+// instantiated for execution).
+type Graph uintptr
+
+// BeginCapture starts recording s: launches queued on it from this thread
+// are recorded, not run, until EndCapture.
+func (c *Context) BeginCapture(s Stream) error {
+	const threadLocal = 1 // CU_STREAM_CAPTURE_MODE_THREAD_LOCAL
+	return c.l.call("cuStreamBeginCapture_v2", uintptr(s), threadLocal)
+}
+
+// EndCapture stops recording s and instantiates what was recorded. It
+// always ends the capture, also when a launch in it failed.
+func (c *Context) EndCapture(s Stream) (Graph, error) {
+	var g uintptr
+	if err := c.l.call("cuStreamEndCapture", uintptr(s), uintptr(unsafe.Pointer(&g))); err != nil {
+		if g != 0 {
+			_ = c.l.call("cuGraphDestroy", g)
+		}
+		return 0, err
+	}
+	var e uintptr
+	err := c.l.call("cuGraphInstantiateWithFlags", uintptr(unsafe.Pointer(&e)), g, 0)
+	if derr := c.l.call("cuGraphDestroy", g); err == nil {
+		err = derr
+	}
+	if err != nil {
+		if e != 0 {
+			_ = c.l.call("cuGraphExecDestroy", e)
+		}
+		return 0, err
+	}
+	return Graph(e), nil
+}
+
+// LaunchGraph queues the recorded launches of g on s.
+func (c *Context) LaunchGraph(g Graph, s Stream) error {
+	return c.l.call("cuGraphLaunch", uintptr(g), uintptr(s))
+}
+
+// DestroyGraph frees g.
+func (c *Context) DestroyGraph(g Graph) error { return c.l.call("cuGraphExecDestroy", uintptr(g)) }
