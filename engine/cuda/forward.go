@@ -144,8 +144,7 @@ func (r *replica) launches(qu *queue, R, outs int) {
 		qu.gemm("gemm o", r.x, r.att, L.o, m, h, q, true)
 		qu.launch(r.k.rmsnorm, R, 1, 256, a.reset().p(r.xn).p(r.x).p(L.mlpNorm).p(0).i(int(h)).f(eps))
 		qu.gemm("gemm gate|up", r.gu, r.xn, L.gu, m, 2*inter, h, false)
-		n := m * inter
-		qu.launch(r.k.swiglu, int(min((n+255)/256, 65535)), 1, 256, a.reset().p(r.act).p(r.gu).i(int(inter)).l(n))
+		qu.launch(r.k.swiglu, R, int((inter+1023)/1024), 256, a.reset().p(r.act).p(r.gu).i(int(inter)))
 		qu.gemm("gemm down", r.x, r.act, L.down, m, h, inter, true)
 	}
 	if outs > 0 {
