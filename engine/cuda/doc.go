@@ -12,9 +12,9 @@
 // toolkit at build time.
 //
 // Batch invariance: every kernel computes an output element with the same
-// operations in the same order whatever else shares the launch (no split
-// reductions that depend on the batch), so a row's bits depend on its own
-// sequence alone, as on the CPU. The bits differ from the CPU's in the
+// operations in the same order whatever else shares the launch (a matrix
+// product splits K by its shape alone, the same for every batch; see
+// splitK), so a row's bits depend on its own sequence alone, as on the CPU. The bits differ from the CPU's in the
 // last places (other summation orders, fused multiply-adds); Numerics
 // names what makes them.
 //

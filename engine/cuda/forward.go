@@ -135,45 +135,32 @@ func (r *replica) launches(qu *queue, R, outs int) {
 		L := &r.layers[l]
 		kc := r.pool.Add(int64(l) * 2 * slab)
 		vc := kc.Add(slab)
-		qu.launch(r.k.rmsnorm, R, 1, 256, a.reset().p(r.xn).p(r.x).p(L.attnNorm).p(0).i(int(h)).f(eps))
-		qu.gemm("gemm qkv", r.qkv, r.xn, L.qkv, m, q+2*kv, h, false)
+		if l == 0 { // later layers' attention norms end the layer before
+			qu.launch(r.k.rmsnorm, R, 1, 256, a.reset().p(r.xn).p(r.x).p(L.attnNorm).p(0).i(int(h)).f(eps))
+		}
+		qu.product(product{gemm: "gemm qkv", sum: "reduce qkv", y: r.qkv, x: r.xn, w: L.qkv, m: m, n: q + 2*kv, k: h})
 		qu.launch(r.k.rope, R, 1, 128, a.reset().p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(r.cos).p(r.sin).p(kc).p(vc).
 			i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride))
 		qu.launch(r.k.attention, R, c.KVHeads, 32*(c.Heads/c.KVHeads), a.reset().p(r.att).p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(kc).p(vc).
 			i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride).f(scale))
-		qu.gemm("gemm o", r.x, r.att, L.o, m, h, q, true)
-		qu.launch(r.k.rmsnorm, R, 1, 256, a.reset().p(r.xn).p(r.x).p(L.mlpNorm).p(0).i(int(h)).f(eps))
-		qu.gemm("gemm gate|up", r.gu, r.xn, L.gu, m, 2*inter, h, false)
+		qu.product(product{gemm: "gemm o", sum: "reduce o", y: r.x, x: r.att, w: L.o, m: m, n: h, k: q, acc: true,
+			norm: L.mlpNorm, yn: r.xn, eps: eps})
+		qu.product(product{gemm: "gemm gate|up", sum: "reduce gate|up", y: r.gu, x: r.xn, w: L.gu, m: m, n: 2 * inter, k: h})
 		qu.launch(r.k.swiglu, R, int((inter+1023)/1024), 256, a.reset().p(r.act).p(r.gu).i(int(inter)))
-		qu.gemm("gemm down", r.x, r.act, L.down, m, h, inter, true)
+		// The next layer's attention norm; after the last layer none (the
+		// final norm runs on the output rows alone).
+		var next driver.Ptr
+		if l+1 < len(r.layers) {
+			next = r.layers[l+1].attnNorm
+		}
+		qu.product(product{gemm: "gemm down", sum: "reduce down", y: r.x, x: r.act, w: L.down, m: m, n: h, k: inter, acc: true,
+			norm: next, yn: r.xn, eps: eps})
 	}
 	if outs > 0 {
 		qu.launch(r.k.rmsnorm, outs, 1, 256, a.reset().p(r.last).p(r.x).p(r.norm).p(dOut).i(int(h)).f(eps))
-		qu.gemm("gemm lm_head", r.logits, r.last, r.lmHead, int64(outs), vocab, h, false)
+		qu.product(product{gemm: "gemm lm_head", sum: "reduce lm_head", y: r.logits, x: r.last, w: r.lmHead, m: int64(outs), n: vocab, k: h})
 		qu.launch(r.k.argmax, outs, 1, 256, a.reset().p(r.argOut).p(r.logits).i(int(vocab)))
 	}
-}
-
-// gemm queues y = x . w^T (m x n from m x k and n x k), or y += that
-// (worker only).
-func (r *replica) gemm(y, x, w driver.Ptr, m, n, k int64, acc bool) error {
-	ac := 0
-	if acc {
-		ac = 1
-	}
-	if r.k.gemmNarrow != nil && m <= narrowRows {
-		return r.k.gemmNarrow.LaunchShared(r.st, [3]int{int((n + narrowCols - 1) / narrowCols), 1, 1},
-			[3]int{narrowThreads, 1, 1}, narrowSmem, r.args.reset().p(y).p(x).p(w).i(int(m)).i(int(n)).i(int(k)).i(ac).list())
-	}
-	// The large tiles only where they still give every multiprocessor
-	// two blocks; below that the 64 x 64 tiles spread the work wider.
-	wideBlocks := ((n + wideTile - 1) / wideTile) * ((m + wideTile - 1) / wideTile)
-	if r.k.gemmWide != nil && m > wideRows && wideBlocks >= 2*int64(r.gpu.SMs) {
-		return r.k.gemmWide.LaunchShared(r.st, [3]int{int((n + wideTile - 1) / wideTile), int((m + wideTile - 1) / wideTile), 1},
-			[3]int{wideThreads, 1, 1}, wideSmem, r.args.reset().p(y).p(x).p(w).i(int(m)).i(int(n)).i(int(k)).i(ac).list())
-	}
-	return r.k.gemm.Launch(r.st, [3]int{int((n + 63) / 64), int((m + 63) / 64), 1}, [3]int{r.k.gemmBlock, 1, 1},
-		r.args.reset().p(y).p(x).p(w).i(int(m)).i(int(n)).i(int(k)).i(ac).list())
 }
 
 // queue issues a step's launches on the replica's stream and keeps the
@@ -184,25 +171,19 @@ type queue struct {
 	err error
 }
 
-// launch queues kernel f over gx x gy blocks of block threads.
+// launch queues kernel f over gx x gy blocks of block threads, timed
+// under the kernel's name.
 func (q *queue) launch(f *driver.Func, gx, gy, block int, args *launchArgs) {
+	q.named(f.Name, f, gx, gy, block, args)
+}
+
+// named is launch timed as name.
+func (q *queue) named(name string, f *driver.Func, gx, gy, block int, args *launchArgs) {
 	if q.err != nil {
 		return
 	}
 	if q.err = q.r.prof.start(q.r); q.err == nil {
 		if q.err = f.Launch(q.r.st, [3]int{gx, gy, 1}, [3]int{block, 1, 1}, args.list()); q.err == nil {
-			q.err = q.r.prof.stop(q.r, f.Name)
-		}
-	}
-}
-
-// gemm queues replica.gemm, timed as name.
-func (q *queue) gemm(name string, y, x, w driver.Ptr, m, n, k int64, acc bool) {
-	if q.err != nil {
-		return
-	}
-	if q.err = q.r.prof.start(q.r); q.err == nil {
-		if q.err = q.r.gemm(y, x, w, m, n, k, acc); q.err == nil {
 			q.err = q.r.prof.stop(q.r, name)
 		}
 	}

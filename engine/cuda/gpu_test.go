@@ -2,14 +2,18 @@ package cuda
 
 import (
 	"compress/gzip"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -34,7 +38,7 @@ func gpuOrSkip(t testing.TB) {
 }
 
 // testReplica compiles the kernels on GPU 0 outside any model.
-func testReplica(t *testing.T, bf16 bool) *replica {
+func testReplica(t testing.TB, bf16 bool) *replica {
 	t.Helper()
 	gpuOrSkip(t)
 	lib, err := driver.Load()
@@ -48,7 +52,7 @@ func testReplica(t *testing.T, bf16 bool) *replica {
 }
 
 // upload copies host values to a new device buffer of r.
-func upload[T any](t *testing.T, r *replica, v []T) driver.Ptr {
+func upload[T any](t testing.TB, r *replica, v []T) driver.Ptr {
 	t.Helper()
 	p, nb := bytesOf(v)
 	var d driver.Ptr
@@ -62,70 +66,218 @@ func upload[T any](t *testing.T, r *replica, v []T) driver.Ptr {
 	return d
 }
 
-func download(t *testing.T, r *replica, d driver.Ptr, n int) []float32 {
+func download(t testing.TB, r *replica, d driver.Ptr, n int) []float32 {
 	t.Helper()
-	out := make([]float32, n)
+	return downloadAs[float32](t, r, d, n)
+}
+
+// downloadAs copies n values of type T from the device.
+func downloadAs[T any](t testing.TB, r *replica, d driver.Ptr, n int) []T {
+	t.Helper()
+	out := make([]T, n)
 	p, nb := bytesOf(out)
 	require.NoError(t, r.w.do(func() error { return r.ctx.CopyOut(p, d, nb) }))
 	return out
 }
 
-// TestGemmMatchesReference checks the matrix product against a float64
-// reference of the same (bf16-rounded) inputs, in both modes and over
-// shapes with ragged tiles and K not a multiple of the tile, and that a
-// row's bits do not depend on the rows beside it.
+// TestGemmMatchesReference checks the whole matrix product (the split
+// product and its reduce where the shape splits, as forward runs it)
+// against a float64 reference of the same (bf16-rounded) inputs, in both
+// modes, and that a row's bits do not depend on the rows beside it. The
+// shapes: Llama 3.2 1B's split products (qkv, o, down) at row counts that
+// pick each kernel on an H200 (the few-row kernel up to 16, the 64 x 64
+// tiles up to 64 and where the 128 x 128 ones give too few blocks, the
+// 128 x 128 tiles beyond); ragged tiles (M, N and K cut mid-tile, K not a
+// multiple of 8), which do not split; and ragged tiles that do.
 func TestGemmMatchesReference(t *testing.T) {
-	// Rows: few (narrow kernel), up to 64 (gemm_bf16), more (wide kernel);
-	// the row-alone check compares each against the narrow kernel.
-	shapes := []struct{ m, n, k int }{{1, 2048, 2048}, {16, 2048, 8192}, {37, 3072, 2048}, {300, 96, 48},
-		{130, 200, 8200}, {5, 17, 36}, {512, 2048, 2048}, {70, 130, 40}}
+	var shapes []struct{ m, n, k int }
+	for _, m := range []int{1, 16, 37, 130, 512} {
+		for _, nk := range [][2]int{{2048, 8192}, {2048, 2048}, {3072, 2048}} {
+			shapes = append(shapes, struct{ m, n, k int }{m, nk[0], nk[1]})
+		}
+	}
+	shapes = append(shapes, []struct{ m, n, k int }{{300, 96, 48}, {130, 200, 8200}, {5, 17, 36}, {70, 130, 40},
+		{9, 1000, 1024}, {70, 1000, 1024}, {200, 520, 768}, {600, 1000, 1024}}...)
 	for _, bf16 := range []bool{true, false} {
 		name := map[bool]string{true: "bf16", false: "f32"}[bf16]
 		t.Run(name, func(t *testing.T) {
 			r := testReplica(t, bf16)
+			var part int64
+			for _, sh := range shapes {
+				part = max(part, int64(sh.m*sh.n)*r.splits(int64(sh.n), int64(sh.k)))
+			}
+			r.part = upload(t, r, make([]float32, part))
 			rng := rand.New(rand.NewPCG(7, 8))
 			for _, sh := range shapes {
 				if !bf16 && sh.k%4 != 0 {
 					continue
 				}
-				a, w := randVals(rng, sh.m*sh.k, bf16), randVals(rng, sh.n*sh.k, bf16)
-				init := randVals(rng, sh.m*sh.n, false)
-				for _, acc := range []bool{false, true} {
-					y := upload(t, r, init)
-					run := func(y, a, w driver.Ptr, m int) {
-						require.NoError(t, r.w.do(func() error {
-							if err := r.gemm(y, a, w, int64(m), int64(sh.n), int64(sh.k), acc); err != nil {
-								return err
-							}
-							return r.ctx.Sync(r.st)
-						}))
+				s := r.splits(int64(sh.n), int64(sh.k))
+				t.Run(fmt.Sprintf("%dx%dx%d", sh.m, sh.n, sh.k), func(t *testing.T) {
+					if bf16 {
+						t.Logf("%d splits of K, %s", s, pickTile(int64(sh.m), int64(sh.n), s, r.gpu.SMs))
 					}
+					a, w := randVals(rng, sh.m*sh.k, bf16), randVals(rng, sh.n*sh.k, bf16)
+					init := randVals(rng, sh.m*sh.n, false)
+					dot := refProduct(a, w, sh.m, sh.n, sh.k)
 					da, dw := uploadAs(t, r, a, bf16), uploadAs(t, r, w, bf16)
-					run(y, da, dw, sh.m)
-					got := download(t, r, y, sh.m*sh.n)
-					var num, den float64
-					for i := range sh.m {
-						for j := range sh.n {
-							ref := 0.0
+					for _, acc := range []bool{false, true} {
+						y := upload(t, r, init)
+						runProduct(t, r, y, da, dw, sh.m, sh.n, sh.k, acc)
+						got := download(t, r, y, sh.m*sh.n)
+						var num, den float64
+						for i, d := range dot {
+							ref := d
 							if acc {
-								ref = float64(init[i*sh.n+j])
+								ref += float64(init[i])
 							}
-							for k := range sh.k {
-								ref += float64(a[i*sh.k+k]) * float64(w[j*sh.k+k])
+							e := float64(got[i]) - ref
+							num, den = num+e*e, den+ref*ref
+						}
+						rel := math.Sqrt(num / den)
+						assert.Less(t, rel, 1e-5, "accumulate=%v: relative error %g", acc, rel)
+						// Batch invariance: the last row alone gives the same bits.
+						last := sh.m - 1
+						y1 := upload(t, r, init[last*sh.n:(last+1)*sh.n])
+						runProduct(t, r, y1, uploadAs(t, r, a[last*sh.k:], bf16), dw, 1, sh.n, sh.k, acc)
+						alone := download(t, r, y1, sh.n)
+						assert.Equal(t, bitsOf(got[last*sh.n:]), bitsOf(alone), "accumulate=%v: row %d differs when computed alone", acc, last)
+					}
+				})
+			}
+		})
+	}
+}
+
+// runProduct runs y = a . w^T (m x n from m x k and n x k), or y += that,
+// as forward runs a product: the split product into r.part and its
+// reduce when the shape splits; it waits for the result.
+func runProduct(t testing.TB, r *replica, y, a, w driver.Ptr, m, n, k int, acc bool) {
+	t.Helper()
+	require.NoError(t, r.w.do(func() error {
+		qu := queue{r: r}
+		qu.product(product{gemm: "gemm", sum: "reduce", y: y, x: a, w: w, m: int64(m), n: int64(n), k: int64(k), acc: acc})
+		if qu.err != nil {
+			return qu.err
+		}
+		return r.ctx.Sync(r.st)
+	}))
+}
+
+// refProduct returns a . w^T in float64 (m x n from m x k and n x k), its
+// rows spread over the cores.
+func refProduct(a, w []float32, m, n, k int) []float64 {
+	out := make([]float64, m*n)
+	rows := make(chan int)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for i := range rows {
+				ai := a[i*k : (i+1)*k]
+				for j := range n {
+					wj := w[j*k : (j+1)*k]
+					d := 0.0
+					for x, v := range ai {
+						d += float64(v) * float64(wj[x])
+					}
+					out[i*n+j] = d
+				}
+			}
+		})
+	}
+	for i := range m {
+		rows <- i
+	}
+	close(rows)
+	wg.Wait()
+	return out
+}
+
+// TestGemmReduceNormMatchesRMSNorm: the reduce that ends a split product
+// adds the partials in order of the split (then onto the residual when
+// asked) with the float32 roundings the host redoes here, and the norm it
+// fuses gives the bits of the rmsnorm kernel run on the same rows.
+func TestGemmReduceNormMatchesRMSNorm(t *testing.T) {
+	cases := []struct {
+		name      string
+		s, m, n   int
+		acc, norm bool
+	}{
+		{"o: residual and norm", 4, 37, 2048, true, true},
+		{"qkv: sum alone", 2, 16, 3072, false, false},
+		{"last down: residual alone", 4, 5, 2048, true, false},
+		{"one row, three splits, ragged width", 3, 1, 1000, true, true},
+		{"sum and norm, no residual", 2, 130, 520, false, true},
+	}
+	const eps = 1e-5
+	for _, bf16 := range []bool{true, false} {
+		t.Run(map[bool]string{true: "bf16", false: "f32"}[bf16], func(t *testing.T) {
+			r := testReplica(t, bf16)
+			e := int(r.net.elt())
+			tol := map[bool]float64{true: 1e-2, false: 1e-5}[bf16] // bf16 rounds to 8 bits
+			rng := rand.New(rand.NewPCG(9, 10))
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					mn := tc.m * tc.n
+					part, x0, w := randVals(rng, tc.s*mn, false), randVals(rng, mn, false), randVals(rng, tc.n, false)
+					r.part = upload(t, r, part)
+					x, dw := upload(t, r, x0), upload(t, r, w)
+					xn, xn2 := upload(t, r, make([]byte, mn*e)), upload(t, r, make([]byte, mn*e))
+					var norm driver.Ptr
+					if tc.norm {
+						norm = dw
+					}
+					require.NoError(t, r.w.do(func() error {
+						qu := queue{r: r}
+						qu.reduce("reduce", x, xn, norm, int64(tc.m), int64(tc.n), int64(tc.s), tc.acc, eps)
+						qu.launch(r.k.rmsnorm, tc.m, 1, 256, r.args.reset().p(xn2).p(x).p(dw).p(0).i(tc.n).f(eps))
+						if qu.err != nil {
+							return qu.err
+						}
+						return r.ctx.Sync(r.st)
+					}))
+					want := make([]float32, mn)
+					for i := range want {
+						v := part[i]
+						for s := 1; s < tc.s; s++ {
+							v += part[s*mn+i]
+						}
+						if tc.acc {
+							v = x0[i] + v
+						}
+						want[i] = v
+					}
+					got := download(t, r, x, mn)
+					require.Equal(t, bitsOf(want), bitsOf(got), "the residual stream")
+					fused, alone := downloadAs[byte](t, r, xn, mn*e), downloadAs[byte](t, r, xn2, mn*e)
+					if !tc.norm {
+						assert.Equal(t, make([]byte, mn*e), fused, "no norm asked, yet the norm's output changed")
+						return
+					}
+					assert.Equal(t, alone, fused, "the fused norm's bits differ from rmsnorm's")
+					// And both are RMSNorm (so that equal bits mean right bits).
+					for row := range tc.m {
+						xr := want[row*tc.n : (row+1)*tc.n]
+						ss := 0.0
+						for _, v := range xr {
+							ss += float64(v) * float64(v)
+						}
+						inv := 1 / math.Sqrt(ss/float64(tc.n)+eps)
+						for i, v := range xr {
+							ref := float64(v) * inv * float64(w[i])
+							o := row*tc.n + i
+							var g float64
+							if bf16 {
+								g = float64(kernels.BF16ToF32(binary.LittleEndian.Uint16(fused[2*o:])))
+							} else {
+								g = float64(math.Float32frombits(binary.LittleEndian.Uint32(fused[4*o:])))
 							}
-							d := float64(got[i*sh.n+j]) - ref
-							num, den = num+d*d, den+ref*ref
+							if !assert.InDelta(t, ref, g, tol*math.Abs(ref)+1e-6, "row %d column %d", row, i) {
+								return
+							}
 						}
 					}
-					rel := math.Sqrt(num / den)
-					assert.Less(t, rel, 1e-5, "%dx%dx%d accumulate=%v: relative error %g", sh.m, sh.n, sh.k, acc, rel)
-					// Batch invariance: the last row alone gives the same bits.
-					last := sh.m - 1
-					y1 := upload(t, r, init[last*sh.n:(last+1)*sh.n])
-					run(y1, uploadAs(t, r, a[last*sh.k:], bf16), dw, 1)
-					alone := download(t, r, y1, sh.n)
-					assert.Equal(t, bitsOf(got[last*sh.n:]), bitsOf(alone), "%dx%dx%d: row %d differs when computed alone", sh.m, sh.n, sh.k, last)
-				}
+				})
 			}
 		})
 	}
@@ -144,7 +296,7 @@ func randVals(rng *rand.Rand, n int, bf16 bool) []float32 {
 }
 
 // uploadAs uploads v in the device format: bf16 bits or float32.
-func uploadAs(t *testing.T, r *replica, v []float32, bf16 bool) driver.Ptr {
+func uploadAs(t testing.TB, r *replica, v []float32, bf16 bool) driver.Ptr {
 	if !bf16 {
 		return upload(t, r, v)
 	}

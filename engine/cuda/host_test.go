@@ -91,3 +91,76 @@ func TestGraphPolicy(t *testing.T) {
 	off.next(a)
 	assert.Equal(t, launchDirect, off.next(a), "profiling turns recording off")
 }
+
+// The split rule: Llama 3.2 1B's products, and shapes that shrink the
+// split to keep every range a whole number of the kernels' K tiles.
+func TestSplitK(t *testing.T) {
+	cases := []struct {
+		name string
+		n, k int64
+		want int64
+	}{
+		{"qkv", 3072, 2048, 2},
+		{"o", 2048, 2048, 4},
+		{"gate|up", 16384, 2048, 1},
+		{"down", 2048, 8192, 4},
+		{"lm_head", 128256, 2048, 1},
+		{"narrow N capped at maxSplits", 17, 8192, 4},
+		{"N at splitCols", 8192, 8192, 1},
+		{"K halves the split", 2048, 768, 2},
+		{"three ranges", 2500, 3072, 3},
+		{"three halve to one", 2500, 2048, 1},
+		{"K a multiple of 8, not of the tile", 2048, 200, 1},
+		{"K not a multiple of 8", 2048, 8200, 1},
+		{"K shorter than a tile", 96, 48, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, splitK(tc.n, tc.k))
+		})
+	}
+}
+
+// Every split the rule makes is one the kernels can run: at most
+// maxSplits ranges, each a whole number of splitTile (so of every
+// kernel's K tile, and a multiple of 8 for 16-byte copies).
+func TestSplitKRangesAreWholeTiles(t *testing.T) {
+	for n := int64(1); n <= 20000; n += 37 {
+		for k := int64(1); k <= 9000; k += 13 {
+			s := splitK(n, k)
+			require.True(t, s >= 1 && s <= maxSplits, "n %d k %d: %d splits", n, k, s)
+			require.True(t, s == 1 || k%(s*splitTile) == 0, "n %d k %d: %d splits of K", n, k, s)
+		}
+	}
+	r := &replica{net: &Net{bf16: false}}
+	assert.Equal(t, int64(1), r.splits(2048, 8192), "float32 never splits")
+	r.net.bf16 = true
+	assert.Equal(t, int64(4), r.splits(2048, 8192))
+}
+
+// The kernel choice on an H200 (132 multiprocessors): up to 16 rows the
+// few-row kernel; past 64 rows the 128 x 128 tiles once their blocks (all
+// splits counted) fill every multiprocessor; else the 64 x 64 tiles.
+func TestPickTile(t *testing.T) {
+	const sms = 132
+	cases := []struct {
+		name    string
+		m, n, s int64
+		want    tile
+	}{
+		{"one row", 1, 2048, 4, tileNarrow},
+		{"16 rows", 16, 128256, 1, tileNarrow},
+		{"17 rows", 17, 2048, 4, tileMid},
+		{"64 rows", 64, 128256, 1, tileMid},
+		{"512 rows of o: 256 blocks", 512, 2048, 4, tileWide},
+		{"512 rows of qkv: 192 blocks", 512, 3072, 2, tileWide},
+		{"512 rows unsplit: 64 blocks", 512, 2048, 1, tileMid},
+		{"130 rows of o: 128 blocks", 130, 2048, 4, tileMid},
+		{"4096 rows of gate|up", 4096, 16384, 1, tileWide},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, pickTile(tc.m, tc.n, tc.s, sms))
+		})
+	}
+}

@@ -117,6 +117,7 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 		}{
 			{&r.k.embed, "embed" + suffix}, {&r.k.rmsnorm, "rmsnorm" + suffix}, {&r.k.attention, "attention" + suffix},
 			{&r.k.swiglu, "swiglu" + suffix}, {&r.k.gemm, "gemm" + suffix}, {&r.k.rope, "rope_store"}, {&r.k.argmax, "argmax"},
+			{&r.k.reduce, "reduce" + suffix},
 		} {
 			if *f.dst, err = r.mod.Func(f.name); err != nil {
 				return err
@@ -342,17 +343,19 @@ func (r *replica) finish(cos, sin []float32, kvCap int64) error {
 	e := r.net.elt()
 	R, L := int64(r.net.maxRows), int64(r.net.maxOut)
 	r.pageBytes = int64(pageSize) * int64(r.net.posBytes())
+	var stepBytes int64
 	for _, b := range []struct {
 		dst *driver.Ptr
 		n   int64
 	}{
 		{&r.x, R * h * 4}, {&r.xn, R * h * e}, {&r.qkv, R * (q + 2*kv) * 4}, {&r.att, R * q * e},
 		{&r.gu, R * 2 * inter * 4}, {&r.act, R * inter * e}, {&r.last, L * h * e}, {&r.logits, L * vocab * 4},
-		{&r.argOut, L * 4},
+		{&r.argOut, L * 4}, {&r.part, r.partBytes()},
 	} {
 		if *b.dst, err = r.alloc(b.n); err != nil {
 			return fmt.Errorf("step buffers for %d rows: %w", R, err)
 		}
+		stepBytes += b.n
 	}
 	free, _, err := r.ctx.MemInfo()
 	if err != nil {
@@ -364,7 +367,7 @@ func (r *replica) finish(cos, sin []float32, kvCap int64) error {
 	metaBytes := 4 * (3*R + L + pages)
 	if pages < 1 {
 		return fmt.Errorf("GPU %d (%s): %d MiB left after %d MiB of weights and %d MiB of step buffers: no room for the KV cache",
-			r.idx, r.gpu.Name, free>>20, r.weightBytes()>>20, (R*(h*4+h*e+(q+2*kv)*4+q*e+2*inter*4+inter*e)+L*(h*e+vocab*4))>>20)
+			r.idx, r.gpu.Name, free>>20, r.weightBytes()>>20, stepBytes>>20)
 	}
 	if r.pool, err = r.alloc(pages * r.pageBytes); err != nil {
 		return err

@@ -300,10 +300,12 @@ func (p *Prefix) Free() {
 	p.pages = nil
 }
 
-// numericsOf names the bits of the GPUs and the kernels.
+// numericsOf names the bits of the GPUs and the kernels, and the split-K
+// rule (Go constants the kernels' digest does not cover).
 func numericsOf(g driver.GPU, driverVersion string) string {
 	d := ptxDigest()
-	return fmt.Sprintf("cuda %s sm_%d%d, driver %s, kernels %s", g.Name, g.Major, g.Minor, driverVersion, d[:min(12, len(d))])
+	return fmt.Sprintf("cuda %s sm_%d%d, driver %s, kernels %s, split-K %d/%d/%d", g.Name, g.Major, g.Minor, driverVersion,
+		d[:min(12, len(d))], splitCols, maxSplits, splitTile)
 }
 
 // sameGPUs refuses replicas whose bits could differ.

@@ -38,12 +38,13 @@ type replica struct {
 	free      []int32
 	states    int
 
-	// Step buffers (see forward) and the page-locked host staging.
-	x, xn, qkv, att, gu, act, last, logits, meta, argOut driver.Ptr
-	host                                                 []byte
-	args                                                 launchArgs
-	prof                                                 profiler // BATCHTRANS_CUDA_PROFILE timings
-	graphs                                               graphSet // recorded steps per shape
+	// Step buffers (see forward) and the page-locked host staging. part
+	// holds the partial sums of split products (see partBytes).
+	x, xn, qkv, att, gu, act, last, logits, meta, argOut, part driver.Ptr
+	host                                                       []byte
+	args                                                       launchArgs
+	prof                                                       profiler // BATCHTRANS_CUDA_PROFILE timings
+	graphs                                                     graphSet // recorded steps per shape
 }
 
 type layerWeights struct {
@@ -52,33 +53,13 @@ type layerWeights struct {
 
 // kernelSet holds the kernels of the replica's dtype.
 type kernelSet struct {
-	embed, rmsnorm, attention, swiglu, gemm, rope, argmax *driver.Func
-	gemmBlock                                             int
+	embed, rmsnorm, attention, swiglu, gemm, rope, argmax, reduce *driver.Func
+	gemmBlock                                                     int
 	// gemmWide is the large-tile bf16 product for steps of more than
 	// wideRows rows, gemmNarrow the one for at most narrowRows (both nil
 	// in f32); they give gemm's bits.
 	gemmWide, gemmNarrow *driver.Func
 }
-
-// narrowRows is the most rows the few-row product takes.
-const narrowRows = 16
-
-// Launch shapes of the few-row product (csrc/gemm.cuh's GS_*).
-const (
-	narrowCols    = 32
-	narrowThreads = 128
-	narrowSmem    = 5 * (16 + 32) * 136 * 2
-)
-
-// wideRows is the step size from which the large-tile product pays.
-const wideRows = 64
-
-// Launch shapes of the large-tile product (csrc/gemm.cuh's GB2_*).
-const (
-	wideTile    = 128
-	wideThreads = 256
-	wideSmem    = 3 * (128 + 128) * 40 * 2
-)
 
 func (r *replica) live() int {
 	r.mu.Lock()

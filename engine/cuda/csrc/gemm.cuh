@@ -3,10 +3,19 @@
 //
 // Batch invariance: each output element is accumulated over k in one fixed
 // order (tile after tile of K, and within a tile the same instructions),
-// with no split over K, so its bits depend on its row of A and its row of W
-// alone, never on M or on the tile that computes it. Rows past M, columns
-// past N and k past K are zero-filled in shared memory; a zero product adds
-// nothing.
+// so its bits depend on its row of A and its row of W alone, never on M or
+// on the tile that computes it. Rows past M, columns past N and k past K
+// are zero-filled in shared memory; a zero product adds nothing.
+//
+// Split-K (the bf16 kernels): a launch of gridDim.z = S > 1 splits K into S
+// equal ranges, block z covering k in [z*K/S, (z+1)*K/S) from a zero sum,
+// and writes its partial to plane z of Y (Y + z*M*N, never accumulated);
+// reduce.cuh adds the planes in order of z. The caller picks S from N and K
+// alone, the same for every M, and only where K/S is a multiple of every
+// kernel's K tile (so K/S is a multiple of 8, and each range starts 16-byte
+// aligned): then every kernel walks the same k steps within a range, and
+// an element's bits still depend on its rows of A and W alone. With S = 1
+// the range is all of K and the kernels write Y as they always did.
 #pragma once
 #include "common.cuh"
 
@@ -30,25 +39,44 @@ __device__ __forceinline__ void mma_bf16(float *c, unsigned a0, unsigned a1, uns
 
 // gemm_bf16_load stages the GB_M x GB_K tile of A at (m0, k0) and the GB_N x
 // GB_K tile of W at (n0, k0) in shared memory, 16 bytes a copy when K is a
-// multiple of 8, else element by element.
+// multiple of 8, else element by element. A and W point at the split's
+// first k (split_k); rows are K apart, and k runs up to the split's length
+// Kz, past which the tile is zero.
 __device__ __forceinline__ void gemm_bf16_load(bf16 (*As)[GB_LD], bf16 (*Ws)[GB_LD], const bf16 *A, const bf16 *W,
-                                               int M, int N, int K, int m0, int n0, int k0) {
+                                               int M, int N, int K, int Kz, int m0, int n0, int k0) {
     for (int c = threadIdx.x; c < GB_M * GB_K / 8; c += blockDim.x) {
         int r = c / (GB_K / 8), col = (c % (GB_K / 8)) * 8;
         int gk = k0 + col;
         if (K % 8 == 0) {
             int gm = m0 + r, gn = n0 + r;
-            bool ina = gm < M && gk < K, inw = gn < N && gk < K;
+            bool ina = gm < M && gk < Kz, inw = gn < N && gk < Kz;
             cp_async16(&As[r][col], ina ? A + (size_t)gm * K + gk : A, ina ? 16 : 0);
             cp_async16(&Ws[r][col], inw ? W + (size_t)gn * K + gk : W, inw ? 16 : 0);
         } else {
             for (int j = 0; j < 8; j++) {
                 int gm = m0 + r, gn = n0 + r;
-                As[r][col + j] = gm < M && gk + j < K ? A[(size_t)gm * K + gk + j] : __float2bfloat16_rn(0.f);
-                Ws[r][col + j] = gn < N && gk + j < K ? W[(size_t)gn * K + gk + j] : __float2bfloat16_rn(0.f);
+                As[r][col + j] = gm < M && gk + j < Kz ? A[(size_t)gm * K + gk + j] : __float2bfloat16_rn(0.f);
+                Ws[r][col + j] = gn < N && gk + j < Kz ? W[(size_t)gn * K + gk + j] : __float2bfloat16_rn(0.f);
             }
         }
     }
+}
+
+// split_k gives a block of a split launch its range of K: A and W move to
+// the range's first k, and Kz is its length (K when gridDim.z is 1).
+__device__ __forceinline__ int split_k(const bf16 *&A, const bf16 *&W, int K) {
+    int Kz = K / (int)gridDim.z;
+    A += (size_t)blockIdx.z * Kz;
+    W += (size_t)blockIdx.z * Kz;
+    return Kz;
+}
+
+// split_out is where a block of a split launch writes: plane z of Y, never
+// accumulated, when gridDim.z > 1; Y itself otherwise.
+__device__ __forceinline__ float *split_out(float *Y, int M, int N, int &accumulate) {
+    if (gridDim.z == 1) return Y;
+    accumulate = 0;
+    return Y + (size_t)blockIdx.z * M * N;
 }
 
 // gemm_bf16 computes a GB_M x GB_N tile of Y per block of 4 warps (each a
@@ -69,11 +97,12 @@ extern "C" __global__ void __launch_bounds__(128) gemm_bf16(float *Y, const bf16
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.f;
 
-    int kt = (K + GB_K - 1) / GB_K;
-    gemm_bf16_load(As[0], Ws[0], A, W, M, N, K, m0, n0, 0);
+    int Kz = split_k(A, W, K);
+    int kt = (Kz + GB_K - 1) / GB_K;
+    gemm_bf16_load(As[0], Ws[0], A, W, M, N, K, Kz, m0, n0, 0);
     cp_async_commit();
     for (int t = 0; t < kt; t++) {
-        if (t + 1 < kt) gemm_bf16_load(As[(t + 1) & 1], Ws[(t + 1) & 1], A, W, M, N, K, m0, n0, (t + 1) * GB_K);
+        if (t + 1 < kt) gemm_bf16_load(As[(t + 1) & 1], Ws[(t + 1) & 1], A, W, M, N, K, Kz, m0, n0, (t + 1) * GB_K);
         cp_async_commit();
         cp_async_wait1();
         __syncthreads();
@@ -81,7 +110,7 @@ extern "C" __global__ void __launch_bounds__(128) gemm_bf16(float *Y, const bf16
         bf16(*ws)[GB_LD] = Ws[t & 1];
 #pragma unroll
         for (int kk = 0; kk < GB_K; kk += 16) {
-            if (t * GB_K + kk >= K) break; // every kernel runs ceil(K/16) steps
+            if (t * GB_K + kk >= Kz) break; // every kernel runs ceil(Kz/16) steps
             unsigned a[2][4], b[4][2];
 #pragma unroll
             for (int i = 0; i < 2; i++) {
@@ -104,6 +133,7 @@ extern "C" __global__ void __launch_bounds__(128) gemm_bf16(float *Y, const bf16
         }
         __syncthreads();
     }
+    Y = split_out(Y, M, N, accumulate);
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
@@ -182,18 +212,18 @@ __device__ __forceinline__ void ldmatrix_x4(unsigned *r, const void *p) {
 __device__ __forceinline__ void cp_async_wait_stages() { asm volatile("cp.async.wait_group %0;\n" ::"n"(GB2_STAGES - 2)); }
 
 __device__ __forceinline__ void gemm_bf16_load2(bf16 (*As)[GB_LD], bf16 (*Ws)[GB_LD], const bf16 *A, const bf16 *W,
-                                                int M, int N, int K, int m0, int n0, int k0) {
+                                                int M, int N, int K, int Kz, int m0, int n0, int k0) {
     for (int c = threadIdx.x; c < GB2_M * GB_K / 8; c += blockDim.x) {
         int r = c / (GB_K / 8), col = (c % (GB_K / 8)) * 8;
         int gk = k0 + col, gm = m0 + r, gn = n0 + r;
         if (K % 8 == 0) {
-            bool ina = gm < M && gk < K, inw = gn < N && gk < K;
+            bool ina = gm < M && gk < Kz, inw = gn < N && gk < Kz;
             cp_async16(&As[r][col], ina ? A + (size_t)gm * K + gk : A, ina ? 16 : 0);
             cp_async16(&Ws[r][col], inw ? W + (size_t)gn * K + gk : W, inw ? 16 : 0);
         } else {
             for (int j = 0; j < 8; j++) {
-                As[r][col + j] = gm < M && gk + j < K ? A[(size_t)gm * K + gk + j] : __float2bfloat16_rn(0.f);
-                Ws[r][col + j] = gn < N && gk + j < K ? W[(size_t)gn * K + gk + j] : __float2bfloat16_rn(0.f);
+                As[r][col + j] = gm < M && gk + j < Kz ? A[(size_t)gm * K + gk + j] : __float2bfloat16_rn(0.f);
+                Ws[r][col + j] = gn < N && gk + j < Kz ? W[(size_t)gn * K + gk + j] : __float2bfloat16_rn(0.f);
             }
         }
     }
@@ -214,15 +244,16 @@ extern "C" __global__ void __launch_bounds__(256) gemm_bf16_128(float *Y, const 
         for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.f;
-    int kt = (K + GB_K - 1) / GB_K;
+    int Kz = split_k(A, W, K);
+    int kt = (Kz + GB_K - 1) / GB_K;
 #pragma unroll
     for (int s = 0; s < GB2_STAGES - 1; s++) {
-        if (s < kt) gemm_bf16_load2(As[s], Ws[s], A, W, M, N, K, m0, n0, s * GB_K);
+        if (s < kt) gemm_bf16_load2(As[s], Ws[s], A, W, M, N, K, Kz, m0, n0, s * GB_K);
         cp_async_commit();
     }
     for (int t = 0; t < kt; t++) {
         int nt = t + GB2_STAGES - 1;
-        if (nt < kt) gemm_bf16_load2(As[nt % GB2_STAGES], Ws[nt % GB2_STAGES], A, W, M, N, K, m0, n0, nt * GB_K);
+        if (nt < kt) gemm_bf16_load2(As[nt % GB2_STAGES], Ws[nt % GB2_STAGES], A, W, M, N, K, Kz, m0, n0, nt * GB_K);
         cp_async_commit();
         cp_async_wait_stages();
         __syncthreads();
@@ -230,7 +261,7 @@ extern "C" __global__ void __launch_bounds__(256) gemm_bf16_128(float *Y, const 
         bf16(*ws)[GB_LD] = Ws[t % GB2_STAGES];
 #pragma unroll
         for (int kk = 0; kk < GB_K; kk += 16) {
-            if (t * GB_K + kk >= K) break;
+            if (t * GB_K + kk >= Kz) break;
             unsigned a[4][4], b[4][2];
 #pragma unroll
             for (int i = 0; i < 4; i++) ldmatrix_x4(a[i], &as[wm + i * 16 + (lane % 16)][kk + (lane / 16) * 8]);
@@ -247,6 +278,7 @@ extern "C" __global__ void __launch_bounds__(256) gemm_bf16_128(float *Y, const 
         }
         __syncthreads();
     }
+    Y = split_out(Y, M, N, accumulate);
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll
@@ -283,7 +315,8 @@ extern "C" __global__ void __launch_bounds__(128) gemm_bf16_16(float *Y, const b
     int g = lane >> 2, tq = lane & 3;
     int m0 = blockIdx.y * GS_M, n0 = blockIdx.x * GS_N;
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
-    int kt = (K + GS_K - 1) / GS_K;
+    int Kz = split_k(A, W, K);
+    int kt = (Kz + GS_K - 1) / GS_K;
     auto load = [&](int s, int k0) {
         for (int c = threadIdx.x; c < (GS_M + GS_N) * GS_K / 8; c += blockDim.x) {
             int r = c / (GS_K / 8), col = (c % (GS_K / 8)) * 8;
@@ -293,11 +326,11 @@ extern "C" __global__ void __launch_bounds__(128) gemm_bf16_16(float *Y, const b
             const bf16 *src = isA ? A : W;
             bf16 *dst = isA ? &As[s][rr][col] : &Ws[s][rr][col];
             if (K % 8 == 0) {
-                bool in = gr < lim && gk < K;
+                bool in = gr < lim && gk < Kz;
                 cp_async16(dst, in ? src + (size_t)gr * K + gk : src, in ? 16 : 0);
             } else {
                 for (int j = 0; j < 8; j++)
-                    dst[j] = gr < lim && gk + j < K ? src[(size_t)gr * K + gk + j] : __float2bfloat16_rn(0.f);
+                    dst[j] = gr < lim && gk + j < Kz ? src[(size_t)gr * K + gk + j] : __float2bfloat16_rn(0.f);
             }
         }
     };
@@ -316,7 +349,7 @@ extern "C" __global__ void __launch_bounds__(128) gemm_bf16_16(float *Y, const b
         bf16(*ws)[GS_LD] = Ws[t % GS_STAGES];
 #pragma unroll
         for (int kk = 0; kk < GS_K; kk += 16) {
-            if (t * GS_K + kk >= K) break;
+            if (t * GS_K + kk >= Kz) break;
             unsigned a[4], b[2];
             ldmatrix_x4(a, &as[lane % 16][kk + (lane / 16) * 8]);
             int n = warp * 8 + g;
@@ -326,6 +359,7 @@ extern "C" __global__ void __launch_bounds__(128) gemm_bf16_16(float *Y, const b
         }
         __syncthreads();
     }
+    Y = split_out(Y, M, N, accumulate);
 #pragma unroll
     for (int e = 0; e < 4; e++) {
         int row = m0 + g + (e >= 2 ? 8 : 0);

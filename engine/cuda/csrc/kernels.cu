@@ -7,4 +7,5 @@
 #include "attention.cuh"
 #include "swiglu.cuh"
 #include "gemm.cuh"
+#include "reduce.cuh"
 #include "argmax.cuh"

@@ -1,0 +1,204 @@
+package cuda
+
+import (
+	"errors"
+
+	"github.com/batchtrans/batchtrans/engine/cuda/driver"
+)
+
+// The matrix products of a step (csrc/gemm.cuh): which kernel runs one,
+// into how many ranges of K it splits, and the reduction that ends a split
+// product (csrc/reduce.cuh).
+
+// Split-K rule (see splitK).
+const (
+	// splitCols is the column count below which a product splits K:
+	// splitCols/N ranges, so that a narrow product still has about as many
+	// blocks as one of splitCols columns.
+	splitCols = 8192
+	// maxSplits caps the ranges: each costs a plane of partial sums.
+	maxSplits = 4
+	// splitTile is what a range's length must be a multiple of: the
+	// few-row kernel's K tile (GS_K), a multiple of the others' (GB_K),
+	// so that every kernel runs the same k steps over a range.
+	splitTile = 128
+)
+
+// splitK returns how many ranges S of K the bf16 product of n columns over
+// k splits into: min(max(splitCols/n, 1), maxSplits), halved while k is not
+// a multiple of S*splitTile. It depends on the shape alone, never on the
+// rows of the step, and that keeps a row's bits independent of the step:
+// an element is the sum, in order of the range, of partials that each sum
+// their range of k from zero in one order of tensor-core steps, whichever
+// kernel runs them. Llama 3.2 1B: qkv 2, o 4, gate|up 1, down 4, lm_head 1.
+func splitK(n, k int64) int64 {
+	s := min(max(splitCols/n, 1), maxSplits)
+	for s > 1 && k%(s*splitTile) != 0 {
+		s /= 2
+	}
+	return s
+}
+
+// splits is splitK for the replica's dtype: the float32 product is never
+// split (its kernel takes no split, and keeps its bits).
+func (r *replica) splits(n, k int64) int64 {
+	if !r.net.bf16 {
+		return 1
+	}
+	return splitK(n, k)
+}
+
+// Tile choice (see pickTile).
+const (
+	// narrowRows is the most rows the few-row product takes.
+	narrowRows = 16
+	// wideRows is the step size from which the large-tile product pays.
+	wideRows = 64
+	// wideWaves is how many large-tile blocks each multiprocessor must get
+	// (all splits counted) for the large tile to be chosen; below that the
+	// 64 x 64 tiles spread the work wider.
+	wideWaves = 1
+)
+
+// Launch shapes of the few-row product (csrc/gemm.cuh's GS_*).
+const (
+	narrowCols    = 32
+	narrowThreads = 128
+	narrowSmem    = 5 * (16 + 32) * 136 * 2
+)
+
+// Launch shapes of the large-tile product (csrc/gemm.cuh's GB2_*).
+const (
+	wideTile    = 128
+	wideThreads = 256
+	wideSmem    = 3 * (128 + 128) * 40 * 2
+)
+
+// tile names a bf16 product kernel.
+type tile int
+
+const (
+	tileMid    tile = iota // gemm_bf16: 64 x 64
+	tileNarrow             // gemm_bf16_16: 16 x 32, up to narrowRows rows
+	tileWide               // gemm_bf16_128: 128 x 128
+)
+
+func (t tile) String() string {
+	return [...]string{tileMid: "gemm_bf16", tileNarrow: "gemm_bf16_16", tileWide: "gemm_bf16_128"}[t]
+}
+
+// pickTile chooses the bf16 kernel for m rows of n columns over s splits
+// on sms multiprocessors. Any choice gives the same bits; this is speed
+// alone.
+func pickTile(m, n, s int64, sms int) tile {
+	switch {
+	case m <= narrowRows:
+		return tileNarrow
+	case m > wideRows && cdiv(n, wideTile)*cdiv(m, wideTile)*s >= wideWaves*int64(sms):
+		return tileWide
+	}
+	return tileMid
+}
+
+func cdiv(a, b int64) int64 { return (a + b - 1) / b }
+
+// errSplitF32 is a caller's mistake: the float32 kernel has no split.
+var errSplitF32 = errors.New("cuda: the float32 product does not split K")
+
+// gemm launches y = x . w^T (m x n from m x k and n x k), or y += that,
+// over s ranges of K (worker only). With s > 1, y is s planes of m x n
+// float32 partials, acc is ignored, and reduce must sum them.
+func (r *replica) gemm(y, x, w driver.Ptr, m, n, k, s int64, acc bool) error {
+	ac := 0
+	if acc {
+		ac = 1
+	}
+	args := r.args.reset().p(y).p(x).p(w).i(int(m)).i(int(n)).i(int(k)).i(ac).list()
+	if r.k.gemmNarrow == nil {
+		if s != 1 {
+			return errSplitF32
+		}
+		return r.k.gemm.Launch(r.st, [3]int{int(cdiv(n, 64)), int(cdiv(m, 64)), 1}, [3]int{r.k.gemmBlock, 1, 1}, args)
+	}
+	switch pickTile(m, n, s, r.gpu.SMs) {
+	case tileNarrow:
+		return r.k.gemmNarrow.LaunchShared(r.st, [3]int{int(cdiv(n, narrowCols)), 1, int(s)},
+			[3]int{narrowThreads, 1, 1}, narrowSmem, args)
+	case tileWide:
+		return r.k.gemmWide.LaunchShared(r.st, [3]int{int(cdiv(n, wideTile)), int(cdiv(m, wideTile)), int(s)},
+			[3]int{wideThreads, 1, 1}, wideSmem, args)
+	}
+	return r.k.gemm.Launch(r.st, [3]int{int(cdiv(n, 64)), int(cdiv(m, 64)), int(s)}, [3]int{r.k.gemmBlock, 1, 1}, args)
+}
+
+// partBytes is the partial-sum buffer (r.part) a step needs: the most
+// rows x columns x splits of the products forward runs that split.
+func (r *replica) partBytes() int64 {
+	h, q, kv, inter, vocab := r.net.dims()
+	R, L := int64(r.net.maxRows), int64(r.net.maxOut)
+	var most int64
+	for _, p := range [...]struct{ rows, n, k int64 }{
+		{R, q + 2*kv, h}, {R, h, q}, {R, 2 * inter, h}, {R, h, inter}, {L, vocab, h},
+	} {
+		if s := r.splits(p.n, p.k); s > 1 {
+			most = max(most, p.rows*p.n*s)
+		}
+	}
+	return 4 * most
+}
+
+// product is one matrix product of a step and what follows it:
+// y = x . w^T (m x n from m x k and n x k), or y += that when acc (the
+// residual stream); then, when norm is not 0, yn = RMSNorm(y) * norm.
+// gemm and sum name its launches in the profile.
+type product struct {
+	gemm, sum string
+	y, x, w   driver.Ptr
+	m, n, k   int64
+	acc       bool
+	norm, yn  driver.Ptr
+	eps       float32
+}
+
+// product queues p. A product that splits runs as the split product into
+// r.part and one reduce that sums the partials into y and normalises; one
+// that does not, as the product into y, then rmsnorm when p asks for it.
+// Either way y and yn get the same bits for any number of rows.
+func (q *queue) product(p product) {
+	r := q.r
+	s := r.splits(p.n, p.k)
+	if s == 1 {
+		q.gemm(p.gemm, p.y, p.x, p.w, p.m, p.n, p.k, 1, p.acc)
+		if p.norm != 0 {
+			q.launch(r.k.rmsnorm, int(p.m), 1, 256, r.args.reset().p(p.yn).p(p.y).p(p.norm).p(0).i(int(p.n)).f(p.eps))
+		}
+		return
+	}
+	q.gemm(p.gemm, r.part, p.x, p.w, p.m, p.n, p.k, s, false)
+	q.reduce(p.sum, p.y, p.yn, p.norm, p.m, p.n, s, p.acc, p.eps)
+}
+
+// reduce queues the sum of the s partial planes in r.part (m x n each)
+// into y, or onto y when acc; then, when norm is not 0, yn =
+// RMSNorm(y) * norm. One block of 256 threads a row.
+func (q *queue) reduce(name string, y, yn, norm driver.Ptr, m, n, s int64, acc bool, eps float32) {
+	ac := 0
+	if acc {
+		ac = 1
+	}
+	r := q.r
+	q.named(name, r.k.reduce, int(m), 1, 256,
+		r.args.reset().p(y).p(yn).p(r.part).p(norm).i(int(s)).i(int(m)).i(int(n)).i(ac).f(eps))
+}
+
+// gemm queues replica.gemm, timed as name.
+func (q *queue) gemm(name string, y, x, w driver.Ptr, m, n, k, s int64, acc bool) {
+	if q.err != nil {
+		return
+	}
+	if q.err = q.r.prof.start(q.r); q.err == nil {
+		if q.err = q.r.gemm(y, x, w, m, n, k, s, acc); q.err == nil {
+			q.err = q.r.prof.stop(q.r, name)
+		}
+	}
+}

@@ -1,0 +1,88 @@
+package cuda
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/batchtrans/batchtrans/engine/cuda/driver"
+)
+
+// BenchmarkGemmShapes times the whole product as forward runs it (the
+// split product and its reduce where the shape splits) for Llama 3.2 1B's
+// five shapes, from one sequence's decode to a long prefill: device events
+// around b.N products queued back to back. It reports the tensor rate
+// (TFLOP/s), the weight matrix's bytes over the product's time
+// (weightGB/s, the bound of a decode) and the device time of one product.
+//
+//	go test -run '^$' -bench GemmShapes ./engine/cuda/
+func BenchmarkGemmShapes(b *testing.B) {
+	r := testReplica(b, true)
+	shapes := []struct {
+		name string
+		n, k int64
+	}{{"qkv", 3072, 2048}, {"o", 2048, 2048}, {"gate_up", 16384, 2048}, {"down", 2048, 8192}, {"lm_head", 128256, 2048}}
+	rows := []int64{1, 16, 64, 128, 256, 512, 4096}
+	most := rows[len(rows)-1]
+	var part int64
+	for _, sh := range shapes {
+		part = max(part, most*sh.n*r.splits(sh.n, sh.k))
+	}
+	r.part = deviceAlloc(b, r, 4*part)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, sh := range shapes {
+		a := upload(b, r, benchBF16(rng, most*sh.k))
+		w := upload(b, r, benchBF16(rng, sh.n*sh.k))
+		y := deviceAlloc(b, r, 4*most*sh.n)
+		s := r.splits(sh.n, sh.k)
+		for _, m := range rows {
+			b.Logf("%s M=%d: %d splits of K, %s", sh.name, m, s, pickTile(m, sh.n, s, r.gpu.SMs))
+			b.Run(fmt.Sprintf("%s/M=%d", sh.name, m), func(b *testing.B) {
+				p := product{gemm: "gemm", sum: "reduce", y: y, x: a, w: w, m: m, n: sh.n, k: sh.k}
+				var ms float64
+				require.NoError(b, r.w.do(func() error {
+					var err error
+					ms, err = r.timed(b.N, func() error {
+						qu := queue{r: r}
+						qu.product(p)
+						return qu.err
+					})
+					return err
+				}))
+				sec := ms / 1e3
+				b.ReportMetric(2*float64(m*sh.n*sh.k)/sec/1e12, "TFLOP/s")
+				b.ReportMetric(float64(2*sh.n*sh.k)/sec/1e9, "weightGB/s")
+				b.ReportMetric(ms*1e3, "µs/product")
+			})
+		}
+	}
+}
+
+// benchBF16 returns n bf16 values in [2^-7, 2^-6): sums over K = 8192
+// stay far from overflow. A random block of 64 Ki repeats (the speed does
+// not depend on the values).
+func benchBF16(rng *rand.Rand, n int64) []uint16 {
+	const block = 1 << 16
+	v := make([]uint16, n)
+	for i := range min(n, block) {
+		v[i] = 0x3c00 | uint16(rng.IntN(0x7f))
+	}
+	for i := int64(block); i < n; i += block {
+		copy(v[i:], v[:block])
+	}
+	return v
+}
+
+// deviceAlloc allocates n bytes of r's device memory, freed with r.
+func deviceAlloc(t testing.TB, r *replica, n int64) driver.Ptr {
+	t.Helper()
+	var d driver.Ptr
+	require.NoError(t, r.w.do(func() error {
+		var err error
+		d, err = r.alloc(n)
+		return err
+	}))
+	return d
+}
