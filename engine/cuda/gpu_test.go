@@ -689,8 +689,9 @@ func TestGraphsMatchDirect(t *testing.T) {
 	prompts := [][]int{randIDs(rng, 3, 512), randIDs(rng, 33, 512), randIDs(rng, 64, 512)}
 	for _, bf16 := range []bool{true, false} {
 		t.Run(map[bool]string{true: "bf16", false: "f32"}[bf16], func(t *testing.T) {
-			replayed := loadGPU(t, dir, bf16, Options{})
-			direct := loadGPU(t, dir, bf16, Options{})
+			// Two models on one GPU: each with a small KV pool.
+			replayed := loadGPU(t, dir, bf16, Options{KVBytes: 64 << 20})
+			direct := loadGPU(t, dir, bf16, Options{KVBytes: 64 << 20})
 			require.True(t, replayed.reps[0].graphs.on, "graphs are off (%s set to 0, or profiling?)", EnvGraphs)
 			direct.reps[0].graphs.on = false
 			const steps = 12
