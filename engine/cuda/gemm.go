@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"errors"
+	"unsafe"
 
 	"github.com/batchtrans/batchtrans/engine/cuda/driver"
 )
@@ -120,9 +121,14 @@ func (r *replica) gemm(y, x, w driver.Ptr, m, n, k, s int64, acc bool) error {
 		}
 		return r.k.gemm.Launch(r.st, [3]int{int(cdiv(n, 64)), int(cdiv(m, 64)), 1}, [3]int{r.k.gemmBlock, 1, 1}, args)
 	}
-	switch pickTile(m, n, s, r.gpu.SMs) {
+	return r.gemmTile(pickTile(m, n, s, r.gpu.SMs), y, x, w, m, n, k, s, args)
+}
+
+// gemmTile launches the bf16 product on kernel t (worker only).
+func (r *replica) gemmTile(t tile, y, x, w driver.Ptr, m, n, k, s int64, args []unsafe.Pointer) error {
+	switch t {
 	case tileNarrow:
-		return r.k.gemmNarrow.LaunchShared(r.st, [3]int{int(cdiv(n, narrowCols)), 1, int(s)},
+		return r.k.gemmNarrow.LaunchShared(r.st, [3]int{int(cdiv(n, narrowCols)), int(cdiv(m, narrowRows)), int(s)},
 			[3]int{narrowThreads, 1, 1}, narrowSmem, args)
 	case tileWide:
 		return r.k.gemmWide.LaunchShared(r.st, [3]int{int(cdiv(n, wideTile)), int(cdiv(m, wideTile)), int(s)},

@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -85,4 +86,84 @@ func deviceAlloc(t testing.TB, r *replica, n int64) driver.Ptr {
 		return err
 	}))
 	return d
+}
+
+// BenchmarkGemmSplits times each bf16 kernel at each split of K that the
+// kernels allow, for Llama 3.2 1B's shapes at a few step sizes: the data
+// behind splitK and pickTile. Twenty products (and their reduces) are
+// recorded as one graph and replayed, so that the figures are the GPU's
+// time, not the host's queueing.
+//
+//	go test -run '^$' -bench GemmSplits ./engine/cuda/
+func BenchmarkGemmSplits(b *testing.B) {
+	r := testReplica(b, true)
+	shapes := []struct {
+		name string
+		n, k int64
+	}{{"qkv", 3072, 2048}, {"o", 2048, 2048}, {"gate_up", 16384, 2048}, {"down", 2048, 8192}}
+	rows := []int64{1, 16, 64, 128, 256, 512, 1024, 4096}
+	most := rows[len(rows)-1]
+	r.part = deviceAlloc(b, r, 4*most*16384*4)
+	yn := deviceAlloc(b, r, 2*most*2048)
+	norm := upload(b, r, make([]float32, 2048))
+	rng := rand.New(rand.NewPCG(3, 4))
+	const perGraph = 20
+	for _, sh := range shapes {
+		a := upload(b, r, benchBF16(rng, most*sh.k))
+		w := upload(b, r, benchBF16(rng, sh.n*sh.k))
+		y := deviceAlloc(b, r, 4*most*sh.n)
+		for _, m := range rows {
+			for _, s := range []int64{1, 2, 4} {
+				if sh.k%(s*splitTile) != 0 {
+					continue
+				}
+				for _, t := range []tile{tileNarrow, tileMid, tileWide} {
+					if t == tileNarrow && m > 64 || t == tileWide && m < 64 {
+						continue
+					}
+					b.Run(fmt.Sprintf("%s/M=%d/S=%d/%s", sh.name, m, s, t), func(b *testing.B) {
+						one := func() error {
+							args := r.args.reset().p(y).p(a).p(w).i(int(m)).i(int(sh.n)).i(int(sh.k)).i(1).list()
+							if s > 1 {
+								args = r.args.reset().p(r.part).p(a).p(w).i(int(m)).i(int(sh.n)).i(int(sh.k)).i(0).list()
+							}
+							if err := r.gemmTile(t, y, a, w, m, sh.n, sh.k, s, args); err != nil || s == 1 {
+								return err
+							}
+							var nw driver.Ptr
+							if sh.n == 2048 {
+								nw = norm // o and down end in the residual and the next norm
+							}
+							qu := queue{r: r}
+							qu.reduce("reduce", y, yn, nw, m, sh.n, s, true, 1e-5)
+							return qu.err
+						}
+						var ms float64
+						require.NoError(b, r.w.do(func() error {
+							if err := r.ctx.BeginCapture(r.st); err != nil {
+								return err
+							}
+							var ferr error
+							for range perGraph {
+								if ferr = one(); ferr != nil {
+									break
+								}
+							}
+							g, err := r.ctx.EndCapture(r.st)
+							if ferr != nil || err != nil {
+								return errors.Join(ferr, err)
+							}
+							defer r.ctx.DestroyGraph(g)
+							ms, err = r.timed(max(1, b.N/perGraph), func() error { return r.ctx.LaunchGraph(g, r.st) })
+							ms /= perGraph
+							return err
+						}))
+						sec := ms / 1e3
+						b.ReportMetric(2*float64(m*sh.n*sh.k)/sec/1e12, "TFLOP/s")
+						b.ReportMetric(ms*1e3, "µs/product")
+					})
+				}
+			}
+		}
+	}
 }
