@@ -83,8 +83,9 @@ func (r *replica) step(steps []backend.Step) error {
 	dPt := r.meta.Add(4 * int64(3*R+outs))
 	eps := float32(c.RMSNormEps)
 	scale := float32(1 / math.Sqrt(float64(c.HeadDim)))
-	slab := int64(pageSize) * kv * 4
-	pstride := r.pageBytes / 4
+	kvElt := int64(r.net.kvElt())
+	slab := int64(pageSize) * kv * kvElt // bytes
+	pstride := r.pageBytes / kvElt       // elements
 	a := &r.args
 	qu := queue{r: r}
 	qu.launch(r.k.embed, R, 1, 256, a.reset().p(r.x).p(r.embed).p(dTok).i(int(h)))

@@ -226,9 +226,10 @@ func trace(t *testing.T, net backend.Net, prompts [][]int, steps int, feed [][]i
 }
 
 // TestForwardMatchesCPU runs prompts longer than a KV page through both
-// backends, feeding both the CPU's greedy tokens: f32 logits agree to 1e-4 of their scale; bf16 (activations
-// rounded to bf16 before each product on the GPU, kept float32 on the CPU)
-// to 5e-2.
+// backends, feeding both the CPU's greedy tokens: f32 logits agree to 1e-4
+// of their scale; bf16 to 5e-2 (on the GPU the activations are rounded to
+// bf16 before each product and the KV cache holds bf16 keys and values;
+// the CPU keeps both float32).
 func TestForwardMatchesCPU(t *testing.T) {
 	gpuOrSkip(t)
 	dir := testModelDir(t)
@@ -427,7 +428,9 @@ func TestPrefixCopies(t *testing.T) {
 // without touching any state, and is not a device failure.
 func TestKVFull(t *testing.T) {
 	dir := testModelDir(t)
-	net := loadGPU(t, dir, true, Options{KVBytes: 4 * pageSize * int64(2*2*2*32*4)})
+	// Four pages of the bf16 cache: 2 layers x (K, V) x 2 KV heads x 32
+	// dimensions x 2 bytes a position.
+	net := loadGPU(t, dir, true, Options{KVBytes: 4 * pageSize * int64(2*2*2*32*2)})
 	a, err := net.NewState()
 	require.NoError(t, err)
 	defer a.Free()

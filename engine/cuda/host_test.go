@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/batchtrans/batchtrans/engine/llama"
 )
 
 // The embedded PTX must be the compilation of the CUDA C beside it: a
@@ -64,4 +66,28 @@ func TestToBF16MatchesCPU(t *testing.T) {
 	dst := make([]uint16, len(src))
 	toBF16(dst, src)
 	assert.Equal(t, []uint16{0, 0, 0x3f80, 0x3f80, 0x3f81, 0x7f80, 0x8001, 0x3eab}, dst)
+}
+
+// TestKVBytesFollowDType: the KV cache's sizes follow its element (bf16
+// with bf16 weights, float32 with f32), for Llama-3.2-1B's shape.
+func TestKVBytesFollowDType(t *testing.T) {
+	cfg := &llama.Config{Layers: 16, KVHeads: 8, HeadDim: 64}
+	cases := []struct {
+		name     string
+		bf16     bool
+		position int // 2 (K, V) x 16 layers x 8 KV heads x 64 dimensions x element
+	}{
+		{"bf16", true, 2 * 16 * 8 * 64 * 2},
+		{"f32", false, 2 * 16 * 8 * 64 * 4},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			n := &Net{cfg: cfg, bf16: tc.bf16, reps: []*replica{{}, {}}}
+			assert.Equal(t, tc.position, n.KVBytes(1))
+			assert.Equal(t, 100*tc.position, n.KVBytes(100))
+			assert.Equal(t, int64(pageSize*tc.position), n.pageBytes())
+			// A 33-position prefix holds two pages on each of the two replicas.
+			assert.Equal(t, 2*2*pageSize*tc.position, (&Prefix{net: n, n: 33}).Bytes())
+		})
+	}
 }

@@ -115,7 +115,7 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 			name string
 		}{
 			{&r.k.embed, "embed" + suffix}, {&r.k.rmsnorm, "rmsnorm" + suffix}, {&r.k.attention, "attention" + suffix},
-			{&r.k.swiglu, "swiglu" + suffix}, {&r.k.gemm, "gemm" + suffix}, {&r.k.rope, "rope_store"}, {&r.k.argmax, "argmax"},
+			{&r.k.swiglu, "swiglu" + suffix}, {&r.k.gemm, "gemm" + suffix}, {&r.k.rope, "rope_store" + suffix}, {&r.k.argmax, "argmax"},
 		} {
 			if *f.dst, err = r.mod.Func(f.name); err != nil {
 				return err
@@ -340,7 +340,7 @@ func (r *replica) finish(cos, sin []float32, kvCap int64) error {
 	h, q, kv, inter, vocab := r.net.dims()
 	e := r.net.elt()
 	R, L := int64(r.net.maxRows), int64(r.net.maxOut)
-	r.pageBytes = int64(pageSize) * int64(r.net.posBytes())
+	r.pageBytes = r.net.pageBytes()
 	for _, b := range []struct {
 		dst *driver.Ptr
 		n   int64

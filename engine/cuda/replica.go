@@ -31,7 +31,8 @@ type replica struct {
 	cos, sin            driver.Ptr
 
 	// The KV cache pool: page p of layer l holds keys at pool + p*pageBytes
-	// + l*2*slab and values a slab after them, slab = pageSize*kvDim floats.
+	// + l*2*slab and values a slab after them, slab = pageSize*kvDim
+	// elements (bf16 or float32: Net.kvElt).
 	pool      driver.Ptr
 	pageBytes int64
 	mu        sync.Mutex
@@ -49,7 +50,8 @@ type layerWeights struct {
 	attnNorm, mlpNorm, qkv, o, gu, down driver.Ptr
 }
 
-// kernelSet holds the kernels of the replica's dtype.
+// kernelSet holds the kernels of the replica's dtype (which is also the
+// KV cache's: rope and attention read and write it in that type).
 type kernelSet struct {
 	embed, rmsnorm, attention, swiglu, gemm, rope, argmax *driver.Func
 	gemmBlock                                             int
