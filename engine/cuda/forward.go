@@ -44,8 +44,9 @@ func (r *replica) forward(steps []backend.Step) error {
 
 // step runs the forward pass over the steps' rows (worker only). The
 // layout of the step's integer metadata, uploaded in one copy: tokens,
-// positions and page-table offsets per row, the row of each output, then
-// the page table.
+// positions and page-table offsets per row, the row of each output, the
+// page table, then the attention tiles (appendTiles): the rows alone, then
+// the (first row, rows) of the longer tiles.
 func (r *replica) step(steps []backend.Step) error {
 	c := r.net.cfg
 	h, q, kv, inter, vocab := r.net.dims()
@@ -62,10 +63,13 @@ func (r *replica) step(steps []backend.Step) error {
 	tok, pos, ptoff, outRow := meta[:R], meta[R:2*R], meta[2*R:3*R], meta[3*R:3*R+outs]
 	pt := meta[3*R+outs:]
 	row, o, np := 0, 0, 0
+	tileRows := maxTileRows(c.Heads / c.KVHeads)
+	ones, runs := r.ones[:0], r.runs[:0]
 	for _, st := range steps {
 		s := st.State.(*State)
 		off := np
 		np += copy(pt[np:], s.pages)
+		ones, runs = appendTiles(ones, runs, row, len(st.Tokens), tileRows)
 		for t, id := range st.Tokens {
 			tok[row], pos[row], ptoff[row] = int32(id), int32(s.pos+t), int32(off)
 			row++
@@ -75,12 +79,18 @@ func (r *replica) step(steps []backend.Step) error {
 			o++
 		}
 	}
-	metaN := int64(3*R + outs + np)
+	r.ones, r.runs = ones, runs
+	tiles := pt[np:]
+	nt := copy(tiles, ones)
+	nt += copy(tiles[nt:], runs)
+	metaN := int64(3*R + outs + np + nt)
 	if err := r.ctx.CopyInAsync(r.meta, unsafe.Pointer(&meta[0]), 4*metaN, r.st); err != nil {
 		return err
 	}
 	dTok, dPos, dPtoff, dOut := r.meta, r.meta.Add(4*int64(R)), r.meta.Add(8*int64(R)), r.meta.Add(12*int64(R))
 	dPt := r.meta.Add(4 * int64(3*R+outs))
+	dOnes := dPt.Add(4 * int64(np))
+	dRuns := dOnes.Add(4 * int64(len(ones)))
 	eps := float32(c.RMSNormEps)
 	scale := float32(1 / math.Sqrt(float64(c.HeadDim)))
 	kvElt := int64(r.net.kvElt())
@@ -98,8 +108,14 @@ func (r *replica) step(steps []backend.Step) error {
 		qu.gemm("gemm qkv", r.qkv, r.xn, L.qkv, m, q+2*kv, h, false)
 		qu.launch(r.k.rope, R, 1, 128, a.reset().p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(r.cos).p(r.sin).p(kc).p(vc).
 			i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride))
-		qu.launch(r.k.attention, R, c.KVHeads, 32*(c.Heads/c.KVHeads), a.reset().p(r.att).p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(kc).p(vc).
-			i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride).f(scale))
+		if len(ones) > 0 {
+			qu.launch(r.k.attention, len(ones), c.KVHeads, 32*(c.Heads/c.KVHeads), a.reset().p(r.att).p(r.qkv).p(dOnes).p(dPos).p(dPtoff).p(dPt).
+				p(kc).p(vc).i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride).f(scale))
+		}
+		if len(runs) > 0 {
+			qu.launchShared(r.k.attentionTile, len(runs)/2, c.KVHeads, attTileThreads, attTileSmem(c.HeadDim), a.reset().p(r.att).p(r.qkv).p(dRuns).
+				p(dPos).p(dPtoff).p(dPt).p(kc).p(vc).i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride).f(scale))
+		}
 		qu.gemm("gemm o", r.x, r.att, L.o, m, h, q, true)
 		qu.launch(r.k.rmsnorm, R, 1, 256, a.reset().p(r.xn).p(r.x).p(L.mlpNorm).p(0).i(int(h)).f(eps))
 		qu.gemm("gemm gate|up", r.gu, r.xn, L.gu, m, 2*inter, h, false)
@@ -178,11 +194,16 @@ type queue struct {
 
 // launch queues kernel f over gx x gy blocks of block threads.
 func (q *queue) launch(f *driver.Func, gx, gy, block int, args *launchArgs) {
+	q.launchShared(f, gx, gy, block, 0, args)
+}
+
+// launchShared is launch with smem bytes of dynamic shared memory a block.
+func (q *queue) launchShared(f *driver.Func, gx, gy, block, smem int, args *launchArgs) {
 	if q.err != nil {
 		return
 	}
 	if q.err = q.r.prof.start(q.r); q.err == nil {
-		if q.err = f.Launch(q.r.st, [3]int{gx, gy, 1}, [3]int{block, 1, 1}, args.list()); q.err == nil {
+		if q.err = f.LaunchShared(q.r.st, [3]int{gx, gy, 1}, [3]int{block, 1, 1}, smem, args.list()); q.err == nil {
 			q.err = q.r.prof.stop(q.r, f.Name)
 		}
 	}

@@ -42,6 +42,7 @@ type replica struct {
 	// Step buffers (see forward) and the page-locked host staging.
 	x, xn, qkv, att, gu, act, last, logits, meta, argOut driver.Ptr
 	host                                                 []byte
+	ones, runs                                           []int32 // the step's attention tiles, before they join meta
 	args                                                 launchArgs
 	prof                                                 profiler // BATCHTRANS_CUDA_PROFILE timings
 }
@@ -55,6 +56,9 @@ type layerWeights struct {
 type kernelSet struct {
 	embed, rmsnorm, attention, swiglu, gemm, rope, argmax *driver.Func
 	gemmBlock                                             int
+	// attentionTile is attention over tiles of a sequence's rows, with
+	// attention's bits (see attentionTiles).
+	attentionTile *driver.Func
 	// gemmWide is the large-tile bf16 product for steps of more than
 	// wideRows rows, gemmNarrow the one for at most narrowRows (both nil
 	// in f32); they give gemm's bits.
