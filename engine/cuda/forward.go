@@ -44,22 +44,33 @@ func (r *replica) forward(steps []backend.Step) error {
 
 // step runs the forward pass over the steps' rows (worker only). The
 // layout of the step's integer metadata, uploaded in one copy: tokens,
-// positions and page-table offsets per row, the row of each output, then
-// the page table.
+// positions and page-table offsets per row, the row of each output, the
+// attention tiles (appendTiles: the rows alone, then the (first row, rows)
+// of the longer tiles), then the page table. Everything before the page
+// table has a length fixed by the step's shape, so a recorded step finds
+// its parts where it recorded them.
 func (r *replica) step(steps []backend.Step) error {
+	c := r.net.cfg
 	_, _, _, _, vocab := r.net.dims()
 	rows, outs := 0, 0
+	tileRows := maxTileRows(c.Heads / c.KVHeads)
+	ones, runs := r.ones[:0], r.runs[:0]
 	for _, st := range steps {
+		ones, runs = appendTiles(ones, runs, rows, len(st.Tokens), tileRows)
 		rows += len(st.Tokens)
 		if st.Out != backend.NoOutput {
 			outs++
 		}
 	}
+	r.ones, r.runs = ones, runs
 	R := rows
+	sh := shape{rows: R, outs: outs, ones: len(ones), tiles: len(runs) / 2}
 	begin := time.Now()
 	meta := unsafe.Slice((*int32)(unsafe.Pointer(&r.host[0])), len(r.host)/4)
 	tok, pos, ptoff, outRow := meta[:R], meta[R:2*R], meta[2*R:3*R], meta[3*R:3*R+outs]
-	pt := meta[3*R+outs:]
+	nt := copy(meta[3*R+outs:], ones)
+	nt += copy(meta[3*R+outs+nt:], runs)
+	pt := meta[3*R+outs+nt:]
 	row, o, np := 0, 0, 0
 	for _, st := range steps {
 		s := st.State.(*State)
@@ -74,12 +85,12 @@ func (r *replica) step(steps []backend.Step) error {
 			o++
 		}
 	}
-	metaN := int64(3*R + outs + np)
+	metaN := int64(3*R + outs + nt + np)
 	if err := r.ctx.CopyInAsync(r.meta, unsafe.Pointer(&meta[0]), 4*metaN, r.st); err != nil {
 		return err
 	}
 	qu := queue{r: r}
-	r.run(&qu, R, outs)
+	r.run(&qu, sh)
 	if outs > 0 && qu.err == nil {
 		qu.err = r.ctx.CopyOutAsync(unsafe.Pointer(&r.host[4*metaN]), r.argOut, 4*int64(outs), r.st)
 	}
@@ -114,20 +125,24 @@ func (r *replica) step(steps []backend.Step) error {
 	return nil
 }
 
-// launches queues the step's kernels over R rows, outs of them asking for
-// output (worker only). Every launch parameter is a function of R, outs
-// and the replica's fixed buffers alone (the rows' tokens, positions and
+// launches queues the step's kernels for a step of shape sh (worker
+// only). Every launch parameter is a function of the shape and the
+// replica's fixed buffers alone (the rows' tokens, positions, tiles and
 // page tables are read from the metadata on the device), so the sequence
 // can be recorded once per shape and replayed (see graphSet).
-func (r *replica) launches(qu *queue, R, outs int) {
+func (r *replica) launches(qu *queue, sh shape) {
 	c := r.net.cfg
 	h, q, kv, inter, vocab := r.net.dims()
+	R, outs := sh.rows, sh.outs
 	dTok, dPos, dPtoff, dOut := r.meta, r.meta.Add(4*int64(R)), r.meta.Add(8*int64(R)), r.meta.Add(12*int64(R))
-	dPt := r.meta.Add(4 * int64(3*R+outs))
+	dOnes := r.meta.Add(4 * int64(3*R+outs))
+	dRuns := dOnes.Add(4 * int64(sh.ones))
+	dPt := dRuns.Add(8 * int64(sh.tiles))
 	eps := float32(c.RMSNormEps)
 	scale := float32(1 / math.Sqrt(float64(c.HeadDim)))
-	slab := int64(pageSize) * kv * 4
-	pstride := r.pageBytes / 4
+	kvElt := int64(r.net.kvElt())
+	slab := int64(pageSize) * kv * kvElt // bytes
+	pstride := r.pageBytes / kvElt       // elements
 	a := &r.args
 	qu.launch(r.k.embed, R, 1, 256, a.reset().p(r.x).p(r.embed).p(dTok).i(int(h)))
 	m := int64(R)
@@ -141,8 +156,14 @@ func (r *replica) launches(qu *queue, R, outs int) {
 		qu.product(product{gemm: "gemm qkv", sum: "reduce qkv", y: r.qkv, x: r.xn, w: L.qkv, m: m, n: q + 2*kv, k: h})
 		qu.launch(r.k.rope, R, 1, 128, a.reset().p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(r.cos).p(r.sin).p(kc).p(vc).
 			i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride))
-		qu.launch(r.k.attention, R, c.KVHeads, 32*(c.Heads/c.KVHeads), a.reset().p(r.att).p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(kc).p(vc).
-			i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride).f(scale))
+		if sh.ones > 0 {
+			qu.launch(r.k.attention, sh.ones, c.KVHeads, 32*(c.Heads/c.KVHeads), a.reset().p(r.att).p(r.qkv).p(dOnes).p(dPos).p(dPtoff).p(dPt).
+				p(kc).p(vc).i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride).f(scale))
+		}
+		if sh.tiles > 0 {
+			qu.launchShared(r.k.attentionTile, sh.tiles, c.KVHeads, attTileThreads, attTileSmem(c.HeadDim), a.reset().p(r.att).p(r.qkv).p(dRuns).
+				p(dPos).p(dPtoff).p(dPt).p(kc).p(vc).i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride).f(scale))
+		}
 		qu.product(product{gemm: "gemm o", sum: "reduce o", y: r.x, x: r.att, w: L.o, m: m, n: h, k: q, acc: true,
 			norm: L.mlpNorm, yn: r.xn, eps: eps})
 		qu.product(product{gemm: "gemm gate|up", sum: "reduce gate|up", y: r.gu, x: r.xn, w: L.gu, m: m, n: 2 * inter, k: h})
@@ -174,16 +195,21 @@ type queue struct {
 // launch queues kernel f over gx x gy blocks of block threads, timed
 // under the kernel's name.
 func (q *queue) launch(f *driver.Func, gx, gy, block int, args *launchArgs) {
-	q.named(f.Name, f, gx, gy, block, args)
+	q.named(f.Name, f, gx, gy, block, 0, args)
 }
 
-// named is launch timed as name.
-func (q *queue) named(name string, f *driver.Func, gx, gy, block int, args *launchArgs) {
+// launchShared is launch with smem bytes of dynamic shared memory a block.
+func (q *queue) launchShared(f *driver.Func, gx, gy, block, smem int, args *launchArgs) {
+	q.named(f.Name, f, gx, gy, block, smem, args)
+}
+
+// named is launchShared timed as name.
+func (q *queue) named(name string, f *driver.Func, gx, gy, block, smem int, args *launchArgs) {
 	if q.err != nil {
 		return
 	}
 	if q.err = q.r.prof.start(q.r); q.err == nil {
-		if q.err = f.Launch(q.r.st, [3]int{gx, gy, 1}, [3]int{block, 1, 1}, args.list()); q.err == nil {
+		if q.err = f.LaunchShared(q.r.st, [3]int{gx, gy, 1}, [3]int{block, 1, 1}, smem, args.list()); q.err == nil {
 			q.err = q.r.prof.stop(q.r, name)
 		}
 	}

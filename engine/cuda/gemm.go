@@ -193,7 +193,7 @@ func (q *queue) reduce(name string, y, yn, norm driver.Ptr, m, n, s int64, acc b
 		ac = 1
 	}
 	r := q.r
-	q.named(name, r.k.reduce, int(m), 1, 256,
+	q.named(name, r.k.reduce, int(m), 1, 256, 0,
 		r.args.reset().p(y).p(yn).p(r.part).p(norm).i(int(s)).i(int(m)).i(int(n)).i(ac).f(eps))
 }
 

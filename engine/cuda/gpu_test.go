@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"bytes"
 	"compress/gzip"
 	"encoding/binary"
 	"encoding/json"
@@ -378,9 +379,10 @@ func trace(t *testing.T, net backend.Net, prompts [][]int, steps int, feed [][]i
 }
 
 // TestForwardMatchesCPU runs prompts longer than a KV page through both
-// backends, feeding both the CPU's greedy tokens: f32 logits agree to 1e-4 of their scale; bf16 (activations
-// rounded to bf16 before each product on the GPU, kept float32 on the CPU)
-// to 5e-2.
+// backends, feeding both the CPU's greedy tokens: f32 logits agree to 1e-4
+// of their scale; bf16 to 5e-2 (on the GPU the activations are rounded to
+// bf16 before each product and the KV cache holds bf16 keys and values;
+// the CPU keeps both float32).
 func TestForwardMatchesCPU(t *testing.T) {
 	gpuOrSkip(t)
 	dir := testModelDir(t)
@@ -579,7 +581,9 @@ func TestPrefixCopies(t *testing.T) {
 // without touching any state, and is not a device failure.
 func TestKVFull(t *testing.T) {
 	dir := testModelDir(t)
-	net := loadGPU(t, dir, true, Options{KVBytes: 4 * pageSize * int64(2*2*2*32*4)})
+	// Four pages of the bf16 cache: 2 layers x (K, V) x 2 KV heads x 32
+	// dimensions x 2 bytes a position.
+	net := loadGPU(t, dir, true, Options{KVBytes: 4 * pageSize * int64(2*2*2*32*2)})
 	a, err := net.NewState()
 	require.NoError(t, err)
 	defer a.Free()
@@ -702,6 +706,229 @@ func TestGraphsMatchDirect(t *testing.T) {
 				for s := range a[i] {
 					require.Equal(t, bitsOf(b[i][s]), bitsOf(a[i][s]), "prompt %d, step %d", i, s)
 				}
+			}
+		})
+	}
+}
+
+// TestAttentionTileMatchesRows: attention_tile gives the one-row kernel's
+// bits for every row whatever the tiles, over head shapes that take each
+// path of the kernels (head_dim a multiple of 8, of 4 only, of 2 only; 1
+// to 16 query heads a KV head), pages of 32 and 16 positions, and
+// sequences that start at 0, continue a cache or decode; and the one-row
+// kernel agrees with a float64 reference.
+func TestAttentionTileMatchesRows(t *testing.T) {
+	shapes := []struct{ heads, kvheads, hd int }{{8, 2, 32}, {32, 8, 64}, {16, 1, 128}, {12, 4, 96}, {6, 3, 36}, {4, 2, 34}}
+	// Each sequence: the positions cached before the step, its rows in it.
+	seqs := []struct{ cached, rows int }{{0, 70}, {40, 23}, {100, 1}, {5, 2}, {31, 33}, {0, 1}}
+	for _, bf16 := range []bool{true, false} {
+		t.Run(map[bool]string{true: "bf16", false: "f32"}[bf16], func(t *testing.T) {
+			r := testReplica(t, bf16)
+			rng := rand.New(rand.NewPCG(9, 9))
+			elt := 4
+			if bf16 {
+				elt = 2
+			}
+			for _, sh := range shapes {
+				for _, page := range []int{pageSize, 16} {
+					group := sh.heads / sh.kvheads
+					qdim, kvdim := sh.heads*sh.hd, sh.kvheads*sh.hd
+					width := qdim + 2*kvdim
+					scale := float32(1 / math.Sqrt(float64(sh.hd)))
+					// Rows in step order; each sequence's pages scattered over the pool.
+					var pos, ptoff, pagetab []int32
+					var firsts []int
+					npages := 0
+					for _, s := range seqs {
+						npages += (s.cached + s.rows + page - 1) / page
+					}
+					perm := rng.Perm(npages)
+					for _, s := range seqs {
+						firsts = append(firsts, len(pos))
+						off := len(pagetab)
+						for range (s.cached + s.rows + page - 1) / page {
+							pagetab = append(pagetab, int32(perm[len(pagetab)]))
+						}
+						for j := range s.rows {
+							pos, ptoff = append(pos, int32(s.cached+j)), append(ptoff, int32(off))
+						}
+					}
+					R := len(pos)
+					qkv := randVals(rng, R*width, false)
+					kc, vc := randVals(rng, npages*page*kvdim, bf16), randVals(rng, npages*page*kvdim, bf16)
+					dQKV, dPos, dPtoff, dPt := upload(t, r, qkv), upload(t, r, pos), upload(t, r, ptoff), upload(t, r, pagetab)
+					dK, dV := uploadAs(t, r, kc, bf16), uploadAs(t, r, vc, bf16)
+					outBytes := R * qdim * elt
+					// run computes the step's attention with rows alone through the
+					// one-row kernel and runs (first, rows) through attention_tile,
+					// into an output that starts as NaNs.
+					run := func(ones, runs []int32) []byte {
+						nan := make([]byte, outBytes)
+						for i := range nan {
+							nan[i] = 0xff
+						}
+						out := upload(t, r, nan)
+						var dOnes, dRuns driver.Ptr // uploaded here: upload runs on the worker itself
+						if len(ones) > 0 {
+							dOnes = upload(t, r, ones)
+						}
+						if len(runs) > 0 {
+							dRuns = upload(t, r, runs)
+						}
+						a := &r.args
+						require.NoError(t, r.w.do(func() error {
+							if len(ones) > 0 {
+								if err := r.k.attention.Launch(r.st, [3]int{len(ones), sh.kvheads, 1}, [3]int{32 * group, 1, 1},
+									a.reset().p(out).p(dQKV).p(dOnes).p(dPos).p(dPtoff).p(dPt).p(dK).p(dV).
+										i(sh.heads).i(sh.kvheads).i(sh.hd).i(page).l(int64(page*kvdim)).f(scale).list()); err != nil {
+									return err
+								}
+							}
+							if len(runs) > 0 {
+								if err := r.k.attentionTile.LaunchShared(r.st, [3]int{len(runs) / 2, sh.kvheads, 1}, [3]int{attTileThreads, 1, 1},
+									attTileSmem(sh.hd), a.reset().p(out).p(dQKV).p(dRuns).p(dPos).p(dPtoff).p(dPt).p(dK).p(dV).
+										i(sh.heads).i(sh.kvheads).i(sh.hd).i(page).l(int64(page*kvdim)).f(scale).list()); err != nil {
+									return err
+								}
+							}
+							return r.ctx.Sync(r.st)
+						}))
+						got := make([]byte, outBytes)
+						p, nb := bytesOf(got)
+						require.NoError(t, r.w.do(func() error { return r.ctx.CopyOut(p, out, nb) }))
+						return got
+					}
+					all := make([]int32, R)
+					for i := range all {
+						all[i] = int32(i)
+					}
+					want := run(all, nil)
+					name := func(most int) string {
+						return fmt.Sprintf("%d heads, %d KV heads, head_dim %d, pages of %d, tiles of %d", sh.heads, sh.kvheads, sh.hd, page, most)
+					}
+					checkReference(t, want, bf16, qkv, kc, vc, pos, ptoff, pagetab, sh.heads, sh.kvheads, sh.hd, page, name(1))
+					for _, most := range []int{2, 7, maxTileRows(group)} {
+						if most*group > attTilePairs {
+							continue
+						}
+						var ones, runs []int32
+						for i, s := range seqs {
+							ones, runs = appendTiles(ones, runs, firsts[i], s.rows, most)
+						}
+						require.NotEmpty(t, runs)
+						assert.True(t, bytes.Equal(want, run(ones, runs)), "%s: attention_tile's bits differ from the one-row kernel's", name(most))
+					}
+				}
+			}
+		})
+	}
+}
+
+// checkReference holds the attention output got (bf16 or float32 bytes)
+// to a float64 computation from the same cached values.
+func checkReference(t *testing.T, got []byte, bf16 bool, qkv, kc, vc []float32, pos, ptoff, pagetab []int32, heads, kvheads, hd, page int, name string) {
+	t.Helper()
+	group, qdim, kvdim := heads/kvheads, heads*hd, kvheads*hd
+	width := qdim + 2*kvdim
+	scale := 1 / math.Sqrt(float64(hd))
+	worst := 0.0
+	for r := range pos {
+		for h := range heads {
+			npos := int(pos[r]) + 1
+			at := func(t int) int {
+				return int(pagetab[int(ptoff[r])+t/page])*page*kvdim + (t%page)*kvdim + (h/group)*hd
+			}
+			s := make([]float64, npos)
+			top := math.Inf(-1)
+			for t := range npos {
+				for i := range hd {
+					s[t] += float64(qkv[r*width+h*hd+i]) * float64(kc[at(t)+i])
+				}
+				s[t] *= scale
+				top = math.Max(top, s[t])
+			}
+			sum := 0.0
+			for t := range s {
+				s[t] = math.Exp(s[t] - top)
+				sum += s[t]
+			}
+			for i := range hd {
+				ref := 0.0
+				for t := range npos {
+					ref += s[t] * float64(vc[at(t)+i])
+				}
+				ref /= sum
+				k := r*qdim + h*hd + i
+				var v float64
+				if bf16 {
+					v = float64(kernels.BF16ToF32(binary.LittleEndian.Uint16(got[2*k:])))
+				} else {
+					v = float64(math.Float32frombits(binary.LittleEndian.Uint32(got[4*k:])))
+				}
+				worst = math.Max(worst, math.Abs(v-ref)/(1+math.Abs(ref)))
+			}
+		}
+	}
+	tol := 1e-4 // float32 sums of a few hundred terms; a wrong head or position is off by the values' size
+	if bf16 {
+		tol = 4e-3 // the output rounded to bf16: 2^-9 of its size at most
+	}
+	assert.LessOrEqual(t, worst, tol, "%s: worst error %g against float64", name, worst)
+}
+
+// TestPrefillSplits: a 70-token prompt prefilled in one step, in steps of
+// 1, 5, 17 and 47 tokens, and token by token gives the same bits: the
+// logits after its last token and after each of 8 greedy steps, and the
+// tokens, in both dtypes. Each split tiles attention differently (5 tiles
+// of 14 rows; one row alone, then 5, 9 + 8, 16 + 16 + 15; every row alone).
+func TestPrefillSplits(t *testing.T) {
+	dir := testModelDir(t)
+	rng := rand.New(rand.NewPCG(4, 4))
+	prompt := randIDs(rng, 70, 512)
+	byToken := make([]int, len(prompt))
+	for i := range byToken {
+		byToken[i] = 1
+	}
+	splits := []struct {
+		name  string
+		sizes []int
+	}{{"whole", []int{70}}, {"1, 5, 17, 47", []int{1, 5, 17, 47}}, {"token by token", byToken}}
+	for _, bf16 := range []bool{true, false} {
+		t.Run(map[bool]string{true: "bf16", false: "f32"}[bf16], func(t *testing.T) {
+			net := loadGPU(t, dir, bf16, Options{})
+			var want [][]float32
+			var wantTokens []int
+			for i, sp := range splits {
+				s, err := net.NewState()
+				require.NoError(t, err)
+				at := 0
+				for j, n := range sp.sizes {
+					out := backend.NoOutput
+					if j == len(sp.sizes)-1 {
+						out = backend.Logits
+					}
+					require.NoError(t, net.Forward([]backend.Step{{State: s, Tokens: prompt[at : at+n], Out: out}}))
+					at += n
+				}
+				require.Equal(t, len(prompt), at)
+				logits := [][]float32{append([]float32(nil), s.Logits()...)}
+				tokens := []int{s.Token()}
+				for range 8 {
+					require.NoError(t, net.Forward([]backend.Step{{State: s, Tokens: []int{s.Token()}, Out: backend.Logits}}))
+					logits = append(logits, append([]float32(nil), s.Logits()...))
+					tokens = append(tokens, s.Token())
+				}
+				s.Free()
+				if i == 0 {
+					want, wantTokens = logits, tokens
+					continue
+				}
+				for k := range want {
+					if !assert.Equal(t, bitsOf(want[k]), bitsOf(logits[k]), "%s: logits %d steps after the prompt differ from the whole prompt's", sp.name, k) {
+						break
+					}
+				}
+				assert.Equal(t, wantTokens, tokens, "%s: greedy tokens", sp.name)
 			}
 		})
 	}

@@ -17,8 +17,9 @@ const maxGraphs = 64
 // counts start over.
 const maxShapesSeen = 4096
 
-// shape is what a step's launches depend on: its rows and outputs.
-type shape struct{ rows, outs int }
+// shape is what a step's launches depend on: its rows, its outputs, and
+// its attention tiles (rows alone, and tiles of several rows).
+type shape struct{ rows, outs, ones, tiles int }
 
 // graphSet records a step's launches as a CUDA graph the second time its
 // shape comes, and from then on replays the graph: one driver call
@@ -69,33 +70,32 @@ func (g *graphSet) next(key shape) graphAction {
 	return record
 }
 
-// run queues the step's launches for R rows and outs outputs: the
+// run queues the launches of a step of shape key: the
 // recorded graph when there is one, else the launches one by one,
 // recording them on the shape's second coming (worker only). A recording
 // that fails leaves the shape to direct launches, so a step never fails
 // for being recorded.
-func (r *replica) run(qu *queue, R, outs int) {
+func (r *replica) run(qu *queue, key shape) {
 	g := &r.graphs
-	key := shape{R, outs}
 	switch g.next(key) {
 	case replay:
 		qu.err = r.ctx.LaunchGraph(g.rec[key], r.st)
 		return
 	case launchDirect:
-		r.launches(qu, R, outs)
+		r.launches(qu, key)
 		return
 	}
 	if err := r.ctx.BeginCapture(r.st); err != nil {
 		g.failed[key] = true
-		r.launches(qu, R, outs)
+		r.launches(qu, key)
 		return
 	}
-	r.launches(qu, R, outs)
+	r.launches(qu, key)
 	e, err := r.ctx.EndCapture(r.st)
 	if qu.err != nil || err != nil {
 		g.failed[key] = true
 		qu.err = nil
-		r.launches(qu, R, outs)
+		r.launches(qu, key)
 		return
 	}
 	g.rec[key] = e

@@ -3,6 +3,7 @@ package cuda
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/batchtrans/batchtrans/engine/llama"
 )
 
 // The embedded PTX must be the compilation of the CUDA C beside it: a
@@ -72,7 +75,7 @@ func TestToBF16MatchesCPU(t *testing.T) {
 func TestGraphPolicy(t *testing.T) {
 	g := newGraphSet(false)
 	g.on = true
-	a, b := shape{1, 1}, shape{512, 512}
+	a, b := shape{rows: 1, outs: 1, ones: 1}, shape{rows: 512, outs: 512, ones: 512}
 	assert.Equal(t, launchDirect, g.next(a))
 	assert.Equal(t, record, g.next(a))
 	g.rec[a] = 1
@@ -82,9 +85,9 @@ func TestGraphPolicy(t *testing.T) {
 	assert.Equal(t, launchDirect, g.next(b))
 	assert.Equal(t, launchDirect, g.next(b))
 	for i := range maxGraphs {
-		g.rec[shape{1000 + i, 0}] = 1
+		g.rec[shape{rows: 1000 + i}] = 1
 	}
-	c := shape{7, 7}
+	c := shape{rows: 7, outs: 7, tiles: 1}
 	g.next(c)
 	assert.Equal(t, launchDirect, g.next(c), "full set records no more")
 	off := newGraphSet(true)
@@ -117,6 +120,30 @@ func TestSplitK(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			assert.Equal(t, tc.want, splitK(tc.n, tc.k))
+		})
+	}
+}
+
+// TestKVBytesFollowDType: the KV cache's sizes follow its element (bf16
+// with bf16 weights, float32 with f32), for Llama-3.2-1B's shape.
+func TestKVBytesFollowDType(t *testing.T) {
+	cfg := &llama.Config{Layers: 16, KVHeads: 8, HeadDim: 64}
+	cases := []struct {
+		name     string
+		bf16     bool
+		position int // 2 (K, V) x 16 layers x 8 KV heads x 64 dimensions x element
+	}{
+		{"bf16", true, 2 * 16 * 8 * 64 * 2},
+		{"f32", false, 2 * 16 * 8 * 64 * 4},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			n := &Net{cfg: cfg, bf16: tc.bf16, reps: []*replica{{}, {}}}
+			assert.Equal(t, tc.position, n.KVBytes(1))
+			assert.Equal(t, 100*tc.position, n.KVBytes(100))
+			assert.Equal(t, int64(pageSize*tc.position), n.pageBytes())
+			// A 33-position prefix holds two pages on each of the two replicas.
+			assert.Equal(t, 2*2*pageSize*tc.position, (&Prefix{net: n, n: 33}).Bytes())
 		})
 	}
 }
@@ -163,4 +190,91 @@ func TestPickTile(t *testing.T) {
 			assert.Equal(t, tc.want, pickTile(tc.m, tc.n, tc.s, sms))
 		})
 	}
+}
+
+func TestAppendTiles(t *testing.T) {
+	cases := []struct {
+		name       string
+		first, n   int
+		most       int
+		ones, runs []int32
+	}{
+		{"a decode row alone", 5, 1, 16, []int32{5}, nil},
+		{"two rows", 0, 2, 16, nil, []int32{0, 2}},
+		{"a full tile", 3, 16, 16, nil, []int32{3, 16}},
+		{"17 rows in two near halves", 0, 17, 16, nil, []int32{0, 9, 9, 8}},
+		{"47 rows", 6, 47, 16, nil, []int32{6, 16, 22, 16, 38, 15}},
+		{"70 rows in five equal tiles", 0, 70, 16, nil, []int32{0, 14, 14, 14, 28, 14, 42, 14, 56, 14}},
+		{"tiles of 4 (16 query heads a KV head)", 10, 5, 4, nil, []int32{10, 3, 13, 2}},
+		{"a one-row leftover goes alone", 0, 3, 2, []int32{2}, []int32{0, 2}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ones, runs := appendTiles(nil, nil, tc.first, tc.n, tc.most)
+			assert.Equal(t, tc.ones, ones)
+			assert.Equal(t, tc.runs, runs)
+		})
+	}
+}
+
+// TestAppendTilesCoverSteps: over random steps, the tiles cover every row
+// once, never cross a sequence, hold at most `most` rows each and as few
+// tiles as can be, and take no more entries than the step has rows (what
+// the metadata buffer leaves them).
+func TestAppendTilesCoverSteps(t *testing.T) {
+	rng := rand.New(rand.NewPCG(6, 6))
+	for _, most := range []int{2, 4, 5, 16} {
+		for range 200 {
+			var counts []int
+			rows := 0
+			for range 1 + rng.IntN(20) {
+				n := 1 + rng.IntN(3)
+				if rng.IntN(3) == 0 {
+					n = 1 + rng.IntN(200)
+				}
+				counts = append(counts, n)
+				rows += n
+			}
+			var ones, runs []int32
+			seqOf := make([]int, rows)
+			row := 0
+			for i, n := range counts {
+				before := len(ones) + len(runs)/2
+				ones, runs = appendTiles(ones, runs, row, n, most)
+				require.Equal(t, (n+most-1)/most, len(ones)+len(runs)/2-before, "sequence of %d rows, tiles of %d", n, most)
+				for j := range n {
+					seqOf[row+j] = i
+				}
+				row += n
+			}
+			require.LessOrEqual(t, len(ones)+len(runs), rows)
+			seen := make([]int, rows)
+			for _, r := range ones {
+				seen[r]++
+			}
+			for i := 0; i < len(runs); i += 2 {
+				first, n := int(runs[i]), int(runs[i+1])
+				require.True(t, n >= 2 && n <= most, "tile of %d rows, at most %d", n, most)
+				for j := first; j < first+n; j++ {
+					seen[j]++
+					require.Equal(t, seqOf[first], seqOf[j], "tile from row %d crosses sequences", first)
+				}
+			}
+			for r, n := range seen {
+				require.Equal(t, 1, n, "row %d in %d tiles (counts %v, tiles of %d)", r, n, counts, most)
+			}
+		}
+	}
+}
+
+func TestTileShape(t *testing.T) {
+	for _, tc := range []struct{ group, rows int }{{1, 16}, {3, 16}, {4, 16}, {8, 8}, {16, 4}} {
+		assert.Equal(t, tc.rows, maxTileRows(tc.group), "%d query heads a KV head", tc.group)
+		assert.LessOrEqual(t, tc.rows*tc.group, attTilePairs)
+	}
+	// sm_80, the oldest GPU the kernels take, gives a block at most 163 KiB
+	// of shared memory; Llama-3.2's head_dim of 64 fits the default 48 KiB
+	// with room for two blocks a multiprocessor.
+	assert.LessOrEqual(t, attTileSmem(maxHeadDim), 163<<10)
+	assert.LessOrEqual(t, attTileSmem(64), 48<<10)
 }

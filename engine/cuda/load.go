@@ -35,7 +35,7 @@ func Load(opts Options) (*Net, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.HeadDim > 128 || cfg.HeadDim%2 != 0 || cfg.Heads%cfg.KVHeads != 0 || cfg.Heads/cfg.KVHeads > 16 {
+	if cfg.HeadDim > maxHeadDim || cfg.HeadDim%2 != 0 || cfg.Heads%cfg.KVHeads != 0 || cfg.Heads/cfg.KVHeads > 16 {
 		return nil, fmt.Errorf("cuda: head_dim %d (%d heads, %d kv heads): the attention kernel takes an even head_dim up to 128 and up to 16 query heads a KV head", cfg.HeadDim, cfg.Heads, cfg.KVHeads)
 	}
 	if opts.MaxRows <= 0 || opts.MaxOutputs <= 0 {
@@ -116,12 +116,15 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 			name string
 		}{
 			{&r.k.embed, "embed" + suffix}, {&r.k.rmsnorm, "rmsnorm" + suffix}, {&r.k.attention, "attention" + suffix},
-			{&r.k.swiglu, "swiglu" + suffix}, {&r.k.gemm, "gemm" + suffix}, {&r.k.rope, "rope_store"}, {&r.k.argmax, "argmax"},
-			{&r.k.reduce, "reduce" + suffix},
+			{&r.k.swiglu, "swiglu" + suffix}, {&r.k.gemm, "gemm" + suffix}, {&r.k.rope, "rope_store" + suffix}, {&r.k.argmax, "argmax"},
+			{&r.k.reduce, "reduce" + suffix}, {&r.k.attentionTile, "attention_tile" + suffix},
 		} {
 			if *f.dst, err = r.mod.Func(f.name); err != nil {
 				return err
 			}
+		}
+		if err := r.k.attentionTile.SetMaxSharedBytes(attTileSmem(maxHeadDim)); err != nil {
+			return err
 		}
 		if n.bf16 {
 			if r.k.gemmWide, err = r.mod.Func("gemm_bf16_128"); err != nil {
@@ -342,7 +345,7 @@ func (r *replica) finish(cos, sin []float32, kvCap int64) error {
 	h, q, kv, inter, vocab := r.net.dims()
 	e := r.net.elt()
 	R, L := int64(r.net.maxRows), int64(r.net.maxOut)
-	r.pageBytes = int64(pageSize) * int64(r.net.posBytes())
+	r.pageBytes = r.net.pageBytes()
 	var stepBytes int64
 	for _, b := range []struct {
 		dst *driver.Ptr
@@ -363,8 +366,9 @@ func (r *replica) finish(cos, sin []float32, kvCap int64) error {
 	}
 	pages := poolPages(free, kvCap, r.pageBytes)
 	// The step's page table lists each sequence's pages once: at most the
-	// pool's.
-	metaBytes := 4 * (3*R + L + pages)
+	// pool's. The attention tiles take an entry for a row alone and two
+	// for a run of two rows or more: at most one a row.
+	metaBytes := 4 * (4*R + L + pages)
 	if pages < 1 {
 		return fmt.Errorf("GPU %d (%s): %d MiB left after %d MiB of weights and %d MiB of step buffers: no room for the KV cache",
 			r.idx, r.gpu.Name, free>>20, r.weightBytes()>>20, stepBytes>>20)

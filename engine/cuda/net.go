@@ -63,10 +63,25 @@ func (n *Net) Config() *llama.Config { return n.cfg }
 // driver that compiled the PTX, and the kernels' source digest.
 func (n *Net) Numerics() string { return n.numerics }
 
-// KVBytes is the float32 KV cache size of p positions (one copy).
+// KVBytes is the KV cache size of p positions (one copy): bf16 keys and
+// values with bf16 weights, float32 with float32 weights.
 func (n *Net) KVBytes(p int) int { return p * n.posBytes() }
 
-func (n *Net) posBytes() int { return 2 * n.cfg.Layers * n.cfg.KVHeads * n.cfg.HeadDim * 4 }
+// posBytes is one position's keys and values over every layer.
+func (n *Net) posBytes() int { return 2 * n.cfg.Layers * n.cfg.KVHeads * n.cfg.HeadDim * n.kvElt() }
+
+// pageBytes is one KV cache page: pageSize positions.
+func (n *Net) pageBytes() int64 { return pageSize * int64(n.posBytes()) }
+
+// kvElt is the bytes of one cached key or value element: bf16 with bf16
+// weights (as transformers keeps its cache in the model's dtype), float32
+// with float32 weights (the f32 mode's bits stay those of an exact cache).
+func (n *Net) kvElt() int {
+	if n.bf16 {
+		return 2
+	}
+	return 4
+}
 
 // NewState returns an empty sequence on the replica with the fewest.
 func (n *Net) NewState() (backend.State, error) {
@@ -287,7 +302,7 @@ func (p *Prefix) Len() int { return p.n }
 // Bytes is the device memory the copies hold.
 func (p *Prefix) Bytes() int {
 	np := (p.n + pageSize - 1) / pageSize
-	return np * pageSize * p.net.posBytes() * len(p.net.reps)
+	return np * int(p.net.pageBytes()) * len(p.net.reps)
 }
 
 // Free returns the pages to the pools.

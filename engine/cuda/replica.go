@@ -31,7 +31,8 @@ type replica struct {
 	cos, sin            driver.Ptr
 
 	// The KV cache pool: page p of layer l holds keys at pool + p*pageBytes
-	// + l*2*slab and values a slab after them, slab = pageSize*kvDim floats.
+	// + l*2*slab and values a slab after them, slab = pageSize*kvDim
+	// elements (bf16 or float32: Net.kvElt).
 	pool      driver.Ptr
 	pageBytes int64
 	mu        sync.Mutex
@@ -42,6 +43,7 @@ type replica struct {
 	// holds the partial sums of split products (see partBytes).
 	x, xn, qkv, att, gu, act, last, logits, meta, argOut, part driver.Ptr
 	host                                                       []byte
+	ones, runs                                                 []int32 // the step's attention tiles, before they join meta
 	args                                                       launchArgs
 	prof                                                       profiler // BATCHTRANS_CUDA_PROFILE timings
 	graphs                                                     graphSet // recorded steps per shape
@@ -51,10 +53,14 @@ type layerWeights struct {
 	attnNorm, mlpNorm, qkv, o, gu, down driver.Ptr
 }
 
-// kernelSet holds the kernels of the replica's dtype.
+// kernelSet holds the kernels of the replica's dtype (which is also the
+// KV cache's: rope and attention read and write it in that type).
 type kernelSet struct {
 	embed, rmsnorm, attention, swiglu, gemm, rope, argmax, reduce *driver.Func
 	gemmBlock                                                     int
+	// attentionTile is attention over tiles of a sequence's rows, with
+	// attention's bits (see appendTiles).
+	attentionTile *driver.Func
 	// gemmWide is the large-tile bf16 product for steps of more than
 	// wideRows rows, gemmNarrow the one for at most narrowRows (both nil
 	// in f32); they give gemm's bits.

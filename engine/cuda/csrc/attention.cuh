@@ -1,10 +1,16 @@
 // attention.cuh: causal attention of each row's query heads over its own
-// sequence's paged KV cache.
+// sequence's paged KV cache: one kernel for rows alone (decode) and one for
+// tiles of a sequence's consecutive rows (prefill) that gives the same bits.
 #pragma once
 #include "common.cuh"
 
 #define ATT_MAX_HD 128
 #define ATT_MAX_GROUP 16
+// A tile block's warps and the (row, query head) pairs each takes; a tile
+// holds at most ATT_TILE_PAIRS pairs (engine/cuda's attTilePairs).
+#define ATT_TILE_WARPS 8
+#define ATT_TILE_PER_WARP 8
+#define ATT_TILE_PAIRS (ATT_TILE_WARPS * ATT_TILE_PER_WARP)
 
 __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
@@ -18,7 +24,46 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
-// attention computes softmax(q . K^T * scale) . V for row blockIdx.x and
+// kdot is the dot product of a query and a cached key in order of the
+// head's dimensions, one fused multiply-add a dimension from 0, reading
+// 16 bytes of the key at a time where the head allows; a bf16 key is
+// widened to float32 exactly, so both caches take the same operations.
+__device__ __forceinline__ float kdot(const float *q, const float *k, int hd) {
+    float d = 0;
+    if (hd % 4 == 0) {
+        for (int i = 0; i < hd; i += 4) {
+            float4 kv = *(const float4 *)(k + i);
+            d = __fmaf_rn(q[i], kv.x, d);
+            d = __fmaf_rn(q[i + 1], kv.y, d);
+            d = __fmaf_rn(q[i + 2], kv.z, d);
+            d = __fmaf_rn(q[i + 3], kv.w, d);
+        }
+    } else {
+        for (int i = 0; i < hd; i++) d = __fmaf_rn(q[i], k[i], d);
+    }
+    return d;
+}
+
+__device__ __forceinline__ float kdot(const float *q, const bf16 *k, int hd) {
+    float d = 0;
+    if (hd % 8 == 0) {
+        for (int i = 0; i < hd; i += 8) {
+            uint4 raw = *(const uint4 *)(k + i);
+            const __nv_bfloat162 *p = (const __nv_bfloat162 *)&raw;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                float2 f = __bfloat1622float2(p[j]);
+                d = __fmaf_rn(q[i + 2 * j], f.x, d);
+                d = __fmaf_rn(q[i + 2 * j + 1], f.y, d);
+            }
+        }
+    } else {
+        for (int i = 0; i < hd; i++) d = __fmaf_rn(q[i], __bfloat162float(k[i]), d);
+    }
+    return d;
+}
+
+// attention computes softmax(q . K^T * scale) . V for row rows[blockIdx.x] and
 // the query heads of KV head blockIdx.y (query head h reads KV head h /
 // (heads / kvheads)), one warp per query head, over the row's pos+1 cached
 // positions. The warps of a block share their KV head, so its rows are
@@ -27,12 +72,14 @@ __device__ __forceinline__ float warp_sum(float v) {
 // softmax rescales the running sums; the weighted sum of values walks the
 // 32 positions in order, each lane holding dimensions lane, lane+32, ...
 // Every reduction is a fixed butterfly of the warp, so a row's result
-// depends on its query and its cache alone.
-template <typename T>
-__device__ void attention(T *out, const float *qkv, const int *pos, const int *ptoff, const int *pagetab,
-                          const float *kc, const float *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
+// depends on its query and its cache alone. The cache holds KV elements
+// (float32, or bf16 widened exactly as they are read); pstride and the
+// slot offsets count elements.
+template <typename T, typename KV>
+__device__ void attention(T *out, const float *qkv, const int *rows, const int *pos, const int *ptoff, const int *pagetab,
+                          const KV *kc, const KV *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
     __shared__ __align__(16) float qs[ATT_MAX_GROUP][ATT_MAX_HD];
-    int r = blockIdx.x, kvh = blockIdx.y, w = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int r = rows[blockIdx.x], kvh = blockIdx.y, w = threadIdx.x / 32, lane = threadIdx.x % 32;
     int group = heads / kvheads, h = kvh * group + w;
     int qdim = heads * hd, kvdim = kvheads * hd, off = kvh * hd;
     const float *row = qkv + (size_t)r * (qdim + 2 * kvdim);
@@ -47,20 +94,8 @@ __device__ void attention(T *out, const float *qkv, const int *pos, const int *p
         int t = c0 + lane, n = min(32, npos - c0);
         float s = -INFINITY;
         if (t < npos) {
-            const float *k = kc + (size_t)pt[t / page] * pstride + (size_t)(t % page) * kvdim + off;
-            float d = 0;
-            if (hd % 4 == 0) {
-                for (int i = 0; i < hd; i += 4) {
-                    float4 kv = *(const float4 *)(k + i);
-                    d = __fmaf_rn(qs[w][i], kv.x, d);
-                    d = __fmaf_rn(qs[w][i + 1], kv.y, d);
-                    d = __fmaf_rn(qs[w][i + 2], kv.z, d);
-                    d = __fmaf_rn(qs[w][i + 3], kv.w, d);
-                }
-            } else {
-                for (int i = 0; i < hd; i++) d = __fmaf_rn(qs[w][i], k[i], d);
-            }
-            s = __fmul_rn(d, scale);
+            const KV *k = kc + (size_t)pt[t / page] * pstride + (size_t)(t % page) * kvdim + off;
+            s = __fmul_rn(kdot(qs[w], k, hd), scale);
         }
         float mn = fmaxf(m, warp_max(s));
         float e = t < npos ? expf(__fsub_rn(s, mn)) : 0.f;
@@ -72,10 +107,10 @@ __device__ void attention(T *out, const float *qkv, const int *pos, const int *p
         for (int j = 0; j < n; j++) {
             float p = __shfl_sync(0xffffffffu, e, j);
             int tp = c0 + j;
-            const float *v = vc + (size_t)pt[tp / page] * pstride + (size_t)(tp % page) * kvdim + off;
+            const KV *v = vc + (size_t)pt[tp / page] * pstride + (size_t)(tp % page) * kvdim + off;
 #pragma unroll
             for (int a = 0; a < ATT_MAX_HD / 32; a++)
-                if (lane + 32 * a < hd) acc[a] = __fmaf_rn(p, v[lane + 32 * a], acc[a]);
+                if (lane + 32 * a < hd) acc[a] = __fmaf_rn(p, to_f32(v[lane + 32 * a]), acc[a]);
         }
         m = mn;
     }
@@ -85,11 +120,176 @@ __device__ void attention(T *out, const float *qkv, const int *pos, const int *p
         if (lane + 32 * a < hd) store(&o[lane + 32 * a], __fdiv_rn(acc[a], l));
 }
 
-extern "C" __global__ void attention_bf16(bf16 *out, const float *qkv, const int *pos, const int *ptoff, const int *pagetab,
-                                          const float *kc, const float *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
-    attention(out, qkv, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
+// load4 reads four consecutive cached elements, widened exactly to
+// float32 (16 bytes of float32 or 8 of bf16, aligned to that).
+__device__ __forceinline__ float4 load4(const float *p) { return *(const float4 *)p; }
+__device__ __forceinline__ float4 load4(const bf16 *p) {
+    uint2 raw = *(const uint2 *)p;
+    float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)&raw.x);
+    float2 b = __bfloat1622float2(*(const __nv_bfloat162 *)&raw.y);
+    return make_float4(a.x, a.y, b.x, b.y);
 }
-extern "C" __global__ void attention_f32(float *out, const float *qkv, const int *pos, const int *ptoff, const int *pagetab,
+
+// attention_tile is attention for a tile of consecutive rows of one
+// sequence (prefill): block blockIdx.x takes the tiles[2*blockIdx.x+1]
+// rows from row tiles[2*blockIdx.x] (rows times query heads a KV head at
+// most ATT_TILE_PAIRS; one sequence, so one page table), and KV head
+// blockIdx.y. Each chunk of 32 positions of the KV head's keys and values
+// is staged in shared memory once, as float32 (exact), for every (row,
+// query head) pair of the tile; warp w takes pairs w, w + ATT_TILE_WARPS,
+// ..., its pairs' running sums in registers. Each pair computes exactly
+// what attention computes for it, operation for operation: the same chunks
+// of 32 positions from 0 up to its own pos+1 (a pair skips the chunks past
+// its row; lanes past it are masked as there), the same dot product order,
+// butterflies, online-softmax updates and order of the values; only where
+// the operands come from differs. So its bits are attention's whatever the
+// tiling, and the step's split into tiles changes speed, not results.
+// Dynamic shared memory: 4 * (32 * (hd + 4) + 32 * hd + ATT_TILE_PAIRS *
+// hd) bytes (engine/cuda's attTileSmem).
+template <typename T, typename KV>
+__device__ __forceinline__ void attention_tile(T *out, const float *qkv, const int *tiles, const int *pos, const int *ptoff,
+                                               const int *pagetab, const KV *kc, const KV *vc, int heads, int kvheads, int hd,
+                                               int page, long pstride, float scale) {
+    extern __shared__ __align__(16) float sm[];
+    const int kstride = hd + 4; // a key a row, padded: lanes reading 16 bytes each of their own row meet no bank twice
+    float *ks = sm, *vs = sm + 32 * kstride, *qs = vs + 32 * hd;
+    int r0 = tiles[2 * blockIdx.x], nr = tiles[2 * blockIdx.x + 1], kvh = blockIdx.y;
+    int w = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int group = heads / kvheads, npairs = nr * group;
+    int qdim = heads * hd, kvdim = kvheads * hd, off = kvh * hd, width = qdim + 2 * kvdim;
+    const int *pt = pagetab + ptoff[r0];
+    // Pair p is row r0 + p / group, query head kvh * group + p % group.
+    for (int i = threadIdx.x; i < npairs * hd; i += blockDim.x) {
+        int p = i / hd;
+        qs[i] = qkv[(size_t)(r0 + p / group) * width + (kvh * group + p % group) * hd + i % hd];
+    }
+    int npos[ATT_TILE_PER_WARP], end = 0;
+#pragma unroll
+    for (int k = 0; k < ATT_TILE_PER_WARP; k++) {
+        int p = w + ATT_TILE_WARPS * k;
+        npos[k] = p < npairs ? pos[r0 + p / group] + 1 : 0; // 0: no pair
+    }
+    for (int i = 0; i < nr; i++) end = max(end, pos[r0 + i] + 1);
+    float m[ATT_TILE_PER_WARP], l[ATT_TILE_PER_WARP], acc[ATT_TILE_PER_WARP][ATT_MAX_HD / 32];
+#pragma unroll
+    for (int k = 0; k < ATT_TILE_PER_WARP; k++) {
+        m[k] = -INFINITY, l[k] = 0;
+#pragma unroll
+        for (int a = 0; a < ATT_MAX_HD / 32; a++) acc[k][a] = 0;
+    }
+    for (int c0 = 0; c0 < end; c0 += 32) {
+        int nc = min(32, end - c0);
+        __syncthreads(); // the last chunk's readers are done (and the queries are in, the first time)
+        if (hd % 4 == 0) {
+            int h4 = hd / 4;
+            for (int i = threadIdx.x; i < nc * h4; i += blockDim.x) {
+                int t = i / h4, d = (i % h4) * 4, tp = c0 + t;
+                size_t at = (size_t)pt[tp / page] * pstride + (size_t)(tp % page) * kvdim + off + d;
+                *(float4 *)(ks + t * kstride + d) = load4(kc + at);
+                *(float4 *)(vs + t * hd + d) = load4(vc + at);
+            }
+        } else {
+            for (int i = threadIdx.x; i < nc * hd; i += blockDim.x) {
+                int t = i / hd, d = i % hd, tp = c0 + t;
+                size_t at = (size_t)pt[tp / page] * pstride + (size_t)(tp % page) * kvdim + off + d;
+                ks[t * kstride + d] = to_f32(kc[at]);
+                vs[t * hd + d] = to_f32(vc[at]);
+            }
+        }
+        __syncthreads();
+        // Scores: lane's position c0 + lane against each pair's query, the
+        // key read once for all of them. Lanes past the staged positions
+        // compute on stale values that the mask below throws away.
+        float dot[ATT_TILE_PER_WARP];
+#pragma unroll
+        for (int k = 0; k < ATT_TILE_PER_WARP; k++) dot[k] = 0;
+        const float *kr = ks + lane * kstride;
+        if (hd % 4 == 0) {
+            for (int i = 0; i < hd; i += 4) {
+                float4 kv = *(const float4 *)(kr + i);
+#pragma unroll
+                for (int k = 0; k < ATT_TILE_PER_WARP; k++) {
+                    if (c0 < npos[k]) {
+                        float4 q = *(const float4 *)(qs + (w + ATT_TILE_WARPS * k) * hd + i);
+                        dot[k] = __fmaf_rn(q.x, kv.x, dot[k]);
+                        dot[k] = __fmaf_rn(q.y, kv.y, dot[k]);
+                        dot[k] = __fmaf_rn(q.z, kv.z, dot[k]);
+                        dot[k] = __fmaf_rn(q.w, kv.w, dot[k]);
+                    }
+                }
+            }
+        } else {
+            for (int i = 0; i < hd; i++) {
+                float kv = kr[i];
+#pragma unroll
+                for (int k = 0; k < ATT_TILE_PER_WARP; k++)
+                    if (c0 < npos[k]) dot[k] = __fmaf_rn(qs[(w + ATT_TILE_WARPS * k) * hd + i], kv, dot[k]);
+            }
+        }
+        // Online softmax, pair by pair, as attention does it.
+        float e[ATT_TILE_PER_WARP];
+#pragma unroll
+        for (int k = 0; k < ATT_TILE_PER_WARP; k++) {
+            e[k] = 0;
+            if (c0 < npos[k]) { // the same for the whole warp
+                int t = c0 + lane;
+                float s = t < npos[k] ? __fmul_rn(dot[k], scale) : -INFINITY;
+                float mn = fmaxf(m[k], warp_max(s));
+                e[k] = t < npos[k] ? expf(__fsub_rn(s, mn)) : 0.f;
+                float corr = expf(__fsub_rn(m[k], mn)); // 0 on the first chunk
+                l[k] = __fadd_rn(__fmul_rn(l[k], corr), warp_sum(e[k]));
+#pragma unroll
+                for (int a = 0; a < ATT_MAX_HD / 32; a++) acc[k][a] = __fmul_rn(acc[k][a], corr);
+                m[k] = mn;
+            }
+        }
+        // Values in order of position, each read once for every pair that
+        // reaches it.
+#pragma unroll 4
+        for (int j = 0; j < nc; j++) {
+            float v[ATT_MAX_HD / 32];
+#pragma unroll
+            for (int a = 0; a < ATT_MAX_HD / 32; a++) v[a] = lane + 32 * a < hd ? vs[j * hd + lane + 32 * a] : 0.f;
+#pragma unroll
+            for (int k = 0; k < ATT_TILE_PER_WARP; k++) {
+                if (j < npos[k] - c0) { // the same for the whole warp
+                    float p = __shfl_sync(0xffffffffu, e[k], j);
+#pragma unroll
+                    for (int a = 0; a < ATT_MAX_HD / 32; a++)
+                        if (lane + 32 * a < hd) acc[k][a] = __fmaf_rn(p, v[a], acc[k][a]);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < ATT_TILE_PER_WARP; k++) {
+        int p = w + ATT_TILE_WARPS * k;
+        if (p >= npairs) continue;
+        T *o = out + (size_t)(r0 + p / group) * qdim + (kvh * group + p % group) * hd;
+#pragma unroll
+        for (int a = 0; a < ATT_MAX_HD / 32; a++)
+            if (lane + 32 * a < hd) store(&o[lane + 32 * a], __fdiv_rn(acc[k][a], l[k]));
+    }
+}
+
+// attention_bf16 and attention_tile_bf16 write bf16 and read a bf16 cache
+// (dtype bf16); attention_f32 and attention_tile_f32 are float32
+// throughout (dtype f32).
+extern "C" __global__ void attention_bf16(bf16 *out, const float *qkv, const int *rows, const int *pos, const int *ptoff, const int *pagetab,
+                                          const bf16 *kc, const bf16 *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
+    attention(out, qkv, rows, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
+}
+extern "C" __global__ void attention_f32(float *out, const float *qkv, const int *rows, const int *pos, const int *ptoff, const int *pagetab,
                                          const float *kc, const float *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
-    attention(out, qkv, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
+    attention(out, qkv, rows, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
+}
+extern "C" __global__ void __launch_bounds__(ATT_TILE_WARPS * 32, 2)
+    attention_tile_bf16(bf16 *out, const float *qkv, const int *tiles, const int *pos, const int *ptoff, const int *pagetab,
+                        const bf16 *kc, const bf16 *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
+    attention_tile(out, qkv, tiles, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
+}
+extern "C" __global__ void __launch_bounds__(ATT_TILE_WARPS * 32, 2)
+    attention_tile_f32(float *out, const float *qkv, const int *tiles, const int *pos, const int *ptoff, const int *pagetab,
+                       const float *kc, const float *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
+    attention_tile(out, qkv, tiles, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
 }

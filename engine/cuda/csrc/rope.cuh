@@ -9,11 +9,12 @@
 // (cos and sin: [positions][head_dim/2], computed on the host exactly as the
 // CPU computes them), then writes its key and value to slot pos % page of
 // page pagetab[ptoff + pos / page] of kc and vc (page p's slot s at
-// p*pstride + s*kvdim).
+// p*pstride + s*kvdim elements of KV).
 // Each product is rounded on its own, as on the CPU.
-extern "C" __global__ void rope_store(float *qkv, const int *pos, const int *ptoff, const int *pagetab,
-                                      const float *cosT, const float *sinT, float *kc, float *vc,
-                                      int heads, int kvheads, int hd, int page, long pstride) {
+template <typename KV>
+__device__ void rope_store(float *qkv, const int *pos, const int *ptoff, const int *pagetab,
+                           const float *cosT, const float *sinT, KV *kc, KV *vc,
+                           int heads, int kvheads, int hd, int page, long pstride) {
     int r = blockIdx.x;
     int half = hd / 2, qdim = heads * hd, kvdim = kvheads * hd;
     float *row = qkv + (size_t)r * (qdim + 2 * kvdim);
@@ -29,7 +30,19 @@ extern "C" __global__ void rope_store(float *qkv, const int *pos, const int *pto
     __syncthreads();
     size_t slot = (size_t)pagetab[ptoff[r] + p / page] * pstride + (size_t)(p % page) * kvdim;
     for (int i = threadIdx.x; i < kvdim; i += blockDim.x) {
-        kc[slot + i] = row[qdim + i];
-        vc[slot + i] = row[qdim + kvdim + i];
+        store(&kc[slot + i], row[qdim + i]);
+        store(&vc[slot + i], row[qdim + kvdim + i]);
     }
+}
+
+// rope_store_f32 keeps the cache in float32 (dtype f32); rope_store_bf16
+// rounds keys and values to the nearest bf16, ties to even, as it stores
+// them (dtype bf16). The rotated queries stay float32 either way.
+extern "C" __global__ void rope_store_f32(float *qkv, const int *pos, const int *ptoff, const int *pagetab, const float *cosT,
+                                          const float *sinT, float *kc, float *vc, int heads, int kvheads, int hd, int page, long pstride) {
+    rope_store(qkv, pos, ptoff, pagetab, cosT, sinT, kc, vc, heads, kvheads, hd, page, pstride);
+}
+extern "C" __global__ void rope_store_bf16(float *qkv, const int *pos, const int *ptoff, const int *pagetab, const float *cosT,
+                                           const float *sinT, bf16 *kc, bf16 *vc, int heads, int kvheads, int hd, int page, long pstride) {
+    rope_store(qkv, pos, ptoff, pagetab, cosT, sinT, kc, vc, heads, kvheads, hd, page, pstride);
 }
