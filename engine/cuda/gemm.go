@@ -13,10 +13,6 @@ import (
 
 // Split-K rule (see splitK).
 const (
-	// splitCols is the column count below which a product splits K:
-	// splitCols/N ranges, so that a narrow product still has about as many
-	// blocks as one of splitCols columns.
-	splitCols = 8192
 	// maxSplits caps the ranges: each costs a plane of partial sums.
 	maxSplits = 4
 	// splitTile is what a range's length must be a multiple of: the
@@ -26,14 +22,19 @@ const (
 )
 
 // splitK returns how many ranges S of K the bf16 product of n columns over
-// k splits into: min(max(splitCols/n, 1), maxSplits), halved while k is not
-// a multiple of S*splitTile. It depends on the shape alone, never on the
-// rows of the step, and that keeps a row's bits independent of the step:
-// an element is the sum, in order of the range, of partials that each sum
-// their range of k from zero in one order of tensor-core steps, whichever
-// kernel runs them. Llama 3.2 1B: qkv 2, o 4, gate|up 1, down 4, lm_head 1.
+// k splits into: min(max(k/n, 1), maxSplits), halved while k is not a
+// multiple of S*splitTile; so only a product with a K longer than its N
+// splits (its few output tiles would leave the GPU idle while each sums a
+// long K). It depends on the shape alone, never on the rows of the step,
+// and that keeps a row's bits independent of the step: an element is the
+// sum, in order of the range, of partials that each sum their range of k
+// from zero in one order of tensor-core steps, whichever kernel runs them.
+// Llama 3.2 1B: down 4, the others 1. Measured on an H200
+// (BenchmarkGemmSplits), splitting q|k|v or o as well gained a few
+// percent at 512 rows but cost 30-70% at 4,096 (a prefill step), where
+// the partial planes' traffic outweighs the extra blocks.
 func splitK(n, k int64) int64 {
-	s := min(max(splitCols/n, 1), maxSplits)
+	s := min(max(k/n, 1), maxSplits)
 	for s > 1 && k%(s*splitTile) != 0 {
 		s /= 2
 	}
@@ -55,10 +56,11 @@ const (
 	narrowRows = 16
 	// wideRows is the step size from which the large-tile product pays.
 	wideRows = 64
-	// wideWaves is how many large-tile blocks each multiprocessor must get
-	// (all splits counted) for the large tile to be chosen; below that the
-	// 64 x 64 tiles spread the work wider.
-	wideWaves = 1
+	// wideWaves10 is how many tenths of a block each multiprocessor must
+	// get from the large tiles (all splits counted) for them to be chosen;
+	// below that the 64 x 64 tiles spread the work wider. Measured on an
+	// H200: 9/10 of a wave of large tiles beats the 64 x 64 ones.
+	wideWaves10 = 9
 )
 
 // Launch shapes of the few-row product (csrc/gemm.cuh's GS_*).
@@ -95,7 +97,7 @@ func pickTile(m, n, s int64, sms int) tile {
 	switch {
 	case m <= narrowRows:
 		return tileNarrow
-	case m > wideRows && cdiv(n, wideTile)*cdiv(m, wideTile)*s >= wideWaves*int64(sms):
+	case m > wideRows && 10*cdiv(n, wideTile)*cdiv(m, wideTile)*s >= wideWaves10*int64(sms):
 		return tileWide
 	}
 	return tileMid

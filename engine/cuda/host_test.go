@@ -103,17 +103,17 @@ func TestSplitK(t *testing.T) {
 		n, k int64
 		want int64
 	}{
-		{"qkv", 3072, 2048, 2},
-		{"o", 2048, 2048, 4},
+		{"qkv", 3072, 2048, 1},
+		{"o", 2048, 2048, 1},
 		{"gate|up", 16384, 2048, 1},
 		{"down", 2048, 8192, 4},
 		{"lm_head", 128256, 2048, 1},
 		{"narrow N capped at maxSplits", 17, 8192, 4},
-		{"N at splitCols", 8192, 8192, 1},
-		{"K halves the split", 2048, 768, 2},
-		{"three ranges", 2500, 3072, 3},
-		{"three halve to one", 2500, 2048, 1},
-		{"K a multiple of 8, not of the tile", 2048, 200, 1},
+		{"K twice N", 4096, 8192, 2},
+		{"K halves the split", 192, 768, 2},
+		{"three ranges", 1024, 3072, 3},
+		{"three halve to one", 1000, 3000, 1},
+		{"K a multiple of 8, not of the tile", 64, 200, 1},
 		{"K not a multiple of 8", 2048, 8200, 1},
 		{"K shorter than a tile", 96, 48, 1},
 	}
@@ -167,7 +167,7 @@ func TestSplitKRangesAreWholeTiles(t *testing.T) {
 
 // The kernel choice on an H200 (132 multiprocessors): up to 16 rows the
 // few-row kernel; past 64 rows the 128 x 128 tiles once their blocks (all
-// splits counted) fill every multiprocessor; else the 64 x 64 tiles.
+// splits counted) fill 9/10 of the multiprocessors; else the 64 x 64 tiles.
 func TestPickTile(t *testing.T) {
 	const sms = 132
 	cases := []struct {
@@ -179,10 +179,11 @@ func TestPickTile(t *testing.T) {
 		{"16 rows", 16, 128256, 1, tileNarrow},
 		{"17 rows", 17, 2048, 4, tileMid},
 		{"64 rows", 64, 128256, 1, tileMid},
-		{"512 rows of o: 256 blocks", 512, 2048, 4, tileWide},
-		{"512 rows of qkv: 192 blocks", 512, 3072, 2, tileWide},
-		{"512 rows unsplit: 64 blocks", 512, 2048, 1, tileMid},
-		{"130 rows of o: 128 blocks", 130, 2048, 4, tileMid},
+		{"512 rows of down: 256 blocks", 512, 2048, 4, tileWide},
+		{"512 rows of qkv: 96 blocks", 512, 3072, 1, tileMid},
+		{"512 rows of o: 64 blocks", 512, 2048, 1, tileMid},
+		{"130 rows of down: 128 blocks", 130, 2048, 4, tileWide},
+		{"100 rows of down: 64 blocks", 100, 2048, 4, tileMid},
 		{"4096 rows of gate|up", 4096, 16384, 1, tileWide},
 	}
 	for _, tc := range cases {
