@@ -90,11 +90,15 @@ __device__ void attention(T *out, const float *qkv, const int *rows, const int *
     float m = -INFINITY, l = 0, acc[ATT_MAX_HD / 32];
 #pragma unroll
     for (int a = 0; a < ATT_MAX_HD / 32; a++) acc[a] = 0;
+    // With pages of a multiple of 32 positions (the engine's), a chunk of
+    // 32 lies in one page: its rows are found from the chunk's first.
+    bool onepage = page % 32 == 0;
     for (int c0 = 0; c0 < npos; c0 += 32) {
         int t = c0 + lane, n = min(32, npos - c0);
+        size_t first = (size_t)pt[c0 / page] * pstride + (size_t)(c0 % page) * kvdim + off;
         float s = -INFINITY;
         if (t < npos) {
-            const KV *k = kc + (size_t)pt[t / page] * pstride + (size_t)(t % page) * kvdim + off;
+            const KV *k = kc + (onepage ? first + (size_t)lane * kvdim : (size_t)pt[t / page] * pstride + (size_t)(t % page) * kvdim + off);
             s = __fmul_rn(kdot(qs[w], k, hd), scale);
         }
         float mn = fmaxf(m, warp_max(s));
@@ -107,7 +111,7 @@ __device__ void attention(T *out, const float *qkv, const int *rows, const int *
         for (int j = 0; j < n; j++) {
             float p = __shfl_sync(0xffffffffu, e, j);
             int tp = c0 + j;
-            const KV *v = vc + (size_t)pt[tp / page] * pstride + (size_t)(tp % page) * kvdim + off;
+            const KV *v = vc + (onepage ? first + (size_t)j * kvdim : (size_t)pt[tp / page] * pstride + (size_t)(tp % page) * kvdim + off);
 #pragma unroll
             for (int a = 0; a < ATT_MAX_HD / 32; a++)
                 if (lane + 32 * a < hd) acc[a] = __fmaf_rn(p, to_f32(v[lane + 32 * a]), acc[a]);
@@ -182,9 +186,11 @@ __device__ __forceinline__ void attention_tile(T *out, const float *qkv, const i
         __syncthreads(); // the last chunk's readers are done (and the queries are in, the first time)
         if (hd % 4 == 0) {
             int h4 = hd / 4;
+            size_t first = (size_t)pt[c0 / page] * pstride + (size_t)(c0 % page) * kvdim + off;
+            bool onepage = page % 32 == 0; // the chunk lies in one page
             for (int i = threadIdx.x; i < nc * h4; i += blockDim.x) {
                 int t = i / h4, d = (i % h4) * 4, tp = c0 + t;
-                size_t at = (size_t)pt[tp / page] * pstride + (size_t)(tp % page) * kvdim + off + d;
+                size_t at = (onepage ? first + (size_t)t * kvdim : (size_t)pt[tp / page] * pstride + (size_t)(tp % page) * kvdim + off) + d;
                 *(float4 *)(ks + t * kstride + d) = load4(kc + at);
                 *(float4 *)(vs + t * hd + d) = load4(vc + at);
             }
