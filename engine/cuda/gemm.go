@@ -16,8 +16,9 @@ const (
 	// maxSplits caps the ranges: each costs a plane of partial sums.
 	maxSplits = 4
 	// splitTile is what a range's length must be a multiple of: the
-	// few-row kernel's K tile (GS_K), a multiple of the others' (GB_K),
-	// so that every kernel runs the same k steps over a range.
+	// few-row kernel's K tile (GS_K), a multiple of the others' (GB_K,
+	// and the 128 x 256 kernels' 64 or 32), so that every kernel runs the
+	// same k steps over a range.
 	splitTile = 128
 )
 
@@ -77,6 +78,16 @@ const (
 	wideSmem    = 3 * (128 + 128) * 40 * 2
 )
 
+// Launch shapes of the 128 x 256 products (csrc/gemm.cuh's GW_*): K
+// tiles of 64 three deep, or of 32 four deep.
+const (
+	bigRows    = 128
+	bigCols    = 256
+	bigThreads = 256
+	bigSmem    = 3 * (128 + 256) * 64 * 2 // gemm_bf16_128x256: 144 KiB
+	bigSmemK32 = 4 * (128 + 256) * 32 * 2 // gemm_bf16_128x256_k32: 96 KiB
+)
+
 // tile names a bf16 product kernel.
 type tile int
 
@@ -84,15 +95,19 @@ const (
 	tileMid    tile = iota // gemm_bf16: 64 x 64
 	tileNarrow             // gemm_bf16_16: 16 x 32, up to narrowRows rows
 	tileWide               // gemm_bf16_128: 128 x 128
+	tileBig                // gemm_bf16_128x256: 128 x 256, K tiles of 64
+	tileBigK32             // gemm_bf16_128x256_k32: 128 x 256, K tiles of 32
 )
 
 func (t tile) String() string {
-	return [...]string{tileMid: "gemm_bf16", tileNarrow: "gemm_bf16_16", tileWide: "gemm_bf16_128"}[t]
+	return [...]string{tileMid: "gemm_bf16", tileNarrow: "gemm_bf16_16", tileWide: "gemm_bf16_128",
+		tileBig: "gemm_bf16_128x256", tileBigK32: "gemm_bf16_128x256_k32"}[t]
 }
 
 // pickTile chooses the bf16 kernel for m rows of n columns over s splits
 // on sms multiprocessors. Any choice gives the same bits; this is speed
-// alone.
+// alone. It does not choose the 128 x 256 kernels (tileBig, tileBigK32)
+// until measurements say where they pay.
 func pickTile(m, n, s int64, sms int) tile {
 	switch {
 	case m <= narrowRows:
@@ -105,8 +120,17 @@ func pickTile(m, n, s int64, sms int) tile {
 
 func cdiv(a, b int64) int64 { return (a + b - 1) / b }
 
-// errSplitF32 is a caller's mistake: the float32 kernel has no split.
-var errSplitF32 = errors.New("cuda: the float32 product does not split K")
+// A caller's mistakes in naming a product kernel.
+var (
+	// errSplitF32: the float32 kernel has no split.
+	errSplitF32 = errors.New("cuda: the float32 product does not split K")
+	// errBigK: the 128 x 256 kernels copy rows 16 bytes at a time, so K
+	// must be a multiple of 8 (the others also take elements one by one).
+	errBigK = errors.New("cuda: the 128 x 256 products take K a multiple of 8 only")
+	// errBigSmem: this GPU lets a block opt in to less shared memory than
+	// gemm_bf16_128x256's 144 KiB (Ampere's and Ada's consumer GPUs).
+	errBigSmem = errors.New("cuda: this GPU gives a block too little shared memory for gemm_bf16_128x256")
+)
 
 // gemm launches y = x . w^T (m x n from m x k and n x k), or y += that,
 // over s ranges of K (worker only). With s > 1, y is s planes of m x n
@@ -126,9 +150,24 @@ func (r *replica) gemm(y, x, w driver.Ptr, m, n, k, s int64, acc bool) error {
 	return r.gemmTile(pickTile(m, n, s, r.gpu.SMs), y, x, w, m, n, k, s, args)
 }
 
-// gemmTile launches the bf16 product on kernel t (worker only).
+// gemmTile launches the bf16 product on kernel t (worker only). The 128
+// x 256 kernels refuse K not a multiple of 8 (errBigK), and
+// gemm_bf16_128x256 a GPU it was not loaded on (errBigSmem).
 func (r *replica) gemmTile(t tile, y, x, w driver.Ptr, m, n, k, s int64, args []unsafe.Pointer) error {
 	switch t {
+	case tileBig, tileBigK32:
+		f, smem := r.k.gemmBig, bigSmem
+		if t == tileBigK32 {
+			f, smem = r.k.gemmBigK32, bigSmemK32
+		}
+		switch {
+		case k%8 != 0:
+			return errBigK
+		case f == nil:
+			return errBigSmem
+		}
+		return f.LaunchShared(r.st, [3]int{int(cdiv(n, bigCols)), int(cdiv(m, bigRows)), int(s)},
+			[3]int{bigThreads, 1, 1}, smem, args)
 	case tileNarrow:
 		return r.k.gemmNarrow.LaunchShared(r.st, [3]int{int(cdiv(n, narrowCols)), int(cdiv(m, narrowRows)), int(s)},
 			[3]int{narrowThreads, 1, 1}, narrowSmem, args)

@@ -117,8 +117,9 @@ func BenchmarkGemmSplits(b *testing.B) {
 				if sh.k%(s*splitTile) != 0 {
 					continue
 				}
-				for _, t := range []tile{tileNarrow, tileMid, tileWide} {
-					if t == tileNarrow && m > 64 || t == tileWide && m < 64 {
+				for _, t := range []tile{tileNarrow, tileMid, tileWide, tileBig, tileBigK32} {
+					big := t == tileBig || t == tileBigK32
+					if t == tileNarrow && m > 64 || t == tileWide && m < 64 || big && m < 128 || t == tileBig && r.k.gemmBig == nil {
 						continue
 					}
 					b.Run(fmt.Sprintf("%s/M=%d/S=%d/%s", sh.name, m, s, t), func(b *testing.B) {
@@ -138,32 +139,78 @@ func BenchmarkGemmSplits(b *testing.B) {
 							qu.reduce("reduce", y, yn, nw, m, sh.n, s, true, 1e-5)
 							return qu.err
 						}
-						var ms float64
-						require.NoError(b, r.w.do(func() error {
-							if err := r.ctx.BeginCapture(r.st); err != nil {
-								return err
-							}
-							var ferr error
-							for range perGraph {
-								if ferr = one(); ferr != nil {
-									break
-								}
-							}
-							g, err := r.ctx.EndCapture(r.st)
-							if ferr != nil || err != nil {
-								return errors.Join(ferr, err)
-							}
-							defer r.ctx.DestroyGraph(g)
-							ms, err = r.timed(max(1, b.N/perGraph), func() error { return r.ctx.LaunchGraph(g, r.st) })
-							ms /= perGraph
-							return err
-						}))
+						ms := graphTimed(b, r, perGraph, one)
 						sec := ms / 1e3
 						b.ReportMetric(2*float64(m*sh.n*sh.k)/sec/1e12, "TFLOP/s")
 						b.ReportMetric(ms*1e3, "µs/product")
 					})
 				}
 			}
+		}
+	}
+}
+
+// graphTimed records perGraph calls of one (each queueing launches on
+// r.st) as one graph, replays it about b.N/perGraph times and returns the
+// device time of one call in ms: the GPU's time, not the host's queueing.
+func graphTimed(b *testing.B, r *replica, perGraph int, one func() error) float64 {
+	b.Helper()
+	var ms float64
+	require.NoError(b, r.w.do(func() error {
+		if err := r.ctx.BeginCapture(r.st); err != nil {
+			return err
+		}
+		var ferr error
+		for range perGraph {
+			if ferr = one(); ferr != nil {
+				break
+			}
+		}
+		g, err := r.ctx.EndCapture(r.st)
+		if ferr != nil || err != nil {
+			return errors.Join(ferr, err)
+		}
+		defer r.ctx.DestroyGraph(g)
+		ms, err = r.timed(max(1, b.N/perGraph), func() error { return r.ctx.LaunchGraph(g, r.st) })
+		ms /= float64(perGraph)
+		return err
+	}))
+	return ms
+}
+
+// BenchmarkGemmCube times each large-tile bf16 kernel alone (no split,
+// Y overwritten) on an 8192 cube and on 4096 rows of gate|up (16384 x
+// 2048) and of down (2048 x 8192), graph-replayed like
+// BenchmarkGemmSplits: the tensor rate the kernels reach on shapes large
+// enough to fill the GPU.
+//
+//	go test -run '^$' -bench GemmCube ./engine/cuda/
+func BenchmarkGemmCube(b *testing.B) {
+	r := testReplica(b, true)
+	shapes := []struct {
+		name    string
+		m, n, k int64
+	}{{"cube", 8192, 8192, 8192}, {"gate_up", 4096, 16384, 2048}, {"down", 4096, 2048, 8192}}
+	rng := rand.New(rand.NewPCG(5, 6))
+	const perGraph = 10
+	for _, sh := range shapes {
+		a := upload(b, r, benchBF16(rng, sh.m*sh.k))
+		w := upload(b, r, benchBF16(rng, sh.n*sh.k))
+		y := deviceAlloc(b, r, 4*sh.m*sh.n)
+		for _, t := range []tile{tileWide, tileBig, tileBigK32} {
+			if t == tileBig && r.k.gemmBig == nil {
+				b.Logf("%s: not loaded (the GPU gives a block %d bytes of shared memory)", t, r.gpu.SharedOptin)
+				continue
+			}
+			b.Run(fmt.Sprintf("%s/M=%d/N=%d/K=%d/%s", sh.name, sh.m, sh.n, sh.k, t), func(b *testing.B) {
+				ms := graphTimed(b, r, perGraph, func() error {
+					args := r.args.reset().p(y).p(a).p(w).i(int(sh.m)).i(int(sh.n)).i(int(sh.k)).i(0).list()
+					return r.gemmTile(t, y, a, w, sh.m, sh.n, sh.k, 1, args)
+				})
+				sec := ms / 1e3
+				b.ReportMetric(2*float64(sh.m*sh.n*sh.k)/sec/1e12, "TFLOP/s")
+				b.ReportMetric(ms*1e3, "µs/product")
+			})
 		}
 	}
 }

@@ -89,7 +89,8 @@ func downloadAs[T any](t testing.TB, r *replica, d driver.Ptr, n int) []T {
 // pick each kernel on an H200 (the few-row kernel up to 16, the 64 x 64
 // tiles up to 64 and where the 128 x 128 ones give too few blocks, the
 // 128 x 128 tiles beyond); ragged tiles (M, N and K cut mid-tile, K not a
-// multiple of 8), which do not split; and ragged tiles that do.
+// multiple of 8), which do not split; and ragged tiles that do. In bf16
+// it then runs every product kernel by name on tileShapes (checkTiles).
 func TestGemmMatchesReference(t *testing.T) {
 	var shapes []struct{ m, n, k int }
 	for _, m := range []int{1, 16, 37, 130, 512} {
@@ -146,7 +147,152 @@ func TestGemmMatchesReference(t *testing.T) {
 					}
 				})
 			}
+			if bf16 {
+				t.Run("tiles", func(t *testing.T) { checkTiles(t, r, rng) })
+			}
 		})
+	}
+}
+
+// tileShapes are the shapes on which checkTiles runs every bf16 product
+// kernel, at split s (0: splitK's): Llama 3.2 1B's down, q|k|v and
+// gate|up at prefill sizes with M cut mid-tile; ragged tiles (K past the
+// last whole K tile, K not a multiple of 8); and a split other than
+// splitK's.
+var tileShapes = []struct{ m, n, k, s int }{
+	{512, 2048, 8192, 0}, {4096, 3072, 2048, 0}, {257, 16384, 2048, 0},
+	{300, 96, 48, 0}, {130, 200, 8200, 0}, {5, 17, 36, 0}, {70, 130, 40, 0},
+	{600, 1000, 1024, 2}, {600, 1000, 1024, 0},
+}
+
+// testTiles are the bf16 product kernels checkTiles runs, the first
+// (gemm_bf16_128) giving the bits the others must match.
+var testTiles = []tile{tileWide, tileMid, tileNarrow, tileBig, tileBigK32}
+
+// checkTiles runs each bf16 product kernel by name (gemmTile, then the
+// reduce where the shape splits) on tileShapes, in both modes: each must
+// come within the float64 reference's tolerance and give gemm_bf16_128's
+// bits for every element, and those bits must be the last row's computed
+// alone by gemm_bf16_16. The 128 x 256 kernels must refuse K not a
+// multiple of 8; gemm_bf16_128x256 is skipped on a GPU that cannot give
+// it its shared memory.
+func checkTiles(t *testing.T, r *replica, rng *rand.Rand) {
+	var part int
+	for _, sh := range tileShapes {
+		part = max(part, sh.m*sh.n*max(sh.s, int(splitK(int64(sh.n), int64(sh.k)))))
+	}
+	r.part = deviceAlloc(t, r, 4*int64(part))
+	for _, sh := range tileShapes {
+		s := sh.s
+		if s == 0 {
+			s = int(splitK(int64(sh.n), int64(sh.k)))
+		}
+		require.True(t, s == 1 || sh.k%(s*splitTile) == 0, "%v: %d splits", sh, s)
+		t.Run(fmt.Sprintf("%dx%dx%d/S=%d", sh.m, sh.n, sh.k, s), func(t *testing.T) {
+			a, w := randVals(rng, sh.m*sh.k, true), randVals(rng, sh.n*sh.k, true)
+			init := randVals(rng, sh.m*sh.n, false)
+			dot := refProduct(a, w, sh.m, sh.n, sh.k)
+			da, dw := uploadAs(t, r, a, true), uploadAs(t, r, w, true)
+			y := deviceAlloc(t, r, 4*int64(sh.m*sh.n))
+			last := sh.m - 1
+			for _, acc := range []bool{false, true} {
+				// The last row alone, by the few-row kernel.
+				y1 := upload(t, r, init[last*sh.n:])
+				runTile(t, r, tileNarrow, y1, uploadAs(t, r, a[last*sh.k:], true), dw, 1, sh.n, sh.k, s, acc)
+				alone := download(t, r, y1, sh.n)
+				var want []float32
+				for _, tl := range testTiles {
+					if tl == tileBig && r.k.gemmBig == nil {
+						t.Logf("%s: not loaded (the GPU gives a block %d bytes of shared memory)", tl, r.gpu.SharedOptin)
+						continue
+					}
+					if (tl == tileBig || tl == tileBigK32) && sh.k%8 != 0 {
+						err := r.w.do(func() error {
+							return r.gemmTile(tl, y, da, dw, int64(sh.m), int64(sh.n), int64(sh.k), int64(s), nil)
+						})
+						assert.ErrorIs(t, err, errBigK, "%s", tl)
+						continue
+					}
+					copyTo(t, r, y, init)
+					runTile(t, r, tl, y, da, dw, sh.m, sh.n, sh.k, s, acc)
+					got := download(t, r, y, sh.m*sh.n)
+					var num, den float64
+					for i, d := range dot {
+						ref := d
+						if acc {
+							ref += float64(init[i])
+						}
+						e := float64(got[i]) - ref
+						num, den = num+e*e, den+ref*ref
+					}
+					rel := math.Sqrt(num / den)
+					assert.Less(t, rel, 1e-5, "%s accumulate=%v: relative error %g", tl, acc, rel)
+					if want == nil {
+						want = got
+						assertSameBits(t, alone, want[last*sh.n:], "accumulate=%v: the last row alone (%s) and among %d (%s)",
+							acc, tileNarrow, sh.m, tl)
+						continue
+					}
+					assertSameBits(t, want, got, "accumulate=%v: %s and %s", acc, testTiles[0], tl)
+				}
+			}
+		})
+	}
+}
+
+// runTile runs y = a . w^T (m x n from m x k and n x k), or y += that, on
+// kernel tl over s ranges of K: into r.part and the reduce when s > 1, as
+// product does; it waits for the result.
+func runTile(t testing.TB, r *replica, tl tile, y, a, w driver.Ptr, m, n, k, s int, acc bool) {
+	t.Helper()
+	require.NoError(t, r.w.do(func() error {
+		ac := 0
+		if acc {
+			ac = 1
+		}
+		out := y
+		if s > 1 {
+			out, ac = r.part, 0
+		}
+		args := r.args.reset().p(out).p(a).p(w).i(m).i(n).i(k).i(ac).list()
+		if err := r.gemmTile(tl, out, a, w, int64(m), int64(n), int64(k), int64(s), args); err != nil {
+			return err
+		}
+		if s > 1 {
+			qu := queue{r: r}
+			qu.reduce("reduce", y, 0, 0, int64(m), int64(n), int64(s), acc, 0)
+			if qu.err != nil {
+				return qu.err
+			}
+		}
+		return r.ctx.Sync(r.st)
+	}))
+}
+
+// copyTo copies host values into the device buffer d.
+func copyTo[T any](t testing.TB, r *replica, d driver.Ptr, v []T) {
+	t.Helper()
+	p, nb := bytesOf(v)
+	require.NoError(t, r.w.do(func() error { return r.ctx.CopyIn(d, p, nb) }))
+}
+
+// assertSameBits reports where got's bits first differ from want's, and
+// how many differ (the whole slices would make an unreadable diff).
+func assertSameBits(t *testing.T, want, got []float32, msg string, args ...any) {
+	t.Helper()
+	require.Len(t, got, len(want))
+	first, n := -1, 0
+	for i := range want {
+		if math.Float32bits(want[i]) != math.Float32bits(got[i]) {
+			if first < 0 {
+				first = i
+			}
+			n++
+		}
+	}
+	if n > 0 {
+		assert.Failf(t, "bits differ", "%s: %d of %d elements, the first at %d (%g, want %g)",
+			fmt.Sprintf(msg, args...), n, len(want), first, got[first], want[first])
 	}
 }
 

@@ -193,6 +193,17 @@ func TestPickTile(t *testing.T) {
 	}
 }
 
+// The 128 x 256 kernels' shared memory: gemm_bf16_128x256 fits sm_80's
+// 163 KiB a block (loaded only where the GPU allows it), and
+// gemm_bf16_128x256_k32 the 99 KiB of sm_86 and sm_89, so that it loads
+// on every GPU the PTX targets.
+func TestBigTileSmem(t *testing.T) {
+	assert.Equal(t, 144<<10, bigSmem)
+	assert.LessOrEqual(t, bigSmem, 163<<10)
+	assert.Equal(t, 96<<10, bigSmemK32)
+	assert.LessOrEqual(t, bigSmemK32, 99<<10)
+}
+
 func TestAppendTiles(t *testing.T) {
 	cases := []struct {
 		name       string

@@ -136,7 +136,21 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 			if r.k.gemmNarrow, err = r.mod.Func("gemm_bf16_16"); err != nil {
 				return err
 			}
-			return r.k.gemmNarrow.SetMaxSharedBytes(narrowSmem)
+			if err := r.k.gemmNarrow.SetMaxSharedBytes(narrowSmem); err != nil {
+				return err
+			}
+			if r.k.gemmBigK32, err = r.mod.Func("gemm_bf16_128x256_k32"); err != nil {
+				return err
+			}
+			if err := r.k.gemmBigK32.SetMaxSharedBytes(bigSmemK32); err != nil {
+				return err
+			}
+			if g.SharedOptin >= bigSmem {
+				if r.k.gemmBig, err = r.mod.Func("gemm_bf16_128x256"); err != nil {
+					return err
+				}
+				return r.k.gemmBig.SetMaxSharedBytes(bigSmem)
+			}
 		}
 		return nil
 	})

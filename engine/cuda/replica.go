@@ -65,6 +65,10 @@ type kernelSet struct {
 	// wideRows rows, gemmNarrow the one for at most narrowRows (both nil
 	// in f32); they give gemm's bits.
 	gemmWide, gemmNarrow *driver.Func
+	// gemmBig and gemmBigK32 are the 128 x 256 bf16 products, launched
+	// by name alone (gemmTile) until pickTile learns where they pay;
+	// gemmBig is nil where the GPU's SharedOptin is below its bigSmem.
+	gemmBig, gemmBigK32 *driver.Func
 }
 
 func (r *replica) live() int {

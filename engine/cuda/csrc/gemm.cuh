@@ -294,6 +294,260 @@ extern "C" __global__ void __launch_bounds__(256) gemm_bf16_128(float *Y, const 
             }
 }
 
+// The largest tile, for long prefills and wide products: 128 x 256 per
+// block of 8 warps, each a 64 x 64 eighth (4 x 8 tensor-core tiles, 128
+// accumulators a thread), in the manner of CUTLASS's sm80 multistage
+// kernels. Two instantiations differ in the K tile and the depth of the
+// pipeline alone: gemm_bf16_128x256 takes K tiles of 64 with 3 in flight
+// (144 KiB of shared memory, more than Ampere's and Ada's consumer GPUs
+// allow a block), gemm_bf16_128x256_k32 tiles of 32 with 4 in flight (96
+// KiB, any GPU the PTX targets). Per output element they issue the same
+// tensor-core instruction over the same k16 steps in the same order as
+// the other kernels (the step count ceil(Kz/16) included): the same bits.
+// They copy 16 bytes at a time and take K a multiple of 8 only (gemm.go
+// never launches them otherwise).
+//
+// Shared memory holds each stage's tiles as unpadded rows of the K tile;
+// the 16-byte chunks of a row are permuted by an XOR with the row (gw_off)
+// so that both the copies and the ldmatrix reads of eight rows at one
+// chunk touch every bank once. A stage's copies are spread over the k16
+// steps of the tile before, and the fragments of the next k16 step load
+// while the tensor cores work on this one.
+#define GW_M 128
+#define GW_N 256
+#define GW_THREADS 256
+// GW_GROUP is how many block rows of the output consecutive blocks walk
+// down before moving right, so that the blocks running at once share rows
+// of A and of W in L2 (the order of blocks alone: no element's sum
+// changes).
+#define GW_GROUP 8
+#define GW_SMEM(bk, stages) ((stages) * (GW_M + GW_N) * (bk) * 2)
+
+template <int N> __device__ __forceinline__ void cp_async_wait_n() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+__device__ __forceinline__ void cp_async16_s(unsigned s, const void *gmem, int bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes));
+}
+
+__device__ __forceinline__ void ldmatrix_x4_s(unsigned *r, unsigned s) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s));
+}
+
+// gw_off is where 8-element chunk c of row r of a BK-wide tile starts, in
+// bytes from the tile. A row is CH = BK/8 chunks (8 or 4: 128 bytes or
+// 64); the chunk is XORed with the row's index among the rows that share
+// its place in a 128-byte line of banks (r, or r/2 for 64-byte rows), so
+// that any eight consecutive rows from a multiple of 8 at one logical
+// chunk fall on eight different 16-byte groups of banks. Rows r and r + 8
+// are permuted alike. Because a row's bytes start at a multiple of its
+// length and the chunk's bit 0 is the only bit an odd c adds to 2*kk,
+// gw_off(r, 2*kk + h) = gw_off(r, h) ^ (kk * 32): gw_frags steps k so.
+template <int BK> __device__ __forceinline__ unsigned gw_off(int r, int c) {
+    constexpr int CH = BK / 8, RPL = 8 / CH;
+    return (unsigned)(r * BK + ((c ^ ((r / RPL) & (CH - 1))) << 3)) * 2;
+}
+
+// gw_rows is a thread's share of a stage's copies: 16 bytes at chunk c of
+// rows r0 + p * ROWS (ROWS = GW_THREADS / CH) of the block's tiles of A
+// (passes p < QA, copy q = p) and of W (copy q = QA + p), where r0 =
+// threadIdx.x / CH and c = threadIdx.x % CH. a and w point at that chunk
+// of row r0 of A's and W's tiles at the split's first k; dst is its offset
+// in a stage's tile (rows r0 + p * ROWS at dst + p * ROWS * BK * 2, ROWS
+// being a multiple of 8); bit q of in says whether copy q's row is inside
+// M (or N). a0 and w0 are addresses inside A and W for the copies of zero
+// bytes.
+struct gw_rows {
+    const bf16 *a, *w, *a0, *w0;
+    unsigned in, dst, kc;
+};
+
+template <int BK>
+__device__ __forceinline__ gw_rows gw_rows_of(const bf16 *A, const bf16 *W, const bf16 *A0, const bf16 *W0, int M, int N,
+                                              int K, int m0, int n0) {
+    constexpr int CH = BK / 8, ROWS = GW_THREADS / CH, QA = GW_M / ROWS, Q = (GW_M + GW_N) / ROWS;
+    gw_rows s;
+    int c = threadIdx.x % CH, r0 = threadIdx.x / CH;
+    s.a = A + (size_t)(m0 + r0) * K + c * 8;
+    s.w = W + (size_t)(n0 + r0) * K + c * 8;
+    s.a0 = A0, s.w0 = W0;
+    s.dst = gw_off<BK>(r0, c);
+    s.kc = c * 8;
+    s.in = 0;
+#pragma unroll
+    for (int q = 0; q < Q; q++) {
+        bool isA = q < QA;
+        int r = r0 + (isA ? q : q - QA) * ROWS;
+        if ((isA ? m0 : n0) + r < (isA ? M : N)) s.in |= 1u << q;
+    }
+    return s;
+}
+
+// gw_load stages part of the K tile at k0 (from the split's first k) into
+// the stage whose tiles of A and W start at shared addresses as and ws:
+// copies q in [part*per, (part+1)*per), or all of them when part is -1.
+// Past M, N or the split's Kz a copy is of zero bytes (zero-filled), and
+// so is every copy of a tile past the split's last (live false): those
+// fill a stage no step reads, and cost the loop no branch.
+template <int BK>
+__device__ __forceinline__ void gw_load(unsigned as, unsigned ws, const gw_rows &s, int K, int Kz, int k0, bool live,
+                                        int part, int per) {
+    constexpr int CH = BK / 8, ROWS = GW_THREADS / CH, QA = GW_M / ROWS, Q = (GW_M + GW_N) / ROWS;
+    bool kin = live && k0 + (int)s.kc < Kz;
+#pragma unroll
+    for (int q = 0; q < Q; q++) {
+        if (part >= 0 && q / per != part) continue;
+        bool isA = q < QA;
+        int p = isA ? q : q - QA;
+        unsigned dst = (isA ? as : ws) + s.dst + p * ROWS * BK * 2;
+        const bf16 *src = (isA ? s.a : s.w) + (p * ROWS * K + k0);
+        bool in = ((s.in >> q) & 1) && kin;
+        cp_async16_s(dst, in ? src : (isA ? s.a0 : s.w0), in ? 16 : 0);
+    }
+}
+
+// gw_frags reads a warp's fragments for k16 step kk of a stage: a[i] the
+// m16 x k16 tile i of A (rows wm + 16i...), b[j] the k16 x n8 tile j of W
+// (rows wn + 8j...), in mma.m16n8k16's register layout. ldmatrix.x4 lanes
+// 0-7, 8-15, 16-23 and 24-31 address the rows of its four 8 x 8 matrices:
+// for A rows 0-7 then 8-15 of the tile at k 0-7, then both at k 8-15
+// (a0..a3); for W tile j at k 0-7 and 8-15, then tile j+1 (b[j][0..1],
+// b[j+1][0..1]). fa and fb are the lane's offsets at kk = 0, i = j = 0
+// within a stage's tiles of A and W, which start at as and ws.
+template <int BK>
+__device__ __forceinline__ void gw_frags(unsigned (*a)[4], unsigned (*b)[2], unsigned as, unsigned ws, unsigned fa,
+                                         unsigned fb, int kk) {
+#pragma unroll
+    for (int i = 0; i < 4; i++) ldmatrix_x4_s(a[i], as + ((fa ^ (kk * 32)) + i * 16 * BK * 2));
+#pragma unroll
+    for (int j = 0; j < 8; j += 2) {
+        unsigned q[4];
+        ldmatrix_x4_s(q, ws + ((fb ^ (kk * 32)) + j * 8 * BK * 2));
+        b[j][0] = q[0], b[j][1] = q[1], b[j + 1][0] = q[2], b[j + 1][1] = q[3];
+    }
+}
+
+template <int BK, int STAGES>
+__device__ __forceinline__ void gemm_bf16_128x256_body(float *Y, const bf16 *A, const bf16 *W, int M, int N, int K,
+                                                       int accumulate) {
+    constexpr int KS = BK / 16;                               // k16 steps a tile: 4 or 2
+    constexpr int Q = (GW_M + GW_N) * (BK / 8) / GW_THREADS; // copies a thread a tile: 12 or 6
+    constexpr int PER = Q / (KS - 1);                         // spread over the first KS-1 steps
+    constexpr unsigned SA = GW_M * BK * 2, SW = GW_N * BK * 2; // bytes of a stage's tiles
+    static_assert(KS % 2 == 0 && Q % (KS - 1) == 0 && STAGES >= 3, "gemm_bf16_128x256: tile shape");
+    extern __shared__ __align__(128) unsigned char gw_smem[];
+    unsigned As = (unsigned)__cvta_generic_to_shared(gw_smem); // [STAGES][GW_M rows of BK]
+    unsigned Ws = As + STAGES * SA;                          // [STAGES][GW_N rows of BK]
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int g = lane >> 2, tq = lane & 3;
+
+    // Blocks in launch order walk down GW_GROUP block rows, then right.
+    int tn = gridDim.x, tm = gridDim.y;
+    int id = blockIdx.y * tn + blockIdx.x, span = GW_GROUP * tn;
+    int first = id / span * GW_GROUP, rows = min(tm - first, GW_GROUP), local = id % span;
+    int m0 = (first + local % rows) * GW_M, n0 = local / rows * GW_N;
+    int wm = (warp / 4) * 64, wn = (warp % 4) * 64;
+    unsigned fa = gw_off<BK>(wm + lane % 16, lane / 16);
+    unsigned fb = gw_off<BK>(wn + (lane / 16) * 8 + lane % 8, (lane / 8) % 2);
+
+    float acc[4][8][4];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.f;
+
+    const bf16 *A0 = A, *W0 = W;
+    int Kz = split_k(A, W, K);
+    int kt = (Kz + BK - 1) / BK;
+    gw_rows src = gw_rows_of<BK>(A, W, A0, W0, M, N, K, m0, n0);
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+        gw_load<BK>(As + s * SA, Ws + s * SW, src, K, Kz, s * BK, s < kt, -1, PER);
+        cp_async_commit();
+    }
+    cp_async_wait_n<STAGES - 2>();
+    __syncthreads();
+
+    unsigned a[2][4][4], b[2][8][2];
+    gw_frags<BK>(a[0], b[0], As, Ws, fa, fb, 0);
+    // Tile t is read from stage rd while tile t + STAGES - 1 is copied into
+    // stage wr, the one tile t - 1 was read from: every warp finished its
+    // reads of it before the barrier that ended tile t - 1. Only the last
+    // tile may hold fewer than KS steps; it alone checks (last).
+    int rd = 0, wr = STAGES - 1;
+    auto tile = [&](int t, bool last) {
+        unsigned as = As + rd * SA, ws = Ws + rd * SW;
+        int nt = t + STAGES - 1;
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++) {
+            if (kk == KS - 1) {
+                // Tile t + 1 must be in shared memory: all but the
+                // STAGES - 2 newest groups (tiles t + 2...) have landed.
+                cp_async_wait_n<STAGES - 2>();
+                __syncthreads();
+                rd = rd + 1 == STAGES ? 0 : rd + 1;
+                wr = wr + 1 == STAGES ? 0 : wr + 1;
+                gw_frags<BK>(a[(kk + 1) % 2], b[(kk + 1) % 2], As + rd * SA, Ws + rd * SW, fa, fb, 0);
+            } else {
+                gw_frags<BK>(a[(kk + 1) % 2], b[(kk + 1) % 2], as, ws, fa, fb, kk + 1);
+                gw_load<BK>(As + wr * SA, Ws + wr * SW, src, K, Kz, nt * BK, nt < kt, kk, PER);
+                if (kk == KS - 2) cp_async_commit();
+            }
+            if (!last || t * BK + kk * 16 < Kz) { // every kernel runs ceil(Kz/16) steps
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+#pragma unroll
+                    for (int j = 0; j < 8; j++)
+                        mma_bf16(acc[i][j], a[kk % 2][i][0], a[kk % 2][i][1], a[kk % 2][i][2], a[kk % 2][i][3], b[kk % 2][j][0],
+                                 b[kk % 2][j][1]);
+            }
+        }
+    };
+    for (int t = 0; t + 1 < kt; t++) tile(t, false);
+    if (kt > 0) tile(kt - 1, true);
+    cp_async_wait_n<0>(); // no copy outlives the block (the last groups are empty)
+
+    Y = split_out(Y, M, N, accumulate);
+    bool pairs = N % 2 == 0 && ((size_t)Y & 7) == 0; // col is even: (col, col+1) is one aligned float2
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            int row = m0 + wm + i * 16 + g + h * 8;
+            if (row >= M) continue;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                int col = n0 + wn + j * 8 + tq * 2;
+                float v0 = acc[i][j][2 * h], v1 = acc[i][j][2 * h + 1];
+                float *y = &Y[(size_t)row * N + col];
+                if (pairs && col < N) {
+                    float2 o = make_float2(v0, v1);
+                    if (accumulate) {
+                        float2 p = *(const float2 *)y;
+                        o = make_float2(__fadd_rn(p.x, v0), __fadd_rn(p.y, v1));
+                    }
+                    *(float2 *)y = o;
+                } else {
+                    if (col < N) y[0] = accumulate ? __fadd_rn(y[0], v0) : v0;
+                    if (col + 1 < N) y[1] = accumulate ? __fadd_rn(y[1], v1) : v1;
+                }
+            }
+        }
+}
+
+extern "C" __global__ void __launch_bounds__(GW_THREADS, 1)
+    gemm_bf16_128x256(float *Y, const bf16 *A, const bf16 *W, int M, int N, int K, int accumulate) {
+    gemm_bf16_128x256_body<64, 3>(Y, A, W, M, N, K, accumulate);
+}
+
+extern "C" __global__ void __launch_bounds__(GW_THREADS, 1)
+    gemm_bf16_128x256_k32(float *Y, const bf16 *A, const bf16 *W, int M, int N, int K, int accumulate) {
+    gemm_bf16_128x256_body<32, 4>(Y, A, W, M, N, K, accumulate);
+}
+
 // The product for a few rows (decode): at most 16 rows (one m16 tile) by
 // 32 columns per block of 4 warps, one n8 tile a warp, K in tiles of 128
 // with GS_STAGES tiles in flight, so that even a matrix of few columns

@@ -15,6 +15,10 @@ type GPU struct {
 	Memory       int64 // bytes
 	Major, Minor int   // compute capability
 	SMs          int
+	// SharedOptin is the most shared memory one block may use (bytes),
+	// dynamic shared memory opted in to with Func.SetMaxSharedBytes
+	// included.
+	SharedOptin int
 }
 
 // CC is the compute capability as "9.0".
@@ -22,9 +26,10 @@ func (g GPU) CC() string { return fmt.Sprintf("%d.%d", g.Major, g.Minor) }
 
 // device attributes (CUdevice_attribute).
 const (
-	attrSMCount = 16
-	attrCCMajor = 75
-	attrCCMinor = 76
+	attrSMCount     = 16
+	attrCCMajor     = 75
+	attrCCMinor     = 76
+	attrSharedOptin = 97 // CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
 )
 
 // GPUs lists the visible devices.
@@ -52,7 +57,7 @@ func (l *Lib) GPUs() ([]GPU, error) {
 		for _, a := range []struct {
 			attr int
 			dst  *int
-		}{{attrCCMajor, &g.Major}, {attrCCMinor, &g.Minor}, {attrSMCount, &g.SMs}} {
+		}{{attrCCMajor, &g.Major}, {attrCCMinor, &g.Minor}, {attrSMCount, &g.SMs}, {attrSharedOptin, &g.SharedOptin}} {
 			var v int32
 			if err := l.call("cuDeviceGetAttribute", uintptr(unsafe.Pointer(&v)), uintptr(a.attr), uintptr(dev)); err != nil {
 				return nil, err

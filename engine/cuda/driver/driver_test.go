@@ -40,6 +40,7 @@ func TestProbeReports(t *testing.T) {
 		assert.NotEmpty(t, r.Driver)
 		for _, g := range r.GPUs {
 			assert.GreaterOrEqual(t, g.Major, MinMajor)
+			assert.GreaterOrEqual(t, g.SharedOptin, 48<<10, "every GPU of compute capability 8.0 or newer lets a block opt in past 48 KiB")
 		}
 		return
 	}
