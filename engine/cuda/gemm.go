@@ -105,14 +105,20 @@ func (t tile) String() string {
 }
 
 // pickTile chooses the bf16 kernel for m rows of n columns over s splits
-// on sms multiprocessors. Any choice gives the same bits; this is speed
-// alone. It does not choose the 128 x 256 kernels (tileBig, tileBigK32)
-// until measurements say where they pay.
-func pickTile(m, n, s int64, sms int) tile {
+// on sms multiprocessors: the largest tile whose blocks (all splits
+// counted) still fill 9/10 of the multiprocessors; the 128 x 256 tiles
+// only where big (K a multiple of 8). Any choice gives the same bits;
+// this is speed alone.
+func pickTile(m, n, s int64, sms int, big bool) tile {
+	fills := func(rows, cols int64) bool {
+		return 10*cdiv(n, cols)*cdiv(m, rows)*s >= wideWaves10*int64(sms)
+	}
 	switch {
 	case m <= narrowRows:
 		return tileNarrow
-	case m > wideRows && 10*cdiv(n, wideTile)*cdiv(m, wideTile)*s >= wideWaves10*int64(sms):
+	case big && m >= bigRows && fills(bigRows, bigCols):
+		return tileBig
+	case m > wideRows && fills(wideTile, wideTile):
 		return tileWide
 	}
 	return tileMid
@@ -147,7 +153,11 @@ func (r *replica) gemm(y, x, w driver.Ptr, m, n, k, s int64, acc bool) error {
 		}
 		return r.k.gemm.Launch(r.st, [3]int{int(cdiv(n, 64)), int(cdiv(m, 64)), 1}, [3]int{r.k.gemmBlock, 1, 1}, args)
 	}
-	return r.gemmTile(pickTile(m, n, s, r.gpu.SMs), y, x, w, m, n, k, s, args)
+	t := pickTile(m, n, s, r.gpu.SMs, k%8 == 0)
+	if t == tileBig && r.k.gemmBig == nil {
+		t = tileBigK32 // a GPU that lets a block have less shared memory
+	}
+	return r.gemmTile(t, y, x, w, m, n, k, s, args)
 }
 
 // gemmTile launches the bf16 product on kernel t (worker only). The 128

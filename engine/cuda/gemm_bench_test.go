@@ -39,7 +39,7 @@ func BenchmarkGemmShapes(b *testing.B) {
 		y := deviceAlloc(b, r, 4*most*sh.n)
 		s := r.splits(sh.n, sh.k)
 		for _, m := range rows {
-			b.Logf("%s M=%d: %d splits of K, %s", sh.name, m, s, pickTile(m, sh.n, s, r.gpu.SMs))
+			b.Logf("%s M=%d: %d splits of K, %s", sh.name, m, s, pickTile(m, sh.n, s, r.gpu.SMs, sh.k%8 == 0))
 			b.Run(fmt.Sprintf("%s/M=%d", sh.name, m), func(b *testing.B) {
 				p := product{gemm: "gemm", sum: "reduce", y: y, x: a, w: w, m: m, n: sh.n, k: sh.k}
 				var ms float64

@@ -117,7 +117,7 @@ func TestGemmMatchesReference(t *testing.T) {
 				s := r.splits(int64(sh.n), int64(sh.k))
 				t.Run(fmt.Sprintf("%dx%dx%d", sh.m, sh.n, sh.k), func(t *testing.T) {
 					if bf16 {
-						t.Logf("%d splits of K, %s", s, pickTile(int64(sh.m), int64(sh.n), s, r.gpu.SMs))
+						t.Logf("%d splits of K, %s", s, pickTile(int64(sh.m), int64(sh.n), s, r.gpu.SMs, sh.k%8 == 0))
 					}
 					a, w := randVals(rng, sh.m*sh.k, bf16), randVals(rng, sh.n*sh.k, bf16)
 					init := randVals(rng, sh.m*sh.n, false)

@@ -166,29 +166,35 @@ func TestSplitKRangesAreWholeTiles(t *testing.T) {
 }
 
 // The kernel choice on an H200 (132 multiprocessors): up to 16 rows the
-// few-row kernel; past 64 rows the 128 x 128 tiles once their blocks (all
-// splits counted) fill 9/10 of the multiprocessors; else the 64 x 64 tiles.
+// few-row kernel; from 128 rows the 128 x 256 tiles, past 64 rows the 128 x
+// 128 ones, each once its blocks (all splits counted) fill 9/10 of the
+// multiprocessors; else the 64 x 64 tiles.
 func TestPickTile(t *testing.T) {
 	const sms = 132
 	cases := []struct {
 		name    string
 		m, n, s int64
+		big     bool
 		want    tile
 	}{
-		{"one row", 1, 2048, 4, tileNarrow},
-		{"16 rows", 16, 128256, 1, tileNarrow},
-		{"17 rows", 17, 2048, 4, tileMid},
-		{"64 rows", 64, 128256, 1, tileMid},
-		{"512 rows of down: 256 blocks", 512, 2048, 4, tileWide},
-		{"512 rows of qkv: 96 blocks", 512, 3072, 1, tileMid},
-		{"512 rows of o: 64 blocks", 512, 2048, 1, tileMid},
-		{"130 rows of down: 128 blocks", 130, 2048, 4, tileWide},
-		{"100 rows of down: 64 blocks", 100, 2048, 4, tileMid},
-		{"4096 rows of gate|up", 4096, 16384, 1, tileWide},
+		{"one row", 1, 2048, 4, true, tileNarrow},
+		{"16 rows", 16, 128256, 1, true, tileNarrow},
+		{"17 rows", 17, 2048, 4, true, tileMid},
+		{"64 rows", 64, 128256, 1, true, tileMid},
+		{"512 rows of down: 128 large blocks", 512, 2048, 4, true, tileBig},
+		{"512 rows of down, K not a multiple of 8", 512, 2048, 4, false, tileWide},
+		{"512 rows of gate|up", 512, 16384, 1, true, tileBig},
+		{"512 rows of qkv: 96 blocks of 128 x 128", 512, 3072, 1, true, tileMid},
+		{"512 rows of o: 64 blocks of 128 x 128", 512, 2048, 1, true, tileMid},
+		{"1024 rows of qkv: 96 large blocks, 192 of 128 x 128", 1024, 3072, 1, true, tileWide},
+		{"130 rows of down: 64 large blocks, 128 of 128 x 128", 130, 2048, 4, true, tileWide},
+		{"100 rows of down: 64 blocks of 128 x 128", 100, 2048, 4, true, tileMid},
+		{"4096 rows of gate|up", 4096, 16384, 1, true, tileBig},
+		{"4096 rows of o", 4096, 2048, 1, true, tileBig},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, pickTile(tc.m, tc.n, tc.s, sms))
+			assert.Equal(t, tc.want, pickTile(tc.m, tc.n, tc.s, sms, tc.big))
 		})
 	}
 }
