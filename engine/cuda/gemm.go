@@ -15,6 +15,13 @@ import (
 const (
 	// maxSplits caps the ranges: each costs a plane of partial sums.
 	maxSplits = 4
+	// minRange is the shortest range: each range's partial plane is
+	// written and read once, which a range of fewer k pays for badly.
+	minRange = 1024
+	// splitTiles is the 128 x 256 tiles a band of 128 rows should have,
+	// all ranges counted: about half an H200's multiprocessors, so that a
+	// step of 512 rows fills the GPU twice over.
+	splitTiles = 64
 	// splitTile is what a range's length must be a multiple of: the
 	// few-row kernel's K tile (GS_K), a multiple of the others' (GB_K,
 	// and the 128 x 256 kernels' 64 or 32), so that every kernel runs the
@@ -23,19 +30,23 @@ const (
 )
 
 // splitK returns how many ranges S of K the bf16 product of n columns over
-// k splits into: min(max(k/n, 1), maxSplits), halved while k is not a
-// multiple of S*splitTile; so only a product with a K longer than its N
-// splits (its few output tiles would leave the GPU idle while each sums a
-// long K). It depends on the shape alone, never on the rows of the step,
-// and that keeps a row's bits independent of the step: an element is the
-// sum, in order of the range, of partials that each sum their range of k
-// from zero in one order of tensor-core steps, whichever kernel runs them.
-// Llama 3.2 1B: down 4, the others 1. Measured on an H200
-// (BenchmarkGemmSplits), splitting q|k|v or o as well gained a few
-// percent at 512 rows but cost 30-70% at 4,096 (a prefill step), where
-// the partial planes' traffic outweighs the extra blocks.
+// k splits into: min(maxSplits, k/minRange, max(1, splitTiles/ceil(n/256))),
+// at least 1, halved while k is not a multiple of S*splitTile. So a
+// product of few columns splits (its few output tiles would leave the GPU
+// idle while each sums all of K), and a short K does not. It depends on
+// the shape alone, never on the rows of the step, and that keeps a row's
+// bits independent of the step: an element is the sum, in order of the
+// range, of partials that each sum their range of k from zero in one order
+// of tensor-core steps, whichever kernel runs them. Llama 3.2 1B: q|k|v 2,
+// o 2, down 4, gate|up and lm_head 1. Measured on an H200
+// (BenchmarkGemmSplits, 128 x 256 tiles): at 512 rows q|k|v takes 31 µs
+// split in 2 against 48 whole, o 28 against 44 (64 x 64 tiles), down 52 in
+// 4 against 78 in 2; at 4,096 rows (a prefill step) the splits cost 10-20%
+// (o: 147 µs against 123), and decode steps outnumber prefill steps many
+// times over in a job.
 func splitK(n, k int64) int64 {
-	s := min(max(k/n, 1), maxSplits)
+	s := min(maxSplits, k/minRange, max(1, splitTiles/cdiv(n, bigCols)))
+	s = max(s, 1)
 	for s > 1 && k%(s*splitTile) != 0 {
 		s /= 2
 	}
@@ -62,6 +73,10 @@ const (
 	// below that the 64 x 64 tiles spread the work wider. Measured on an
 	// H200: 9/10 of a wave of large tiles beats the 64 x 64 ones.
 	wideWaves10 = 9
+	// bigWaves10 is the same for the 128 x 256 tiles: 4/10 of a wave of
+	// them beats a wave of the smaller ones (H200: q|k|v at 512 rows,
+	// 48 blocks, 47.6 µs against 52.2 on 64 x 64 tiles).
+	bigWaves10 = 4
 )
 
 // Launch shapes of the few-row product (csrc/gemm.cuh's GS_*).
@@ -105,20 +120,21 @@ func (t tile) String() string {
 }
 
 // pickTile chooses the bf16 kernel for m rows of n columns over s splits
-// on sms multiprocessors: the largest tile whose blocks (all splits
-// counted) still fill 9/10 of the multiprocessors; the 128 x 256 tiles
-// only where big (K a multiple of 8). Any choice gives the same bits;
+// on sms multiprocessors: the 128 x 256 tiles from 128 rows once their
+// blocks (all splits counted) fill 4/10 of the multiprocessors, where big
+// (K a multiple of 8); else the 128 x 128 tiles past 64 rows once theirs
+// fill 9/10; else 64 x 64. Any choice gives the same bits;
 // this is speed alone.
 func pickTile(m, n, s int64, sms int, big bool) tile {
-	fills := func(rows, cols int64) bool {
-		return 10*cdiv(n, cols)*cdiv(m, rows)*s >= wideWaves10*int64(sms)
+	fills := func(rows, cols, tenths int64) bool {
+		return 10*cdiv(n, cols)*cdiv(m, rows)*s >= tenths*int64(sms)
 	}
 	switch {
 	case m <= narrowRows:
 		return tileNarrow
-	case big && m >= bigRows && fills(bigRows, bigCols):
+	case big && m >= bigRows && fills(bigRows, bigCols, bigWaves10):
 		return tileBig
-	case m > wideRows && fills(wideTile, wideTile):
+	case m > wideRows && fills(wideTile, wideTile, wideWaves10):
 		return tileWide
 	}
 	return tileMid

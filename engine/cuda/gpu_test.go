@@ -99,7 +99,7 @@ func TestGemmMatchesReference(t *testing.T) {
 		}
 	}
 	shapes = append(shapes, []struct{ m, n, k int }{{300, 96, 48}, {130, 200, 8200}, {5, 17, 36}, {70, 130, 40},
-		{9, 256, 1024}, {70, 500, 1024}, {200, 192, 768}, {600, 1000, 4096}}...)
+		{9, 256, 4096}, {70, 500, 2048}, {200, 192, 3072}, {600, 1000, 4096}}...)
 	for _, bf16 := range []bool{true, false} {
 		name := map[bool]string{true: "bf16", false: "f32"}[bf16]
 		t.Run(name, func(t *testing.T) {

@@ -103,16 +103,16 @@ func TestSplitK(t *testing.T) {
 		n, k int64
 		want int64
 	}{
-		{"qkv", 3072, 2048, 1},
-		{"o", 2048, 2048, 1},
+		{"qkv", 3072, 2048, 2},
+		{"o", 2048, 2048, 2},
 		{"gate|up", 16384, 2048, 1},
 		{"down", 2048, 8192, 4},
 		{"lm_head", 128256, 2048, 1},
 		{"narrow N capped at maxSplits", 17, 8192, 4},
-		{"K twice N", 4096, 8192, 2},
-		{"K halves the split", 192, 768, 2},
+		{"short K", 2048, 1000, 1},
+		{"K halves the split", 2048, 4352, 2},
 		{"three ranges", 1024, 3072, 3},
-		{"three halve to one", 1000, 3000, 1},
+		{"two halve to one", 1000, 3000, 1},
 		{"K a multiple of 8, not of the tile", 64, 200, 1},
 		{"K not a multiple of 8", 2048, 8200, 1},
 		{"K shorter than a tile", 96, 48, 1},
@@ -166,9 +166,9 @@ func TestSplitKRangesAreWholeTiles(t *testing.T) {
 }
 
 // The kernel choice on an H200 (132 multiprocessors): up to 16 rows the
-// few-row kernel; from 128 rows the 128 x 256 tiles, past 64 rows the 128 x
-// 128 ones, each once its blocks (all splits counted) fill 9/10 of the
-// multiprocessors; else the 64 x 64 tiles.
+// few-row kernel; from 128 rows the 128 x 256 tiles once their blocks (all
+// splits counted) fill 4/10 of the multiprocessors; past 64 rows the 128 x
+// 128 ones once theirs fill 9/10; else the 64 x 64 tiles.
 func TestPickTile(t *testing.T) {
 	const sms = 132
 	cases := []struct {
@@ -184,10 +184,11 @@ func TestPickTile(t *testing.T) {
 		{"512 rows of down: 128 large blocks", 512, 2048, 4, true, tileBig},
 		{"512 rows of down, K not a multiple of 8", 512, 2048, 4, false, tileWide},
 		{"512 rows of gate|up", 512, 16384, 1, true, tileBig},
-		{"512 rows of qkv: 96 blocks of 128 x 128", 512, 3072, 1, true, tileMid},
-		{"512 rows of o: 64 blocks of 128 x 128", 512, 2048, 1, true, tileMid},
-		{"1024 rows of qkv: 96 large blocks, 192 of 128 x 128", 1024, 3072, 1, true, tileWide},
-		{"130 rows of down: 64 large blocks, 128 of 128 x 128", 130, 2048, 4, true, tileWide},
+		{"512 rows of qkv unsplit: 48 large blocks", 512, 3072, 1, true, tileMid},
+		{"1024 rows of qkv: 96 large blocks", 1024, 3072, 1, true, tileBig},
+		{"512 rows of o in 2: 64 large blocks", 512, 2048, 2, true, tileBig},
+		{"256 rows of o in 2: 32 large blocks, 64 of 128 x 128", 256, 2048, 2, true, tileMid},
+		{"130 rows of down: 64 large blocks", 130, 2048, 4, true, tileBig},
 		{"100 rows of down: 64 blocks of 128 x 128", 100, 2048, 4, true, tileMid},
 		{"4096 rows of gate|up", 4096, 16384, 1, true, tileBig},
 		{"4096 rows of o", 4096, 2048, 1, true, tileBig},

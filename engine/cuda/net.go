@@ -319,8 +319,8 @@ func (p *Prefix) Free() {
 // rule (Go constants the kernels' digest does not cover).
 func numericsOf(g driver.GPU, driverVersion string) string {
 	d := ptxDigest()
-	return fmt.Sprintf("cuda %s sm_%d%d, driver %s, kernels %s, split-K K/N/%d/%d", g.Name, g.Major, g.Minor, driverVersion,
-		d[:min(12, len(d))], maxSplits, splitTile)
+	return fmt.Sprintf("cuda %s sm_%d%d, driver %s, kernels %s, split-K %d/%d/%d/%d", g.Name, g.Major, g.Minor, driverVersion,
+		d[:min(12, len(d))], maxSplits, minRange, splitTiles, splitTile)
 }
 
 // sameGPUs refuses replicas whose bits could differ.
