@@ -14,9 +14,13 @@
 // Batch invariance: every kernel computes an output element with the same
 // operations in the same order whatever else shares the launch (a matrix
 // product splits K by its shape alone, the same for every batch; see
-// splitK), so a row's bits depend on its own sequence alone, as on the CPU. The bits differ from the CPU's in the
-// last places (other summation orders, fused multiply-adds); Numerics
-// names what makes them.
+// splitK), so a row's bits depend on its own sequence alone, as on the
+// CPU. The bits differ from the CPU's in the last places (other summation
+// orders, fused multiply-adds, a bf16 KV cache); Numerics names what makes
+// them.
+//
+// A step's launches depend on its shape alone, so each shape's launches
+// are recorded once as a CUDA graph and replayed (graph.go).
 //
 // Every driver call runs on a goroutine locked to its OS thread, one per
 // GPU (the CUDA context is current per thread). It imports engine/llama for
