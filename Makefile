@@ -39,7 +39,7 @@ test: deps
 # test-gpu runs the GPU tests (elsewhere they skip) and the GPU end-to-end
 # checks, on a machine with an NVIDIA GPU (compute capability 8.0+).
 test-gpu: build
-	$(GO) test -count=1 -v -run 'Gemm|Attention|Forward|Invariance|Prefix|Prefill|KVFull|Parity|GPU' ./engine/cuda/ ./engine/
+	$(GO) test -count=1 -v -run 'Gemm|Attention|Forward|Invariance|Prefix|Prefill|KVFull|Parity|Graphs|GPU' ./engine/cuda/ ./engine/
 	scripts/gpu/e2e.sh $(BIN)
 
 # ptx regenerates the CUDA backend's embedded PTX after a kernel change
