@@ -205,12 +205,31 @@ func (q *queue) launchShared(f *driver.Func, gx, gy, block, smem int, args *laun
 
 // named is launchShared timed as name.
 func (q *queue) named(name string, f *driver.Func, gx, gy, block, smem int, args *launchArgs) {
-	if q.err != nil {
-		return
+	if q.open() {
+		q.close(name, f.LaunchShared(q.r.st, [3]int{gx, gy, 1}, [3]int{block, 1, 1}, smem, args.list()))
 	}
-	if q.err = q.r.prof.start(q.r); q.err == nil {
-		if q.err = f.LaunchShared(q.r.st, [3]int{gx, gy, 1}, [3]int{block, 1, 1}, smem, args.list()); q.err == nil {
-			q.err = q.r.prof.stop(q.r, name)
-		}
+}
+
+// open starts a timed launch; false once a launch has failed.
+func (q *queue) open() bool {
+	if q.err == nil {
+		q.err = q.r.prof.start(q.r)
 	}
+	return q.err == nil
+}
+
+// close ends the launch open started, whose error is err, timing it as
+// name.
+func (q *queue) close(name string, err error) {
+	if q.err = err; err == nil {
+		q.err = q.r.prof.stop(q.r, name)
+	}
+}
+
+// flag is a boolean kernel parameter.
+func flag(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -158,16 +158,12 @@ var (
 // over s ranges of K (worker only). With s > 1, y is s planes of m x n
 // float32 partials, acc is ignored, and reduce must sum them.
 func (r *replica) gemm(y, x, w driver.Ptr, m, n, k, s int64, acc bool) error {
-	ac := 0
-	if acc {
-		ac = 1
-	}
-	args := r.args.reset().p(y).p(x).p(w).i(int(m)).i(int(n)).i(int(k)).i(ac).list()
-	if r.k.gemmNarrow == nil {
+	args := r.args.reset().p(y).p(x).p(w).i(int(m)).i(int(n)).i(int(k)).i(flag(acc)).list()
+	if !r.net.bf16 {
 		if s != 1 {
 			return errSplitF32
 		}
-		return r.k.gemm.Launch(r.st, [3]int{int(cdiv(n, 64)), int(cdiv(m, 64)), 1}, [3]int{r.k.gemmBlock, 1, 1}, args)
+		return r.gemmTile(tileMid, y, x, w, m, n, k, 1, args) // gemm_f32, of the same 64 x 64 tiles
 	}
 	t := pickTile(m, n, s, r.gpu.SMs, k%8 == 0)
 	if t == tileBig && r.k.gemmBig == nil {
@@ -255,23 +251,14 @@ func (q *queue) product(p product) {
 // into y, or onto y when acc; then, when norm is not 0, yn =
 // RMSNorm(y) * norm. One block of 256 threads a row.
 func (q *queue) reduce(name string, y, yn, norm driver.Ptr, m, n, s int64, acc bool, eps float32) {
-	ac := 0
-	if acc {
-		ac = 1
-	}
 	r := q.r
 	q.named(name, r.k.reduce, int(m), 1, 256, 0,
-		r.args.reset().p(y).p(yn).p(r.part).p(norm).i(int(s)).i(int(m)).i(int(n)).i(ac).f(eps))
+		r.args.reset().p(y).p(yn).p(r.part).p(norm).i(int(s)).i(int(m)).i(int(n)).i(flag(acc)).f(eps))
 }
 
 // gemm queues replica.gemm, timed as name.
 func (q *queue) gemm(name string, y, x, w driver.Ptr, m, n, k, s int64, acc bool) {
-	if q.err != nil {
-		return
-	}
-	if q.err = q.r.prof.start(q.r); q.err == nil {
-		if q.err = q.r.gemm(y, x, w, m, n, k, s, acc); q.err == nil {
-			q.err = q.r.prof.stop(q.r, name)
-		}
+	if q.open() {
+		q.close(name, q.r.gemm(y, x, w, m, n, k, s, acc))
 	}
 }

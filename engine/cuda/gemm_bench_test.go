@@ -13,8 +13,8 @@ import (
 
 // BenchmarkGemmShapes times the whole product as forward runs it (the
 // split product and its reduce where the shape splits) for Llama 3.2 1B's
-// five shapes, from one sequence's decode to a long prefill: device events
-// around b.N products queued back to back. It reports the tensor rate
+// five shapes, from one sequence's decode to a long prefill, replayed from
+// a graph as a step's are (graphTimed). It reports the tensor rate
 // (TFLOP/s), the weight matrix's bytes over the product's time
 // (weightGB/s, the bound of a decode) and the device time of one product.
 //
@@ -42,16 +42,11 @@ func BenchmarkGemmShapes(b *testing.B) {
 			b.Logf("%s M=%d: %d splits of K, %s", sh.name, m, s, pickTile(m, sh.n, s, r.gpu.SMs, sh.k%8 == 0))
 			b.Run(fmt.Sprintf("%s/M=%d", sh.name, m), func(b *testing.B) {
 				p := product{gemm: "gemm", sum: "reduce", y: y, x: a, w: w, m: m, n: sh.n, k: sh.k}
-				var ms float64
-				require.NoError(b, r.w.do(func() error {
-					var err error
-					ms, err = r.timed(b.N, func() error {
-						qu := queue{r: r}
-						qu.product(p)
-						return qu.err
-					})
-					return err
-				}))
+				ms := graphTimed(b, r, 20, func() error {
+					qu := queue{r: r}
+					qu.product(p)
+					return qu.err
+				})
 				sec := ms / 1e3
 				b.ReportMetric(2*float64(m*sh.n*sh.k)/sec/1e12, "TFLOP/s")
 				b.ReportMetric(float64(2*sh.n*sh.k)/sec/1e9, "weightGB/s")

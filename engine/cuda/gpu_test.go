@@ -127,16 +127,7 @@ func TestGemmMatchesReference(t *testing.T) {
 						y := upload(t, r, init)
 						runProduct(t, r, y, da, dw, sh.m, sh.n, sh.k, acc)
 						got := download(t, r, y, sh.m*sh.n)
-						var num, den float64
-						for i, d := range dot {
-							ref := d
-							if acc {
-								ref += float64(init[i])
-							}
-							e := float64(got[i]) - ref
-							num, den = num+e*e, den+ref*ref
-						}
-						rel := math.Sqrt(num / den)
+						rel := relError(got, dot, init, acc)
 						assert.Less(t, rel, 1e-5, "accumulate=%v: relative error %g", acc, rel)
 						// Batch invariance: the last row alone gives the same bits.
 						last := sh.m - 1
@@ -216,16 +207,7 @@ func checkTiles(t *testing.T, r *replica, rng *rand.Rand) {
 					copyTo(t, r, y, init)
 					runTile(t, r, tl, y, da, dw, sh.m, sh.n, sh.k, s, acc)
 					got := download(t, r, y, sh.m*sh.n)
-					var num, den float64
-					for i, d := range dot {
-						ref := d
-						if acc {
-							ref += float64(init[i])
-						}
-						e := float64(got[i]) - ref
-						num, den = num+e*e, den+ref*ref
-					}
-					rel := math.Sqrt(num / den)
+					rel := relError(got, dot, init, acc)
 					assert.Less(t, rel, 1e-5, "%s accumulate=%v: relative error %g", tl, acc, rel)
 					if want == nil {
 						want = got
@@ -309,6 +291,22 @@ func runProduct(t testing.TB, r *replica, y, a, w driver.Ptr, m, n, k int, acc b
 		}
 		return r.ctx.Sync(r.st)
 	}))
+}
+
+// relError is the relative root-mean-square error of a product got
+// against the float64 reference dot, plus init where the product added to
+// it (acc).
+func relError(got []float32, dot []float64, init []float32, acc bool) float64 {
+	var num, den float64
+	for i, d := range dot {
+		ref := d
+		if acc {
+			ref += float64(init[i])
+		}
+		e := float64(got[i]) - ref
+		num, den = num+e*e, den+ref*ref
+	}
+	return math.Sqrt(num / den)
 }
 
 // refProduct returns a . w^T in float64 (m x n from m x k and n x k), its

@@ -111,45 +111,34 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 		if n.bf16 {
 			suffix, r.k.gemmBlock = "_bf16", 128
 		}
-		for _, f := range []struct {
+		// Each kernel, and the dynamic shared memory it may ask for (0:
+		// the default 48 KiB is enough).
+		type kernel struct {
 			dst  **driver.Func
 			name string
-		}{
-			{&r.k.embed, "embed" + suffix}, {&r.k.rmsnorm, "rmsnorm" + suffix}, {&r.k.attention, "attention" + suffix},
-			{&r.k.swiglu, "swiglu" + suffix}, {&r.k.gemm, "gemm" + suffix}, {&r.k.rope, "rope_store" + suffix}, {&r.k.argmax, "argmax"},
-			{&r.k.reduce, "reduce" + suffix}, {&r.k.attentionTile, "attention_tile" + suffix},
-		} {
-			if *f.dst, err = r.mod.Func(f.name); err != nil {
-				return err
-			}
+			smem int
 		}
-		if err := r.k.attentionTile.SetMaxSharedBytes(attTileSmem(maxHeadDim)); err != nil {
-			return err
+		ks := []kernel{
+			{&r.k.embed, "embed" + suffix, 0}, {&r.k.rmsnorm, "rmsnorm" + suffix, 0}, {&r.k.attention, "attention" + suffix, 0},
+			{&r.k.swiglu, "swiglu" + suffix, 0}, {&r.k.gemm, "gemm" + suffix, 0}, {&r.k.rope, "rope_store" + suffix, 0},
+			{&r.k.argmax, "argmax", 0}, {&r.k.reduce, "reduce" + suffix, 0},
+			{&r.k.attentionTile, "attention_tile" + suffix, attTileSmem(maxHeadDim)},
 		}
 		if n.bf16 {
-			if r.k.gemmWide, err = r.mod.Func("gemm_bf16_128"); err != nil {
-				return err
-			}
-			if err := r.k.gemmWide.SetMaxSharedBytes(wideSmem); err != nil {
-				return err
-			}
-			if r.k.gemmNarrow, err = r.mod.Func("gemm_bf16_16"); err != nil {
-				return err
-			}
-			if err := r.k.gemmNarrow.SetMaxSharedBytes(narrowSmem); err != nil {
-				return err
-			}
-			if r.k.gemmBigK32, err = r.mod.Func("gemm_bf16_128x256_k32"); err != nil {
-				return err
-			}
-			if err := r.k.gemmBigK32.SetMaxSharedBytes(bigSmemK32); err != nil {
-				return err
-			}
+			ks = append(ks, kernel{&r.k.gemmWide, "gemm_bf16_128", wideSmem}, kernel{&r.k.gemmNarrow, "gemm_bf16_16", narrowSmem},
+				kernel{&r.k.gemmBigK32, "gemm_bf16_128x256_k32", bigSmemK32})
 			if g.SharedOptin >= bigSmem {
-				if r.k.gemmBig, err = r.mod.Func("gemm_bf16_128x256"); err != nil {
+				ks = append(ks, kernel{&r.k.gemmBig, "gemm_bf16_128x256", bigSmem})
+			}
+		}
+		for _, k := range ks {
+			if *k.dst, err = r.mod.Func(k.name); err != nil {
+				return err
+			}
+			if k.smem > 0 {
+				if err := (*k.dst).SetMaxSharedBytes(k.smem); err != nil {
 					return err
 				}
-				return r.k.gemmBig.SetMaxSharedBytes(bigSmem)
 			}
 		}
 		return nil
