@@ -180,8 +180,24 @@ func (r *replica) launches(qu *queue, sh shape) {
 	if outs > 0 {
 		qu.launch(r.k.rmsnorm, outs, 1, 256, a.reset().p(r.last).p(r.x).p(r.norm).p(dOut).i(int(h)).f(eps))
 		qu.product(product{gemm: "gemm lm_head", sum: "reduce lm_head", y: r.logits, x: r.last, w: r.lmHead, m: int64(outs), n: vocab, k: h})
-		qu.launch(r.k.argmax, outs, 1, 256, a.reset().p(r.argOut).p(r.logits).i(int(vocab)))
+		parts := argmaxParts(outs, vocab, r.gpu.SMs)
+		qu.launch(r.k.argmax, outs, parts, 256, a.reset().p(r.argOut).p(r.argVal).p(r.argIdx).p(r.logits).i(int(vocab)))
+		if parts > 1 {
+			qu.launch(r.k.argmaxMerge, outs, 1, 32, a.reset().p(r.argOut).p(r.argVal).p(r.argIdx).i(parts))
+		}
 	}
+}
+
+// maxArgmaxParts is the most parts argmax splits a logits row into.
+const maxArgmaxParts = 32
+
+// argmaxParts is how many parts argmax splits each of outs logits rows
+// of vocab into on sms multiprocessors: enough blocks for two waves, each
+// of at least 4,096 logits (its threads' loads in flight at once), and at
+// most maxArgmaxParts. The greedy choice is exact, so the parts change
+// its speed alone.
+func argmaxParts(outs int, vocab int64, sms int) int {
+	return int(max(1, min(maxArgmaxParts, cdiv(vocab, 4096), cdiv(int64(2*sms), int64(outs)))))
 }
 
 // queue issues a step's launches on the replica's stream and keeps the

@@ -86,6 +86,16 @@ const (
 	narrowSmem    = 5 * (16 + 32) * 136 * 2
 )
 
+// Launch shapes of the streamed few-row products (csrc/gemm.cuh's GT_*):
+// four warps of 8 columns, each with its own ring of stages of 16 rows of
+// A and 8 of W, K tiles of 64 eight deep or of 128 four deep.
+const (
+	streamCols     = 32
+	streamThreads  = 128
+	streamSmem     = 4 * 8 * (16 + 8) * (64 + 8) * 2
+	streamSmemK128 = 4 * 4 * (16 + 8) * (128 + 8) * 2
+)
+
 // Launch shapes of the large-tile product (csrc/gemm.cuh's GB2_*).
 const (
 	wideTile    = 128
@@ -107,20 +117,30 @@ const (
 type tile int
 
 const (
-	tileMid    tile = iota // gemm_bf16: 64 x 64
-	tileNarrow             // gemm_bf16_16: 16 x 32, up to narrowRows rows
-	tileWide               // gemm_bf16_128: 128 x 128
-	tileBig                // gemm_bf16_128x256: 128 x 256, K tiles of 64
-	tileBigK32             // gemm_bf16_128x256_k32: 128 x 256, K tiles of 32
+	tileMid        tile = iota // gemm_bf16: 64 x 64
+	tileNarrow                 // gemm_bf16_16: 16 x 32, up to narrowRows rows
+	tileWide                   // gemm_bf16_128: 128 x 128
+	tileBig                    // gemm_bf16_128x256: 128 x 256, K tiles of 64
+	tileBigK32                 // gemm_bf16_128x256_k32: 128 x 256, K tiles of 32
+	tileStream                 // gemm_bf16_16s: up to 16 rows, 8 columns a warp, K tiles of 64 eight deep
+	tileStreamK128             // gemm_bf16_16s_k128: the same, K tiles of 128 four deep
 )
 
 func (t tile) String() string {
 	return [...]string{tileMid: "gemm_bf16", tileNarrow: "gemm_bf16_16", tileWide: "gemm_bf16_128",
-		tileBig: "gemm_bf16_128x256", tileBigK32: "gemm_bf16_128x256_k32"}[t]
+		tileBig: "gemm_bf16_128x256", tileBigK32: "gemm_bf16_128x256_k32",
+		tileStream: "gemm_bf16_16s", tileStreamK128: "gemm_bf16_16s_k128"}[t]
+}
+
+// vector reports whether kernel t copies rows 16 bytes at a time, and so
+// takes K a multiple of 8 only.
+func (t tile) vector() bool {
+	return t == tileBig || t == tileBigK32 || t == tileStream || t == tileStreamK128
 }
 
 // pickTile chooses the bf16 kernel for m rows of n columns over s splits
-// on sms multiprocessors: the 128 x 256 tiles from 128 rows once their
+// on sms multiprocessors: up to narrowRows rows the streamed kernel where
+// big (K a multiple of 8), else the few-row one; the 128 x 256 tiles from 128 rows once their
 // blocks (all splits counted) fill 4/10 of the multiprocessors, where big
 // (K a multiple of 8); else the 128 x 128 tiles past 64 rows once theirs
 // fill 9/10; else 64 x 64. Any choice gives the same bits;
@@ -130,6 +150,8 @@ func pickTile(m, n, s int64, sms int, big bool) tile {
 		return 10*cdiv(n, cols)*cdiv(m, rows)*s >= tenths*int64(sms)
 	}
 	switch {
+	case m <= narrowRows && big:
+		return tileStream
 	case m <= narrowRows:
 		return tileNarrow
 	case big && m >= bigRows && fills(bigRows, bigCols, bigWaves10):
@@ -146,12 +168,14 @@ func cdiv(a, b int64) int64 { return (a + b - 1) / b }
 var (
 	// errSplitF32: the float32 kernel has no split.
 	errSplitF32 = errors.New("cuda: the float32 product does not split K")
-	// errBigK: the 128 x 256 kernels copy rows 16 bytes at a time, so K
-	// must be a multiple of 8 (the others also take elements one by one).
-	errBigK = errors.New("cuda: the 128 x 256 products take K a multiple of 8 only")
+	// errVectorK: the 128 x 256 and the streamed kernels copy rows 16
+	// bytes at a time, so K must be a multiple of 8 (the others also take
+	// elements one by one).
+	errVectorK = errors.New("cuda: the 128 x 256 and streamed products take K a multiple of 8 only")
 	// errBigSmem: this GPU lets a block opt in to less shared memory than
-	// gemm_bf16_128x256's 144 KiB (Ampere's and Ada's consumer GPUs).
-	errBigSmem = errors.New("cuda: this GPU gives a block too little shared memory for gemm_bf16_128x256")
+	// gemm_bf16_128x256's 144 KiB or the streamed kernels' 108 KiB
+	// (Ampere's and Ada's consumer GPUs).
+	errBigSmem = errors.New("cuda: this GPU gives a block too little shared memory for this product kernel")
 )
 
 // gemm launches y = x . w^T (m x n from m x k and n x k), or y += that,
@@ -166,26 +190,39 @@ func (r *replica) gemm(y, x, w driver.Ptr, m, n, k, s int64, acc bool) error {
 		return r.gemmTile(tileMid, y, x, w, m, n, k, 1, args) // gemm_f32, of the same 64 x 64 tiles
 	}
 	t := pickTile(m, n, s, r.gpu.SMs, k%8 == 0)
-	if t == tileBig && r.k.gemmBig == nil {
-		t = tileBigK32 // a GPU that lets a block have less shared memory
+	switch { // a GPU that lets a block have less shared memory
+	case t == tileBig && r.k.gemmBig == nil:
+		t = tileBigK32
+	case t == tileStream && r.k.gemmStream == nil:
+		t = tileNarrow
 	}
 	return r.gemmTile(t, y, x, w, m, n, k, s, args)
 }
 
 // gemmTile launches the bf16 product on kernel t (worker only). The 128
-// x 256 kernels refuse K not a multiple of 8 (errBigK), and
-// gemm_bf16_128x256 a GPU it was not loaded on (errBigSmem).
+// x 256 and streamed kernels refuse K not a multiple of 8 (errVectorK),
+// and gemm_bf16_128x256 a GPU it was not loaded on (errBigSmem).
 func (r *replica) gemmTile(t tile, y, x, w driver.Ptr, m, n, k, s int64, args []unsafe.Pointer) error {
+	if t.vector() && k%8 != 0 {
+		return errVectorK
+	}
 	switch t {
+	case tileStream, tileStreamK128:
+		f, smem := r.k.gemmStream, streamSmem
+		if t == tileStreamK128 {
+			f, smem = r.k.gemmStreamK128, streamSmemK128
+		}
+		if f == nil {
+			return errBigSmem
+		}
+		return f.LaunchShared(r.st, [3]int{int(cdiv(n, streamCols)), int(cdiv(m, narrowRows)), int(s)},
+			[3]int{streamThreads, 1, 1}, smem, args)
 	case tileBig, tileBigK32:
 		f, smem := r.k.gemmBig, bigSmem
 		if t == tileBigK32 {
 			f, smem = r.k.gemmBigK32, bigSmemK32
 		}
-		switch {
-		case k%8 != 0:
-			return errBigK
-		case f == nil:
+		if f == nil {
 			return errBigSmem
 		}
 		return f.LaunchShared(r.st, [3]int{int(cdiv(n, bigCols)), int(cdiv(m, bigRows)), int(s)},

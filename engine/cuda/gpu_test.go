@@ -26,6 +26,7 @@ import (
 	"github.com/batchtrans/batchtrans/engine/llama"
 	"github.com/batchtrans/batchtrans/engine/llama/synth"
 	"github.com/batchtrans/batchtrans/engine/safetensors"
+	"github.com/batchtrans/batchtrans/engine/sample"
 )
 
 // The tests below need a CUDA GPU; elsewhere they skip, saying so. Each
@@ -158,14 +159,14 @@ var tileShapes = []struct{ m, n, k, s int }{
 
 // testTiles are the bf16 product kernels checkTiles runs, the first
 // (gemm_bf16_128) giving the bits the others must match.
-var testTiles = []tile{tileWide, tileMid, tileNarrow, tileBig, tileBigK32}
+var testTiles = []tile{tileWide, tileMid, tileNarrow, tileBig, tileBigK32, tileStream, tileStreamK128}
 
 // checkTiles runs each bf16 product kernel by name (gemmTile, then the
 // reduce where the shape splits) on tileShapes, in both modes: each must
 // come within the float64 reference's tolerance and give gemm_bf16_128's
 // bits for every element, and those bits must be the last row's computed
-// alone by gemm_bf16_16. The 128 x 256 kernels must refuse K not a
-// multiple of 8; gemm_bf16_128x256 is skipped on a GPU that cannot give
+// alone by gemm_bf16_16. The 128 x 256 and streamed kernels must refuse
+// K not a multiple of 8; gemm_bf16_128x256 is skipped on a GPU that cannot give
 // it its shared memory.
 func checkTiles(t *testing.T, r *replica, rng *rand.Rand) {
 	var part int
@@ -193,15 +194,15 @@ func checkTiles(t *testing.T, r *replica, rng *rand.Rand) {
 				alone := download(t, r, y1, sh.n)
 				var want []float32
 				for _, tl := range testTiles {
-					if tl == tileBig && r.k.gemmBig == nil {
+					if tl == tileBig && r.k.gemmBig == nil || (tl == tileStream || tl == tileStreamK128) && r.k.gemmStream == nil {
 						t.Logf("%s: not loaded (the GPU gives a block %d bytes of shared memory)", tl, r.gpu.SharedOptin)
 						continue
 					}
-					if (tl == tileBig || tl == tileBigK32) && sh.k%8 != 0 {
+					if tl.vector() && sh.k%8 != 0 {
 						err := r.w.do(func() error {
 							return r.gemmTile(tl, y, da, dw, int64(sh.m), int64(sh.n), int64(sh.k), int64(s), nil)
 						})
-						assert.ErrorIs(t, err, errBigK, "%s", tl)
+						assert.ErrorIs(t, err, errVectorK, "%s", tl)
 						continue
 					}
 					copyTo(t, r, y, init)
@@ -1075,5 +1076,61 @@ func TestPrefillSplits(t *testing.T) {
 				assert.Equal(t, wantTokens, tokens, "%s: greedy tokens", sp.name)
 			}
 		})
+	}
+}
+
+// argmax, whole or in parts merged by argmax_merge, gives sample.Greedy's
+// choice: the largest logit, the lowest index among equals, NaN never (0
+// when all are NaN), wherever in the row the best lies.
+func TestArgmaxMatchesGreedy(t *testing.T) {
+	r := testReplica(t, true)
+	const vocab = 128256
+	rng := rand.New(rand.NewPCG(11, 12))
+	var rows [][]float32
+	add := func(f func(row []float32)) {
+		row := randVals(rng, vocab, false)
+		f(row)
+		rows = append(rows, row)
+	}
+	add(func([]float32) {})
+	for _, at := range []int{0, 1, 4007, 4008, vocab / 2, vocab - 2, vocab - 1} {
+		add(func(row []float32) { row[at] = 100 })
+	}
+	add(func(row []float32) { row[9000], row[70000], row[vocab-1] = 50, 50, 50 }) // ties across parts
+	add(func(row []float32) { row[5], row[6] = float32(math.NaN()), 60 })
+	add(func(row []float32) {
+		for i := range row {
+			row[i] = float32(math.NaN())
+		}
+	})
+	add(func(row []float32) {
+		for i := range row {
+			row[i] = -7 // all equal: the first
+		}
+	})
+	flat := make([]float32, 0, len(rows)*vocab)
+	for _, row := range rows {
+		flat = append(flat, row...)
+	}
+	logits := upload(t, r, flat)
+	out := deviceAlloc(t, r, 4*int64(len(rows)))
+	val := deviceAlloc(t, r, 4*int64(len(rows))*maxArgmaxParts)
+	idx := deviceAlloc(t, r, 4*int64(len(rows))*maxArgmaxParts)
+	for _, parts := range []int{1, 2, 3, 7, maxArgmaxParts} {
+		require.NoError(t, r.w.do(func() error {
+			qu := queue{r: r}
+			qu.launch(r.k.argmax, len(rows), parts, 256, r.args.reset().p(out).p(val).p(idx).p(logits).i(vocab))
+			if parts > 1 {
+				qu.launch(r.k.argmaxMerge, len(rows), 1, 32, r.args.reset().p(out).p(val).p(idx).i(parts))
+			}
+			if qu.err != nil {
+				return qu.err
+			}
+			return r.ctx.Sync(r.st)
+		}))
+		got := downloadAs[int32](t, r, out, len(rows))
+		for i, row := range rows {
+			assert.Equal(t, sample.Greedy(row), int(got[i]), "%d parts, row %d", parts, i)
+		}
 	}
 }

@@ -166,7 +166,7 @@ func TestSplitKRangesAreWholeTiles(t *testing.T) {
 }
 
 // The kernel choice on an H200 (132 multiprocessors): up to 16 rows the
-// few-row kernel; from 128 rows the 128 x 256 tiles once their blocks (all
+// streamed kernel (the few-row one where K is not a multiple of 8); from 128 rows the 128 x 256 tiles once their blocks (all
 // splits counted) fill 4/10 of the multiprocessors; past 64 rows the 128 x
 // 128 ones once theirs fill 9/10; else the 64 x 64 tiles.
 func TestPickTile(t *testing.T) {
@@ -177,8 +177,9 @@ func TestPickTile(t *testing.T) {
 		big     bool
 		want    tile
 	}{
-		{"one row", 1, 2048, 4, true, tileNarrow},
-		{"16 rows", 16, 128256, 1, true, tileNarrow},
+		{"one row", 1, 2048, 4, true, tileStream},
+		{"16 rows", 16, 128256, 1, true, tileStream},
+		{"one row, K not a multiple of 8", 1, 2048, 4, false, tileNarrow},
 		{"17 rows", 17, 2048, 4, true, tileMid},
 		{"64 rows", 64, 128256, 1, true, tileMid},
 		{"512 rows of down: 128 large blocks", 512, 2048, 4, true, tileBig},
@@ -204,6 +205,17 @@ func TestPickTile(t *testing.T) {
 // 163 KiB a block (loaded only where the GPU allows it), and
 // gemm_bf16_128x256_k32 the 99 KiB of sm_86 and sm_89, so that it loads
 // on every GPU the PTX targets.
+// argmax splits a row into parts for few rows only (H200: 132
+// multiprocessors, vocab 128,256).
+func TestArgmaxParts(t *testing.T) {
+	assert.Equal(t, maxArgmaxParts, argmaxParts(1, 128256, 132))
+	assert.Equal(t, maxArgmaxParts, argmaxParts(8, 128256, 132))
+	assert.Equal(t, 3, argmaxParts(100, 128256, 132))
+	assert.Equal(t, 1, argmaxParts(512, 128256, 132))
+	assert.Equal(t, 1, argmaxParts(1, 4096, 132), "a row of one part's logits")
+	assert.Equal(t, 2, argmaxParts(1, 4097, 132))
+}
+
 func TestBigTileSmem(t *testing.T) {
 	assert.Equal(t, 144<<10, bigSmem)
 	assert.LessOrEqual(t, bigSmem, 163<<10)

@@ -130,6 +130,10 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 			if g.SharedOptin >= bigSmem {
 				ks = append(ks, kernel{&r.k.gemmBig, "gemm_bf16_128x256", bigSmem})
 			}
+			if g.SharedOptin >= max(streamSmem, streamSmemK128) {
+				ks = append(ks, kernel{&r.k.gemmStream, "gemm_bf16_16s", streamSmem},
+					kernel{&r.k.gemmStreamK128, "gemm_bf16_16s_k128", streamSmemK128})
+			}
 		}
 		for _, k := range ks {
 			if *k.dst, err = r.mod.Func(k.name); err != nil {
@@ -356,7 +360,8 @@ func (r *replica) finish(cos, sin []float32, kvCap int64) error {
 	}{
 		{&r.x, R * h * 4}, {&r.xn, R * h * e}, {&r.qkv, R * (q + 2*kv) * 4}, {&r.att, R * q * e},
 		{&r.gu, R * 2 * inter * 4}, {&r.act, R * inter * e}, {&r.last, L * h * e}, {&r.logits, L * vocab * 4},
-		{&r.argOut, L * 4}, {&r.part, r.partBytes()},
+		{&r.argOut, L * 4}, {&r.argVal, L * maxArgmaxParts * 4}, {&r.argIdx, L * maxArgmaxParts * 4},
+		{&r.part, r.partBytes()},
 	} {
 		if *b.dst, err = r.alloc(b.n); err != nil {
 			return fmt.Errorf("step buffers for %d rows: %w", R, err)

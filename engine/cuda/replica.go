@@ -40,8 +40,10 @@ type replica struct {
 	states    int
 
 	// Step buffers (see forward) and the page-locked host staging. part
-	// holds the partial sums of split products (see partBytes).
+	// holds the partial sums of split products (see partBytes); argVal and
+	// argIdx the parts' bests of the greedy choice (see argmaxParts).
 	x, xn, qkv, att, gu, act, last, logits, meta, argOut, part driver.Ptr
+	argVal, argIdx                                             driver.Ptr
 	host                                                       []byte
 	ones, runs                                                 []int32 // the step's attention tiles, before they join meta
 	args                                                       launchArgs
@@ -57,6 +59,7 @@ type layerWeights struct {
 // KV cache's: rope and attention read and write it in that type).
 type kernelSet struct {
 	embed, rmsnorm, attention, swiglu, gemm, rope, argmax, reduce *driver.Func
+	argmaxMerge                                                   *driver.Func
 	gemmBlock                                                     int
 	// attentionTile is attention over tiles of a sequence's rows, with
 	// attention's bits (see appendTiles).
@@ -69,6 +72,10 @@ type kernelSet struct {
 	// by name alone (gemmTile) until pickTile learns where they pay;
 	// gemmBig is nil where the GPU's SharedOptin is below its bigSmem.
 	gemmBig, gemmBigK32 *driver.Func
+	// gemmStream and gemmStreamK128 are the streamed few-row bf16
+	// products (K a multiple of 8), with gemm's bits; nil where the GPU's
+	// SharedOptin is below their shared memory (gemmNarrow runs instead).
+	gemmStream, gemmStreamK128 *driver.Func
 }
 
 func (r *replica) live() int {

@@ -624,3 +624,97 @@ extern "C" __global__ void __launch_bounds__(128) gemm_bf16_16(float *Y, const b
         }
     }
 }
+
+// The streamed product for a few rows (decode), for K a multiple of 8: at
+// most 16 rows by 8 columns a warp, and each warp streams its own columns'
+// weights through its own ring of GT_DEPTH shared-memory stages of KT
+// k's, so that no warp ever waits for another (there is no block-wide
+// barrier) and each keeps GT_DEPTH - 1 stages of weights in flight. Only
+// A's rows below M are copied; a fragment's rows past M read as zero. The
+// same tensor-core instruction over the same k16 steps, ceil(Kz/16) of
+// them, in the same order as the other kernels: the same bits.
+#define GT_WARPS 4
+template <int KT, int DEPTH>
+__device__ __forceinline__ void gemm_bf16_stream_body(float *Y, const bf16 *A, const bf16 *W, int M, int N, int K, int accumulate) {
+    constexpr int LD = KT + 8; // padded rows: fragment reads of 8 rows meet every bank once
+    constexpr int STAGE = (16 + 8) * LD;
+    extern __shared__ __align__(16) unsigned char gt_smem[];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int g = lane >> 2, tq = lane & 3;
+    int m0 = blockIdx.y * 16, n0 = (blockIdx.x * GT_WARPS + warp) * 8;
+    if (n0 >= N) return; // no barrier below waits for this warp
+    bf16 *ring = (bf16 *)gt_smem + (size_t)warp * DEPTH * STAGE;
+    int rows = min(16, M - m0);
+    int Kz = split_k(A, W, K);
+    int kt = (Kz + KT - 1) / KT;
+    A += (size_t)m0 * K;
+    W += (size_t)n0 * K;
+    auto load = [&](int s, int k0) {
+        bf16 *as = ring + s * STAGE, *ws = as + 16 * LD;
+#pragma unroll
+        for (int c = lane; c < 8 * KT / 8; c += 32) {
+            int r = c / (KT / 8), col = (c % (KT / 8)) * 8, gk = k0 + col;
+            bool in = n0 + r < N && gk < Kz;
+            cp_async16(ws + r * LD + col, in ? W + (size_t)r * K + gk : W, in ? 16 : 0);
+        }
+        for (int c = lane; c < rows * (KT / 8); c += 32) {
+            int r = c / (KT / 8), col = (c % (KT / 8)) * 8, gk = k0 + col;
+            bool in = gk < Kz;
+            cp_async16(as + r * LD + col, in ? A + (size_t)r * K + gk : A, in ? 16 : 0);
+        }
+    };
+#pragma unroll
+    for (int s = 0; s < DEPTH - 1; s++) {
+        if (s < kt) load(s, s * KT);
+        cp_async_commit();
+    }
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    bool lo = g < rows, hi = g + 8 < rows;
+    for (int t = 0; t < kt; t++) {
+        int nt = t + DEPTH - 1;
+        if (nt < kt) load(nt % DEPTH, nt * KT);
+        cp_async_commit();
+        asm volatile("cp.async.wait_group %0;\n" ::"n"(DEPTH - 1));
+        __syncwarp();
+        const bf16 *as = ring + (t % DEPTH) * STAGE, *ws = as + 16 * LD;
+#pragma unroll
+        for (int kk = 0; kk < KT; kk += 32) {
+            if (t * KT + kk >= Kz) break;
+            unsigned b[4];
+            ldmatrix_x4(b, ws + (lane % 8) * LD + kk + (lane / 8) * 8);
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                int k = kk + 16 * h;
+                if (h == 1 && t * KT + k >= Kz) break;
+                const bf16 *ar = as + g * LD + k + tq * 2;
+                unsigned a0 = lo ? *(const unsigned *)ar : 0u, a2 = lo ? *(const unsigned *)(ar + 8) : 0u;
+                unsigned a1 = hi ? *(const unsigned *)(ar + 8 * LD) : 0u, a3 = hi ? *(const unsigned *)(ar + 8 * LD + 8) : 0u;
+                mma_bf16(acc, a0, a1, a2, a3, b[2 * h], b[2 * h + 1]);
+            }
+        }
+        __syncwarp(); // every lane is done with the stage the next copy refills
+    }
+    Y = split_out(Y, M, N, accumulate);
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        int row = m0 + g + (e >= 2 ? 8 : 0);
+        int col = n0 + tq * 2 + (e & 1);
+        if (row < M && col < N) {
+            float *y = &Y[(size_t)row * N + col];
+            *y = accumulate ? __fadd_rn(*y, acc[e]) : acc[e];
+        }
+    }
+}
+
+// gemm_bf16_16s streams K tiles of 64, eight deep; gemm_bf16_16s_k128 K
+// tiles of 128, four deep (GT_SMEM(KT, DEPTH) bytes of shared memory a
+// block, engine/cuda's streamSmem).
+#define GT_SMEM(KT, DEPTH) (GT_WARPS * (DEPTH) * (16 + 8) * ((KT) + 8) * 2)
+extern "C" __global__ void __launch_bounds__(GT_WARPS * 32)
+    gemm_bf16_16s(float *Y, const bf16 *A, const bf16 *W, int M, int N, int K, int accumulate) {
+    gemm_bf16_stream_body<64, 8>(Y, A, W, M, N, K, accumulate);
+}
+extern "C" __global__ void __launch_bounds__(GT_WARPS * 32)
+    gemm_bf16_16s_k128(float *Y, const bf16 *A, const bf16 *W, int M, int N, int K, int accumulate) {
+    gemm_bf16_stream_body<128, 4>(Y, A, W, M, N, K, accumulate);
+}
