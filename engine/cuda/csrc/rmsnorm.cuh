@@ -19,7 +19,21 @@ __device__ __forceinline__ void rmsnorm_row(T *dst, const float *src, const floa
     ss = block_sum_d(ss, scratch);
     float ms = (float)(ss / (double)hidden);
     float inv = (float)(1.0 / sqrt((double)__fadd_rn(ms, eps)));
-    for (int i = threadIdx.x; i < hidden; i += blockDim.x) store(&dst[i], __fmul_rn(w[i], __fmul_rn(src[i], inv)));
+    // Four elements a thread at a time, loaded before any is stored.
+    for (int base = threadIdx.x; base < hidden; base += 4 * blockDim.x) {
+        float a[4], b[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            int i = base + u * blockDim.x;
+            a[u] = i < hidden ? w[i] : 0.f;
+            b[u] = i < hidden ? src[i] : 0.f;
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            int i = base + u * blockDim.x;
+            if (i < hidden) store(&dst[i], __fmul_rn(a[u], __fmul_rn(b[u], inv)));
+        }
+    }
 }
 
 // rmsnorm normalises row rows[r] of x (or row r when rows is null) into row
@@ -30,6 +44,7 @@ __device__ void rmsnorm(T *out, const float *x, const float *w, const int *rows,
     int r = blockIdx.x;
     const float *src = x + (size_t)(rows ? rows[r] : r) * hidden;
     double ss = 0;
+#pragma unroll 8
     for (int i = threadIdx.x; i < hidden; i += blockDim.x) ss = sum_sq(ss, src[i]);
     rmsnorm_row(out + (size_t)r * hidden, src, w, ss, hidden, eps, scratch);
 }

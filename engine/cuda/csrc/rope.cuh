@@ -20,18 +20,45 @@ __device__ void rope_store(float *qkv, const int *pos, const int *ptoff, const i
     float *row = qkv + (size_t)r * (qdim + 2 * kvdim);
     int p = pos[r];
     const float *c = cosT + (size_t)p * half, *s = sinT + (size_t)p * half;
-    for (int i = threadIdx.x; i < (heads + kvheads) * half; i += blockDim.x) {
-        int h = i / half, j = i % half;
-        float *v = row + h * hd; // query heads, then key heads right after
-        float a = v[j], b = v[j + half];
-        v[j] = __fsub_rn(__fmul_rn(a, c[j]), __fmul_rn(b, s[j]));
-        v[j + half] = __fadd_rn(__fmul_rn(b, c[j]), __fmul_rn(a, s[j]));
+    size_t slot = (size_t)pagetab[ptoff[r] + p / page] * pstride + (size_t)(p % page) * kvdim;
+    // Four pairs a thread at a time, loaded before any is written back, so
+    // that a row's block waits for memory once per batch.
+    int pairs = (heads + kvheads) * half;
+    for (int base = threadIdx.x; base < pairs; base += 4 * blockDim.x) {
+        float a[4], b[4], cs[4], sn[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            int i = base + u * blockDim.x, h = i / half, j = i % half;
+            bool in = i < pairs;
+            a[u] = in ? row[h * hd + j] : 0.f; // query heads, then key heads right after
+            b[u] = in ? row[h * hd + j + half] : 0.f;
+            cs[u] = in ? c[j] : 0.f;
+            sn[u] = in ? s[j] : 0.f;
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            int i = base + u * blockDim.x, h = i / half, j = i % half;
+            if (i >= pairs) break;
+            row[h * hd + j] = __fsub_rn(__fmul_rn(a[u], cs[u]), __fmul_rn(b[u], sn[u]));
+            row[h * hd + j + half] = __fadd_rn(__fmul_rn(b[u], cs[u]), __fmul_rn(a[u], sn[u]));
+        }
     }
     __syncthreads();
-    size_t slot = (size_t)pagetab[ptoff[r] + p / page] * pstride + (size_t)(p % page) * kvdim;
-    for (int i = threadIdx.x; i < kvdim; i += blockDim.x) {
-        store(&kc[slot + i], row[qdim + i]);
-        store(&vc[slot + i], row[qdim + kvdim + i]);
+    for (int base = threadIdx.x; base < kvdim; base += 4 * blockDim.x) {
+        float k[4], v[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            int i = base + u * blockDim.x;
+            k[u] = i < kvdim ? row[qdim + i] : 0.f;
+            v[u] = i < kvdim ? row[qdim + kvdim + i] : 0.f;
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            int i = base + u * blockDim.x;
+            if (i >= kvdim) break;
+            store(&kc[slot + i], k[u]);
+            store(&vc[slot + i], v[u]);
+        }
     }
 }
 
