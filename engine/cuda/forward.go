@@ -166,8 +166,13 @@ func (r *replica) launches(qu *queue, sh shape) {
 		}
 		qu.product(product{gemm: "gemm o", sum: "reduce o", y: r.x, x: r.att, w: L.o, m: m, n: h, k: q, acc: true,
 			norm: L.mlpNorm, yn: r.xn, eps: eps})
-		qu.product(product{gemm: "gemm gate|up", sum: "reduce gate|up", y: r.gu, x: r.xn, w: L.gu, m: m, n: 2 * inter, k: h})
-		qu.launch(r.k.swiglu, R, int((inter+1023)/1024), 256, a.reset().p(r.act).p(r.gu).i(int(inter)))
+		if r.fusesSwiGLU(m) { // act's bits either way
+			qu.gemmSwiGLU("gemm gate|up swiglu", r.act, r.xn, L.gu, m, 2*inter, h)
+		} else {
+			qu.product(product{gemm: "gemm gate|up", sum: "reduce gate|up", y: r.gu, x: r.xn, w: L.gu, m: m, n: 2 * inter, k: h})
+			qu.launch(r.k.swiglu, R, int((inter+1023)/1024), 256,
+				a.reset().p(r.act).p(r.gu).i(int(inter)).i(flag(r.net.guInterleaved)))
+		}
 		// The next layer's attention norm; after the last layer none (the
 		// final norm runs on the output rows alone).
 		var next driver.Ptr

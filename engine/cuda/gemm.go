@@ -138,6 +138,35 @@ func (t tile) vector() bool {
 	return t == tileBig || t == tileBigK32 || t == tileStream || t == tileStreamK128
 }
 
+// swiglu reports whether kernel t takes the SwiGLU epilogue
+// (csrc/gemm.cuh's GEMM_SWIGLU): each of its threads holds the n8 tiles of
+// whole 16-column groups. The few-row kernels hold one n8 tile a warp.
+func (t tile) swiglu() bool {
+	return t == tileMid || t == tileWide || t == tileBig || t == tileBigK32
+}
+
+// epilogueSwiGLU is the accumulate parameter that asks a product kernel
+// for the SwiGLU epilogue (csrc/gemm.cuh's GEMM_SWIGLU; 0 and 1 store and
+// add).
+const epilogueSwiGLU = 2
+
+// fuseSwiGLU reports whether the bf16 gate|up product of m rows (n =
+// 2*inter columns over k, in s ranges of K) ends in the SwiGLU epilogue on
+// sms multiprocessors: where the gate|up rows are interleaved, the product
+// does not split, and pickTile picks a kernel that takes it. Otherwise the
+// product writes float32 gate|up and the swiglu kernel follows. Either way
+// act gets the same bits; the choice depends on the shape alone, so a
+// recorded step keeps it.
+func fuseSwiGLU(interleaved bool, m, n, k, s int64, sms int) bool {
+	return interleaved && s == 1 && n%(2*guGroup) == 0 && pickTile(m, n, s, sms, k%8 == 0).swiglu()
+}
+
+// fusesSwiGLU is fuseSwiGLU for this replica's gate|up product of m rows.
+func (r *replica) fusesSwiGLU(m int64) bool {
+	h, _, _, inter, _ := r.net.dims()
+	return r.net.bf16 && fuseSwiGLU(r.net.guInterleaved, m, 2*inter, h, r.splits(2*inter, h), r.gpu.SMs)
+}
+
 // pickTile chooses the bf16 kernel for m rows of n columns over s splits
 // on sms multiprocessors: up to narrowRows rows the streamed kernel where
 // big (K a multiple of 8), else the few-row one; the 128 x 256 tiles from 128 rows once their
@@ -172,6 +201,9 @@ var (
 	// bytes at a time, so K must be a multiple of 8 (the others also take
 	// elements one by one).
 	errVectorK = errors.New("cuda: the 128 x 256 and streamed products take K a multiple of 8 only")
+	// errSwiGLU: the SwiGLU epilogue needs a bf16 kernel that holds whole
+	// 16-column groups, no split, and N a multiple of 16.
+	errSwiGLU = errors.New("cuda: this product kernel or shape does not take the SwiGLU epilogue")
 	// errBigSmem: this GPU lets a block opt in to less shared memory than
 	// gemm_bf16_128x256's 144 KiB or the streamed kernels' 108 KiB
 	// (Ampere's and Ada's consumer GPUs).
@@ -189,14 +221,37 @@ func (r *replica) gemm(y, x, w driver.Ptr, m, n, k, s int64, acc bool) error {
 		}
 		return r.gemmTile(tileMid, y, x, w, m, n, k, 1, args) // gemm_f32, of the same 64 x 64 tiles
 	}
-	t := pickTile(m, n, s, r.gpu.SMs, k%8 == 0)
-	switch { // a GPU that lets a block have less shared memory
+	return r.gemmTile(r.loaded(pickTile(m, n, s, r.gpu.SMs, k%8 == 0)), y, x, w, m, n, k, s, args)
+}
+
+// loaded is kernel t, or its stand-in on a GPU that lets a block have too
+// little shared memory for it.
+func (r *replica) loaded(t tile) tile {
+	switch {
 	case t == tileBig && r.k.gemmBig == nil:
-		t = tileBigK32
+		return tileBigK32
 	case t == tileStream && r.k.gemmStream == nil:
-		t = tileNarrow
+		return tileNarrow
 	}
-	return r.gemmTile(t, y, x, w, m, n, k, s, args)
+	return t
+}
+
+// gemmSwiGLU launches act = SwiGLU(x . w^T), the bf16 gate|up product of
+// m rows (n columns of w's interleaved gate|up rows over k) ending in the
+// SwiGLU epilogue: act is m x n/2 bf16 (worker only). The caller asks only
+// where fusesSwiGLU says so.
+func (r *replica) gemmSwiGLU(act, x, w driver.Ptr, m, n, k int64) error {
+	return r.gemmTileSwiGLU(r.loaded(pickTile(m, n, 1, r.gpu.SMs, k%8 == 0)), act, x, w, m, n, k)
+}
+
+// gemmTileSwiGLU is gemmSwiGLU on kernel t, which must take the epilogue
+// (errSwiGLU otherwise).
+func (r *replica) gemmTileSwiGLU(t tile, act, x, w driver.Ptr, m, n, k int64) error {
+	if !r.net.bf16 || !t.swiglu() || n%(2*guGroup) != 0 {
+		return errSwiGLU
+	}
+	args := r.args.reset().p(act).p(x).p(w).i(int(m)).i(int(n)).i(int(k)).i(epilogueSwiGLU).list()
+	return r.gemmTile(t, act, x, w, m, n, k, 1, args)
 }
 
 // gemmTile launches the bf16 product on kernel t (worker only). The 128
@@ -291,6 +346,13 @@ func (q *queue) reduce(name string, y, yn, norm driver.Ptr, m, n, s int64, acc b
 	r := q.r
 	q.named(name, r.k.reduce, int(m), 1, 256, 0,
 		r.args.reset().p(y).p(yn).p(r.part).p(norm).i(int(s)).i(int(m)).i(int(n)).i(flag(acc)).f(eps))
+}
+
+// gemmSwiGLU queues replica.gemmSwiGLU, timed as name.
+func (q *queue) gemmSwiGLU(name string, act, x, w driver.Ptr, m, n, k int64) {
+	if q.open() {
+		q.close(name, q.r.gemmSwiGLU(act, x, w, m, n, k))
+	}
 }
 
 // gemm queues replica.gemm, timed as name.

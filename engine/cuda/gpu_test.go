@@ -1134,3 +1134,111 @@ func TestArgmaxMatchesGreedy(t *testing.T) {
 		}
 	}
 }
+
+// TestGemmSwiGLU holds the SwiGLU epilogue to the path it replaces: for
+// each kernel that takes it, act from the fused product must have the
+// bits of the float32 product followed by swiglu_bf16 on the interleaved
+// layout, for any row count; that swiglu must give the bits of the plain
+// layout's on the same values; and act must come within bf16's rounding
+// of silu(gate)*up in float64 (checked on a few rows). w's rows are taken
+// as interleaved gate|up (N = 2*inter); every launch is unsplit.
+func TestGemmSwiGLU(t *testing.T) {
+	r := testReplica(t, true)
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, inter := range []int{64, 1024, 8192} {
+		for _, k := range []int{2048, 2044} {
+			n := 2 * inter
+			w := randVals(rng, n*k, true)
+			dw := uploadAs(t, r, w, true)
+			for _, m := range []int{1, 16, 17, 100, 600} {
+				t.Run(fmt.Sprintf("%dx%dx%d", m, n, k), func(t *testing.T) {
+					a := randVals(rng, m*k, true)
+					da := uploadAs(t, r, a, true)
+					gu := deviceAlloc(t, r, 4*int64(m*n))
+					runTile(t, r, tileWide, gu, da, dw, m, n, k, 1, false)
+					want := runSwiGLU(t, r, gu, m, inter, true)
+
+					// The same values in the plain layout give the same bits.
+					y := download(t, r, gu, m*n)
+					plain := make([]float32, m*n)
+					for row := range m {
+						for i := range int64(inter) {
+							for _, up := range []bool{false, true} {
+								plain[row*n+int(guRow(i, int64(inter), up, false))] = y[row*n+int(guRow(i, int64(inter), up, true))]
+							}
+						}
+					}
+					copyTo(t, r, gu, plain)
+					assert.Equal(t, want, runSwiGLU(t, r, gu, m, inter, false), "swiglu: interleaved and plain layouts")
+
+					checkSwiGLURef(t, want, a, w, m, inter, k)
+					act := deviceAlloc(t, r, 2*int64(m*inter))
+					for _, tl := range []tile{tileMid, tileWide, tileBig, tileBigK32} {
+						if tl == tileBig && r.k.gemmBig == nil {
+							continue
+						}
+						if tl.vector() && k%8 != 0 {
+							continue
+						}
+						require.NoError(t, r.w.do(func() error {
+							if err := r.gemmTileSwiGLU(tl, act, da, dw, int64(m), int64(n), int64(k)); err != nil {
+								return err
+							}
+							return r.ctx.Sync(r.st)
+						}), "%s", tl)
+						got := downloadAs[uint16](t, r, act, m*inter)
+						if !slices.Equal(want, got) {
+							i := 0
+							for want[i] == got[i] {
+								i++
+							}
+							assert.Failf(t, "bits differ", "%s: act[%d][%d] %#04x, want %#04x", tl, i/inter, i%inter, got[i], want[i])
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
+// runSwiGLU runs swiglu_bf16 over m rows of gu (2*inter float32s each,
+// interleaved or plain) and returns act's bf16 bits.
+func runSwiGLU(t *testing.T, r *replica, gu driver.Ptr, m, inter int, interleaved bool) []uint16 {
+	t.Helper()
+	act := deviceAlloc(t, r, 2*int64(m*inter))
+	require.NoError(t, r.w.do(func() error {
+		qu := queue{r: r}
+		qu.launch(r.k.swiglu, m, (inter+1023)/1024, 256, r.args.reset().p(act).p(gu).i(inter).i(flag(interleaved)))
+		if qu.err != nil {
+			return qu.err
+		}
+		return r.ctx.Sync(r.st)
+	}))
+	return downloadAs[uint16](t, r, act, m*inter)
+}
+
+// checkSwiGLURef compares act (bf16 bits, m x inter) on its first, middle
+// and last rows with silu(gate)*up in float64 from a . w^T, w's rows
+// interleaved: within one bf16 rounding, plus a little for the float32
+// sums.
+func checkSwiGLURef(t *testing.T, act []uint16, a, w []float32, m, inter, k int) {
+	t.Helper()
+	n := 2 * inter
+	for _, row := range []int{0, m / 2, m - 1} {
+		dot := refProduct(a[row*k:(row+1)*k], w, 1, n, k)
+		bad := 0
+		for i := range inter {
+			g := dot[guRow(int64(i), int64(inter), false, true)]
+			u := dot[guRow(int64(i), int64(inter), true, true)]
+			ref := g / (1 + math.Exp(-g)) * u
+			got := float64(kernels.BF16ToF32(act[row*inter+i]))
+			if math.Abs(got-ref) > math.Abs(ref)/256+0.05 {
+				if bad == 0 {
+					t.Errorf("row %d act[%d] = %g, want %g (gate %g, up %g)", row, i, got, ref, g, u)
+				}
+				bad++
+			}
+		}
+		assert.Zero(t, bad, "row %d: elements outside bf16 tolerance", row)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -308,4 +309,120 @@ func TestTileShape(t *testing.T) {
 	// with room for two blocks a multiprocessor.
 	assert.LessOrEqual(t, attTileSmem(maxHeadDim), 163<<10)
 	assert.LessOrEqual(t, attTileSmem(64), 48<<10)
+}
+
+// The interleaved gate|up layout: guRow places every gate and up row
+// once, gate's group of 8 before up's; the SwiGLU epilogue's output
+// column for a gate column c, (c/16)*8 + c%8 (csrc/gemm.cuh), is the
+// gate's own index, and its up is 8 columns on; the plain layout is gate
+// then up.
+func TestGuRow(t *testing.T) {
+	for _, inter := range []int64{8, 64, 8192} {
+		t.Run(strconv.FormatInt(inter, 10), func(t *testing.T) {
+			seen := make([]bool, 2*inter)
+			for i := range inter {
+				g, u := guRow(i, inter, false, true), guRow(i, inter, true, true)
+				require.False(t, seen[g] || seen[u], "row %d placed twice", i)
+				seen[g], seen[u] = true, true
+				assert.Equal(t, g+guGroup, u, "up of %d", i)
+				assert.Equal(t, i, (g/16)*8+g%8, "act column of gate row %d", i)
+				assert.Less(t, g%16, int64(guGroup), "gate %d in the first half of its 16", i)
+				assert.Equal(t, i, guRow(i, inter, false, false))
+				assert.Equal(t, inter+i, guRow(i, inter, true, false))
+			}
+			assert.NotContains(t, seen, false)
+		})
+	}
+	assert.Equal(t, []int64{0, 1, 7, 16, 17}, []int64{guRow(0, 64, false, true), guRow(1, 64, false, true),
+		guRow(7, 64, false, true), guRow(8, 64, false, true), guRow(9, 64, false, true)})
+	assert.Equal(t, []int64{8, 15, 24}, []int64{guRow(0, 64, true, true), guRow(7, 64, true, true), guRow(8, 64, true, true)})
+}
+
+// interleaveRows, as the uploader runs it for gate and then up, fills
+// every byte of the fused matrix once, each row where guRow says.
+func TestInterleaveRows(t *testing.T) {
+	const inter, rowBytes = 32, 6
+	fused := make([]int, 2*inter*rowBytes)
+	for i := range fused {
+		fused[i] = -1
+	}
+	for _, up := range []bool{false, true} {
+		src := make([]int, inter*rowBytes) // byte b of row i: the row's tag, then b
+		for i := range src {
+			src[i] = (i/rowBytes+flag(up)*1000)*100 + i%rowBytes
+		}
+		require.NoError(t, interleaveRows(inter, rowBytes, up, func(dst, s, n int64) error {
+			assert.Equal(t, int64(guGroup*rowBytes), n)
+			for b := range n {
+				require.Equal(t, -1, fused[dst+b], "byte %d written twice", dst+b)
+				fused[dst+b] = src[s+b]
+			}
+			return nil
+		}))
+	}
+	for _, up := range []bool{false, true} {
+		for i := range int64(inter) {
+			r := guRow(i, inter, up, true)
+			for b := range int64(rowBytes) {
+				assert.Equal(t, (int(i)+flag(up)*1000)*100+int(b), fused[r*rowBytes+b], "row %d (up %v) byte %d", i, up, b)
+			}
+		}
+	}
+}
+
+// The gate|up product ends in the SwiGLU epilogue on an H200 (132
+// multiprocessors) where the rows are interleaved, the product does not
+// split and a kernel of whole 16-column groups runs it: not up to 16 rows
+// (the few-row kernels), from 17 rows; never for a split gate|up or
+// float32.
+func TestFuseSwiGLU(t *testing.T) {
+	const sms = 132
+	cases := []struct {
+		name        string
+		interleaved bool
+		m, inter, k int64
+		want        bool
+	}{
+		{"one row", true, 1, 8192, 2048, false},
+		{"16 rows", true, 16, 8192, 2048, false},
+		{"17 rows: 64 x 64", true, 17, 8192, 2048, true},
+		{"100 rows", true, 100, 8192, 2048, true},
+		{"512 rows: 128 x 256", true, 512, 8192, 2048, true},
+		{"4096 rows", true, 4096, 8192, 2048, true},
+		{"K not a multiple of 8", true, 512, 8192, 2044, true},
+		{"not interleaved", false, 512, 8192, 2048, false},
+		{"split gate|up", true, 512, 64, 2048, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := splitK(2*tc.inter, tc.k)
+			assert.Equal(t, tc.want, fuseSwiGLU(tc.interleaved, tc.m, 2*tc.inter, tc.k, s, sms))
+		})
+	}
+	assert.Equal(t, int64(2), splitK(128, 2048), "the split case splits")
+
+	cfg := &llama.Config{Hidden: 2048, Intermediate: 8192, Heads: 32, KVHeads: 8, HeadDim: 64, Vocab: 128256}
+	r := &replica{net: &Net{cfg: cfg, bf16: true, guInterleaved: true}, gpu: gpu("H200", 9, 0)}
+	r.gpu.SMs = sms
+	assert.True(t, r.fusesSwiGLU(512))
+	assert.False(t, r.fusesSwiGLU(16))
+	r.net.bf16 = false
+	assert.False(t, r.fusesSwiGLU(512), "float32 keeps the swiglu kernel")
+}
+
+// Only the kernels of whole 16-column groups take the SwiGLU epilogue,
+// for N a multiple of 16 and bf16 alone; the others are refused before
+// any launch.
+func TestGemmTileSwiGLURefuses(t *testing.T) {
+	r := &replica{net: &Net{bf16: true}}
+	for _, tl := range []tile{tileNarrow, tileStream, tileStreamK128} {
+		assert.False(t, tl.swiglu(), "%s", tl)
+		assert.ErrorIs(t, r.gemmTileSwiGLU(tl, 0, 0, 0, 32, 1024, 2048), errSwiGLU, "%s", tl)
+	}
+	for _, tl := range []tile{tileMid, tileWide, tileBig, tileBigK32} {
+		assert.True(t, tl.swiglu(), "%s", tl)
+		assert.ErrorIs(t, r.gemmTileSwiGLU(tl, 0, 0, 0, 32, 1032, 2048), errSwiGLU, "%s: N not a multiple of 16", tl)
+	}
+	r.net.bf16 = false
+	assert.ErrorIs(t, r.gemmTileSwiGLU(tileMid, 0, 0, 0, 32, 1024, 2048), errSwiGLU, "float32")
 }

@@ -42,7 +42,8 @@ func Load(opts Options) (*Net, error) {
 		return nil, fmt.Errorf("cuda: MaxRows %d and MaxOutputs %d must be positive", opts.MaxRows, opts.MaxOutputs)
 	}
 	n := &Net{cfg: cfg, bf16: opts.BF16, maxRows: opts.MaxRows, maxOut: opts.MaxOutputs,
-		numerics: numericsOf(rep.GPUs[0], driver.VersionString(lib.Version))}
+		guInterleaved: cfg.Intermediate%guGroup == 0,
+		numerics:      numericsOf(rep.GPUs[0], driver.VersionString(lib.Version))}
 	fail := func(err error) (*Net, error) {
 		n.Close()
 		return nil, err
@@ -208,7 +209,9 @@ func (r *replica) weightBytes() int64 {
 }
 
 // where returns the device address of the named tensor (worker only); it
-// allocates an untied output layer when it comes.
+// allocates an untied output layer when it comes. In a net whose gate|up
+// rows are interleaved, gate and up both answer the gate|up matrix's
+// start, and their rows go where guRow says (interleaveRows).
 func (r *replica) where(name string) (driver.Ptr, error) {
 	h, q, kv, inter, vocab := r.net.dims()
 	e := r.net.elt()
@@ -247,6 +250,9 @@ func (r *replica) where(name string) (driver.Ptr, error) {
 	case "mlp.gate_proj.weight":
 		return L.gu, nil
 	case "mlp.up_proj.weight":
+		if r.net.guInterleaved {
+			return L.gu, nil
+		}
 		return L.gu.Add(inter * h * e), nil
 	case "mlp.down_proj.weight":
 		return L.down, nil
@@ -293,10 +299,65 @@ func (u *uploader) put(t llama.HostTensor) error {
 			if err != nil {
 				return err
 			}
+			if up, ok := gateOrUp(t.Name); ok && u.n.guInterleaved {
+				rows := int64(u.n.cfg.Intermediate)
+				return interleaveRows(rows, nb/rows, up, func(d, s, n int64) error {
+					return r.ctx.CopyIn(dst.Add(d), unsafe.Add(src, s), n)
+				})
+			}
 			return r.ctx.CopyIn(dst, src, nb)
 		})
 		if err != nil {
 			return fmt.Errorf("cuda: upload %s to GPU %d: %w", t.Name, r.idx, err)
+		}
+	}
+	return nil
+}
+
+// guGroup is the rows of gate, then of up, that take turns in an
+// interleaved gate|up matrix (csrc/swiglu.cuh's GU_GROUP): half a
+// tensor-core tile of 16 columns.
+const guGroup = 8
+
+// guRow is the row of the fused gate|up matrix (2*inter rows) that holds
+// row i of gate, or of up when up: gate then up when plain; when
+// interleaved, groups of guGroup rows of each in turn, so that gate's row
+// i is at 2*guGroup*(i/guGroup) + i%guGroup and up's guGroup after it
+// (inter a multiple of guGroup).
+func guRow(i, inter int64, up, interleaved bool) int64 {
+	if !interleaved {
+		if up {
+			return inter + i
+		}
+		return i
+	}
+	r := 2*guGroup*(i/guGroup) + i%guGroup
+	if up {
+		r += guGroup
+	}
+	return r
+}
+
+// gateOrUp reports whether the named tensor is a layer's gate or up
+// matrix, and which.
+func gateOrUp(name string) (up, ok bool) {
+	switch {
+	case strings.HasSuffix(name, ".mlp.gate_proj.weight"):
+		return false, true
+	case strings.HasSuffix(name, ".mlp.up_proj.weight"):
+		return true, true
+	}
+	return false, false
+}
+
+// interleaveRows places the rows of a gate (or up) matrix of rows rows of
+// rowBytes into an interleaved gate|up matrix by guRow: cp copies n bytes
+// from offset src of the matrix to offset dst of the fused one, once per
+// group of guGroup rows (rows a multiple of guGroup).
+func interleaveRows(rows, rowBytes int64, up bool, cp func(dst, src, n int64) error) error {
+	for i := int64(0); i < rows; i += guGroup {
+		if err := cp(guRow(i, rows, up, true)*rowBytes, i*rowBytes, guGroup*rowBytes); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -44,6 +44,11 @@ type Net struct {
 	numerics string
 	maxRows  int
 	maxOut   int
+	// guInterleaved says the GPUs hold each layer's gate|up matrix with
+	// gate and up rows in alternating groups of guGroup (see guRow), as
+	// the products' SwiGLU epilogue needs; set where the intermediate
+	// size is a multiple of guGroup.
+	guInterleaved bool
 
 	weightBytes, kvPoolBytes int64
 }

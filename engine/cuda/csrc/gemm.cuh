@@ -16,8 +16,53 @@
 // aligned): then every kernel walks the same k steps within a range, and
 // an element's bits still depend on its rows of A and W alone. With S = 1
 // the range is all of K and the kernels write Y as they always did.
+//
+// The last parameter, accumulate, picks the epilogue: 0 writes Y, 1 adds
+// to it (one more rounding), and GEMM_SWIGLU (below) ends the gate|up
+// product with SwiGLU where the kernel can.
 #pragma once
 #include "common.cuh"
+#include "swiglu.cuh"
+
+// GEMM_SWIGLU as accumulate asks gemm_bf16, gemm_bf16_128 and the 128 x
+// 256 kernels (those whose threads hold the n8 tiles of a whole 16-column
+// group: a warp's columns start at a multiple of 16 and span a multiple of
+// 16) for the SwiGLU epilogue over W's interleaved gate|up rows
+// (swiglu.cuh): Y is then bf16 act[M][N/2], and each thread's pair of n8
+// tiles j (gate) and j + 1 (up) becomes act[row][(col/16)*8 + col%8] =
+// silu_mul(gate, up) for its gate columns col. The sums are those the
+// plain epilogue stores, and silu_mul on them gives the bits of the
+// swiglu kernel on the float32 product: the same bits whichever path
+// runs. Only for launches of gridDim.z 1 (no split) and N a multiple of
+// 16; the other kernels (one n8 tile a warp) do not take it.
+#define GEMM_SWIGLU 2
+
+// swiglu_epilogue is GEMM_SWIGLU's store of a warp's TI x TJ tensor-core
+// tiles (m16 x n8, mma's accumulator layout), whose first row is r0 and
+// first column c0 (a multiple of 16), for the lane (g, tq). col is even
+// and a group of 8 holds col and col + 1, so the two outputs are one
+// aligned bf16 pair.
+template <int TI, int TJ>
+__device__ __forceinline__ void swiglu_epilogue(float *Y, const float (*acc)[TJ][4], int M, int N, int r0, int c0, int g,
+                                                int tq) {
+    static_assert(TJ % 2 == 0, "swiglu_epilogue: whole 16-column groups");
+    bf16 *act = (bf16 *)Y;
+#pragma unroll
+    for (int i = 0; i < TI; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            int row = r0 + i * 16 + g + h * 8;
+            if (row >= M) continue;
+#pragma unroll
+            for (int j = 0; j < TJ; j += 2) {
+                int col = c0 + j * 8 + tq * 2;
+                if (col >= N) continue;
+                bf16 *o = act + (size_t)row * (N / 2) + (col / 16) * GU_GROUP + col % GU_GROUP;
+                *(__nv_bfloat162 *)o = __halves2bfloat162(__float2bfloat16_rn(silu_mul(acc[i][j][2 * h], acc[i][j + 1][2 * h])),
+                                                          __float2bfloat16_rn(silu_mul(acc[i][j][2 * h + 1], acc[i][j + 1][2 * h + 1])));
+            }
+        }
+}
 
 #define GB_M 64
 #define GB_N 64
@@ -81,8 +126,10 @@ __device__ __forceinline__ float *split_out(float *Y, int M, int N, int &accumul
 
 // gemm_bf16 computes a GB_M x GB_N tile of Y per block of 4 warps (each a
 // 32 x 32 quarter: 2 x 4 tensor-core tiles of 16 x 8), K in steps of GB_K
-// with the next tile's copy in flight.
-extern "C" __global__ void __launch_bounds__(128) gemm_bf16(float *Y, const bf16 *A, const bf16 *W, int M, int N, int K, int accumulate) {
+// with the next tile's copy in flight. Eight blocks a multiprocessor hold
+// it to 64 registers, as before the SwiGLU epilogue (which alone would
+// take it to 67).
+extern "C" __global__ void __launch_bounds__(128, 8) gemm_bf16(float *Y, const bf16 *A, const bf16 *W, int M, int N, int K, int accumulate) {
     __shared__ __align__(16) bf16 As[2][GB_M][GB_LD];
     __shared__ __align__(16) bf16 Ws[2][GB_N][GB_LD];
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -132,6 +179,10 @@ extern "C" __global__ void __launch_bounds__(128) gemm_bf16(float *Y, const bf16
                 for (int j = 0; j < 4; j++) mma_bf16(acc[i][j], a[i][0], a[i][1], a[i][2], a[i][3], b[j][0], b[j][1]);
         }
         __syncthreads();
+    }
+    if (accumulate == GEMM_SWIGLU) {
+        swiglu_epilogue<2, 4>(Y, acc, M, N, m0 + wm, n0 + wn, g, tq);
+        return;
     }
     Y = split_out(Y, M, N, accumulate);
 #pragma unroll
@@ -277,6 +328,10 @@ extern "C" __global__ void __launch_bounds__(256) gemm_bf16_128(float *Y, const 
                 for (int j = 0; j < 4; j++) mma_bf16(acc[i][j], a[i][0], a[i][1], a[i][2], a[i][3], b[j][0], b[j][1]);
         }
         __syncthreads();
+    }
+    if (accumulate == GEMM_SWIGLU) {
+        swiglu_epilogue<4, 4>(Y, acc, M, N, m0 + wm, n0 + wn, g, tq);
+        return;
     }
     Y = split_out(Y, M, N, accumulate);
 #pragma unroll
@@ -510,6 +565,10 @@ __device__ __forceinline__ void gemm_bf16_128x256_body(float *Y, const bf16 *A, 
     if (kt > 0) tile(kt - 1, true);
     cp_async_wait_n<0>(); // no copy outlives the block (the last groups are empty)
 
+    if (accumulate == GEMM_SWIGLU) {
+        swiglu_epilogue<4, 8>(Y, acc, M, N, m0 + wm, n0 + wn, g, tq);
+        return;
+    }
     Y = split_out(Y, M, N, accumulate);
     bool pairs = N % 2 == 0 && ((size_t)Y & 7) == 0; // col is even: (col, col+1) is one aligned float2
 #pragma unroll
