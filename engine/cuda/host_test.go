@@ -338,7 +338,7 @@ func TestGuRow(t *testing.T) {
 	assert.Equal(t, []int64{8, 15, 24}, []int64{guRow(0, 64, true, true), guRow(7, 64, true, true), guRow(8, 64, true, true)})
 }
 
-// interleaveRows, as the uploader runs it for gate and then up, fills
+// interleaveRows's copy, as the uploader runs it for gate and then up, fills
 // every byte of the fused matrix once, each row where guRow says.
 func TestInterleaveRows(t *testing.T) {
 	const inter, rowBytes = 32, 6
@@ -351,14 +351,14 @@ func TestInterleaveRows(t *testing.T) {
 		for i := range src {
 			src[i] = (i/rowBytes+flag(up)*1000)*100 + i%rowBytes
 		}
-		require.NoError(t, interleaveRows(inter, rowBytes, up, func(dst, s, n int64) error {
-			assert.Equal(t, int64(guGroup*rowBytes), n)
-			for b := range n {
-				require.Equal(t, -1, fused[dst+b], "byte %d written twice", dst+b)
-				fused[dst+b] = src[s+b]
+		c := interleaveRows(inter, rowBytes, up)
+		for h := range c.height { // as cuMemcpy2D copies
+			for b := range c.width {
+				d := c.dst + h*c.dpitch + b
+				require.Equal(t, -1, fused[d], "byte %d written twice", d)
+				fused[d] = src[c.src+h*c.spitch+b]
 			}
-			return nil
-		}))
+		}
 	}
 	for _, up := range []bool{false, true} {
 		for i := range int64(inter) {

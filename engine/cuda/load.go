@@ -301,9 +301,8 @@ func (u *uploader) put(t llama.HostTensor) error {
 			}
 			if up, ok := gateOrUp(t.Name); ok && u.n.guInterleaved {
 				rows := int64(u.n.cfg.Intermediate)
-				return interleaveRows(rows, nb/rows, up, func(d, s, n int64) error {
-					return r.ctx.CopyIn(dst.Add(d), unsafe.Add(src, s), n)
-				})
+				c := interleaveRows(rows, nb/rows, up)
+				return r.ctx.CopyIn2D(dst.Add(c.dst), c.dpitch, unsafe.Add(src, c.src), c.spitch, c.width, c.height)
 			}
 			return r.ctx.CopyIn(dst, src, nb)
 		})
@@ -350,17 +349,17 @@ func gateOrUp(name string) (up, ok bool) {
 	return false, false
 }
 
-// interleaveRows places the rows of a gate (or up) matrix of rows rows of
-// rowBytes into an interleaved gate|up matrix by guRow: cp copies n bytes
-// from offset src of the matrix to offset dst of the fused one, once per
-// group of guGroup rows (rows a multiple of guGroup).
-func interleaveRows(rows, rowBytes int64, up bool, cp func(dst, src, n int64) error) error {
-	for i := int64(0); i < rows; i += guGroup {
-		if err := cp(guRow(i, rows, up, true)*rowBytes, i*rowBytes, guGroup*rowBytes); err != nil {
-			return err
-		}
-	}
-	return nil
+// strided is a copy of height blocks of width bytes, from offset src
+// with blocks spitch apart, to offset dst with blocks dpitch apart.
+type strided struct{ dst, dpitch, src, spitch, width, height int64 }
+
+// interleaveRows is the copy that places a gate (or up) matrix of rows
+// rows of rowBytes into an interleaved gate|up matrix by guRow: groups of
+// guGroup rows, every other group of the fused matrix (rows a multiple of
+// guGroup).
+func interleaveRows(rows, rowBytes int64, up bool) strided {
+	g := guGroup * rowBytes
+	return strided{dst: guRow(0, rows, up, true) * rowBytes, dpitch: 2 * g, spitch: g, width: g, height: rows / guGroup}
 }
 
 // poolPages is how many KV cache pages of pageBytes fit in free device

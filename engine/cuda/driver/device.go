@@ -2,6 +2,7 @@ package driver
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"unsafe"
 
@@ -150,6 +151,46 @@ func (c *Context) CopyIn(dst Ptr, src unsafe.Pointer, n int64) error {
 		return nil
 	}
 	return c.l.call("cuMemcpyHtoD_v2", uintptr(dst), uintptr(src), uintptr(n))
+}
+
+// memcpy2D is the driver's CUDA_MEMCPY2D (64-bit layout).
+type memcpy2D struct {
+	srcX, srcY uintptr
+	srcType    uint32
+	_          uint32
+	srcHost    unsafe.Pointer
+	srcDevice  Ptr
+	srcArray   uintptr
+	srcPitch   uintptr
+	dstX, dstY uintptr
+	dstType    uint32
+	_          uint32
+	dstHost    unsafe.Pointer
+	dstDevice  Ptr
+	dstArray   uintptr
+	dstPitch   uintptr
+	width      uintptr
+	height     uintptr
+}
+
+// Memory types of memcpy2D (CUmemorytype).
+const (
+	memHost   = 1
+	memDevice = 2
+)
+
+// CopyIn2D copies height rows of width bytes from host memory at src,
+// rows spitch apart, to dst, rows dpitch apart (synchronously): one call
+// where CopyIn would take one a row.
+func (c *Context) CopyIn2D(dst Ptr, dpitch int64, src unsafe.Pointer, spitch, width, height int64) error {
+	if width == 0 || height == 0 {
+		return nil
+	}
+	m := memcpy2D{srcType: memHost, srcHost: src, srcPitch: uintptr(spitch),
+		dstType: memDevice, dstDevice: dst, dstPitch: uintptr(dpitch), width: uintptr(width), height: uintptr(height)}
+	err := c.l.call("cuMemcpy2D_v2", uintptr(unsafe.Pointer(&m)))
+	runtime.KeepAlive(&m)
+	return err
 }
 
 // CopyOut copies n bytes from src to host memory at dst (synchronously).
