@@ -24,10 +24,28 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
+// Pack<B>::T is the built-in type of B bytes (4, 8 or 16) that one load
+// or store moves.
+template <int B> struct Pack;
+template <> struct Pack<4> { typedef unsigned T; };
+template <> struct Pack<8> { typedef uint2 T; };
+template <> struct Pack<16> { typedef uint4 T; };
+
+// Elems holds N consecutive cached elements as one load reads them
+// (aligned to their size); at(i) widens element i to float32, exactly.
+template <typename KV, int N> struct Elems {
+    typedef typename Pack<N * sizeof(KV)>::T P;
+    P raw;
+    __device__ __forceinline__ void load(const KV *p) { raw = *(const P *)p; }
+    __device__ __forceinline__ float at(int i) const { return to_f32(((const KV *)&raw)[i]); }
+};
+
 // kdot is the dot product of a query and a cached key in order of the
 // head's dimensions, one fused multiply-add a dimension from 0, reading
 // 16 bytes of the key at a time where the head allows; a bf16 key is
 // widened to float32 exactly, so both caches take the same operations.
+// This is the form for a head_dim known only at run time; Key<KV, HD>
+// takes the same sum for one known at compile time.
 __device__ __forceinline__ float kdot(const float *q, const float *k, int hd) {
     float d = 0;
     if (hd % 4 == 0) {
@@ -63,6 +81,108 @@ __device__ __forceinline__ float kdot(const float *q, const bf16 *k, int hd) {
     return d;
 }
 
+// Key is a lane's key for kdot's sum over a head of HD dimensions (a
+// multiple of 32) known at compile time. load issues the loads of the
+// key's first 256 bytes (all of it but a float32 key of 128 dimensions)
+// into registers, so they are in flight together and, issued a chunk
+// ahead, arrive while the warp works on the chunk before; dot reads the
+// rest, if any, 256 bytes at a time, and sums term for term as kdot does.
+// q is 16-byte aligned.
+template <typename KV, int HD> struct Key {
+    static constexpr int E = 16 / sizeof(KV), S = HD * sizeof(KV) > 256 ? 256 / sizeof(KV) : HD;
+    Elems<KV, E> head[S / E];
+    const KV *k;
+    __device__ __forceinline__ void load(const KV *p) {
+        k = p;
+#pragma unroll
+        for (int i = 0; i < S / E; i++) head[i].load(p + i * E);
+    }
+    __device__ __forceinline__ static float sum(const float *q, const Elems<KV, E> *kv, float d) {
+#pragma unroll
+        for (int i = 0; i < S; i += 4) {
+            float4 qv = *(const float4 *)(q + i);
+            d = __fmaf_rn(qv.x, kv[i / E].at(i % E), d);
+            d = __fmaf_rn(qv.y, kv[i / E].at(i % E + 1), d);
+            d = __fmaf_rn(qv.z, kv[i / E].at(i % E + 2), d);
+            d = __fmaf_rn(qv.w, kv[i / E].at(i % E + 3), d);
+        }
+        return d;
+    }
+    __device__ __forceinline__ float dot(const float *q, int) const {
+        float d = sum(q, head, 0.f);
+#pragma unroll
+        for (int s = S; s < HD; s += S) {
+            Elems<KV, E> kv[S / E];
+#pragma unroll
+            for (int i = 0; i < S / E; i++) kv[i].load(k + s + i * E);
+            d = sum(q + s, kv, d);
+        }
+        return d;
+    }
+};
+
+// Key<KV, 0> is a key of head_dim hd known at run time: kdot reads it.
+template <typename KV> struct Key<KV, 0> {
+    const KV *k;
+    __device__ __forceinline__ void load(const KV *p) { k = p; }
+    __device__ __forceinline__ float dot(const float *q, int hd) const { return kdot(q, k, hd); }
+};
+
+// Head<HD> is how the kernels lay a head of HD dimensions over a warp's
+// lanes for the weighted sum of values and the output. Compiled for
+// head_dim 64 and 128, a lane holds the N = HD/32 consecutive dimensions
+// from lane * N, so a position's values are one load of 4 to 16 bytes and
+// every loop over dimensions unrolls; Head<0> takes any head_dim up to
+// ATT_MAX_HD at run time, lane holding dimensions lane, lane + 32, ...
+// Which lane holds a dimension changes nothing in how it is computed.
+template <int HD> struct Head {
+    static constexpr int N = HD / 32; // dimensions a lane
+    __device__ static bool has(int, int, int) { return true; }
+    // Vals is a lane's values of one position, as loaded; BATCH positions
+    // of them (16 registers) are loaded before any is summed.
+    template <typename KV> struct Vals : Elems<KV, N> {
+        static constexpr int BATCH = 16 * 4 / (N * sizeof(KV));
+        __device__ void load(const KV *row, int lane, int) { Elems<KV, N>::load(row + lane * N); }
+    };
+    // lds reads a lane's dimensions of a float32 row in shared memory.
+    __device__ static void lds(float *v, const float *row, int lane, int) {
+        typedef typename Pack<N * 4>::T P;
+        *(P *)v = *(const P *)(row + lane * N);
+    }
+    // put writes a lane's dimensions of an output row, each rounded as
+    // store() rounds it, with one store.
+    template <typename T> __device__ static void put(T *row, const float *v, int lane, int) {
+        Elems<T, N> e;
+#pragma unroll
+        for (int a = 0; a < N; a++) store((T *)&e.raw + a, v[a]);
+        *(typename Elems<T, N>::P *)(row + lane * N) = e.raw;
+    }
+};
+
+template <> struct Head<0> {
+    static constexpr int N = ATT_MAX_HD / 32;
+    __device__ static bool has(int lane, int a, int hd) { return lane + 32 * a < hd; }
+    template <typename KV> struct Vals {
+        static constexpr int BATCH = 8;
+        KV v[N];
+        __device__ void load(const KV *row, int lane, int hd) {
+#pragma unroll
+            for (int a = 0; a < N; a++)
+                if (has(lane, a, hd)) v[a] = row[lane + 32 * a];
+        }
+        __device__ float at(int a) const { return to_f32(v[a]); }
+    };
+    __device__ static void lds(float *v, const float *row, int lane, int hd) {
+#pragma unroll
+        for (int a = 0; a < N; a++) v[a] = has(lane, a, hd) ? row[lane + 32 * a] : 0.f;
+    }
+    template <typename T> __device__ static void put(T *row, const float *v, int lane, int hd) {
+#pragma unroll
+        for (int a = 0; a < N; a++)
+            if (has(lane, a, hd)) store(&row[lane + 32 * a], v[a]);
+    }
+};
+
 // attention computes softmax(q . K^T * scale) . V for row rows[blockIdx.x] and
 // the query heads of KV head blockIdx.y (query head h reads KV head h /
 // (heads / kvheads)), one warp per query head, over the row's pos+1 cached
@@ -70,58 +190,89 @@ __device__ __forceinline__ float kdot(const float *q, const bf16 *k, int hd) {
 // read from memory once. Positions go 32 at a time, one a lane: the lane's
 // score is a dot product in order of the head's dimensions; an online
 // softmax rescales the running sums; the weighted sum of values walks the
-// 32 positions in order, each lane holding dimensions lane, lane+32, ...
+// 32 positions in order, each lane holding its dimensions (Head<HD>).
 // Every reduction is a fixed butterfly of the warp, so a row's result
 // depends on its query and its cache alone. The cache holds KV elements
 // (float32, or bf16 widened exactly as they are read); pstride and the
-// slot offsets count elements.
-template <typename T, typename KV>
-__device__ void attention(T *out, const float *qkv, const int *rows, const int *pos, const int *ptoff, const int *pagetab,
-                          const KV *kc, const KV *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
-    __shared__ __align__(16) float qs[ATT_MAX_GROUP][ATT_MAX_HD];
+// slot offsets count elements. Loads are issued ahead of the sums that
+// use them (a chunk's keys while the chunk before is summed, a batch of
+// positions' values at once, the first batch before the scores), which
+// moves no operation of the sums.
+template <int HD, typename T, typename KV>
+__device__ __noinline__ void attention(float *qs, T *out, const float *qkv, const int *rows, const int *pos, const int *ptoff,
+                                       const int *pagetab, const KV *kc, const KV *vc, int heads, int kvheads, int hd, int page,
+                                       long pstride, float scale) {
+    typedef Head<HD> H;
+    typedef typename H::template Vals<KV> Vals;
+    constexpr int NB = Vals::BATCH;
+    if (HD) hd = HD;
     int r = rows[blockIdx.x], kvh = blockIdx.y, w = threadIdx.x / 32, lane = threadIdx.x % 32;
     int group = heads / kvheads, h = kvh * group + w;
     int qdim = heads * hd, kvdim = kvheads * hd, off = kvh * hd;
     const float *row = qkv + (size_t)r * (qdim + 2 * kvdim);
-    for (int i = lane; i < hd; i += 32) qs[w][i] = row[h * hd + i];
+    for (int i = lane; i < hd; i += 32) qs[w * ATT_MAX_HD + i] = row[h * hd + i];
     __syncwarp();
     int npos = pos[r] + 1;
     const int *pt = pagetab + ptoff[r];
-    float m = -INFINITY, l = 0, acc[ATT_MAX_HD / 32];
+    float m = -INFINITY, l = 0, acc[H::N];
 #pragma unroll
-    for (int a = 0; a < ATT_MAX_HD / 32; a++) acc[a] = 0;
+    for (int a = 0; a < H::N; a++) acc[a] = 0;
     // With pages of a multiple of 32 positions (the engine's), a chunk of
     // 32 lies in one page: its rows are found from the chunk's first.
+    // chunk(c0) is the offset of position c0's key and value, slot(first,
+    // c0, t) that of position t of the chunk from c0, first its chunk(c0).
     bool onepage = page % 32 == 0;
-    for (int c0 = 0; c0 < npos; c0 += 32) {
+    auto chunk = [&](int c0) { return (size_t)pt[c0 / page] * pstride + (size_t)(c0 % page) * kvdim + off; };
+    auto slot = [&](size_t first, int c0, int t) {
+        return onepage ? first + (size_t)(t - c0) * kvdim : (size_t)pt[t / page] * pstride + (size_t)(t % page) * kvdim + off;
+    };
+    // The lane's key of the first chunk; each later chunk's keys are loaded
+    // while the chunk before it is summed.
+    Key<KV, HD> key;
+    size_t first = chunk(0), next = first;
+    if (lane < npos) key.load(kc + slot(first, 0, lane));
+    for (int c0 = 0; c0 < npos; c0 += 32, first = next) {
         int t = c0 + lane, n = min(32, npos - c0);
-        size_t first = (size_t)pt[c0 / page] * pstride + (size_t)(c0 % page) * kvdim + off;
+        Vals v[NB];
+#pragma unroll
+        for (int j = 0; j < NB; j++)
+            if (j < n) v[j].load(vc + slot(first, c0, c0 + j), lane, hd);
         float s = -INFINITY;
-        if (t < npos) {
-            const KV *k = kc + (onepage ? first + (size_t)lane * kvdim : (size_t)pt[t / page] * pstride + (size_t)(t % page) * kvdim + off);
-            s = __fmul_rn(kdot(qs[w], k, hd), scale);
+        if (t < npos) s = __fmul_rn(key.dot(qs + w * ATT_MAX_HD, hd), scale);
+        if (c0 + 32 < npos) {
+            next = chunk(c0 + 32);
+            if (t + 32 < npos) key.load(kc + slot(next, c0 + 32, t + 32));
         }
         float mn = fmaxf(m, warp_max(s));
         float e = t < npos ? expf(__fsub_rn(s, mn)) : 0.f;
         float corr = expf(__fsub_rn(m, mn)); // 0 on the first chunk
         l = __fadd_rn(__fmul_rn(l, corr), warp_sum(e));
 #pragma unroll
-        for (int a = 0; a < ATT_MAX_HD / 32; a++) acc[a] = __fmul_rn(acc[a], corr);
-#pragma unroll 8
-        for (int j = 0; j < n; j++) {
-            float p = __shfl_sync(0xffffffffu, e, j);
-            int tp = c0 + j;
-            const KV *v = vc + (onepage ? first + (size_t)j * kvdim : (size_t)pt[tp / page] * pstride + (size_t)(tp % page) * kvdim + off);
+        for (int a = 0; a < H::N; a++) acc[a] = __fmul_rn(acc[a], corr);
 #pragma unroll
-            for (int a = 0; a < ATT_MAX_HD / 32; a++)
-                if (lane + 32 * a < hd) acc[a] = __fmaf_rn(p, to_f32(v[lane + 32 * a]), acc[a]);
+        for (int j0 = 0; j0 < 32; j0 += NB) {
+            if (j0 >= n) break;
+            if (j0 > 0) {
+#pragma unroll
+                for (int j = 0; j < NB; j++)
+                    if (j0 + j < n) v[j].load(vc + slot(first, c0, c0 + j0 + j), lane, hd);
+            }
+#pragma unroll
+            for (int j = 0; j < NB; j++) {
+                if (j0 + j < n) { // the same for the whole warp
+                    float p = __shfl_sync(0xffffffffu, e, j0 + j);
+#pragma unroll
+                    for (int a = 0; a < H::N; a++)
+                        if (H::has(lane, a, hd)) acc[a] = __fmaf_rn(p, v[j].at(a), acc[a]);
+                }
+            }
         }
         m = mn;
     }
-    T *o = out + (size_t)r * qdim + h * hd;
+    float o[H::N];
 #pragma unroll
-    for (int a = 0; a < ATT_MAX_HD / 32; a++)
-        if (lane + 32 * a < hd) store(&o[lane + 32 * a], __fdiv_rn(acc[a], l));
+    for (int a = 0; a < H::N; a++) o[a] = __fdiv_rn(acc[a], l);
+    H::put(out + (size_t)r * qdim + h * hd, o, lane, hd);
 }
 
 // load4 reads four consecutive cached elements, widened exactly to
@@ -146,15 +297,18 @@ __device__ __forceinline__ float4 load4(const bf16 *p) {
 // of 32 positions from 0 up to its own pos+1 (a pair skips the chunks past
 // its row; lanes past it are masked as there), the same dot product order,
 // butterflies, online-softmax updates and order of the values; only where
-// the operands come from differs. So its bits are attention's whatever the
-// tiling, and the step's split into tiles changes speed, not results.
-// Dynamic shared memory: 4 * (32 * (hd + 4) + 32 * hd + ATT_TILE_PAIRS *
-// hd) bytes (engine/cuda's attTileSmem).
-template <typename T, typename KV>
-__device__ __forceinline__ void attention_tile(T *out, const float *qkv, const int *tiles, const int *pos, const int *ptoff,
-                                               const int *pagetab, const KV *kc, const KV *vc, int heads, int kvheads, int hd,
-                                               int page, long pstride, float scale) {
+// the operands come from, and which lane holds which dimension, differ.
+// So its bits are attention's whatever the tiling, and the step's split
+// into tiles changes speed, not results. Dynamic shared memory: 4 * (32 *
+// (hd + 4) + 32 * hd + ATT_TILE_PAIRS * hd) bytes (engine/cuda's
+// attTileSmem).
+template <int HD, typename T, typename KV>
+__device__ __noinline__ void attention_tile(T *out, const float *qkv, const int *tiles, const int *pos, const int *ptoff,
+                                            const int *pagetab, const KV *kc, const KV *vc, int heads, int kvheads, int hd,
+                                            int page, long pstride, float scale) {
+    typedef Head<HD> H;
     extern __shared__ __align__(16) float sm[];
+    if (HD) hd = HD;
     const int kstride = hd + 4; // a key a row, padded: lanes reading 16 bytes each of their own row meet no bank twice
     float *ks = sm, *vs = sm + 32 * kstride, *qs = vs + 32 * hd;
     int r0 = tiles[2 * blockIdx.x], nr = tiles[2 * blockIdx.x + 1], kvh = blockIdx.y;
@@ -174,12 +328,12 @@ __device__ __forceinline__ void attention_tile(T *out, const float *qkv, const i
         npos[k] = p < npairs ? pos[r0 + p / group] + 1 : 0; // 0: no pair
     }
     for (int i = 0; i < nr; i++) end = max(end, pos[r0 + i] + 1);
-    float m[ATT_TILE_PER_WARP], l[ATT_TILE_PER_WARP], acc[ATT_TILE_PER_WARP][ATT_MAX_HD / 32];
+    float m[ATT_TILE_PER_WARP], l[ATT_TILE_PER_WARP], acc[ATT_TILE_PER_WARP][H::N];
 #pragma unroll
     for (int k = 0; k < ATT_TILE_PER_WARP; k++) {
         m[k] = -INFINITY, l[k] = 0;
 #pragma unroll
-        for (int a = 0; a < ATT_MAX_HD / 32; a++) acc[k][a] = 0;
+        for (int a = 0; a < H::N; a++) acc[k][a] = 0;
     }
     for (int c0 = 0; c0 < end; c0 += 32) {
         int nc = min(32, end - c0);
@@ -211,6 +365,9 @@ __device__ __forceinline__ void attention_tile(T *out, const float *qkv, const i
         for (int k = 0; k < ATT_TILE_PER_WARP; k++) dot[k] = 0;
         const float *kr = ks + lane * kstride;
         if (hd % 4 == 0) {
+            // The pairs give each step enough independent sums; unrolled
+            // further the loop runs out of registers.
+#pragma unroll 1
             for (int i = 0; i < hd; i += 4) {
                 float4 kv = *(const float4 *)(kr + i);
 #pragma unroll
@@ -245,7 +402,7 @@ __device__ __forceinline__ void attention_tile(T *out, const float *qkv, const i
                 float corr = expf(__fsub_rn(m[k], mn)); // 0 on the first chunk
                 l[k] = __fadd_rn(__fmul_rn(l[k], corr), warp_sum(e[k]));
 #pragma unroll
-                for (int a = 0; a < ATT_MAX_HD / 32; a++) acc[k][a] = __fmul_rn(acc[k][a], corr);
+                for (int a = 0; a < H::N; a++) acc[k][a] = __fmul_rn(acc[k][a], corr);
                 m[k] = mn;
             }
         }
@@ -253,16 +410,15 @@ __device__ __forceinline__ void attention_tile(T *out, const float *qkv, const i
         // reaches it.
 #pragma unroll 4
         for (int j = 0; j < nc; j++) {
-            float v[ATT_MAX_HD / 32];
-#pragma unroll
-            for (int a = 0; a < ATT_MAX_HD / 32; a++) v[a] = lane + 32 * a < hd ? vs[j * hd + lane + 32 * a] : 0.f;
+            float v[H::N];
+            H::lds(v, vs + j * hd, lane, hd);
 #pragma unroll
             for (int k = 0; k < ATT_TILE_PER_WARP; k++) {
                 if (j < npos[k] - c0) { // the same for the whole warp
                     float p = __shfl_sync(0xffffffffu, e[k], j);
 #pragma unroll
-                    for (int a = 0; a < ATT_MAX_HD / 32; a++)
-                        if (lane + 32 * a < hd) acc[k][a] = __fmaf_rn(p, v[a], acc[k][a]);
+                    for (int a = 0; a < H::N; a++)
+                        if (H::has(lane, a, hd)) acc[k][a] = __fmaf_rn(p, v[a], acc[k][a]);
                 }
             }
         }
@@ -271,31 +427,45 @@ __device__ __forceinline__ void attention_tile(T *out, const float *qkv, const i
     for (int k = 0; k < ATT_TILE_PER_WARP; k++) {
         int p = w + ATT_TILE_WARPS * k;
         if (p >= npairs) continue;
-        T *o = out + (size_t)(r0 + p / group) * qdim + (kvh * group + p % group) * hd;
+        float o[H::N];
 #pragma unroll
-        for (int a = 0; a < ATT_MAX_HD / 32; a++)
-            if (lane + 32 * a < hd) store(&o[lane + 32 * a], __fdiv_rn(acc[k][a], l[k]));
+        for (int a = 0; a < H::N; a++) o[a] = __fdiv_rn(acc[k][a], l[k]);
+        H::put(out + (size_t)(r0 + p / group) * qdim + (kvh * group + p % group) * hd, o, lane, hd);
     }
 }
 
 // attention_bf16 and attention_tile_bf16 write bf16 and read a bf16 cache
 // (dtype bf16); attention_f32 and attention_tile_f32 are float32
-// throughout (dtype f32).
-extern "C" __global__ void attention_bf16(bf16 *out, const float *qkv, const int *rows, const int *pos, const int *ptoff, const int *pagetab,
-                                          const bf16 *kc, const bf16 *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
-    attention(out, qkv, rows, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
+// throughout (dtype f32). Each runs the form compiled for its head_dim
+// where there is one (64, 128) and the run-time form otherwise. The forms
+// are functions of their own (__noinline__), so that ptxas allocates each
+// its registers: inlined into one kernel together, they spilled.
+#define ATT_BY_HD(f, ...)                                                                                              \
+    do {                                                                                                               \
+        if (hd == 64) f<64>(__VA_ARGS__);                                                                              \
+        else if (hd == 128) f<128>(__VA_ARGS__);                                                                       \
+        else f<0>(__VA_ARGS__);                                                                                        \
+    } while (0)
+
+extern "C" __global__ void __launch_bounds__(ATT_MAX_GROUP * 32)
+    attention_bf16(bf16 *out, const float *qkv, const int *rows, const int *pos, const int *ptoff, const int *pagetab,
+                   const bf16 *kc, const bf16 *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
+    __shared__ __align__(16) float qs[ATT_MAX_GROUP * ATT_MAX_HD]; // a warp's query a row
+    ATT_BY_HD(attention, qs, out, qkv, rows, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
 }
-extern "C" __global__ void attention_f32(float *out, const float *qkv, const int *rows, const int *pos, const int *ptoff, const int *pagetab,
-                                         const float *kc, const float *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
-    attention(out, qkv, rows, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
+extern "C" __global__ void __launch_bounds__(ATT_MAX_GROUP * 32)
+    attention_f32(float *out, const float *qkv, const int *rows, const int *pos, const int *ptoff, const int *pagetab,
+                  const float *kc, const float *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
+    __shared__ __align__(16) float qs[ATT_MAX_GROUP * ATT_MAX_HD]; // a warp's query a row
+    ATT_BY_HD(attention, qs, out, qkv, rows, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
 }
 extern "C" __global__ void __launch_bounds__(ATT_TILE_WARPS * 32, 2)
     attention_tile_bf16(bf16 *out, const float *qkv, const int *tiles, const int *pos, const int *ptoff, const int *pagetab,
                         const bf16 *kc, const bf16 *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
-    attention_tile(out, qkv, tiles, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
+    ATT_BY_HD(attention_tile, out, qkv, tiles, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
 }
 extern "C" __global__ void __launch_bounds__(ATT_TILE_WARPS * 32, 2)
     attention_tile_f32(float *out, const float *qkv, const int *tiles, const int *pos, const int *ptoff, const int *pagetab,
                        const float *kc, const float *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
-    attention_tile(out, qkv, tiles, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
+    ATT_BY_HD(attention_tile, out, qkv, tiles, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
 }
