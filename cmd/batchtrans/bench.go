@@ -80,6 +80,12 @@ type benchResult struct {
 	// BandwidthBS is a device-to-device copy's bytes read plus written).
 	KVPoolB   int64   `json:"kv_pool_bytes,omitempty"`
 	GemmFLOPs float64 `json:"gemm_flops,omitempty"`
+	// LoadPhasesS is where the GPU's load time went, in seconds a phase
+	// (engine/cuda's Phase names: driver, modules, weight_alloc,
+	// read_merge, convert, upload, finish); loadOrder lists them in the
+	// order they ran.
+	LoadPhasesS map[string]float64 `json:"load_phases_s,omitempty"`
+	loadOrder   []string
 	// GPUProfileMS is the batched decode's milliseconds in each stage of
 	// the step (BATCHTRANS_CUDA_PROFILE=1).
 	GPUProfileMS map[string]float64 `json:"gpu_profile_ms,omitempty"`
@@ -525,6 +531,16 @@ func printBench(w io.Writer, r benchResult) {
 		fmt.Fprintf(w, "kernels          %s, %d threads\n", r.Impl, r.Threads)
 	}
 	fmt.Fprintf(w, "load             %.2f s\n", r.LoadS)
+	if len(r.loadOrder) > 0 {
+		fmt.Fprint(w, "                 (")
+		for i, name := range r.loadOrder {
+			if i > 0 {
+				fmt.Fprint(w, ", ")
+			}
+			fmt.Fprintf(w, "%s %.2f", name, r.LoadPhasesS[name])
+		}
+		fmt.Fprintln(w, ")")
+	}
 	fmt.Fprintf(w, "prefill          %.1f tokens/s (one %d-token prompt, warm, median of %d)\n", r.PrefillTS, r.PrefillN, r.PrefillRuns)
 	fmt.Fprintf(w, "decode           %.2f tokens/s (one sequence, %d tokens)\n", r.DecodeTS, r.DecodeN)
 	fmt.Fprintf(w, "batched decode   %.1f tokens/s (%d sequences, %d tokens each)\n", r.BatchTS, r.BatchN, r.DecodeN)

@@ -46,6 +46,7 @@ type Net struct {
 	maxOut   int
 
 	weightBytes, kvPoolBytes int64
+	phases                   []Phase // Load's, set once
 }
 
 // WeightBytes is each GPU's device memory for the weights.
