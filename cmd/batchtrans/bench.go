@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"time"
 
 	"github.com/batchtrans/batchtrans/engine"
@@ -22,7 +23,7 @@ import (
 )
 
 func init() {
-	register(&command{name: "bench", summary: "measure load, prefill and decode speed on a model or a synthetic one", run: benchCmd})
+	register(&command{name: "bench", summary: "measure load, prefill (warm, median of 3) and decode speed on a model or a synthetic one", run: benchCmd})
 }
 
 const benchUsage = "usage: batchtrans bench [--model DIR [--adapter DIR] | --synthetic [--size 1b|small]] [--device cpu|cuda] [--dtype f32|bf16|q8] [--threads N] [--prefill N] [--decode N] [--batch N] [--kernels NAME] [--json] [--cpuprofile FILE]"
@@ -52,11 +53,13 @@ type benchResult struct {
 	WeightsB  int64   `json:"weight_bytes"` // in memory, after the dtype conversion
 	LoadS     float64 `json:"load_s"`
 	PrefillN  int     `json:"prefill_tokens"`
-	PrefillTS float64 `json:"prefill_tok_s"`
-	DecodeN   int     `json:"decode_tokens"` // per sequence
-	DecodeTS  float64 `json:"decode_tok_s"`
-	BatchN    int     `json:"batch_sequences"`
-	BatchTS   float64 `json:"batch_decode_tok_s"` // all sequences together
+	PrefillTS float64 `json:"prefill_tok_s"` // the median of PrefillRuns warm runs
+	// PrefillRuns is how many prefills were timed after the warm-up one.
+	PrefillRuns int     `json:"prefill_runs"`
+	DecodeN     int     `json:"decode_tokens"` // per sequence
+	DecodeTS    float64 `json:"decode_tok_s"`
+	BatchN      int     `json:"batch_sequences"`
+	BatchTS     float64 `json:"batch_decode_tok_s"` // all sequences together
 	// BandwidthBS is the memory read rate measured on the kernel threads;
 	// DecodeBound is that rate over the weight bytes one decode step reads.
 	BandwidthBS float64 `json:"bandwidth_bytes_s"`
@@ -77,6 +80,12 @@ type benchResult struct {
 	// BandwidthBS is a device-to-device copy's bytes read plus written).
 	KVPoolB   int64   `json:"kv_pool_bytes,omitempty"`
 	GemmFLOPs float64 `json:"gemm_flops,omitempty"`
+	// LoadPhasesS is where the GPU's load time went, in seconds a phase
+	// (engine/cuda's Phase names: driver, modules, weight_alloc,
+	// read_merge, convert, upload, finish); loadOrder lists them in the
+	// order they ran.
+	LoadPhasesS map[string]float64 `json:"load_phases_s,omitempty"`
+	loadOrder   []string
 	// GPUProfileMS is the batched decode's milliseconds in each stage of
 	// the step (BATCHTRANS_CUDA_PROFILE=1).
 	GPUProfileMS map[string]float64 `json:"gpu_profile_ms,omitempty"`
@@ -89,10 +98,13 @@ type benchResult struct {
 }
 
 // benchCmd measures the engine's speed on random prompts with EOS ignored:
-// load time, one prompt of --prefill tokens fed in one step, one sequence
-// decoding --decode tokens greedily, and --batch sequences decoding --decode
-// tokens each, stepped together. Each decode starts after a prompt of
-// benchDecodePrompt tokens (prefilled untimed). Without --model it writes a
+// load time, prefill (one prompt of --prefill tokens fed in one step, timed
+// warm: after an untimed prefill of the same length, the median of up to
+// benchPrefillRuns runs, each on a fresh state; fewer once the runs reach
+// benchPrefillBudget together, as on a CPU), one sequence decoding --decode
+// tokens greedily, and --batch sequences decoding --decode tokens each,
+// stepped together. Each decode starts after a prompt of benchDecodePrompt
+// tokens (prefilled untimed). Without --model it writes a
 // Llama-3.2-1B-shaped model with random weights (real safetensors, about
 // 2.5 GB for 1b) to a temporary folder, loads it like any model folder, and
 // removes it at the end.
@@ -111,7 +123,7 @@ func benchCmd(ctx context.Context, env *cliEnv, args []string) error {
 	dtype := fs.String("dtype", "bf16", "weights in memory: f32, bf16 or q8")
 	dev := fs.String("device", "cpu", "cpu or cuda")
 	threads := fs.Int("threads", 0, "threads per matrix product (0: every core)")
-	prefill := fs.Int("prefill", 512, "prompt tokens of the prefill measurement")
+	prefill := fs.Int("prefill", 512, "prompt tokens of the prefill measurement (timed warm: the median of up to 3 runs after an untimed one)")
 	decode := fs.Int("decode", 64, "tokens each sequence decodes")
 	batch := fs.Int("batch", 16, "sequences of the batched decode measurement")
 	asJSON := fs.Bool("json", false, "print one JSON object")
@@ -194,7 +206,8 @@ func benchCmd(ctx context.Context, env *cliEnv, args []string) error {
 		res.WeightsB = wb.WeightBytes()
 	}
 
-	b := &bencher{net: net, cfg: cfg, rng: rand.New(rand.NewPCG(1, 2)), stop: env.signals}
+	b := &bencher{net: net, cfg: cfg, rng: rand.New(rand.NewPCG(1, 2)), stop: env.signals,
+		prefillBudget: benchPrefillBudget}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -264,6 +277,13 @@ const benchStepTokens = 512
 // benchBandwidthBytes is the buffer the memory-bandwidth bound streams.
 const benchBandwidthBytes = 1 << 30
 
+// benchPrefillRuns is the most timed prefills; the median is reported.
+const benchPrefillRuns = 3
+
+// benchPrefillBudget ends the timed prefills early: once the runs so far
+// took this long together, no more are started.
+const benchPrefillBudget = 2 * time.Second
+
 // benchDecodePrompt is the prompt length each decoding sequence starts from.
 const benchDecodePrompt = 64
 
@@ -273,6 +293,8 @@ type bencher struct {
 	cfg  *llama.Config
 	rng  *rand.Rand
 	stop <-chan os.Signal
+	// prefillBudget ends the timed prefills early (see timePrefill).
+	prefillBudget time.Duration
 
 	wall, cpu time.Duration // over the timed steps
 	cpuKnown  bool
@@ -395,28 +417,77 @@ func (b *bencher) decode(states []backend.State, n int) (time.Duration, error) {
 	})
 }
 
+// timePrefill times prefills of one n-token prompt, each on a fresh
+// state fed in one step and freed after, and returns the median time and
+// how many were timed: benchPrefillRuns of them, or fewer once the timed
+// runs together reach b.prefillBudget (a CPU's 512-token prefill takes
+// seconds, and its runs vary less than a GPU's first ones), but always one.
+// On the GPU a step's shape is recorded as a graph on its second sighting,
+// which is the first timed run after the warm-up; the median of three
+// leaves that run out.
+func (b *bencher) timePrefill(n int) (time.Duration, int, error) {
+	var ds []time.Duration
+	var total time.Duration
+	for len(ds) < benchPrefillRuns && (len(ds) == 0 || total < b.prefillBudget) {
+		if len(ds) > 0 && b.interrupted() {
+			return 0, 0, errBenchInterrupted
+		}
+		p := b.prompt(n)
+		d, err := b.timed(func() error {
+			st, err := b.prefill([][]int{p}, n)
+			freeStates(st)
+			return err
+		})
+		if err != nil {
+			return 0, 0, fmt.Errorf("bench: prefill: %w", err)
+		}
+		ds = append(ds, d)
+		total += d
+	}
+	return median(ds), len(ds), nil
+}
+
+// median returns the middle duration of ds (not empty), the mean of the
+// two middle ones for an even count.
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	m := len(s) / 2
+	if len(s)%2 == 0 {
+		return (s[m-1] + s[m]) / 2
+	}
+	return s[m]
+}
+
 func (b *bencher) run(res *benchResult, prefillN, decodeN, batchN int) error {
 	maxPos := b.cfg.MaxPositions
 	if prefillN > maxPos || benchDecodePrompt+decodeN > maxPos {
 		return fmt.Errorf("bench: the model's context of %d positions is shorter than the prompts and decodes asked for", maxPos)
 	}
-	// Warm up: one short step sizes the workspace and touches the code.
+	// Warm up: one short step sizes the workspace and touches the code,
+	// then one untimed prefill of the measured length pays that shape's
+	// first-use costs (on the GPU: the large-tile and attention-tile
+	// kernels' first launches, the KV pages; on the CPU: the workspace's
+	// growth to prefillN rows).
 	warm, err := b.prefill([][]int{b.prompt(8)}, prefillN)
 	if err != nil {
 		return fmt.Errorf("bench: warm-up step: %w", err)
 	}
 	freeStates(warm)
+	if warm, err = b.prefill([][]int{b.prompt(prefillN)}, prefillN); err != nil {
+		return fmt.Errorf("bench: warm-up prefill: %w", err)
+	}
+	freeStates(warm)
+	if b.interrupted() {
+		return errBenchInterrupted
+	}
 
-	p := b.prompt(prefillN)
-	d, err := b.timed(func() error {
-		st, err := b.prefill([][]int{p}, prefillN)
-		freeStates(st)
-		return err
-	})
+	d, runs, err := b.timePrefill(prefillN)
 	if err != nil {
-		return fmt.Errorf("bench: prefill: %w", err)
+		return err
 	}
 	res.PrefillTS = float64(prefillN) / d.Seconds()
+	res.PrefillRuns = runs
 	if b.interrupted() {
 		return errBenchInterrupted
 	}
@@ -460,7 +531,17 @@ func printBench(w io.Writer, r benchResult) {
 		fmt.Fprintf(w, "kernels          %s, %d threads\n", r.Impl, r.Threads)
 	}
 	fmt.Fprintf(w, "load             %.2f s\n", r.LoadS)
-	fmt.Fprintf(w, "prefill          %.1f tokens/s (one %d-token prompt)\n", r.PrefillTS, r.PrefillN)
+	if len(r.loadOrder) > 0 {
+		fmt.Fprint(w, "                 (")
+		for i, name := range r.loadOrder {
+			if i > 0 {
+				fmt.Fprint(w, ", ")
+			}
+			fmt.Fprintf(w, "%s %.2f", name, r.LoadPhasesS[name])
+		}
+		fmt.Fprintln(w, ")")
+	}
+	fmt.Fprintf(w, "prefill          %.1f tokens/s (one %d-token prompt, warm, median of %d)\n", r.PrefillTS, r.PrefillN, r.PrefillRuns)
 	fmt.Fprintf(w, "decode           %.2f tokens/s (one sequence, %d tokens)\n", r.DecodeTS, r.DecodeN)
 	fmt.Fprintf(w, "batched decode   %.1f tokens/s (%d sequences, %d tokens each)\n", r.BatchTS, r.BatchN, r.DecodeN)
 	fmt.Fprintf(w, "memory bandwidth %.1f GB/s: decode bound %.2f tokens/s\n", r.BandwidthBS/1e9, r.DecodeBound)

@@ -15,6 +15,11 @@ func gpuCeilings(net backend.Net, res *benchResult) error {
 		return nil
 	}
 	res.KVPoolB = n.KVPoolBytes()
+	res.LoadPhasesS = map[string]float64{}
+	for _, p := range n.LoadPhases() {
+		res.LoadPhasesS[p.Name] = p.D.Seconds()
+		res.loadOrder = append(res.loadOrder, p.Name)
+	}
 	res.GPUProfileMS, _ = n.Profile()
 	c, err := n.Measure()
 	if err != nil {

@@ -9,8 +9,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -64,6 +66,9 @@ func TestBenchSyntheticJSON(t *testing.T) {
 			assert.Equal(t, kernels.Impl(), r["impl"])
 			assert.Equal(t, 1.0, r["threads"])
 			assert.Equal(t, 24.0, r["prefill_tokens"])
+			// A 24-token prefill of the small shape takes milliseconds:
+			// all three runs fit the budget.
+			assert.Equal(t, 3.0, r["prefill_runs"])
 			assert.Equal(t, 3.0, r["decode_tokens"])
 			assert.Equal(t, 3.0, r["batch_sequences"])
 			spec := benchSizes["small"]()
@@ -92,7 +97,7 @@ func TestBenchModelFolderWithAdapter(t *testing.T) {
 		"model            " + filepath.Join(dir, "model"),
 		"dtype            bf16",
 		"kernels          " + kernels.Impl(),
-		"prefill          ", "(one 24-token prompt)",
+		"prefill          ", "(one 24-token prompt, warm, median of 3)",
 		"decode           ", "(one sequence, 3 tokens)",
 		"batched decode   ", "(3 sequences, 3 tokens each)",
 		"peak RSS", "memory bandwidth",
@@ -140,6 +145,52 @@ func TestBenchErrors(t *testing.T) {
 			assert.Equal(t, tc.code, code, errs)
 			assert.Contains(t, errs, tc.want)
 			assert.Empty(t, out)
+		})
+	}
+}
+
+// The timed prefills stop once they have taken the budget together, after
+// one run at least, and report the median of the runs made.
+func TestBenchPrefillRuns(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, synth.WriteModel(dir, synth.Tiny(), 3))
+	cfg, w, err := llama.Load(dir, "", kernels.F32)
+	require.NoError(t, err)
+	net, err := llama.NewModel(cfg, w)
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name   string
+		budget time.Duration
+		runs   int
+	}{
+		{"past the budget after one", time.Nanosecond, 1},
+		{"all within the budget", time.Hour, benchPrefillRuns},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &bencher{net: llama.NewCPU(net), cfg: cfg, rng: rand.New(rand.NewPCG(1, 2)), prefillBudget: tc.budget}
+			d, runs, err := b.timePrefill(32)
+			require.NoError(t, err)
+			assert.Equal(t, tc.runs, runs)
+			assert.Positive(t, d)
+			assert.LessOrEqual(t, d, b.wall, "the median is one of the timed runs, or between two")
+		})
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ds   []time.Duration
+		want time.Duration
+	}{
+		{"one", []time.Duration{5}, 5},
+		{"two: their mean", []time.Duration{4, 8}, 6},
+		{"three, unsorted: a slow first run left out", []time.Duration{90, 10, 12}, 12},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := slices.Clone(tc.ds)
+			assert.Equal(t, tc.want, median(in))
+			assert.Equal(t, tc.ds, in, "the input keeps its order")
 		})
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -1240,5 +1241,30 @@ func checkSwiGLURef(t *testing.T, act []uint16, a, w []float32, m, inter, k int)
 			}
 		}
 		assert.Zero(t, bad, "row %d: elements outside bf16 tolerance", row)
+	}
+}
+// TestGPULoadPhases checks Load's breakdown: every phase, in the order
+// they run, none negative, and together no longer than the load; a bf16
+// load of float32 weights converts and uploads every matrix.
+func TestGPULoadPhases(t *testing.T) {
+	dir := testModelDir(t)
+	start := time.Now()
+	n := loadGPU(t, dir, true, Options{})
+	total := time.Since(start)
+	phases := n.LoadPhases()
+	var names []string
+	var sum time.Duration
+	for _, p := range phases {
+		names = append(names, p.Name)
+		assert.GreaterOrEqual(t, p.D, time.Duration(0), p.Name)
+		sum += p.D
+		t.Logf("%-12s %v", p.Name, p.D)
+	}
+	assert.Equal(t, []string{PhaseDriver, PhaseModules, PhaseAlloc, PhaseReadMerge, PhaseConvert, PhaseUpload, PhaseFinish}, names)
+	assert.LessOrEqual(t, sum, total)
+	for _, p := range phases {
+		if p.Name == PhaseModules || p.Name == PhaseConvert || p.Name == PhaseUpload {
+			assert.Positive(t, p.D, p.Name)
+		}
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/batchtrans/batchtrans/engine/cuda/driver"
@@ -14,12 +16,40 @@ import (
 	"github.com/batchtrans/batchtrans/engine/llama"
 )
 
+// Phase is one part of Load and the wall time it took.
+type Phase struct {
+	Name string
+	D    time.Duration
+}
+
+// Load's phases, in order. Read-merge, convert and upload interleave
+// tensor by tensor; each counts its own share of that stretch.
+const (
+	PhaseDriver    = "driver"       // the driver library, the GPU probe, config.json
+	PhaseModules   = "modules"      // contexts, workers, the PTX module (JIT) and its functions
+	PhaseAlloc     = "weight_alloc" // the weights' device buffers
+	PhaseReadMerge = "read_merge"   // reading the safetensors and merging the adapter (llama.LoadHost less its sink)
+	PhaseConvert   = "convert"      // float32 to the device format, on the host
+	PhaseUpload    = "upload"       // host-to-device copies of the weights, every GPU
+	PhaseFinish    = "finish"       // rotary tables, step buffers, the KV cache pool
+)
+
+// LoadPhases returns the wall time of each phase of Load, in order.
+func (n *Net) LoadPhases() []Phase { return slices.Clone(n.phases) }
+
 // Load builds the backend on every visible GPU: it compiles the kernels,
 // uploads the weights (the adapter merged on the host, each tensor
 // converted once and copied to every GPU as it is read), and sizes the KV
 // cache pool from the memory left. Errors say which GPU and what did not
-// fit.
+// fit. LoadPhases says where its time went.
 func Load(opts Options) (*Net, error) {
+	var phases []Phase
+	mark := time.Now()
+	phase := func(name string) {
+		now := time.Now()
+		phases = append(phases, Phase{name, now.Sub(mark)})
+		mark = now
+	}
 	lib, err := driver.Load()
 	if err != nil {
 		return nil, fmt.Errorf("cuda: %w", err)
@@ -48,6 +78,7 @@ func Load(opts Options) (*Net, error) {
 		n.Close()
 		return nil, err
 	}
+	phase(PhaseDriver)
 	for i, g := range rep.GPUs {
 		r, err := newReplica(n, lib, i, g)
 		if err != nil {
@@ -55,6 +86,7 @@ func Load(opts Options) (*Net, error) {
 		}
 		n.reps = append(n.reps, r)
 	}
+	phase(PhaseModules)
 	for _, r := range n.reps {
 		if err := r.w.do(r.allocWeights); err != nil {
 			if driver.IsCode(err, driver.ErrOutOfMemory) {
@@ -64,10 +96,15 @@ func Load(opts Options) (*Net, error) {
 			return fail(err)
 		}
 	}
+	phase(PhaseAlloc)
 	up := &uploader{n: n}
 	if _, err := llama.LoadHost(opts.ModelDir, opts.AdapterDir, opts.BF16, up.put); err != nil {
 		return fail(err)
 	}
+	host := time.Since(mark)
+	phases = append(phases, Phase{PhaseReadMerge, host - up.convert - up.upload},
+		Phase{PhaseConvert, up.convert}, Phase{PhaseUpload, up.upload})
+	mark = time.Now()
 	cos, sin, err := llama.RopeTable(cfg, cfg.MaxPositions)
 	if err != nil {
 		return fail(err)
@@ -79,6 +116,8 @@ func Load(opts Options) (*Net, error) {
 	}
 	n.weightBytes = n.reps[0].weightBytes()
 	n.kvPoolBytes = int64(len(n.reps[0].free)) * n.reps[0].pageBytes
+	phase(PhaseFinish)
+	n.phases = phases
 	return n, nil
 }
 
@@ -261,14 +300,17 @@ func (r *replica) where(name string) (driver.Ptr, error) {
 }
 
 // uploader is LoadHost's sink: it converts each tensor to the device
-// format once and copies it to every replica.
+// format once and copies it to every replica. convert and upload add up
+// the time spent in each.
 type uploader struct {
-	n   *Net
-	u16 []uint16
-	f32 []float32
+	n               *Net
+	u16             []uint16
+	f32             []float32
+	convert, upload time.Duration
 }
 
 func (u *uploader) put(t llama.HostTensor) error {
+	start := time.Now()
 	var src unsafe.Pointer
 	var nb int64
 	switch {
@@ -293,6 +335,9 @@ func (u *uploader) put(t llama.HostTensor) error {
 		}
 		src, nb = bytesOf(f)
 	}
+	copied := time.Now()
+	u.convert += copied.Sub(start)
+	defer func() { u.upload += time.Since(copied) }()
 	for _, r := range u.n.reps {
 		err := r.w.do(func() error {
 			dst, err := r.where(t.Name)

@@ -51,6 +51,7 @@ type Net struct {
 	guInterleaved bool
 
 	weightBytes, kvPoolBytes int64
+	phases                   []Phase // Load's, set once
 }
 
 // WeightBytes is each GPU's device memory for the weights.

@@ -137,7 +137,8 @@ func checkDType(dt kernels.DType) error {
 
 // HostTensor is one weight after the adapter merge, in host memory, as
 // LoadHost hands it to its sink. The slices are the loader's staging
-// buffers: valid only during the sink call, which must copy what it keeps.
+// buffers or, for raw bf16, the checkpoint's mapped bytes: read-only and
+// valid only during the sink call, which must copy what it keeps.
 type HostTensor struct {
 	Name       string // the checkpoint name of the logical tensor, e.g. lm_head.weight
 	Rows, Cols int    // Cols is 0 for a vector
@@ -359,10 +360,15 @@ func (l *loader) matrix(name, src string, replaceable bool) error {
 	rows, cols := t.Shape[0], t.Shape[1]
 	delta := l.plan.deltas[name]
 	if delta == nil && l.rawBF16 && t.DType == safetensors.BF16 {
-		// Unmerged bf16 into bf16: the checkpoint's bits, no float32 detour.
-		raw := l.u16(rows * cols)
-		if err := t.BF16Into(raw); err != nil {
-			return err
+		// Unmerged bf16 into bf16: the checkpoint's bits, no float32
+		// detour, and read in place where the file is mapped (the GPU
+		// uploads straight from the mapping; the CPU repacks it).
+		raw := t.BF16View()
+		if raw == nil {
+			raw = l.u16(rows * cols)
+			if err := t.BF16Into(raw); err != nil {
+				return err
+			}
 		}
 		return l.sink(HostTensor{Name: name, Rows: rows, Cols: cols, BF16: raw})
 	}

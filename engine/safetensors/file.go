@@ -81,6 +81,17 @@ func (t Tensor) BF16Into(dst []uint16) error {
 	return nil
 }
 
+// BF16View returns the raw bfloat16 elements of a BF16 tensor in place,
+// aliasing Data (read-only, valid as long as Data is), or nil where they
+// cannot be viewed without a copy (another dtype, an odd address, a
+// big-endian host); BF16Into copies them then.
+func (t Tensor) BF16View() []uint16 {
+	if t.DType != BF16 || len(t.Data) != 2*t.NumElements() {
+		return nil
+	}
+	return asU16(t.Data)
+}
+
 // entry is a checked header record.
 type entry struct {
 	dtype      DType

@@ -81,6 +81,7 @@ func TestRoundTrip(t *testing.T) {
 			raw := make([]uint16, 4)
 			require.NoError(t, b.BF16Into(raw))
 			assert.Equal(t, bf, raw)
+			assert.Equal(t, bf, b.BF16View(), "in place: the same bits")
 			f.Release(b) // still readable afterwards
 			got, err = b.F32()
 			require.NoError(t, err)
@@ -92,6 +93,7 @@ func TestRoundTrip(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, []float32{1, -2.5, float32(math.Ldexp(1, -24)), 65504}, got)
 			assert.Error(t, c.BF16Into(make([]uint16, 4)), "F16 is not raw BF16")
+			assert.Nil(t, c.BF16View(), "F16 is not raw BF16")
 
 			e, err := f.Tensor("d.empty")
 			require.NoError(t, err)
@@ -382,6 +384,7 @@ func TestUnalignedData(t *testing.T) {
 	raw := make([]uint16, 2)
 	require.NoError(t, b.BF16Into(raw))
 	assert.Equal(t, []uint16{0x3f80, 0xc020}, raw)
+	assert.Nil(t, b.BF16View(), "an odd address is copied, not viewed")
 	ft, err := f.Tensor("f")
 	require.NoError(t, err)
 	got, err = ft.F32()
