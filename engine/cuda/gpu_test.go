@@ -1243,6 +1243,7 @@ func checkSwiGLURef(t *testing.T, act []uint16, a, w []float32, m, inter, k int)
 		assert.Zero(t, bad, "row %d: elements outside bf16 tolerance", row)
 	}
 }
+
 // TestGPULoadPhases checks Load's breakdown: every phase, in the order
 // they run, none negative, and together no longer than the load; a bf16
 // load of float32 weights converts and uploads every matrix.
