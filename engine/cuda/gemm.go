@@ -66,6 +66,11 @@ func (r *replica) splits(n, k int64) int64 {
 const (
 	// narrowRows is the most rows the few-row product takes.
 	narrowRows = 16
+	// streamRows is the most rows the streamed product runs (its K tiles
+	// of 128; where K is a multiple of 8). H200, one row: q|k|v 10.9 µs
+	// against 14.9 on the few-row product, gate|up 25.4 against 33.9; at
+	// 16 rows the few-row product was faster (gate|up 41 against 66).
+	streamRows = 8
 	// wideRows is the step size from which the large-tile product pays.
 	wideRows = 64
 	// wideWaves10 is how many tenths of a block each multiprocessor must
@@ -87,14 +92,22 @@ const (
 )
 
 // Launch shapes of the streamed few-row products (csrc/gemm.cuh's GT_*):
-// four warps of 8 columns, each with its own ring of stages of 16 rows of
-// A and 8 of W, K tiles of 64 eight deep or of 128 four deep.
+// four warps of 8 columns, each with its own ring of stages of min(16, M)
+// rows of A and 8 of W, K tiles of 64 eight deep or of 128 four deep.
 const (
-	streamCols     = 32
-	streamThreads  = 128
-	streamSmem     = 4 * 8 * (16 + 8) * (64 + 8) * 2
-	streamSmemK128 = 4 * 4 * (16 + 8) * (128 + 8) * 2
+	streamCols    = 32
+	streamThreads = 128
 )
+
+// streamSmem is the shared memory of a streamed product kernel (t) for m
+// rows; the most, at 16 rows, is what load.go sets aside.
+func streamSmem(t tile, m int64) int {
+	kt, depth := 64, 8
+	if t == tileStreamK128 {
+		kt, depth = 128, 4
+	}
+	return 4 * depth * (int(min(m, narrowRows)) + 8) * (kt + 8) * 2
+}
 
 // Launch shapes of the large-tile product (csrc/gemm.cuh's GB2_*).
 const (
@@ -168,19 +181,19 @@ func (r *replica) fusesSwiGLU(m int64) bool {
 }
 
 // pickTile chooses the bf16 kernel for m rows of n columns over s splits
-// on sms multiprocessors: up to narrowRows rows the streamed kernel where
-// big (K a multiple of 8), else the few-row one; the 128 x 256 tiles from 128 rows once their
-// blocks (all splits counted) fill 4/10 of the multiprocessors, where big
-// (K a multiple of 8); else the 128 x 128 tiles past 64 rows once theirs
-// fill 9/10; else 64 x 64. Any choice gives the same bits;
+// on sms multiprocessors: up to streamRows rows the streamed kernel where
+// big (K a multiple of 8), else up to narrowRows the few-row one; the 128
+// x 256 tiles from 128 rows once their blocks (all splits counted) fill
+// 4/10 of the multiprocessors, where big; else the 128 x 128 tiles past
+// 64 rows once theirs fill 9/10; else 64 x 64. Any choice gives the same bits;
 // this is speed alone.
 func pickTile(m, n, s int64, sms int, big bool) tile {
 	fills := func(rows, cols, tenths int64) bool {
 		return 10*cdiv(n, cols)*cdiv(m, rows)*s >= tenths*int64(sms)
 	}
 	switch {
-	case m <= narrowRows && big:
-		return tileStream
+	case m <= streamRows && big:
+		return tileStreamK128
 	case m <= narrowRows:
 		return tileNarrow
 	case big && m >= bigRows && fills(bigRows, bigCols, bigWaves10):
@@ -230,7 +243,7 @@ func (r *replica) loaded(t tile) tile {
 	switch {
 	case t == tileBig && r.k.gemmBig == nil:
 		return tileBigK32
-	case t == tileStream && r.k.gemmStream == nil:
+	case (t == tileStream || t == tileStreamK128) && r.k.gemmStream == nil:
 		return tileNarrow
 	}
 	return t
@@ -263,15 +276,15 @@ func (r *replica) gemmTile(t tile, y, x, w driver.Ptr, m, n, k, s int64, args []
 	}
 	switch t {
 	case tileStream, tileStreamK128:
-		f, smem := r.k.gemmStream, streamSmem
+		f := r.k.gemmStream
 		if t == tileStreamK128 {
-			f, smem = r.k.gemmStreamK128, streamSmemK128
+			f = r.k.gemmStreamK128
 		}
 		if f == nil {
 			return errBigSmem
 		}
 		return f.LaunchShared(r.st, [3]int{int(cdiv(n, streamCols)), int(cdiv(m, narrowRows)), int(s)},
-			[3]int{streamThreads, 1, 1}, smem, args)
+			[3]int{streamThreads, 1, 1}, streamSmem(t, m), args)
 	case tileBig, tileBigK32:
 		f, smem := r.k.gemmBig, bigSmem
 		if t == tileBigK32 {

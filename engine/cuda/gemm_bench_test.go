@@ -96,7 +96,7 @@ func BenchmarkGemmSplits(b *testing.B) {
 		name string
 		n, k int64
 	}{{"qkv", 3072, 2048}, {"o", 2048, 2048}, {"gate_up", 16384, 2048}, {"down", 2048, 8192}}
-	rows := []int64{1, 16, 64, 128, 256, 512, 1024, 4096}
+	rows := []int64{1, 4, 8, 16, 64, 128, 256, 512, 1024, 4096}
 	most := rows[len(rows)-1]
 	r.part = deviceAlloc(b, r, 4*most*16384*4)
 	yn := deviceAlloc(b, r, 2*most*2048)

@@ -166,8 +166,8 @@ func TestSplitKRangesAreWholeTiles(t *testing.T) {
 	assert.Equal(t, int64(4), r.splits(2048, 8192))
 }
 
-// The kernel choice on an H200 (132 multiprocessors): up to 16 rows the
-// streamed kernel (the few-row one where K is not a multiple of 8); from 128 rows the 128 x 256 tiles once their blocks (all
+// The kernel choice on an H200 (132 multiprocessors): up to 8 rows the
+// streamed kernel (where K is a multiple of 8), up to 16 the few-row one; from 128 rows the 128 x 256 tiles once their blocks (all
 // splits counted) fill 4/10 of the multiprocessors; past 64 rows the 128 x
 // 128 ones once theirs fill 9/10; else the 64 x 64 tiles.
 func TestPickTile(t *testing.T) {
@@ -178,8 +178,10 @@ func TestPickTile(t *testing.T) {
 		big     bool
 		want    tile
 	}{
-		{"one row", 1, 2048, 4, true, tileStream},
-		{"16 rows", 16, 128256, 1, true, tileStream},
+		{"one row", 1, 2048, 4, true, tileStreamK128},
+		{"8 rows", 8, 128256, 1, true, tileStreamK128},
+		{"9 rows", 9, 2048, 4, true, tileNarrow},
+		{"16 rows", 16, 128256, 1, true, tileNarrow},
 		{"one row, K not a multiple of 8", 1, 2048, 4, false, tileNarrow},
 		{"17 rows", 17, 2048, 4, true, tileMid},
 		{"64 rows", 64, 128256, 1, true, tileMid},

@@ -160,6 +160,7 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 		}
 		ks := []kernel{
 			{&r.k.embed, "embed" + suffix, 0}, {&r.k.rmsnorm, "rmsnorm" + suffix, 0}, {&r.k.attention, "attention" + suffix, 0},
+			{&r.k.attentionLean, "attention_lean" + suffix, 0},
 			{&r.k.swiglu, "swiglu" + suffix, 0}, {&r.k.gemm, "gemm" + suffix, 0}, {&r.k.rope, "rope_store" + suffix, 0},
 			{&r.k.argmax, "argmax", 0}, {&r.k.argmaxMerge, "argmax_merge", 0}, {&r.k.reduce, "reduce" + suffix, 0},
 			{&r.k.attentionTile, "attention_tile" + suffix, attTileSmem(maxHeadDim)},
@@ -170,9 +171,9 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 			if g.SharedOptin >= bigSmem {
 				ks = append(ks, kernel{&r.k.gemmBig, "gemm_bf16_128x256", bigSmem})
 			}
-			if g.SharedOptin >= max(streamSmem, streamSmemK128) {
-				ks = append(ks, kernel{&r.k.gemmStream, "gemm_bf16_16s", streamSmem},
-					kernel{&r.k.gemmStreamK128, "gemm_bf16_16s_k128", streamSmemK128})
+			if most := streamSmem(tileStream, narrowRows); g.SharedOptin >= max(most, streamSmem(tileStreamK128, narrowRows)) {
+				ks = append(ks, kernel{&r.k.gemmStream, "gemm_bf16_16s", most},
+					kernel{&r.k.gemmStreamK128, "gemm_bf16_16s_k128", streamSmem(tileStreamK128, narrowRows)})
 			}
 		}
 		for _, k := range ks {

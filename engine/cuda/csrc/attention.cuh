@@ -469,3 +469,71 @@ extern "C" __global__ void __launch_bounds__(ATT_TILE_WARPS * 32, 2)
                        const float *kc, const float *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
     ATT_BY_HD(attention_tile, out, qkv, tiles, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
 }
+
+// attention_lean is attention as it was before the forms above: the same
+// operations in the same order (so the same bits, which
+// TestAttentionTileMatchesRows holds it to), with hd a run-time value, one
+// key load then its eight multiply-adds, and two scalar value loads a
+// position. It needs half the registers of the forms above, so twice the
+// blocks stay resident: with hundreds of rows in a step there are warps
+// enough to hide its waits, and it runs faster than they do (engine/cuda's
+// leanRows says from how many rows).
+template <typename T, typename KV>
+__device__ void attention_lean(T *out, const float *qkv, const int *rows, const int *pos, const int *ptoff, const int *pagetab,
+                          const KV *kc, const KV *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
+    __shared__ __align__(16) float qs[ATT_MAX_GROUP][ATT_MAX_HD];
+    int r = rows[blockIdx.x], kvh = blockIdx.y, w = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int group = heads / kvheads, h = kvh * group + w;
+    int qdim = heads * hd, kvdim = kvheads * hd, off = kvh * hd;
+    const float *row = qkv + (size_t)r * (qdim + 2 * kvdim);
+    for (int i = lane; i < hd; i += 32) qs[w][i] = row[h * hd + i];
+    __syncwarp();
+    int npos = pos[r] + 1;
+    const int *pt = pagetab + ptoff[r];
+    float m = -INFINITY, l = 0, acc[ATT_MAX_HD / 32];
+#pragma unroll
+    for (int a = 0; a < ATT_MAX_HD / 32; a++) acc[a] = 0;
+    // With pages of a multiple of 32 positions (the engine's), a chunk of
+    // 32 lies in one page: its rows are found from the chunk's first.
+    bool onepage = page % 32 == 0;
+    for (int c0 = 0; c0 < npos; c0 += 32) {
+        int t = c0 + lane, n = min(32, npos - c0);
+        size_t first = (size_t)pt[c0 / page] * pstride + (size_t)(c0 % page) * kvdim + off;
+        float s = -INFINITY;
+        if (t < npos) {
+            const KV *k = kc + (onepage ? first + (size_t)lane * kvdim : (size_t)pt[t / page] * pstride + (size_t)(t % page) * kvdim + off);
+            s = __fmul_rn(kdot(qs[w], k, hd), scale);
+        }
+        float mn = fmaxf(m, warp_max(s));
+        float e = t < npos ? expf(__fsub_rn(s, mn)) : 0.f;
+        float corr = expf(__fsub_rn(m, mn)); // 0 on the first chunk
+        l = __fadd_rn(__fmul_rn(l, corr), warp_sum(e));
+#pragma unroll
+        for (int a = 0; a < ATT_MAX_HD / 32; a++) acc[a] = __fmul_rn(acc[a], corr);
+#pragma unroll 8
+        for (int j = 0; j < n; j++) {
+            float p = __shfl_sync(0xffffffffu, e, j);
+            int tp = c0 + j;
+            const KV *v = vc + (onepage ? first + (size_t)j * kvdim : (size_t)pt[tp / page] * pstride + (size_t)(tp % page) * kvdim + off);
+#pragma unroll
+            for (int a = 0; a < ATT_MAX_HD / 32; a++)
+                if (lane + 32 * a < hd) acc[a] = __fmaf_rn(p, to_f32(v[lane + 32 * a]), acc[a]);
+        }
+        m = mn;
+    }
+    T *o = out + (size_t)r * qdim + h * hd;
+#pragma unroll
+    for (int a = 0; a < ATT_MAX_HD / 32; a++)
+        if (lane + 32 * a < hd) store(&o[lane + 32 * a], __fdiv_rn(acc[a], l));
+}
+
+extern "C" __global__ void attention_lean_bf16(bf16 *out, const float *qkv, const int *rows, const int *pos, const int *ptoff,
+                                               const int *pagetab, const bf16 *kc, const bf16 *vc, int heads, int kvheads, int hd,
+                                               int page, long pstride, float scale) {
+    attention_lean(out, qkv, rows, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
+}
+extern "C" __global__ void attention_lean_f32(float *out, const float *qkv, const int *rows, const int *pos, const int *ptoff,
+                                              const int *pagetab, const float *kc, const float *vc, int heads, int kvheads, int hd,
+                                              int page, long pstride, float scale) {
+    attention_lean(out, qkv, rows, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
+}

@@ -688,15 +688,18 @@ extern "C" __global__ void __launch_bounds__(128) gemm_bf16_16(float *Y, const b
 // most 16 rows by 8 columns a warp, and each warp streams its own columns'
 // weights through its own ring of GT_DEPTH shared-memory stages of KT
 // k's, so that no warp ever waits for another (there is no block-wide
-// barrier) and each keeps GT_DEPTH - 1 stages of weights in flight. Only
-// A's rows below M are copied; a fragment's rows past M read as zero. The
+// barrier) and each keeps GT_DEPTH - 1 stages of weights in flight. A
+// stage holds min(16, M) rows of A (the launch sizes the shared memory so:
+// one row's decode fits five times the warps of a 16-row step on a
+// multiprocessor); a fragment's rows past M read as zero. The
 // same tensor-core instruction over the same k16 steps, ceil(Kz/16) of
 // them, in the same order as the other kernels: the same bits.
 #define GT_WARPS 4
 template <int KT, int DEPTH>
 __device__ __forceinline__ void gemm_bf16_stream_body(float *Y, const bf16 *A, const bf16 *W, int M, int N, int K, int accumulate) {
     constexpr int LD = KT + 8; // padded rows: fragment reads of 8 rows meet every bank once
-    constexpr int STAGE = (16 + 8) * LD;
+    int arows = min(16, M);    // A's rows a stage holds
+    int STAGE = (arows + 8) * LD;
     extern __shared__ __align__(16) unsigned char gt_smem[];
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int g = lane >> 2, tq = lane & 3;
@@ -709,7 +712,7 @@ __device__ __forceinline__ void gemm_bf16_stream_body(float *Y, const bf16 *A, c
     A += (size_t)m0 * K;
     W += (size_t)n0 * K;
     auto load = [&](int s, int k0) {
-        bf16 *as = ring + s * STAGE, *ws = as + 16 * LD;
+        bf16 *as = ring + s * STAGE, *ws = as + arows * LD;
 #pragma unroll
         for (int c = lane; c < 8 * KT / 8; c += 32) {
             int r = c / (KT / 8), col = (c % (KT / 8)) * 8, gk = k0 + col;
@@ -735,7 +738,7 @@ __device__ __forceinline__ void gemm_bf16_stream_body(float *Y, const bf16 *A, c
         cp_async_commit();
         asm volatile("cp.async.wait_group %0;\n" ::"n"(DEPTH - 1));
         __syncwarp();
-        const bf16 *as = ring + (t % DEPTH) * STAGE, *ws = as + 16 * LD;
+        const bf16 *as = ring + (t % DEPTH) * STAGE, *ws = as + arows * LD;
 #pragma unroll
         for (int kk = 0; kk < KT; kk += 32) {
             if (t * KT + kk >= Kz) break;
@@ -766,9 +769,8 @@ __device__ __forceinline__ void gemm_bf16_stream_body(float *Y, const bf16 *A, c
 }
 
 // gemm_bf16_16s streams K tiles of 64, eight deep; gemm_bf16_16s_k128 K
-// tiles of 128, four deep (GT_SMEM(KT, DEPTH) bytes of shared memory a
-// block, engine/cuda's streamSmem).
-#define GT_SMEM(KT, DEPTH) (GT_WARPS * (DEPTH) * (16 + 8) * ((KT) + 8) * 2)
+// tiles of 128, four deep (GT_WARPS * DEPTH * (min(16, M) + 8) * (KT + 8)
+// * 2 bytes of shared memory a block, engine/cuda's streamSmem).
 extern "C" __global__ void __launch_bounds__(GT_WARPS * 32)
     gemm_bf16_16s(float *Y, const bf16 *A, const bf16 *W, int M, int N, int K, int accumulate) {
     gemm_bf16_stream_body<64, 8>(Y, A, W, M, N, K, accumulate);
