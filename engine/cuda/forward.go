@@ -157,7 +157,7 @@ func (r *replica) launches(qu *queue, sh shape) {
 		qu.launch(r.k.rope, R, 1, 128, a.reset().p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(r.cos).p(r.sin).p(kc).p(vc).
 			i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride))
 		if sh.ones > 0 {
-			qu.launch(r.oneRowAttention(sh.ones), sh.ones, c.KVHeads, 32*(c.Heads/c.KVHeads), a.reset().p(r.att).p(r.qkv).p(dOnes).p(dPos).p(dPtoff).p(dPt).
+			qu.launch(r.k.attention, sh.ones, c.KVHeads, 32*(c.Heads/c.KVHeads), a.reset().p(r.att).p(r.qkv).p(dOnes).p(dPos).p(dPtoff).p(dPt).
 				p(kc).p(vc).i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride).f(scale))
 		}
 		if sh.tiles > 0 {
@@ -191,22 +191,6 @@ func (r *replica) launches(qu *queue, sh shape) {
 			qu.launch(r.k.argmaxMerge, outs, 1, 32, a.reset().p(r.argOut).p(r.argVal).p(r.argIdx).i(parts))
 		}
 	}
-}
-
-// leanRows is the number of rows alone in a step from which their
-// attention runs on attention_lean: its lower register count keeps twice
-// the blocks resident, which hides its waits once the rows are many (H200,
-// 512 rows: the step 5% faster than on attention), while few rows run
-// faster on attention, which issues a chunk's loads ahead.
-const leanRows = 64
-
-// oneRowAttention is the kernel for a step's ones rows alone (same bits
-// either way).
-func (r *replica) oneRowAttention(ones int) *driver.Func {
-	if ones >= leanRows {
-		return r.k.attentionLean
-	}
-	return r.k.attention
 }
 
 // maxArgmaxParts is the most parts argmax splits a logits row into.

@@ -908,7 +908,7 @@ func TestAttentionTileMatchesRows(t *testing.T) {
 					// run computes the step's attention with rows alone through the
 					// one-row kernel and runs (first, rows) through attention_tile,
 					// into an output that starts as NaNs.
-					run := func(one *driver.Func, ones, runs []int32) []byte {
+					run := func(ones, runs []int32) []byte {
 						nan := make([]byte, outBytes)
 						for i := range nan {
 							nan[i] = 0xff
@@ -924,7 +924,7 @@ func TestAttentionTileMatchesRows(t *testing.T) {
 						a := &r.args
 						require.NoError(t, r.w.do(func() error {
 							if len(ones) > 0 {
-								if err := one.Launch(r.st, [3]int{len(ones), sh.kvheads, 1}, [3]int{32 * group, 1, 1},
+								if err := r.k.attention.Launch(r.st, [3]int{len(ones), sh.kvheads, 1}, [3]int{32 * group, 1, 1},
 									a.reset().p(out).p(dQKV).p(dOnes).p(dPos).p(dPtoff).p(dPt).p(dK).p(dV).
 										i(sh.heads).i(sh.kvheads).i(sh.hd).i(page).l(int64(page*kvdim)).f(scale).list()); err != nil {
 									return err
@@ -948,8 +948,7 @@ func TestAttentionTileMatchesRows(t *testing.T) {
 					for i := range all {
 						all[i] = int32(i)
 					}
-					want := run(r.k.attention, all, nil)
-					assert.True(t, bytes.Equal(want, run(r.k.attentionLean, all, nil)), "attention_lean's bits differ from attention's")
+					want := run(all, nil)
 					name := func(most int) string {
 						return fmt.Sprintf("%d heads, %d KV heads, head_dim %d, pages of %d, tiles of %d", sh.heads, sh.kvheads, sh.hd, page, most)
 					}
@@ -963,7 +962,7 @@ func TestAttentionTileMatchesRows(t *testing.T) {
 							ones, runs = appendTiles(ones, runs, firsts[i], s.rows, most)
 						}
 						require.NotEmpty(t, runs)
-						assert.True(t, bytes.Equal(want, run(r.k.attention, ones, runs)), "%s: attention_tile's bits differ from the one-row kernel's", name(most))
+						assert.True(t, bytes.Equal(want, run(ones, runs)), "%s: attention_tile's bits differ from the one-row kernel's", name(most))
 					}
 				}
 			}

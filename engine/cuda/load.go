@@ -160,7 +160,6 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 		}
 		ks := []kernel{
 			{&r.k.embed, "embed" + suffix, 0}, {&r.k.rmsnorm, "rmsnorm" + suffix, 0}, {&r.k.attention, "attention" + suffix, 0},
-			{&r.k.attentionLean, "attention_lean" + suffix, 0},
 			{&r.k.swiglu, "swiglu" + suffix, 0}, {&r.k.gemm, "gemm" + suffix, 0}, {&r.k.rope, "rope_store" + suffix, 0},
 			{&r.k.argmax, "argmax", 0}, {&r.k.argmaxMerge, "argmax_merge", 0}, {&r.k.reduce, "reduce" + suffix, 0},
 			{&r.k.attentionTile, "attention_tile" + suffix, attTileSmem(maxHeadDim)},

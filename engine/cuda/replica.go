@@ -61,9 +61,6 @@ type kernelSet struct {
 	embed, rmsnorm, attention, swiglu, gemm, rope, argmax, reduce *driver.Func
 	argmaxMerge                                                   *driver.Func
 	gemmBlock                                                     int
-	// attentionLean is attention with fewer registers, for many rows
-	// (leanRows), with attention's bits.
-	attentionLean *driver.Func
 	// attentionTile is attention over tiles of a sequence's rows, with
 	// attention's bits (see appendTiles).
 	attentionTile *driver.Func

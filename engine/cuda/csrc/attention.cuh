@@ -44,8 +44,6 @@ template <typename KV, int N> struct Elems {
 // head's dimensions, one fused multiply-add a dimension from 0, reading
 // 16 bytes of the key at a time where the head allows; a bf16 key is
 // widened to float32 exactly, so both caches take the same operations.
-// This is the form for a head_dim known only at run time; Key<KV, HD>
-// takes the same sum for one known at compile time.
 __device__ __forceinline__ float kdot(const float *q, const float *k, int hd) {
     float d = 0;
     if (hd % 4 == 0) {
@@ -81,53 +79,6 @@ __device__ __forceinline__ float kdot(const float *q, const bf16 *k, int hd) {
     return d;
 }
 
-// Key is a lane's key for kdot's sum over a head of HD dimensions (a
-// multiple of 32) known at compile time. load issues the loads of the
-// key's first 256 bytes (all of it but a float32 key of 128 dimensions)
-// into registers, so they are in flight together and, issued a chunk
-// ahead, arrive while the warp works on the chunk before; dot reads the
-// rest, if any, 256 bytes at a time, and sums term for term as kdot does.
-// q is 16-byte aligned.
-template <typename KV, int HD> struct Key {
-    static constexpr int E = 16 / sizeof(KV), S = HD * sizeof(KV) > 256 ? 256 / sizeof(KV) : HD;
-    Elems<KV, E> head[S / E];
-    const KV *k;
-    __device__ __forceinline__ void load(const KV *p) {
-        k = p;
-#pragma unroll
-        for (int i = 0; i < S / E; i++) head[i].load(p + i * E);
-    }
-    __device__ __forceinline__ static float sum(const float *q, const Elems<KV, E> *kv, float d) {
-#pragma unroll
-        for (int i = 0; i < S; i += 4) {
-            float4 qv = *(const float4 *)(q + i);
-            d = __fmaf_rn(qv.x, kv[i / E].at(i % E), d);
-            d = __fmaf_rn(qv.y, kv[i / E].at(i % E + 1), d);
-            d = __fmaf_rn(qv.z, kv[i / E].at(i % E + 2), d);
-            d = __fmaf_rn(qv.w, kv[i / E].at(i % E + 3), d);
-        }
-        return d;
-    }
-    __device__ __forceinline__ float dot(const float *q, int) const {
-        float d = sum(q, head, 0.f);
-#pragma unroll
-        for (int s = S; s < HD; s += S) {
-            Elems<KV, E> kv[S / E];
-#pragma unroll
-            for (int i = 0; i < S / E; i++) kv[i].load(k + s + i * E);
-            d = sum(q + s, kv, d);
-        }
-        return d;
-    }
-};
-
-// Key<KV, 0> is a key of head_dim hd known at run time: kdot reads it.
-template <typename KV> struct Key<KV, 0> {
-    const KV *k;
-    __device__ __forceinline__ void load(const KV *p) { k = p; }
-    __device__ __forceinline__ float dot(const float *q, int hd) const { return kdot(q, k, hd); }
-};
-
 // Head<HD> is how the kernels lay a head of HD dimensions over a warp's
 // lanes for the weighted sum of values and the output. Compiled for
 // head_dim 64 and 128, a lane holds the N = HD/32 consecutive dimensions
@@ -138,12 +89,6 @@ template <typename KV> struct Key<KV, 0> {
 template <int HD> struct Head {
     static constexpr int N = HD / 32; // dimensions a lane
     __device__ static bool has(int, int, int) { return true; }
-    // Vals is a lane's values of one position, as loaded; BATCH positions
-    // of them (16 registers) are loaded before any is summed.
-    template <typename KV> struct Vals : Elems<KV, N> {
-        static constexpr int BATCH = 16 * 4 / (N * sizeof(KV));
-        __device__ void load(const KV *row, int lane, int) { Elems<KV, N>::load(row + lane * N); }
-    };
     // lds reads a lane's dimensions of a float32 row in shared memory.
     __device__ static void lds(float *v, const float *row, int lane, int) {
         typedef typename Pack<N * 4>::T P;
@@ -162,16 +107,6 @@ template <int HD> struct Head {
 template <> struct Head<0> {
     static constexpr int N = ATT_MAX_HD / 32;
     __device__ static bool has(int lane, int a, int hd) { return lane + 32 * a < hd; }
-    template <typename KV> struct Vals {
-        static constexpr int BATCH = 8;
-        KV v[N];
-        __device__ void load(const KV *row, int lane, int hd) {
-#pragma unroll
-            for (int a = 0; a < N; a++)
-                if (has(lane, a, hd)) v[a] = row[lane + 32 * a];
-        }
-        __device__ float at(int a) const { return to_f32(v[a]); }
-    };
     __device__ static void lds(float *v, const float *row, int lane, int hd) {
 #pragma unroll
         for (int a = 0; a < N; a++) v[a] = has(lane, a, hd) ? row[lane + 32 * a] : 0.f;
@@ -190,89 +125,60 @@ template <> struct Head<0> {
 // read from memory once. Positions go 32 at a time, one a lane: the lane's
 // score is a dot product in order of the head's dimensions; an online
 // softmax rescales the running sums; the weighted sum of values walks the
-// 32 positions in order, each lane holding its dimensions (Head<HD>).
+// 32 positions in order, each lane holding dimensions lane, lane+32, ...
 // Every reduction is a fixed butterfly of the warp, so a row's result
 // depends on its query and its cache alone. The cache holds KV elements
 // (float32, or bf16 widened exactly as they are read); pstride and the
-// slot offsets count elements. Loads are issued ahead of the sums that
-// use them (a chunk's keys while the chunk before is summed, a batch of
-// positions' values at once, the first batch before the scores), which
-// moves no operation of the sums.
-template <int HD, typename T, typename KV>
-__device__ __noinline__ void attention(float *qs, T *out, const float *qkv, const int *rows, const int *pos, const int *ptoff,
-                                       const int *pagetab, const KV *kc, const KV *vc, int heads, int kvheads, int hd, int page,
-                                       long pstride, float scale) {
-    typedef Head<HD> H;
-    typedef typename H::template Vals<KV> Vals;
-    constexpr int NB = Vals::BATCH;
-    if (HD) hd = HD;
+// slot offsets count elements. (A form compiled per head_dim with its
+// loads issued a chunk ahead was measured slower on an H200, at one row
+// and at 512: its registers halved the resident blocks; docs/gpu.md.)
+template <typename T, typename KV>
+__device__ void attention(T *out, const float *qkv, const int *rows, const int *pos, const int *ptoff, const int *pagetab,
+                          const KV *kc, const KV *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
+    __shared__ __align__(16) float qs[ATT_MAX_GROUP][ATT_MAX_HD];
     int r = rows[blockIdx.x], kvh = blockIdx.y, w = threadIdx.x / 32, lane = threadIdx.x % 32;
     int group = heads / kvheads, h = kvh * group + w;
     int qdim = heads * hd, kvdim = kvheads * hd, off = kvh * hd;
     const float *row = qkv + (size_t)r * (qdim + 2 * kvdim);
-    for (int i = lane; i < hd; i += 32) qs[w * ATT_MAX_HD + i] = row[h * hd + i];
+    for (int i = lane; i < hd; i += 32) qs[w][i] = row[h * hd + i];
     __syncwarp();
     int npos = pos[r] + 1;
     const int *pt = pagetab + ptoff[r];
-    float m = -INFINITY, l = 0, acc[H::N];
+    float m = -INFINITY, l = 0, acc[ATT_MAX_HD / 32];
 #pragma unroll
-    for (int a = 0; a < H::N; a++) acc[a] = 0;
+    for (int a = 0; a < ATT_MAX_HD / 32; a++) acc[a] = 0;
     // With pages of a multiple of 32 positions (the engine's), a chunk of
     // 32 lies in one page: its rows are found from the chunk's first.
-    // chunk(c0) is the offset of position c0's key and value, slot(first,
-    // c0, t) that of position t of the chunk from c0, first its chunk(c0).
     bool onepage = page % 32 == 0;
-    auto chunk = [&](int c0) { return (size_t)pt[c0 / page] * pstride + (size_t)(c0 % page) * kvdim + off; };
-    auto slot = [&](size_t first, int c0, int t) {
-        return onepage ? first + (size_t)(t - c0) * kvdim : (size_t)pt[t / page] * pstride + (size_t)(t % page) * kvdim + off;
-    };
-    // The lane's key of the first chunk; each later chunk's keys are loaded
-    // while the chunk before it is summed.
-    Key<KV, HD> key;
-    size_t first = chunk(0), next = first;
-    if (lane < npos) key.load(kc + slot(first, 0, lane));
-    for (int c0 = 0; c0 < npos; c0 += 32, first = next) {
+    for (int c0 = 0; c0 < npos; c0 += 32) {
         int t = c0 + lane, n = min(32, npos - c0);
-        Vals v[NB];
-#pragma unroll
-        for (int j = 0; j < NB; j++)
-            if (j < n) v[j].load(vc + slot(first, c0, c0 + j), lane, hd);
+        size_t first = (size_t)pt[c0 / page] * pstride + (size_t)(c0 % page) * kvdim + off;
         float s = -INFINITY;
-        if (t < npos) s = __fmul_rn(key.dot(qs + w * ATT_MAX_HD, hd), scale);
-        if (c0 + 32 < npos) {
-            next = chunk(c0 + 32);
-            if (t + 32 < npos) key.load(kc + slot(next, c0 + 32, t + 32));
+        if (t < npos) {
+            const KV *k = kc + (onepage ? first + (size_t)lane * kvdim : (size_t)pt[t / page] * pstride + (size_t)(t % page) * kvdim + off);
+            s = __fmul_rn(kdot(qs[w], k, hd), scale);
         }
         float mn = fmaxf(m, warp_max(s));
         float e = t < npos ? expf(__fsub_rn(s, mn)) : 0.f;
         float corr = expf(__fsub_rn(m, mn)); // 0 on the first chunk
         l = __fadd_rn(__fmul_rn(l, corr), warp_sum(e));
 #pragma unroll
-        for (int a = 0; a < H::N; a++) acc[a] = __fmul_rn(acc[a], corr);
+        for (int a = 0; a < ATT_MAX_HD / 32; a++) acc[a] = __fmul_rn(acc[a], corr);
+#pragma unroll 8
+        for (int j = 0; j < n; j++) {
+            float p = __shfl_sync(0xffffffffu, e, j);
+            int tp = c0 + j;
+            const KV *v = vc + (onepage ? first + (size_t)j * kvdim : (size_t)pt[tp / page] * pstride + (size_t)(tp % page) * kvdim + off);
 #pragma unroll
-        for (int j0 = 0; j0 < 32; j0 += NB) {
-            if (j0 >= n) break;
-            if (j0 > 0) {
-#pragma unroll
-                for (int j = 0; j < NB; j++)
-                    if (j0 + j < n) v[j].load(vc + slot(first, c0, c0 + j0 + j), lane, hd);
-            }
-#pragma unroll
-            for (int j = 0; j < NB; j++) {
-                if (j0 + j < n) { // the same for the whole warp
-                    float p = __shfl_sync(0xffffffffu, e, j0 + j);
-#pragma unroll
-                    for (int a = 0; a < H::N; a++)
-                        if (H::has(lane, a, hd)) acc[a] = __fmaf_rn(p, v[j].at(a), acc[a]);
-                }
-            }
+            for (int a = 0; a < ATT_MAX_HD / 32; a++)
+                if (lane + 32 * a < hd) acc[a] = __fmaf_rn(p, to_f32(v[lane + 32 * a]), acc[a]);
         }
         m = mn;
     }
-    float o[H::N];
+    T *o = out + (size_t)r * qdim + h * hd;
 #pragma unroll
-    for (int a = 0; a < H::N; a++) o[a] = __fdiv_rn(acc[a], l);
-    H::put(out + (size_t)r * qdim + h * hd, o, lane, hd);
+    for (int a = 0; a < ATT_MAX_HD / 32; a++)
+        if (lane + 32 * a < hd) store(&o[lane + 32 * a], __fdiv_rn(acc[a], l));
 }
 
 // load4 reads four consecutive cached elements, widened exactly to
@@ -436,8 +342,9 @@ __device__ __noinline__ void attention_tile(T *out, const float *qkv, const int 
 
 // attention_bf16 and attention_tile_bf16 write bf16 and read a bf16 cache
 // (dtype bf16); attention_f32 and attention_tile_f32 are float32
-// throughout (dtype f32). Each runs the form compiled for its head_dim
-// where there is one (64, 128) and the run-time form otherwise. The forms
+// throughout (dtype f32). The tile kernels run the form compiled for
+// their head_dim where there is one (64, 128) and the run-time form
+// otherwise. The forms
 // are functions of their own (__noinline__), so that ptxas allocates each
 // its registers: inlined into one kernel together, they spilled.
 #define ATT_BY_HD(f, ...)                                                                                              \
@@ -447,17 +354,13 @@ __device__ __noinline__ void attention_tile(T *out, const float *qkv, const int 
         else f<0>(__VA_ARGS__);                                                                                        \
     } while (0)
 
-extern "C" __global__ void __launch_bounds__(ATT_MAX_GROUP * 32)
-    attention_bf16(bf16 *out, const float *qkv, const int *rows, const int *pos, const int *ptoff, const int *pagetab,
+extern "C" __global__ void attention_bf16(bf16 *out, const float *qkv, const int *rows, const int *pos, const int *ptoff, const int *pagetab,
                    const bf16 *kc, const bf16 *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
-    __shared__ __align__(16) float qs[ATT_MAX_GROUP * ATT_MAX_HD]; // a warp's query a row
-    ATT_BY_HD(attention, qs, out, qkv, rows, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
+    attention(out, qkv, rows, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
 }
-extern "C" __global__ void __launch_bounds__(ATT_MAX_GROUP * 32)
-    attention_f32(float *out, const float *qkv, const int *rows, const int *pos, const int *ptoff, const int *pagetab,
+extern "C" __global__ void attention_f32(float *out, const float *qkv, const int *rows, const int *pos, const int *ptoff, const int *pagetab,
                   const float *kc, const float *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
-    __shared__ __align__(16) float qs[ATT_MAX_GROUP * ATT_MAX_HD]; // a warp's query a row
-    ATT_BY_HD(attention, qs, out, qkv, rows, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
+    attention(out, qkv, rows, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
 }
 extern "C" __global__ void __launch_bounds__(ATT_TILE_WARPS * 32, 2)
     attention_tile_bf16(bf16 *out, const float *qkv, const int *tiles, const int *pos, const int *ptoff, const int *pagetab,
@@ -468,72 +371,4 @@ extern "C" __global__ void __launch_bounds__(ATT_TILE_WARPS * 32, 2)
     attention_tile_f32(float *out, const float *qkv, const int *tiles, const int *pos, const int *ptoff, const int *pagetab,
                        const float *kc, const float *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
     ATT_BY_HD(attention_tile, out, qkv, tiles, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
-}
-
-// attention_lean is attention as it was before the forms above: the same
-// operations in the same order (so the same bits, which
-// TestAttentionTileMatchesRows holds it to), with hd a run-time value, one
-// key load then its eight multiply-adds, and two scalar value loads a
-// position. It needs half the registers of the forms above, so twice the
-// blocks stay resident: with hundreds of rows in a step there are warps
-// enough to hide its waits, and it runs faster than they do (engine/cuda's
-// leanRows says from how many rows).
-template <typename T, typename KV>
-__device__ void attention_lean(T *out, const float *qkv, const int *rows, const int *pos, const int *ptoff, const int *pagetab,
-                          const KV *kc, const KV *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
-    __shared__ __align__(16) float qs[ATT_MAX_GROUP][ATT_MAX_HD];
-    int r = rows[blockIdx.x], kvh = blockIdx.y, w = threadIdx.x / 32, lane = threadIdx.x % 32;
-    int group = heads / kvheads, h = kvh * group + w;
-    int qdim = heads * hd, kvdim = kvheads * hd, off = kvh * hd;
-    const float *row = qkv + (size_t)r * (qdim + 2 * kvdim);
-    for (int i = lane; i < hd; i += 32) qs[w][i] = row[h * hd + i];
-    __syncwarp();
-    int npos = pos[r] + 1;
-    const int *pt = pagetab + ptoff[r];
-    float m = -INFINITY, l = 0, acc[ATT_MAX_HD / 32];
-#pragma unroll
-    for (int a = 0; a < ATT_MAX_HD / 32; a++) acc[a] = 0;
-    // With pages of a multiple of 32 positions (the engine's), a chunk of
-    // 32 lies in one page: its rows are found from the chunk's first.
-    bool onepage = page % 32 == 0;
-    for (int c0 = 0; c0 < npos; c0 += 32) {
-        int t = c0 + lane, n = min(32, npos - c0);
-        size_t first = (size_t)pt[c0 / page] * pstride + (size_t)(c0 % page) * kvdim + off;
-        float s = -INFINITY;
-        if (t < npos) {
-            const KV *k = kc + (onepage ? first + (size_t)lane * kvdim : (size_t)pt[t / page] * pstride + (size_t)(t % page) * kvdim + off);
-            s = __fmul_rn(kdot(qs[w], k, hd), scale);
-        }
-        float mn = fmaxf(m, warp_max(s));
-        float e = t < npos ? expf(__fsub_rn(s, mn)) : 0.f;
-        float corr = expf(__fsub_rn(m, mn)); // 0 on the first chunk
-        l = __fadd_rn(__fmul_rn(l, corr), warp_sum(e));
-#pragma unroll
-        for (int a = 0; a < ATT_MAX_HD / 32; a++) acc[a] = __fmul_rn(acc[a], corr);
-#pragma unroll 8
-        for (int j = 0; j < n; j++) {
-            float p = __shfl_sync(0xffffffffu, e, j);
-            int tp = c0 + j;
-            const KV *v = vc + (onepage ? first + (size_t)j * kvdim : (size_t)pt[tp / page] * pstride + (size_t)(tp % page) * kvdim + off);
-#pragma unroll
-            for (int a = 0; a < ATT_MAX_HD / 32; a++)
-                if (lane + 32 * a < hd) acc[a] = __fmaf_rn(p, to_f32(v[lane + 32 * a]), acc[a]);
-        }
-        m = mn;
-    }
-    T *o = out + (size_t)r * qdim + h * hd;
-#pragma unroll
-    for (int a = 0; a < ATT_MAX_HD / 32; a++)
-        if (lane + 32 * a < hd) store(&o[lane + 32 * a], __fdiv_rn(acc[a], l));
-}
-
-extern "C" __global__ void attention_lean_bf16(bf16 *out, const float *qkv, const int *rows, const int *pos, const int *ptoff,
-                                               const int *pagetab, const bf16 *kc, const bf16 *vc, int heads, int kvheads, int hd,
-                                               int page, long pstride, float scale) {
-    attention_lean(out, qkv, rows, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
-}
-extern "C" __global__ void attention_lean_f32(float *out, const float *qkv, const int *rows, const int *pos, const int *ptoff,
-                                              const int *pagetab, const float *kc, const float *vc, int heads, int kvheads, int hd,
-                                              int page, long pstride, float scale) {
-    attention_lean(out, qkv, rows, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
 }
