@@ -38,7 +38,7 @@ func (e *RequestError) RowError() bool { return true }
 // Defaults for Options.
 const (
 	DefaultMaxBatch   = 16
-	DefaultGPUBatch   = 512
+	DefaultGPUBatch   = 1024
 	DefaultStepTokens = 512
 	// DefaultGPUStepTokens lets a step on the GPU decode its whole batch
 	// and prefill several prompts beside it.

@@ -67,9 +67,11 @@ const (
 	// narrowRows is the most rows the few-row product takes.
 	narrowRows = 16
 	// streamRows is the most rows the streamed product runs (its K tiles
-	// of 128; where K is a multiple of 8). H200, one row: q|k|v 10.9 µs
-	// against 14.9 on the few-row product, gate|up 25.4 against 33.9; at
-	// 16 rows the few-row product was faster (gate|up 41 against 66).
+	// of 64 eight deep; where K is a multiple of 8). H200, one row: q|k|v
+	// split in 2, 11.3 µs against 11.9 on the few-row product, gate|up 30
+	// against 34; at 16 rows the few-row product was faster (gate|up 41
+	// against 65). Its K tiles of 128 four deep win in isolation but lost
+	// by 2-4% in the decode of one sequence (bench, same run).
 	streamRows = 8
 	// wideRows is the step size from which the large-tile product pays.
 	wideRows = 64
@@ -193,7 +195,7 @@ func pickTile(m, n, s int64, sms int, big bool) tile {
 	}
 	switch {
 	case m <= streamRows && big:
-		return tileStreamK128
+		return tileStream
 	case m <= narrowRows:
 		return tileNarrow
 	case big && m >= bigRows && fills(bigRows, bigCols, bigWaves10):

@@ -178,8 +178,8 @@ func TestPickTile(t *testing.T) {
 		big     bool
 		want    tile
 	}{
-		{"one row", 1, 2048, 4, true, tileStreamK128},
-		{"8 rows", 8, 128256, 1, true, tileStreamK128},
+		{"one row", 1, 2048, 4, true, tileStream},
+		{"8 rows", 8, 128256, 1, true, tileStream},
 		{"9 rows", 9, 2048, 4, true, tileNarrow},
 		{"16 rows", 16, 128256, 1, true, tileNarrow},
 		{"one row, K not a multiple of 8", 1, 2048, 4, false, tileNarrow},
