@@ -72,7 +72,8 @@ func Load(opts Options) (*Net, error) {
 		return nil, fmt.Errorf("cuda: MaxRows %d and MaxOutputs %d must be positive", opts.MaxRows, opts.MaxOutputs)
 	}
 	n := &Net{cfg: cfg, bf16: opts.BF16, maxRows: opts.MaxRows, maxOut: opts.MaxOutputs,
-		guInterleaved: cfg.Intermediate%guGroup == 0}
+		guInterleaved: cfg.Intermediate%guGroup == 0,
+		numerics:      numericsOf(rep.GPUs[0], driver.VersionString(lib.Version))}
 	fail := func(err error) (*Net, error) {
 		n.Close()
 		return nil, err
@@ -85,8 +86,6 @@ func Load(opts Options) (*Net, error) {
 		}
 		n.reps = append(n.reps, r)
 	}
-	// The GPUs are of one model (sameGPUs), so they loaded the same code.
-	n.numerics = numericsOf(rep.GPUs[0], driver.VersionString(lib.Version), n.reps[0].image)
 	phase(PhaseModules)
 	for _, r := range n.reps {
 		if err := r.w.do(r.allocWeights); err != nil {
@@ -138,17 +137,7 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 	r.graphs = newGraphSet(r.prof.on)
 	err = w.do(func() error {
 		var err error
-		if hasSASS(g.Major, g.Minor) {
-			// The machine code, else (a driver that refuses it) the PTX.
-			if r.mod, err = ctx.LoadModule(kernelsSASS); err == nil {
-				r.image = fmt.Sprintf("SASS sm_%d0", g.Major)
-			}
-		}
-		if r.mod == nil {
-			r.image = "PTX"
-			r.mod, err = ctx.LoadModule(kernelsPTX)
-		}
-		if err != nil {
+		if r.mod, err = ctx.LoadModule(kernelsPTX); err != nil {
 			if driver.IsCode(err, driver.ErrUnsupportedPTX) {
 				return fmt.Errorf("the NVIDIA driver is older than the kernels' PTX needs (CUDA 11.8, driver 520 or newer): %w", err)
 			}

@@ -321,14 +321,12 @@ func (p *Prefix) Free() {
 	p.pages = nil
 }
 
-// numericsOf names the bits of the GPUs and the kernels (their sources'
-// digest, and which compiled form the GPU runs: image, the SASS compiled
-// with the release or the PTX the driver compiles), and the split-K rule
-// (Go constants the kernels' digest does not cover).
-func numericsOf(g driver.GPU, driverVersion, image string) string {
+// numericsOf names the bits of the GPUs and the kernels, and the split-K
+// rule (Go constants the kernels' digest does not cover).
+func numericsOf(g driver.GPU, driverVersion string) string {
 	d := ptxDigest()
-	return fmt.Sprintf("cuda %s sm_%d%d, driver %s, kernels %s %s, split-K %d/%d/%d/%d", g.Name, g.Major, g.Minor, driverVersion,
-		d[:min(12, len(d))], image, maxSplits, minRange, splitTiles, splitTile)
+	return fmt.Sprintf("cuda %s sm_%d%d, driver %s, kernels %s, split-K %d/%d/%d/%d", g.Name, g.Major, g.Minor, driverVersion,
+		d[:min(12, len(d))], maxSplits, minRange, splitTiles, splitTile)
 }
 
 // sameGPUs refuses replicas whose bits could differ.

@@ -15,9 +15,6 @@ import (
 // kernels, the weights, the KV page pool and the step's buffers. Only its
 // worker touches the device; the page free list has its own lock.
 type replica struct {
-	// image is the form of the kernels the GPU loaded: "SASS sm_80",
-	// "SASS sm_90" or "PTX" (see hasSASS).
-	image string
 	net *Net
 	idx int
 	gpu driver.GPU
