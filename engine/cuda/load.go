@@ -3,17 +3,16 @@ package cuda
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unsafe"
 
 	"github.com/batchtrans/batchtrans/engine/cuda/driver"
 	"github.com/batchtrans/batchtrans/engine/kernels"
 	"github.com/batchtrans/batchtrans/engine/llama"
+	"github.com/batchtrans/batchtrans/internal/parallel"
 )
 
 // Phase is one part of Load and the wall time it took.
@@ -419,20 +418,7 @@ func poolPages(free, limit, pageBytes int64) int64 {
 
 // parallelToBF16 is toBF16 spread over the cores.
 func parallelToBF16(dst []uint16, src []float32) {
-	const chunk = 1 << 20
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, runtime.NumCPU())
-	for lo := 0; lo < len(src); lo += chunk {
-		hi := min(lo+chunk, len(src))
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			toBF16(dst[lo:hi], src[lo:hi])
-			<-sem
-		}()
-	}
-	wg.Wait()
+	parallel.For(len(src), 1<<20, func(lo, hi int) { toBF16(dst[lo:hi], src[lo:hi]) })
 }
 
 // finish uploads the rotary table, allocates the step buffers and takes

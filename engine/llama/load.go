@@ -8,6 +8,7 @@ import (
 
 	"github.com/batchtrans/batchtrans/engine/kernels"
 	"github.com/batchtrans/batchtrans/engine/safetensors"
+	"github.com/batchtrans/batchtrans/internal/parallel"
 )
 
 // Tensor names of a Hugging Face LlamaForCausalLM checkpoint.
@@ -440,7 +441,9 @@ func (l *loader) merge(w []float32, rows, cols int, name string, d *loraDelta) e
 		n := min(mergeBlock, rows-i0)
 		delta := l.deltaBuf[:n*cols]
 		kernels.MatMul(delta, b[i0*r:(i0+n)*r], n, am)
-		kernels.Axpy(scale, delta, w[i0*cols:(i0+n)*cols])
+		// Each element gets its one rounded add, on whichever core.
+		dst := w[i0*cols : (i0+n)*cols]
+		parallel.For(len(delta), 1<<16, func(lo, hi int) { kernels.Axpy(scale, delta[lo:hi], dst[lo:hi]) })
 	}
 	return nil
 }

@@ -12,6 +12,9 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
+
+	"github.com/batchtrans/batchtrans/internal/parallel"
 )
 
 // MaxHeaderBytes caps the JSON header; the reference implementation uses the
@@ -47,11 +50,23 @@ func (t Tensor) F32Into(dst []float32) error {
 	if len(dst) != t.NumElements() {
 		return fmt.Errorf("%s: tensor %s: %d values into a buffer of %d", t.File, t.Name, t.NumElements(), len(dst))
 	}
-	if err := convert(dst, t.Data, t.DType); err != nil {
+	size := t.DType.Size()
+	var err error
+	var once sync.Once
+	// Each element converts alone: chunks on every core give the same values.
+	parallel.For(len(dst), convertChunk, func(lo, hi int) {
+		if e := convert(dst[lo:hi], t.Data[lo*size:hi*size], t.DType); e != nil {
+			once.Do(func() { err = e })
+		}
+	})
+	if err != nil {
 		return fmt.Errorf("%s: tensor %s: %w", t.File, t.Name, err)
 	}
 	return nil
 }
+
+// convertChunk is the elements F32Into converts on one core at a time.
+const convertChunk = 1 << 20
 
 // F32 returns the tensor's values as a new float32 slice.
 func (t Tensor) F32() ([]float32, error) {
