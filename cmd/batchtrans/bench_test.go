@@ -149,15 +149,22 @@ func TestBenchErrors(t *testing.T) {
 	}
 }
 
-// The timed prefills stop once they have taken the budget together, after
-// one run at least, and report the median of the runs made.
-func TestBenchPrefillRuns(t *testing.T) {
+// synthTiny is a tiny synthetic model, float32, for the CPU backend.
+func synthTiny(t *testing.T) (*llama.Config, *llama.Model) {
+	t.Helper()
 	dir := t.TempDir()
 	require.NoError(t, synth.WriteModel(dir, synth.Tiny(), 3))
 	cfg, w, err := llama.Load(dir, "", kernels.F32)
 	require.NoError(t, err)
 	net, err := llama.NewModel(cfg, w)
 	require.NoError(t, err)
+	return cfg, net
+}
+
+// The timed prefills stop once they have taken the budget together, after
+// one run at least, and report the median of the runs made.
+func TestBenchPrefillRuns(t *testing.T) {
+	cfg, net := synthTiny(t)
 	for _, tc := range []struct {
 		name   string
 		budget time.Duration
@@ -199,12 +206,7 @@ func TestMedian(t *testing.T) {
 // one position per token, and the greedy tokens are the ones a plain
 // one-sequence loop over the same forward step picks.
 func TestBenchDecodeSteps(t *testing.T) {
-	dir := t.TempDir()
-	require.NoError(t, synth.WriteModel(dir, synth.Tiny(), 3))
-	cfg, w, err := llama.Load(dir, "", kernels.F32)
-	require.NoError(t, err)
-	net, err := llama.NewModel(cfg, w)
-	require.NoError(t, err)
+	cfg, net := synthTiny(t)
 	b := &bencher{net: llama.NewCPU(net), cfg: cfg, rng: rand.New(rand.NewPCG(1, 2))}
 	prompts := [][]int{b.prompt(5), b.prompt(9), b.prompt(7)}
 	states, err := b.prefill(prompts, 8) // chunked: 8 rows a step

@@ -71,7 +71,7 @@ const (
 	// split in 2, 11.3 µs against 11.9 on the few-row product, gate|up 30
 	// against 34; at 16 rows the few-row product was faster (gate|up 41
 	// against 65). Its K tiles of 128 four deep win in isolation but lost
-	// by 2-4% in the decode of one sequence (bench, same run).
+	// by 2-4% in the decode of one sequence (bench, same run), and went.
 	streamRows = 8
 	// wideRows is the step size from which the large-tile product pays.
 	wideRows = 64
@@ -93,23 +93,17 @@ const (
 	narrowSmem    = 5 * (16 + 32) * 136 * 2
 )
 
-// Launch shapes of the streamed few-row products (csrc/gemm.cuh's GT_*):
+// Launch shapes of the streamed few-row product (csrc/gemm.cuh's GT_*):
 // four warps of 8 columns, each with its own ring of stages of min(16, M)
-// rows of A and 8 of W, K tiles of 64 eight deep or of 128 four deep.
+// rows of A and 8 of W, K tiles of 64 eight deep.
 const (
 	streamCols    = 32
 	streamThreads = 128
 )
 
-// streamSmem is the shared memory of a streamed product kernel (t) for m
-// rows; the most, at 16 rows, is what load.go sets aside.
-func streamSmem(t tile, m int64) int {
-	kt, depth := 64, 8
-	if t == tileStreamK128 {
-		kt, depth = 128, 4
-	}
-	return 4 * depth * (int(min(m, narrowRows)) + 8) * (kt + 8) * 2
-}
+// streamSmem is the streamed product's shared memory for m rows; the
+// most, at 16 rows, is what load.go sets aside.
+func streamSmem(m int64) int { return 4 * 8 * (int(min(m, narrowRows)) + 8) * (64 + 8) * 2 }
 
 // Launch shapes of the large-tile product (csrc/gemm.cuh's GB2_*).
 const (
@@ -132,25 +126,24 @@ const (
 type tile int
 
 const (
-	tileMid        tile = iota // gemm_bf16: 64 x 64
-	tileNarrow                 // gemm_bf16_16: 16 x 32, up to narrowRows rows
-	tileWide                   // gemm_bf16_128: 128 x 128
-	tileBig                    // gemm_bf16_128x256: 128 x 256, K tiles of 64
-	tileBigK32                 // gemm_bf16_128x256_k32: 128 x 256, K tiles of 32
-	tileStream                 // gemm_bf16_16s: up to 16 rows, 8 columns a warp, K tiles of 64 eight deep
-	tileStreamK128             // gemm_bf16_16s_k128: the same, K tiles of 128 four deep
+	tileMid    tile = iota // gemm_bf16: 64 x 64
+	tileNarrow             // gemm_bf16_16: 16 x 32, up to narrowRows rows
+	tileWide               // gemm_bf16_128: 128 x 128
+	tileBig                // gemm_bf16_128x256: 128 x 256, K tiles of 64
+	tileBigK32             // gemm_bf16_128x256_k32: 128 x 256, K tiles of 32
+	tileStream             // gemm_bf16_16s: up to 16 rows, 8 columns a warp, K tiles of 64 eight deep
 )
 
 func (t tile) String() string {
 	return [...]string{tileMid: "gemm_bf16", tileNarrow: "gemm_bf16_16", tileWide: "gemm_bf16_128",
 		tileBig: "gemm_bf16_128x256", tileBigK32: "gemm_bf16_128x256_k32",
-		tileStream: "gemm_bf16_16s", tileStreamK128: "gemm_bf16_16s_k128"}[t]
+		tileStream: "gemm_bf16_16s"}[t]
 }
 
 // vector reports whether kernel t copies rows 16 bytes at a time, and so
 // takes K a multiple of 8 only.
 func (t tile) vector() bool {
-	return t == tileBig || t == tileBigK32 || t == tileStream || t == tileStreamK128
+	return t == tileBig || t == tileBigK32 || t == tileStream
 }
 
 // swiglu reports whether kernel t takes the SwiGLU epilogue
@@ -245,7 +238,7 @@ func (r *replica) loaded(t tile) tile {
 	switch {
 	case t == tileBig && r.k.gemmBig == nil:
 		return tileBigK32
-	case (t == tileStream || t == tileStreamK128) && r.k.gemmStream == nil:
+	case t == tileStream && r.k.gemmStream == nil:
 		return tileNarrow
 	}
 	return t
@@ -277,16 +270,12 @@ func (r *replica) gemmTile(t tile, y, x, w driver.Ptr, m, n, k, s int64, args []
 		return errVectorK
 	}
 	switch t {
-	case tileStream, tileStreamK128:
-		f := r.k.gemmStream
-		if t == tileStreamK128 {
-			f = r.k.gemmStreamK128
-		}
-		if f == nil {
+	case tileStream:
+		if r.k.gemmStream == nil {
 			return errBigSmem
 		}
-		return f.LaunchShared(r.st, [3]int{int(cdiv(n, streamCols)), int(cdiv(m, narrowRows)), int(s)},
-			[3]int{streamThreads, 1, 1}, streamSmem(t, m), args)
+		return r.k.gemmStream.LaunchShared(r.st, [3]int{int(cdiv(n, streamCols)), int(cdiv(m, narrowRows)), int(s)},
+			[3]int{streamThreads, 1, 1}, streamSmem(m), args)
 	case tileBig, tileBigK32:
 		f, smem := r.k.gemmBig, bigSmem
 		if t == tileBigK32 {

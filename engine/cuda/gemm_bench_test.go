@@ -112,9 +112,9 @@ func BenchmarkGemmSplits(b *testing.B) {
 				if sh.k%(s*splitTile) != 0 {
 					continue
 				}
-				for _, t := range []tile{tileStream, tileStreamK128, tileNarrow, tileMid, tileWide, tileBig, tileBigK32} {
+				for _, t := range []tile{tileStream, tileNarrow, tileMid, tileWide, tileBig, tileBigK32} {
 					big := t == tileBig || t == tileBigK32
-					few := t == tileNarrow || t == tileStream || t == tileStreamK128
+					few := t == tileNarrow || t == tileStream
 					if few && m > 64 || t == tileWide && m < 64 || big && m < 128 || t == tileBig && r.k.gemmBig == nil || few && t != tileNarrow && r.k.gemmStream == nil {
 						continue
 					}

@@ -160,7 +160,7 @@ var tileShapes = []struct{ m, n, k, s int }{
 
 // testTiles are the bf16 product kernels checkTiles runs, the first
 // (gemm_bf16_128) giving the bits the others must match.
-var testTiles = []tile{tileWide, tileMid, tileNarrow, tileBig, tileBigK32, tileStream, tileStreamK128}
+var testTiles = []tile{tileWide, tileMid, tileNarrow, tileBig, tileBigK32, tileStream}
 
 // checkTiles runs each bf16 product kernel by name (gemmTile, then the
 // reduce where the shape splits) on tileShapes, in both modes: each must
@@ -195,7 +195,7 @@ func checkTiles(t *testing.T, r *replica, rng *rand.Rand) {
 				alone := download(t, r, y1, sh.n)
 				var want []float32
 				for _, tl := range testTiles {
-					if tl == tileBig && r.k.gemmBig == nil || (tl == tileStream || tl == tileStreamK128) && r.k.gemmStream == nil {
+					if tl == tileBig && r.k.gemmBig == nil || tl == tileStream && r.k.gemmStream == nil {
 						t.Logf("%s: not loaded (the GPU gives a block %d bytes of shared memory)", tl, r.gpu.SharedOptin)
 						continue
 					}

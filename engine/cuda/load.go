@@ -169,9 +169,8 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 			if g.SharedOptin >= bigSmem {
 				ks = append(ks, kernel{&r.k.gemmBig, "gemm_bf16_128x256", bigSmem})
 			}
-			if most := streamSmem(tileStream, narrowRows); g.SharedOptin >= max(most, streamSmem(tileStreamK128, narrowRows)) {
-				ks = append(ks, kernel{&r.k.gemmStream, "gemm_bf16_16s", most},
-					kernel{&r.k.gemmStreamK128, "gemm_bf16_16s_k128", streamSmem(tileStreamK128, narrowRows)})
+			if most := streamSmem(narrowRows); g.SharedOptin >= most {
+				ks = append(ks, kernel{&r.k.gemmStream, "gemm_bf16_16s", most})
 			}
 		}
 		for _, k := range ks {
@@ -322,7 +321,7 @@ func (u *uploader) put(t llama.HostTensor) error {
 			u.u16 = make([]uint16, len(t.F32))
 		}
 		b := u.u16[:len(t.F32)]
-		parallelToBF16(b, t.F32)
+		parallel.For(len(b), 1<<20, func(lo, hi int) { toBF16(b[lo:hi], t.F32[lo:hi]) })
 		src, nb = bytesOf(b)
 	default:
 		if cap(u.f32) < len(t.BF16) {
@@ -414,11 +413,6 @@ func poolPages(free, limit, pageBytes int64) int64 {
 		pool = min(pool, limit)
 	}
 	return max(pool, 0) / pageBytes
-}
-
-// parallelToBF16 is toBF16 spread over the cores.
-func parallelToBF16(dst []uint16, src []float32) {
-	parallel.For(len(src), 1<<20, func(lo, hi int) { toBF16(dst[lo:hi], src[lo:hi]) })
 }
 
 // finish uploads the rotary table, allocates the step buffers and takes

@@ -2,7 +2,6 @@ package cuda
 
 import (
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -26,17 +25,9 @@ func BenchmarkLoadHost(b *testing.B) {
 	if root == "" {
 		root = b.TempDir()
 	}
-	spec := synth.Llama32_1B()
-	mdir, adir := filepath.Join(root, "llama32-1b-shape"), filepath.Join(root, "lora-r16-all")
-	if _, err := os.Stat(filepath.Join(mdir, "model.safetensors")); err != nil {
-		if err := synth.WriteModel(mdir, spec, 42); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if _, err := os.Stat(filepath.Join(adir, "adapter_model.safetensors")); err != nil {
-		if err := synth.WriteAdapter(adir, spec, synth.AdapterSpec{Rank: 16, Alpha: 32, Targets: synth.AllLinear}, 43); err != nil {
-			b.Fatal(err)
-		}
+	mdir, adir, err := synth.BigFolders(root)
+	if err != nil {
+		b.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name    string

@@ -72,10 +72,10 @@ type kernelSet struct {
 	// by name alone (gemmTile) until pickTile learns where they pay;
 	// gemmBig is nil where the GPU's SharedOptin is below its bigSmem.
 	gemmBig, gemmBigK32 *driver.Func
-	// gemmStream and gemmStreamK128 are the streamed few-row bf16
-	// products (K a multiple of 8), with gemm's bits; nil where the GPU's
-	// SharedOptin is below their shared memory (gemmNarrow runs instead).
-	gemmStream, gemmStreamK128 *driver.Func
+	// gemmStream is the streamed few-row bf16 product (K a multiple of
+	// 8), with gemm's bits; nil where the GPU's SharedOptin is below its
+	// shared memory (gemmNarrow runs instead).
+	gemmStream *driver.Func
 }
 
 func (r *replica) live() int {

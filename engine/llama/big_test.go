@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -44,16 +43,8 @@ func TestBigLlama32Shape(t *testing.T) {
 	if root == "" {
 		root = t.TempDir()
 	}
-	spec := synth.Llama32_1B()
-	mdir, adir := filepath.Join(root, "llama32-1b-shape"), filepath.Join(root, "lora-r16-all")
-	if _, err := os.Stat(filepath.Join(mdir, "model.safetensors")); err != nil {
-		start := time.Now()
-		require.NoError(t, synth.WriteModel(mdir, spec, 42))
-		t.Logf("wrote %s in %.1fs", mdir, time.Since(start).Seconds())
-	}
-	if _, err := os.Stat(filepath.Join(adir, "adapter_model.safetensors")); err != nil {
-		require.NoError(t, synth.WriteAdapter(adir, spec, synth.AdapterSpec{Rank: 16, Alpha: 32, Targets: synth.AllLinear}, 43))
-	}
+	mdir, adir, err := synth.BigFolders(root)
+	require.NoError(t, err)
 	for _, dt := range []string{"f32", "bf16"} {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestBigChild$", "-test.v")
 		cmd.Env = append(os.Environ(), "BATCHTRANS_BIG_CHILD="+strings.Join([]string{mdir, adir, dt}, "\n"))

@@ -768,14 +768,11 @@ __device__ __forceinline__ void gemm_bf16_stream_body(float *Y, const bf16 *A, c
     }
 }
 
-// gemm_bf16_16s streams K tiles of 64, eight deep; gemm_bf16_16s_k128 K
-// tiles of 128, four deep (GT_WARPS * DEPTH * (min(16, M) + 8) * (KT + 8)
-// * 2 bytes of shared memory a block, engine/cuda's streamSmem).
+// gemm_bf16_16s streams K tiles of 64, eight deep (GT_WARPS * DEPTH *
+// (min(16, M) + 8) * (KT + 8) * 2 bytes of shared memory a block,
+// engine/cuda's streamSmem). Tiles of 128 four deep were faster with the
+// weights in L2 but slower streaming them from memory (docs/gpu.md).
 extern "C" __global__ void __launch_bounds__(GT_WARPS * 32)
     gemm_bf16_16s(float *Y, const bf16 *A, const bf16 *W, int M, int N, int K, int accumulate) {
     gemm_bf16_stream_body<64, 8>(Y, A, W, M, N, K, accumulate);
-}
-extern "C" __global__ void __launch_bounds__(GT_WARPS * 32)
-    gemm_bf16_16s_k128(float *Y, const bf16 *A, const bf16 *W, int M, int N, int K, int accumulate) {
-    gemm_bf16_stream_body<128, 4>(Y, A, W, M, N, K, accumulate);
 }

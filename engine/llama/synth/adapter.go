@@ -148,3 +148,23 @@ func WriteAdapter(dir string, s Spec, a AdapterSpec, seed uint64) error {
 	}
 	return w.Close()
 }
+
+// BigFolders returns the folders, under root, of the Llama-3.2-1B-shaped
+// model (seed 42) and its r=16 adapter on all seven linear modules (seed
+// 43) that the full-size tests and benchmarks share, writing each unless
+// it already holds its weights (2.5 GB the first time).
+func BigFolders(root string) (model, adapter string, err error) {
+	spec := Llama32_1B()
+	model, adapter = filepath.Join(root, "llama32-1b-shape"), filepath.Join(root, "lora-r16-all")
+	if _, err := os.Stat(filepath.Join(model, "model.safetensors")); err != nil {
+		if err := WriteModel(model, spec, 42); err != nil {
+			return "", "", err
+		}
+	}
+	if _, err := os.Stat(filepath.Join(adapter, "adapter_model.safetensors")); err != nil {
+		if err := WriteAdapter(adapter, spec, AdapterSpec{Rank: 16, Alpha: 32, Targets: AllLinear}, 43); err != nil {
+			return "", "", err
+		}
+	}
+	return model, adapter, nil
+}
