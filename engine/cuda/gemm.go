@@ -66,13 +66,13 @@ func (r *replica) splits(n, k int64) int64 {
 const (
 	// narrowRows is the most rows the few-row product takes.
 	narrowRows = 16
-	// streamRows is the most rows the streamed product runs (its K tiles
-	// of 64 eight deep; where K is a multiple of 8). H200, one row: q|k|v
-	// split in 2, 11.3 µs against 11.9 on the few-row product, gate|up 30
-	// against 34; at 16 rows the few-row product was faster (gate|up 41
-	// against 65). Its K tiles of 128 four deep win in isolation but lost
-	// by 2-4% in the decode of one sequence (bench, same run), and went.
-	streamRows = 8
+	// streamRows is the most rows the streamed product runs (where K is a
+	// multiple of 8). BenchmarkGemmSplits, H200, one row: q|k|v split in
+	// 2, 11.3 µs against 11.9 on the few-row product, o 11.2 against 11.6,
+	// gate|up 33.0 against 33.6; at 4 rows gate|up took 47.5 against 36.9
+	// and at 8 rows 58.7 against 37.5, so the streamed product runs one
+	// row alone (one sequence's decode).
+	streamRows = 1
 	// wideRows is the step size from which the large-tile product pays.
 	wideRows = 64
 	// wideWaves10 is how many tenths of a block each multiprocessor must

@@ -166,8 +166,8 @@ func TestSplitKRangesAreWholeTiles(t *testing.T) {
 	assert.Equal(t, int64(4), r.splits(2048, 8192))
 }
 
-// The kernel choice on an H200 (132 multiprocessors): up to 8 rows the
-// streamed kernel (where K is a multiple of 8), up to 16 the few-row one; from 128 rows the 128 x 256 tiles once their blocks (all
+// The kernel choice on an H200 (132 multiprocessors): one row on the
+// streamed kernel (where K is a multiple of 8), up to 16 on the few-row one; from 128 rows the 128 x 256 tiles once their blocks (all
 // splits counted) fill 4/10 of the multiprocessors; past 64 rows the 128 x
 // 128 ones once theirs fill 9/10; else the 64 x 64 tiles.
 func TestPickTile(t *testing.T) {
@@ -179,7 +179,7 @@ func TestPickTile(t *testing.T) {
 		want    tile
 	}{
 		{"one row", 1, 2048, 4, true, tileStream},
-		{"8 rows", 8, 128256, 1, true, tileStream},
+		{"2 rows", 2, 128256, 1, true, tileNarrow},
 		{"9 rows", 9, 2048, 4, true, tileNarrow},
 		{"16 rows", 16, 128256, 1, true, tileNarrow},
 		{"one row, K not a multiple of 8", 1, 2048, 4, false, tileNarrow},
