@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/batchtrans/batchtrans/engine/backend"
 	"github.com/batchtrans/batchtrans/engine/sample"
@@ -179,6 +180,8 @@ type scheduler struct {
 
 	prefilled atomic.Int64 // prompt tokens run through the network
 	reused    atomic.Int64 // prompt tokens copied from the prefix cache
+	steps     atomic.Int64 // forward steps run
+	forward   atomic.Int64 // nanoseconds spent in them
 }
 
 func (sc *scheduler) submit(s *seq) {
@@ -317,7 +320,11 @@ func (sc *scheduler) loop() {
 		if len(steps) == 0 {
 			continue
 		}
-		if err := sc.m.net.Forward(steps); err != nil {
+		began := time.Now()
+		err := sc.m.net.Forward(steps)
+		sc.steps.Add(1)
+		sc.forward.Add(int64(time.Since(began)))
+		if err != nil {
 			err = fmt.Errorf("engine: forward step: %w", err)
 			failed := inStep
 			if errors.Is(err, backend.ErrDevice) {
@@ -501,6 +508,20 @@ type PrefillStats struct {
 // PrefillStats returns the prompt token counters.
 func (m *Model) PrefillStats() PrefillStats {
 	return PrefillStats{Prefilled: m.sched.prefilled.Load(), Reused: m.sched.reused.Load()}
+}
+
+// StepStats counts the forward steps since Load and the time spent in
+// them: beside a job's wall time, it says how much of the job the model's
+// steps took and how much went to everything else (reading, tokenizing,
+// planning steps, sampling, writing).
+type StepStats struct {
+	Steps   int64
+	Forward time.Duration
+}
+
+// StepStats returns the step counters.
+func (m *Model) StepStats() StepStats {
+	return StepStats{Steps: m.sched.steps.Load(), Forward: time.Duration(m.sched.forward.Load())}
 }
 
 // next samples s's next token from its logits and says whether (and why)

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"runtime/pprof"
@@ -87,9 +88,11 @@ type benchResult struct {
 	LoadPhasesS map[string]float64 `json:"load_phases_s,omitempty"`
 	loadOrder   []string
 	// GPUProfileMS is the batched decode's milliseconds in each stage of
-	// the step (BATCHTRANS_CUDA_PROFILE=1).
-	GPUProfileMS map[string]float64 `json:"gpu_profile_ms,omitempty"`
-	PeakRSS      int64              `json:"peak_rss_bytes"` // VmHWM; 0 where unknown
+	// the step (BATCHTRANS_CUDA_PROFILE=1), GPUPrefillProfileMS the timed
+	// prefills'.
+	GPUProfileMS        map[string]float64 `json:"gpu_profile_ms,omitempty"`
+	GPUPrefillProfileMS map[string]float64 `json:"gpu_prefill_profile_ms,omitempty"`
+	PeakRSS             int64              `json:"peak_rss_bytes"` // VmHWM; 0 where unknown
 	// CPUShare is the process's CPU time over the timed steps divided by
 	// their wall time times the thread count: near 1 on an idle machine,
 	// lower when other work takes the cores (every speed drops with it).
@@ -482,10 +485,12 @@ func (b *bencher) run(res *benchResult, prefillN, decodeN, batchN int) error {
 		return errBenchInterrupted
 	}
 
+	b.resetProfile()
 	d, runs, err := b.timePrefill(prefillN)
 	if err != nil {
 		return err
 	}
+	res.GPUPrefillProfileMS = b.profile()
 	res.PrefillTS = float64(prefillN) / d.Seconds()
 	res.PrefillRuns = runs
 	if b.interrupted() {
@@ -501,9 +506,7 @@ func (b *bencher) run(res *benchResult, prefillN, decodeN, batchN int) error {
 	}
 	res.DecodeTS = float64(decodeN) / d.Seconds()
 
-	if p, ok := b.net.(interface{ ResetProfile() }); ok {
-		p.ResetProfile()
-	}
+	b.resetProfile()
 	prompts := make([][]int, batchN)
 	for i := range prompts {
 		prompts[i] = b.prompt(benchDecodePrompt)
@@ -517,6 +520,28 @@ func (b *bencher) run(res *benchResult, prefillN, decodeN, batchN int) error {
 	res.BatchTS = float64(batchN*decodeN) / d.Seconds()
 	if b.cpuKnown && b.wall > 0 {
 		res.CPUShare = b.cpu.Seconds() / (b.wall.Seconds() * float64(kernels.Threads()))
+	}
+	return nil
+}
+
+// profiler is a backend that times the stages of its steps (engine/cuda
+// with BATCHTRANS_CUDA_PROFILE=1).
+type profiler interface {
+	Profile() (map[string]float64, map[string]int)
+	ResetProfile()
+}
+
+func (b *bencher) resetProfile() {
+	if p, ok := b.net.(profiler); ok {
+		p.ResetProfile()
+	}
+}
+
+// profile copies the stages' totals so far (nil when not profiling).
+func (b *bencher) profile() map[string]float64 {
+	if p, ok := b.net.(profiler); ok {
+		ms, _ := p.Profile()
+		return maps.Clone(ms)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -35,6 +36,7 @@ type runOptions struct {
 	noProgress bool
 	logFormat  string
 	shard      string // --shard I/N, auto or auto/N; "" runs the whole job
+	cpuProfile string // --cpuprofile FILE
 }
 
 // parseJobArgs parses flags given before or after the one JOB.yaml argument.
@@ -64,6 +66,7 @@ func runCmd(ctx context.Context, env *cliEnv, args []string) error {
 	fs.BoolVar(&o.restart, "restart", false, "discard the checkpoint and start over")
 	fs.BoolVar(&o.noProgress, "no-progress", false, "no progress bar; log progress lines instead")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file")
 	fs.StringVar(&o.shard, "shard", "", "run one shard: I/N (I from 0), or auto[/N] to read it from the scheduler's environment")
 	job, err := parseJobArgs(fs, args)
 	if err != nil {
@@ -136,6 +139,17 @@ func datasetOptions(j *jobs.Job) dataset.Options {
 }
 
 func runJob(ctx context.Context, env *cliEnv, log *slog.Logger, o runOptions) error {
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return withCode(exitUsage, fmt.Errorf("--cpuprofile: %w", err))
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return withCode(exitUsage, fmt.Errorf("--cpuprofile: %w", err))
+		}
+		defer pprof.StopCPUProfile()
+	}
 	j, err := loadJob(o.job)
 	if err != nil {
 		return err

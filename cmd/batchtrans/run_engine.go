@@ -50,12 +50,13 @@ func loadTranslator(ctx context.Context, j *jobs.Job, dev device.Device, workers
 }
 
 // prefillFields are the summary's counts of prompt tokens the model ran
-// and the ones the shared-prefix cache served instead.
+// and the ones the shared-prefix cache served instead, and of the forward
+// steps and the seconds they took.
 func prefillFields(tr runner.Translator) []any {
 	m, ok := tr.(*engine.Model)
 	if !ok {
 		return nil
 	}
-	st := m.PrefillStats()
-	return []any{"tokens_prefilled", st.Prefilled, "tokens_reused", st.Reused}
+	st, ss := m.PrefillStats(), m.StepStats()
+	return []any{"tokens_prefilled", st.Prefilled, "tokens_reused", st.Reused, "steps", ss.Steps, "forward_s", ss.Forward.Seconds()}
 }

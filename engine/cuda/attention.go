@@ -1,5 +1,13 @@
 package cuda
 
+import (
+	"fmt"
+	"math"
+	"os"
+
+	"github.com/batchtrans/batchtrans/engine/cuda/driver"
+)
+
 // maxHeadDim is the largest head_dim the attention kernels take
 // (csrc/attention.cuh's ATT_MAX_HD).
 const maxHeadDim = 128
@@ -41,4 +49,110 @@ func appendTiles(ones, runs []int32, first, n, most int) ([]int32, []int32) {
 		first += size
 	}
 	return ones, runs
+}
+
+// EnvAttentionMMA set to 0 keeps bf16 attention on the CUDA cores (the
+// kernels f32 uses) where the tensor-core kernels would run: other bits,
+// named in the numerics; for measuring one against the other.
+const EnvAttentionMMA = "BATCHTRANS_CUDA_ATTENTION_MMA"
+
+// mmaHeadDims are the head_dims attention_mma is compiled for.
+var mmaHeadDims = []int{32, 64, 128}
+
+// Launch shape of attention_mma (csrc/attention.cuh): the chunks of 32
+// keys and values a warp has in flight, and the most warps a block.
+const (
+	attMMAStages   = 2
+	attMMAMaxWarps = 4
+)
+
+// attMMASmem is the shared memory of one attention_mma warp for head_dim
+// hd: its ring of chunks of 32 bf16 keys and values.
+func attMMASmem(hd int) int { return attMMAStages * 2 * 32 * hd * 2 }
+
+// attKernel is a tensor-core attention kernel and the warps a block it
+// runs with (as many as the GPU's shared memory a block allows, up to
+// attMMAMaxWarps).
+type attKernel struct {
+	f     *driver.Func
+	warps int
+}
+
+// mmaTiles is how many m16 tiles (warps) attention_mma takes for a unit
+// of rows rows: 16 / group rows a tile, one at least.
+func mmaTiles(rows, group int) int {
+	per := max(1, 16/group)
+	return (rows + per - 1) / per
+}
+
+// attention is one attention launch's operands: the output and the q|k|v
+// rows; the step's rows alone (nOnes row indices at ones) and tiles
+// (nTiles (first row, rows) pairs at runs, each of at most tileRows rows);
+// the rows' positions and page-table offsets; the page table; one layer's
+// key and value caches with pages of page positions, pstride elements
+// apart.
+type attention struct {
+	out, qkv, ones, runs, pos, ptoff, pt, kc, vc driver.Ptr
+	nOnes, nTiles, tileRows                      int
+	heads, kvheads, hd, page                     int
+	pstride                                      int64
+}
+
+// attend queues attention for a's rows: on the tensor cores where the
+// replica has attention_mma for the head_dim (bf16, unless EnvAttentionMMA
+// is 0), else the one-row kernel for rows alone and attention_tile for
+// tiles. Either way a row's bits do not depend on the tiles.
+func (r *replica) attend(qu *queue, a attention) {
+	scale := 1 / math.Sqrt(float64(a.hd))
+	args := &r.args
+	if k, ok := r.k.attMMA[a.hd]; ok {
+		scale2 := float32(scale * math.Log2E)
+		launch := func(units driver.Ptr, pairs, n, mts int) {
+			warps := n * a.kvheads * mts
+			qu.launchShared(k.f, (warps+k.warps-1)/k.warps, 1, 32*k.warps, k.warps*attMMASmem(a.hd),
+				args.reset().p(a.out).p(a.qkv).p(units).i(pairs).i(n).i(mts).p(a.pos).p(a.ptoff).p(a.pt).p(a.kc).p(a.vc).
+					i(a.heads).i(a.kvheads).i(a.page).l(a.pstride).f(scale2))
+		}
+		if a.nOnes > 0 {
+			launch(a.ones, 0, a.nOnes, 1)
+		}
+		if a.nTiles > 0 {
+			launch(a.runs, 1, a.nTiles, mmaTiles(a.tileRows, a.heads/a.kvheads))
+		}
+		return
+	}
+	if a.nOnes > 0 {
+		qu.launch(r.k.attention, a.nOnes, a.kvheads, 32*(a.heads/a.kvheads), args.reset().p(a.out).p(a.qkv).p(a.ones).p(a.pos).
+			p(a.ptoff).p(a.pt).p(a.kc).p(a.vc).i(a.heads).i(a.kvheads).i(a.hd).i(a.page).l(a.pstride).f(float32(scale)))
+	}
+	if a.nTiles > 0 {
+		qu.launchShared(r.k.attentionTile, a.nTiles, a.kvheads, attTileThreads, attTileSmem(a.hd), args.reset().p(a.out).p(a.qkv).
+			p(a.runs).p(a.pos).p(a.ptoff).p(a.pt).p(a.kc).p(a.vc).i(a.heads).i(a.kvheads).i(a.hd).i(a.page).l(a.pstride).
+			f(float32(scale)))
+	}
+}
+
+// loadAttMMA finds attention_mma for each head_dim it is compiled for
+// (bf16 only), with as many warps a block as the GPU's shared memory
+// takes, unless EnvAttentionMMA is 0.
+func (r *replica) loadAttMMA(optin int) error {
+	if !r.net.bf16 || os.Getenv(EnvAttentionMMA) == "0" {
+		return nil
+	}
+	r.k.attMMA = map[int]attKernel{}
+	for _, hd := range mmaHeadDims {
+		w := min(attMMAMaxWarps, optin/attMMASmem(hd))
+		if w < 1 {
+			continue
+		}
+		f, err := r.mod.Func(fmt.Sprintf("attention_mma%d_bf16", hd))
+		if err != nil {
+			return err
+		}
+		if err := f.SetMaxSharedBytes(w * attMMASmem(hd)); err != nil {
+			return err
+		}
+		r.k.attMMA[hd] = attKernel{f, w}
+	}
+	return nil
 }

@@ -2,7 +2,6 @@ package cuda
 
 import (
 	"fmt"
-	"math"
 	"time"
 	"unsafe"
 
@@ -139,7 +138,6 @@ func (r *replica) launches(qu *queue, sh shape) {
 	dRuns := dOnes.Add(4 * int64(sh.ones))
 	dPt := dRuns.Add(8 * int64(sh.tiles))
 	eps := float32(c.RMSNormEps)
-	scale := float32(1 / math.Sqrt(float64(c.HeadDim)))
 	kvElt := int64(r.net.kvElt())
 	slab := int64(pageSize) * kv * kvElt // bytes
 	pstride := r.pageBytes / kvElt       // elements
@@ -156,14 +154,9 @@ func (r *replica) launches(qu *queue, sh shape) {
 		qu.product(product{gemm: "gemm qkv", sum: "reduce qkv", y: r.qkv, x: r.xn, w: L.qkv, m: m, n: q + 2*kv, k: h})
 		qu.launch(r.k.rope, R, 1, 128, a.reset().p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(r.cos).p(r.sin).p(kc).p(vc).
 			i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride))
-		if sh.ones > 0 {
-			qu.launch(r.k.attention, sh.ones, c.KVHeads, 32*(c.Heads/c.KVHeads), a.reset().p(r.att).p(r.qkv).p(dOnes).p(dPos).p(dPtoff).p(dPt).
-				p(kc).p(vc).i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride).f(scale))
-		}
-		if sh.tiles > 0 {
-			qu.launchShared(r.k.attentionTile, sh.tiles, c.KVHeads, attTileThreads, attTileSmem(c.HeadDim), a.reset().p(r.att).p(r.qkv).p(dRuns).
-				p(dPos).p(dPtoff).p(dPt).p(kc).p(vc).i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride).f(scale))
-		}
+		r.attend(qu, attention{out: r.att, qkv: r.qkv, ones: dOnes, runs: dRuns, pos: dPos, ptoff: dPtoff, pt: dPt, kc: kc, vc: vc,
+			nOnes: sh.ones, nTiles: sh.tiles, tileRows: maxTileRows(c.Heads / c.KVHeads),
+			heads: c.Heads, kvheads: c.KVHeads, hd: c.HeadDim, page: pageSize, pstride: pstride})
 		qu.product(product{gemm: "gemm o", sum: "reduce o", y: r.x, x: r.att, w: L.o, m: m, n: h, k: q, acc: true,
 			norm: L.mlpNorm, yn: r.xn, eps: eps})
 		if r.fusesSwiGLU(m) { // act's bits either way

@@ -857,14 +857,15 @@ func TestGraphsMatchDirect(t *testing.T) {
 	}
 }
 
-// TestAttentionTileMatchesRows: attention_tile gives the one-row kernel's
-// bits for every row whatever the tiles, over head shapes that take each
+// TestAttentionTileMatchesRows: attention in tiles (attention_tile, or
+// attention_mma's tiles where it runs: bf16, head_dim 64 and 128) gives
+// the rows-alone bits for every row whatever the tiles, over head shapes that take each
 // path of the kernels (head_dim a multiple of 8, of 4 only, of 2 only; 1
 // to 16 query heads a KV head), pages of 32 and 16 positions, and
 // sequences that start at 0, continue a cache or decode; and the one-row
 // kernel agrees with a float64 reference.
 func TestAttentionTileMatchesRows(t *testing.T) {
-	shapes := []struct{ heads, kvheads, hd int }{{8, 2, 32}, {32, 8, 64}, {16, 1, 128}, {12, 4, 96}, {6, 3, 36}, {4, 2, 34}}
+	shapes := []struct{ heads, kvheads, hd int }{{8, 2, 32}, {32, 8, 64}, {16, 1, 128}, {8, 8, 64}, {24, 8, 128}, {12, 4, 96}, {6, 3, 36}, {4, 2, 34}}
 	// Each sequence: the positions cached before the step, its rows in it.
 	seqs := []struct{ cached, rows int }{{0, 70}, {40, 23}, {100, 1}, {5, 2}, {31, 33}, {0, 1}}
 	for _, bf16 := range []bool{true, false} {
@@ -880,7 +881,6 @@ func TestAttentionTileMatchesRows(t *testing.T) {
 					group := sh.heads / sh.kvheads
 					qdim, kvdim := sh.heads*sh.hd, sh.kvheads*sh.hd
 					width := qdim + 2*kvdim
-					scale := float32(1 / math.Sqrt(float64(sh.hd)))
 					// Rows in step order; each sequence's pages scattered over the pool.
 					var pos, ptoff, pagetab []int32
 					var firsts []int
@@ -905,10 +905,10 @@ func TestAttentionTileMatchesRows(t *testing.T) {
 					dQKV, dPos, dPtoff, dPt := upload(t, r, qkv), upload(t, r, pos), upload(t, r, ptoff), upload(t, r, pagetab)
 					dK, dV := uploadAs(t, r, kc, bf16), uploadAs(t, r, vc, bf16)
 					outBytes := R * qdim * elt
-					// run computes the step's attention with rows alone through the
-					// one-row kernel and runs (first, rows) through attention_tile,
-					// into an output that starts as NaNs.
-					run := func(ones, runs []int32) []byte {
+					// run computes the step's attention (attend: rows alone, and runs
+					// of (first, rows) of at most most rows) into an output that
+					// starts as NaNs.
+					run := func(ones, runs []int32, most int) []byte {
 						nan := make([]byte, outBytes)
 						for i := range nan {
 							nan[i] = 0xff
@@ -921,21 +921,13 @@ func TestAttentionTileMatchesRows(t *testing.T) {
 						if len(runs) > 0 {
 							dRuns = upload(t, r, runs)
 						}
-						a := &r.args
 						require.NoError(t, r.w.do(func() error {
-							if len(ones) > 0 {
-								if err := r.k.attention.Launch(r.st, [3]int{len(ones), sh.kvheads, 1}, [3]int{32 * group, 1, 1},
-									a.reset().p(out).p(dQKV).p(dOnes).p(dPos).p(dPtoff).p(dPt).p(dK).p(dV).
-										i(sh.heads).i(sh.kvheads).i(sh.hd).i(page).l(int64(page*kvdim)).f(scale).list()); err != nil {
-									return err
-								}
-							}
-							if len(runs) > 0 {
-								if err := r.k.attentionTile.LaunchShared(r.st, [3]int{len(runs) / 2, sh.kvheads, 1}, [3]int{attTileThreads, 1, 1},
-									attTileSmem(sh.hd), a.reset().p(out).p(dQKV).p(dRuns).p(dPos).p(dPtoff).p(dPt).p(dK).p(dV).
-										i(sh.heads).i(sh.kvheads).i(sh.hd).i(page).l(int64(page*kvdim)).f(scale).list()); err != nil {
-									return err
-								}
+							qu := queue{r: r}
+							r.attend(&qu, attention{out: out, qkv: dQKV, ones: dOnes, runs: dRuns, pos: dPos, ptoff: dPtoff, pt: dPt,
+								kc: dK, vc: dV, nOnes: len(ones), nTiles: len(runs) / 2, tileRows: most,
+								heads: sh.heads, kvheads: sh.kvheads, hd: sh.hd, page: page, pstride: int64(page * kvdim)})
+							if qu.err != nil {
+								return qu.err
 							}
 							return r.ctx.Sync(r.st)
 						}))
@@ -948,11 +940,12 @@ func TestAttentionTileMatchesRows(t *testing.T) {
 					for i := range all {
 						all[i] = int32(i)
 					}
-					want := run(all, nil)
+					want := run(all, nil, 1)
 					name := func(most int) string {
 						return fmt.Sprintf("%d heads, %d KV heads, head_dim %d, pages of %d, tiles of %d", sh.heads, sh.kvheads, sh.hd, page, most)
 					}
-					checkReference(t, want, bf16, qkv, kc, vc, pos, ptoff, pagetab, sh.heads, sh.kvheads, sh.hd, page, name(1))
+					_, mma := r.k.attMMA[sh.hd]
+					checkReference(t, want, bf16, mma, qkv, kc, vc, pos, ptoff, pagetab, sh.heads, sh.kvheads, sh.hd, page, name(1))
 					for _, most := range []int{2, 7, maxTileRows(group)} {
 						if most*group > attTilePairs {
 							continue
@@ -962,7 +955,7 @@ func TestAttentionTileMatchesRows(t *testing.T) {
 							ones, runs = appendTiles(ones, runs, firsts[i], s.rows, most)
 						}
 						require.NotEmpty(t, runs)
-						assert.True(t, bytes.Equal(want, run(ones, runs)), "%s: attention_tile's bits differ from the one-row kernel's", name(most))
+						assert.True(t, bytes.Equal(want, run(ones, runs, most)), "%s: the tiles' bits differ from the rows alone", name(most))
 					}
 				}
 			}
@@ -971,8 +964,9 @@ func TestAttentionTileMatchesRows(t *testing.T) {
 }
 
 // checkReference holds the attention output got (bf16 or float32 bytes)
-// to a float64 computation from the same cached values.
-func checkReference(t *testing.T, got []byte, bf16 bool, qkv, kc, vc []float32, pos, ptoff, pagetab []int32, heads, kvheads, hd, page int, name string) {
+// to a float64 computation from the same cached values; mma: from the
+// queries rounded to bf16, as the tensor-core kernel takes them.
+func checkReference(t *testing.T, got []byte, bf16, mma bool, qkv, kc, vc []float32, pos, ptoff, pagetab []int32, heads, kvheads, hd, page int, name string) {
 	t.Helper()
 	group, qdim, kvdim := heads/kvheads, heads*hd, kvheads*hd
 	width := qdim + 2*kvdim
@@ -988,7 +982,11 @@ func checkReference(t *testing.T, got []byte, bf16 bool, qkv, kc, vc []float32, 
 			top := math.Inf(-1)
 			for t := range npos {
 				for i := range hd {
-					s[t] += float64(qkv[r*width+h*hd+i]) * float64(kc[at(t)+i])
+					q := qkv[r*width+h*hd+i]
+					if mma {
+						q = kernels.BF16ToF32(kernels.F32ToBF16(q))
+					}
+					s[t] += float64(q) * float64(kc[at(t)+i])
 				}
 				s[t] *= scale
 				top = math.Max(top, s[t])
@@ -1018,6 +1016,11 @@ func checkReference(t *testing.T, got []byte, bf16 bool, qkv, kc, vc []float32, 
 	tol := 1e-4 // float32 sums of a few hundred terms; a wrong head or position is off by the values' size
 	if bf16 {
 		tol = 4e-3 // the output rounded to bf16: 2^-9 of its size at most
+	}
+	if mma {
+		// and the weights rounded to bf16 for the tensor cores: 2^-9 of
+		// each value's share more
+		tol = 8e-3
 	}
 	assert.LessOrEqual(t, worst, tol, "%s: worst error %g against float64", name, worst)
 }

@@ -85,6 +85,9 @@ func Load(opts Options) (*Net, error) {
 		}
 		n.reps = append(n.reps, r)
 	}
+	if _, ok := n.reps[0].k.attMMA[cfg.HeadDim]; ok {
+		n.numerics += ", attention mma"
+	}
 	phase(PhaseModules)
 	for _, r := range n.reps {
 		if err := r.w.do(r.allocWeights); err != nil {
@@ -183,7 +186,7 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 				}
 			}
 		}
-		return nil
+		return r.loadAttMMA(g.SharedOptin)
 	})
 	if err != nil {
 		r.close()

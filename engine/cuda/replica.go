@@ -64,6 +64,9 @@ type kernelSet struct {
 	// attentionTile is attention over tiles of a sequence's rows, with
 	// attention's bits (see appendTiles).
 	attentionTile *driver.Func
+	// attMMA is the tensor-core attention by head_dim (bf16; see attend),
+	// which then replaces attention and attentionTile.
+	attMMA map[int]attKernel
 	// gemmWide is the large-tile bf16 product for steps of more than
 	// wideRows rows, gemmNarrow the one for at most narrowRows (both nil
 	// in f32); they give gemm's bits.

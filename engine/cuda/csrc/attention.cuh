@@ -3,6 +3,7 @@
 // tiles of a sequence's consecutive rows (prefill) that gives the same bits.
 #pragma once
 #include "common.cuh"
+#include "mma.cuh"
 
 #define ATT_MAX_HD 128
 #define ATT_MAX_GROUP 16
@@ -371,4 +372,233 @@ extern "C" __global__ void __launch_bounds__(ATT_TILE_WARPS * 32, 2)
     attention_tile_f32(float *out, const float *qkv, const int *tiles, const int *pos, const int *ptoff, const int *pagetab,
                        const float *kc, const float *vc, int heads, int kvheads, int hd, int page, long pstride, float scale) {
     ATT_BY_HD(attention_tile, out, qkv, tiles, pos, ptoff, pagetab, kc, vc, heads, kvheads, hd, page, pstride, scale);
+}
+
+// ---------------------------------------------------------------------------
+// attention_mma: bf16 attention on the tensor cores, for head_dim 32, 64 and 128
+// (dtype bf16; other head_dims and f32 keep the kernels above).
+//
+// A warp takes a unit's (sequence, KV head) and up to 16 of its query rows,
+// rows being (token, query head) pairs: 16 / group tokens (1 a decode) times
+// the KV head's group of query heads, one m16 tile. Each query is rounded
+// to bf16. Positions go 32 at a time (chunks), each chunk's keys and values
+// copied to the warp's own ring of shared memory: S = Q.K^T with
+// mma.m16n8k16 in order of head_dim (16 at a time, from zero), scaled into
+// the base-2 exponent; an online softmax per row (the row's maximum, then
+// each exp2 against it; the row sum in a fixed order of the thread's eight
+// and a butterfly of the four threads that hold the row); the running sums
+// rescaled, then O += P.V with P rounded to bf16, two steps of 16
+// positions in order. A row takes the chunks up to its own position: in a
+// chunk past it, its scores are all masked, so its maximum, sum and output
+// stay as they were (its P is zero, and so is what the mma adds).
+//
+// Every row's operations are the same whichever other rows share its m16
+// tile, warp or launch (a tensor-core output element depends on its row of
+// A, its column of B and its accumulator alone: the same property the
+// products' batch invariance rests on), so a decode alone, a tile of
+// prompt rows and every split of a prompt into steps give the same bits.
+// Keys past a unit's last position are zero-filled, never read; a masked
+// key's value, zero or not, is multiplied by a zero weight. The output
+// adds +0 before rounding, so a sum of zero products is +0 wherever it ran.
+//
+// Launch: blockDim.x / 32 warps a block, warp w of the grid taking m-tile
+// w % mts of KV head (w / mts) % kvheads of unit w / (mts * kvheads). A
+// unit is a row alone (pairs 0: units[u] is the row) or a tile of
+// consecutive rows of one sequence (pairs 1: units[2u], units[2u+1] are
+// its first row and its rows). Dynamic shared memory: ATT_MMA_STAGES * 2 *
+// 32 * head_dim bf16 a warp (engine/cuda's attMMASmem).
+#define ATT_MMA_STAGES 2
+
+// att_piece is where the 16-byte piece p of key t's row of HD bf16 lies in
+// its row of shared memory: p ^ (t % 8) for rows of 8 pieces or more, p ^
+// (t / 2 % 4) for head_dim 32's rows of 4 (two rows a 128 bytes), so that
+// the eight rows an ldmatrix reads meet eight different banks.
+template <int HD> __device__ __forceinline__ int att_piece(int t, int p) { return HD >= 64 ? p ^ (t % 8) : p ^ (t / 2 % 4); }
+
+template <int HD>
+__device__ __forceinline__ void attention_mma(bf16 *out, const float *qkv, const int *units, int pairs, int nunits, int mts,
+                                              const int *pos, const int *ptoff, const int *pagetab, const bf16 *kc,
+                                              const bf16 *vc, int heads, int kvheads, int page, long pstride, float scale2) {
+    constexpr int CH = HD / 8;  // 16-byte pieces of a key's row
+    constexpr int KS = HD / 16; // k steps of Q.K^T
+    constexpr int NT = HD / 8;  // n tiles of the output
+    extern __shared__ __align__(16) unsigned char att_sm[];
+    const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+    long w = (long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    int mt = (int)(w % mts), kvh = (int)(w / mts % kvheads);
+    long u = w / ((long)mts * kvheads);
+    if (u >= nunits) return;
+    int r0 = pairs ? units[2 * u] : units[u], n = pairs ? units[2 * u + 1] : 1;
+    const int group = heads / kvheads, tpm = max(1, 16 / group);
+    const int t0 = mt * tpm;
+    if (t0 >= n) return;
+    const int nt = min(tpm, n - t0), valid = nt * group;
+    const int qdim = heads * HD, kvdim = kvheads * HD, width = qdim + 2 * kvdim, off = kvh * HD;
+    bf16 *ks = (bf16 *)att_sm + (size_t)(threadIdx.x / 32) * ATT_MMA_STAGES * 2 * 32 * HD;
+    bf16 *vs = ks + ATT_MMA_STAGES * 32 * HD;
+    const int *pt = pagetab + ptoff[r0];
+
+    // The thread's two rows (g and g + 8 of the tile): token, head, and how
+    // many positions each sees (padding rows: one, with a zero query).
+    int rt[2], rh[2], np[2];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        int m = g + 8 * h;
+        bool ok = m < valid;
+        rt[h] = ok ? r0 + t0 + m / group : -1;
+        rh[h] = kvh * group + m % group;
+        np[h] = ok ? pos[rt[h]] + 1 : 1;
+    }
+    int end = 0;
+    for (int i = 0; i < nt; i++) end = max(end, pos[r0 + t0 + i] + 1);
+
+    // Queries as A fragments: a0 row g, a1 row g + 8 (dims 16s + 2c, +1),
+    // a2 and a3 the same rows 8 dims on.
+    unsigned qa[KS][4];
+#pragma unroll
+    for (int s = 0; s < KS; s++) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            int h = i % 2, d = 16 * s + 2 * c + 8 * (i / 2);
+            float2 q = make_float2(0.f, 0.f);
+            if (rt[h] >= 0) q = *(const float2 *)(qkv + (size_t)rt[h] * width + rh[h] * HD + d);
+            __nv_bfloat162 b = __floats2bfloat162_rn(q.x, q.y);
+            qa[s][i] = *(unsigned *)&b;
+        }
+    }
+
+    // A chunk's keys and values into stage st (pieces placed by att_piece).
+    auto load = [&](int c0, int st) {
+        bf16 *kd = ks + st * 32 * HD, *vd = vs + st * 32 * HD;
+        // With pages of a multiple of 32 positions (the engine's), the
+        // chunk lies in one page.
+        size_t first = page % 32 == 0 ? (size_t)pt[c0 / page] * pstride + (size_t)(c0 % page) * kvdim + off : 0;
+#pragma unroll
+        for (int i = 0; i < CH; i++) {
+            int idx = lane + 32 * i, t = idx / CH, p = idx % CH, tp = c0 + t;
+            size_t at = 0;
+            bool in = tp < end;
+            if (in)
+                at = (page % 32 == 0 ? first + (size_t)t * kvdim : (size_t)pt[tp / page] * pstride + (size_t)(tp % page) * kvdim + off) + p * 8;
+            int sw = t * HD + att_piece<HD>(t, p) * 8;
+            cp_async16(kd + sw, kc + at, in ? 16 : 0);
+            cp_async16(vd + sw, vc + at, in ? 16 : 0);
+        }
+        cp_async_commit();
+    };
+
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+    float o[NT][4];
+#pragma unroll
+    for (int j = 0; j < NT; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+
+    const int nch = (end + 31) / 32;
+    load(0, 0);
+    if (nch > 1) load(32, 1);
+    else cp_async_commit();
+    for (int ci = 0; ci < nch; ci++) {
+        const int c0 = 32 * ci, st = ci % ATT_MMA_STAGES;
+        cp_async_wait_n<1>();
+        __syncwarp();
+        const bf16 *kb = ks + st * 32 * HD, *vb = vs + st * 32 * HD;
+        // S: n tile j holds keys 8j .. 8j + 7.
+        float sc[4][4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.f;
+            int t = 8 * j + lane % 8;
+#pragma unroll
+            for (int q = 0; q < KS / 2; q++) {
+                unsigned b[4];
+                ldmatrix_x4(b, kb + t * HD + att_piece<HD>(t, 4 * q + lane / 8) * 8);
+                mma_bf16(sc[j], qa[2 * q][0], qa[2 * q][1], qa[2 * q][2], qa[2 * q][3], b[0], b[1]);
+                mma_bf16(sc[j], qa[2 * q + 1][0], qa[2 * q + 1][1], qa[2 * q + 1][2], qa[2 * q + 1][3], b[2], b[3]);
+            }
+        }
+        // Online softmax, row by row (h: row g, then g + 8).
+        float corr[2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            float mx = -INFINITY;
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    int key = c0 + 8 * j + 2 * c + e;
+                    float s = key < np[h] ? __fmul_rn(sc[j][2 * h + e], scale2) : -INFINITY;
+                    sc[j][2 * h + e] = s;
+                    mx = fmaxf(mx, s);
+                }
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            float mn = fmaxf(m[h], mx);
+            float sum = 0.f;
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    float s = sc[j][2 * h + e];
+                    float p = s == -INFINITY ? 0.f : exp2f(__fsub_rn(s, mn));
+                    sc[j][2 * h + e] = p;
+                    sum = __fadd_rn(sum, p);
+                }
+            sum = __fadd_rn(sum, __shfl_xor_sync(0xffffffffu, sum, 1));
+            sum = __fadd_rn(sum, __shfl_xor_sync(0xffffffffu, sum, 2));
+            corr[h] = exp2f(__fsub_rn(m[h], mn)); // 0 on the first chunk, 1 in a chunk past the row
+            l[h] = __fadd_rn(__fmul_rn(l[h], corr[h]), sum);
+            m[h] = mn;
+        }
+#pragma unroll
+        for (int j = 0; j < NT; j++) {
+            o[j][0] = __fmul_rn(o[j][0], corr[0]), o[j][1] = __fmul_rn(o[j][1], corr[0]);
+            o[j][2] = __fmul_rn(o[j][2], corr[1]), o[j][3] = __fmul_rn(o[j][3], corr[1]);
+        }
+        // O += P.V: k step kk takes positions 16kk .. 16kk + 15, whose
+        // weights are S's n tiles 2kk and 2kk + 1.
+#pragma unroll
+        for (int kk = 0; kk < 2; kk++) {
+            unsigned pa[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const float *sj = sc[2 * kk + i / 2];
+                __nv_bfloat162 b = __floats2bfloat162_rn(sj[2 * (i % 2)], sj[2 * (i % 2) + 1]);
+                pa[i] = *(unsigned *)&b;
+            }
+            int t = 16 * kk + 8 * ((lane / 8) % 2) + lane % 8;
+#pragma unroll
+            for (int jp = 0; jp < NT / 2; jp++) {
+                unsigned b[4];
+                ldmatrix_x4_trans(b, vb + t * HD + att_piece<HD>(t, 2 * jp + lane / 16) * 8);
+                mma_bf16(o[2 * jp], pa[0], pa[1], pa[2], pa[3], b[0], b[1]);
+                mma_bf16(o[2 * jp + 1], pa[0], pa[1], pa[2], pa[3], b[2], b[3]);
+            }
+        }
+        __syncwarp(); // every lane is done with the stage before it refills
+        if (ci + ATT_MMA_STAGES < nch) load(c0 + 32 * ATT_MMA_STAGES, st);
+        else cp_async_commit();
+    }
+    cp_async_wait_n<0>();
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        if (rt[h] < 0) continue;
+        bf16 *dst = out + (size_t)rt[h] * qdim + rh[h] * HD + 2 * c;
+#pragma unroll
+        for (int j = 0; j < NT; j++) {
+            float x = __fadd_rn(__fdiv_rn(o[j][2 * h], l[h]), 0.f), y = __fadd_rn(__fdiv_rn(o[j][2 * h + 1], l[h]), 0.f);
+            *(__nv_bfloat162 *)(dst + 8 * j) = __floats2bfloat162_rn(x, y);
+        }
+    }
+}
+
+#define ATT_MMA_ARGS                                                                                                   \
+    bf16 *out, const float *qkv, const int *units, int pairs, int nunits, int mts, const int *pos, const int *ptoff,    \
+        const int *pagetab, const bf16 *kc, const bf16 *vc, int heads, int kvheads, int page, long pstride, float scale2
+extern "C" __global__ void __launch_bounds__(128) attention_mma32_bf16(ATT_MMA_ARGS) {
+    attention_mma<32>(out, qkv, units, pairs, nunits, mts, pos, ptoff, pagetab, kc, vc, heads, kvheads, page, pstride, scale2);
+}
+extern "C" __global__ void __launch_bounds__(128) attention_mma64_bf16(ATT_MMA_ARGS) {
+    attention_mma<64>(out, qkv, units, pairs, nunits, mts, pos, ptoff, pagetab, kc, vc, heads, kvheads, page, pstride, scale2);
+}
+extern "C" __global__ void __launch_bounds__(128) attention_mma128_bf16(ATT_MMA_ARGS) {
+    attention_mma<128>(out, qkv, units, pairs, nunits, mts, pos, ptoff, pagetab, kc, vc, heads, kvheads, page, pstride, scale2);
 }

@@ -22,6 +22,7 @@
 // product with SwiGLU where the kernel can.
 #pragma once
 #include "common.cuh"
+#include "mma.cuh"
 #include "swiglu.cuh"
 
 // GEMM_SWIGLU as accumulate asks gemm_bf16, gemm_bf16_128 and the 128 x
@@ -69,18 +70,6 @@ __device__ __forceinline__ void swiglu_epilogue(float *Y, const float (*acc)[TJ]
 #define GB_K 32
 #define GB_LD (GB_K + 8) // padded row: 80 bytes, conflict-free fragment reads
 
-__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int bytes) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void cp_async_wait1() { asm volatile("cp.async.wait_group 1;\n" ::); }
-
-__device__ __forceinline__ void mma_bf16(float *c, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0, unsigned b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
 
 // gemm_bf16_load stages the GB_M x GB_K tile of A at (m0, k0) and the GB_N x
 // GB_K tile of W at (n0, k0) in shared memory, 16 bytes a copy when K is a
@@ -254,12 +243,6 @@ extern "C" __global__ void __launch_bounds__(256) gemm_f32(float *Y, const float
 #define GB2_STAGES 3
 #define GB2_SMEM (GB2_STAGES * (GB2_M + GB2_N) * GB_LD * 2)
 
-__device__ __forceinline__ void ldmatrix_x4(unsigned *r, const void *p) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s));
-}
 __device__ __forceinline__ void cp_async_wait_stages() { asm volatile("cp.async.wait_group %0;\n" ::"n"(GB2_STAGES - 2)); }
 
 __device__ __forceinline__ void gemm_bf16_load2(bf16 (*As)[GB_LD], bf16 (*Ws)[GB_LD], const bf16 *A, const bf16 *W,
@@ -378,7 +361,6 @@ extern "C" __global__ void __launch_bounds__(256) gemm_bf16_128(float *Y, const 
 #define GW_GROUP 8
 #define GW_SMEM(bk, stages) ((stages) * (GW_M + GW_N) * (bk) * 2)
 
-template <int N> __device__ __forceinline__ void cp_async_wait_n() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
 __device__ __forceinline__ void cp_async16_s(unsigned s, const void *gmem, int bytes) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes));
