@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"errors"
+	"fmt"
 	"unsafe"
 
 	"github.com/batchtrans/batchtrans/engine/cuda/driver"
@@ -122,6 +123,53 @@ const (
 	bigSmemK32 = 4 * (128 + 256) * 32 * 2 // gemm_bf16_128x256_k32: 96 KiB
 )
 
+// hopperSmem is gemm_bf16_wg's shared memory (csrc/gemm_wg.cuh's
+// WG_SMEM): K tiles of 64 four deep, 192 KiB.
+const hopperSmem = 4 * (128 + 256) * 64 * 2
+
+// EnvWGMMA set to 1 runs the 128 x 256 products on Hopper's wgmma
+// (gemm_bf16_wg) on a GPU of compute capability 9.0. Experimental and off
+// by default: it gives mma.sync's bits but, as written, ptxas serialises
+// its wgmma steps and it runs at a third of the mma.sync kernel's speed
+// (docs/gpu.md).
+const EnvWGMMA = "BATCHTRANS_CUDA_WGMMA"
+
+// loadHopper loads the Hopper module and gemm_bf16_wg on a bf16 replica
+// of a GPU of compute capability 9.0 that gives a block its shared
+// memory, when the Net asks for wgmma (worker only). A driver that cannot
+// compile the module (older than R525) leaves it out: the mma.sync
+// kernels give the same bits.
+func (r *replica) loadHopper(ctx *driver.Context) error {
+	if !r.net.bf16 || !r.net.wgmma || r.gpu.Major != 9 || r.gpu.Minor != 0 || r.gpu.SharedOptin < hopperSmem {
+		return nil
+	}
+	mod, err := ctx.LoadModule(hopperPTX)
+	if driver.IsCode(err, driver.ErrUnsupportedPTX) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load the Hopper kernels: %w", err)
+	}
+	r.hmod = mod
+	if r.k.gemmWG, err = mod.Func("gemm_bf16_wg"); err != nil {
+		return err
+	}
+	return r.k.gemmWG.SetMaxSharedBytes(hopperSmem)
+}
+
+// has reports whether kernel t is loaded on this replica.
+func (r *replica) has(t tile) bool {
+	switch t {
+	case tileBig:
+		return r.k.gemmBig != nil
+	case tileStream:
+		return r.k.gemmStream != nil
+	case tileHopper:
+		return r.k.gemmWG != nil
+	}
+	return true
+}
+
 // tile names a bf16 product kernel.
 type tile int
 
@@ -132,25 +180,26 @@ const (
 	tileBig                // gemm_bf16_128x256: 128 x 256, K tiles of 64
 	tileBigK32             // gemm_bf16_128x256_k32: 128 x 256, K tiles of 32
 	tileStream             // gemm_bf16_16s: up to 16 rows, 8 columns a warp, K tiles of 64 eight deep
+	tileHopper             // gemm_bf16_wg: 128 x 256 on Hopper's wgmma, K tiles of 64 four deep
 )
 
 func (t tile) String() string {
 	return [...]string{tileMid: "gemm_bf16", tileNarrow: "gemm_bf16_16", tileWide: "gemm_bf16_128",
 		tileBig: "gemm_bf16_128x256", tileBigK32: "gemm_bf16_128x256_k32",
-		tileStream: "gemm_bf16_16s"}[t]
+		tileStream: "gemm_bf16_16s", tileHopper: "gemm_bf16_wg"}[t]
 }
 
 // vector reports whether kernel t copies rows 16 bytes at a time, and so
 // takes K a multiple of 8 only.
 func (t tile) vector() bool {
-	return t == tileBig || t == tileBigK32 || t == tileStream
+	return t == tileBig || t == tileBigK32 || t == tileStream || t == tileHopper
 }
 
 // swiglu reports whether kernel t takes the SwiGLU epilogue
 // (csrc/gemm.cuh's GEMM_SWIGLU): each of its threads holds the n8 tiles of
 // whole 16-column groups. The few-row kernels hold one n8 tile a warp.
 func (t tile) swiglu() bool {
-	return t == tileMid || t == tileWide || t == tileBig || t == tileBigK32
+	return t == tileMid || t == tileWide || t == tileBig || t == tileBigK32 || t == tileHopper
 }
 
 // epilogueSwiGLU is the accumulate parameter that asks a product kernel
@@ -232,10 +281,14 @@ func (r *replica) gemm(y, x, w driver.Ptr, m, n, k, s int64, acc bool) error {
 	return r.gemmTile(r.loaded(pickTile(m, n, s, r.gpu.SMs, k%8 == 0)), y, x, w, m, n, k, s, args)
 }
 
-// loaded is kernel t, or its stand-in on a GPU that lets a block have too
-// little shared memory for it.
+// loaded is kernel t, or its stand-in: the 128 x 256 tiles run on
+// wgmma where the Hopper module loaded (EnvWGMMA; the same bits), and on a
+// GPU that lets a block have too little shared memory for a kernel,
+// another runs.
 func (r *replica) loaded(t tile) tile {
 	switch {
+	case (t == tileBig || t == tileBigK32) && r.k.gemmWG != nil:
+		return tileHopper
 	case t == tileBig && r.k.gemmBig == nil:
 		return tileBigK32
 	case t == tileStream && r.k.gemmStream == nil:
@@ -286,6 +339,12 @@ func (r *replica) gemmTile(t tile, y, x, w driver.Ptr, m, n, k, s int64, args []
 		}
 		return f.LaunchShared(r.st, [3]int{int(cdiv(n, bigCols)), int(cdiv(m, bigRows)), int(s)},
 			[3]int{bigThreads, 1, 1}, smem, args)
+	case tileHopper:
+		if r.k.gemmWG == nil {
+			return errBigSmem
+		}
+		return r.k.gemmWG.LaunchShared(r.st, [3]int{int(cdiv(n, bigCols)), int(cdiv(m, bigRows)), int(s)},
+			[3]int{bigThreads, 1, 1}, hopperSmem, args)
 	case tileNarrow:
 		return r.k.gemmNarrow.LaunchShared(r.st, [3]int{int(cdiv(n, narrowCols)), int(cdiv(m, narrowRows)), int(s)},
 			[3]int{narrowThreads, 1, 1}, narrowSmem, args)

@@ -112,10 +112,10 @@ func BenchmarkGemmSplits(b *testing.B) {
 				if sh.k%(s*splitTile) != 0 {
 					continue
 				}
-				for _, t := range []tile{tileStream, tileNarrow, tileMid, tileWide, tileBig, tileBigK32} {
-					big := t == tileBig || t == tileBigK32
+				for _, t := range []tile{tileStream, tileNarrow, tileMid, tileWide, tileBig, tileBigK32, tileHopper} {
+					big := t == tileBig || t == tileBigK32 || t == tileHopper
 					few := t == tileNarrow || t == tileStream
-					if few && m > 64 || t == tileWide && m < 64 || big && m < 128 || t == tileBig && r.k.gemmBig == nil || few && t != tileNarrow && r.k.gemmStream == nil {
+					if few && m > 64 || t == tileWide && m < 64 || big && m < 128 || !r.has(t) {
 						continue
 					}
 					b.Run(fmt.Sprintf("%s/M=%d/S=%d/%s", sh.name, m, s, t), func(b *testing.B) {
@@ -193,8 +193,8 @@ func BenchmarkGemmCube(b *testing.B) {
 		a := upload(b, r, benchBF16(rng, sh.m*sh.k))
 		w := upload(b, r, benchBF16(rng, sh.n*sh.k))
 		y := deviceAlloc(b, r, 4*sh.m*sh.n)
-		for _, t := range []tile{tileWide, tileBig, tileBigK32} {
-			if t == tileBig && r.k.gemmBig == nil {
+		for _, t := range []tile{tileWide, tileBig, tileBigK32, tileHopper} {
+			if !r.has(t) {
 				b.Logf("%s: not loaded (the GPU gives a block %d bytes of shared memory)", t, r.gpu.SharedOptin)
 				continue
 			}

@@ -48,7 +48,7 @@ func testReplica(t testing.TB, bf16 bool) *replica {
 	require.NoError(t, err)
 	gs, err := lib.GPUs()
 	require.NoError(t, err)
-	r, err := newReplica(&Net{bf16: bf16}, lib, 0, gs[0])
+	r, err := newReplica(&Net{bf16: bf16, wgmma: true}, lib, 0, gs[0]) // gemm_bf16_wg on Hopper, for the bit comparisons
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, r.close()) })
 	return r
@@ -160,7 +160,7 @@ var tileShapes = []struct{ m, n, k, s int }{
 
 // testTiles are the bf16 product kernels checkTiles runs, the first
 // (gemm_bf16_128) giving the bits the others must match.
-var testTiles = []tile{tileWide, tileMid, tileNarrow, tileBig, tileBigK32, tileStream}
+var testTiles = []tile{tileWide, tileMid, tileNarrow, tileBig, tileBigK32, tileStream, tileHopper}
 
 // checkTiles runs each bf16 product kernel by name (gemmTile, then the
 // reduce where the shape splits) on tileShapes, in both modes: each must
@@ -195,8 +195,8 @@ func checkTiles(t *testing.T, r *replica, rng *rand.Rand) {
 				alone := download(t, r, y1, sh.n)
 				var want []float32
 				for _, tl := range testTiles {
-					if tl == tileBig && r.k.gemmBig == nil || tl == tileStream && r.k.gemmStream == nil {
-						t.Logf("%s: not loaded (the GPU gives a block %d bytes of shared memory)", tl, r.gpu.SharedOptin)
+					if !r.has(tl) {
+						t.Logf("%s: not loaded (%s, compute capability %s, %d bytes of shared memory a block)", tl, r.gpu.Name, r.gpu.CC(), r.gpu.SharedOptin)
 						continue
 					}
 					if tl.vector() && sh.k%8 != 0 {
@@ -1177,8 +1177,8 @@ func TestGemmSwiGLU(t *testing.T) {
 
 					checkSwiGLURef(t, want, a, w, m, inter, k)
 					act := deviceAlloc(t, r, 2*int64(m*inter))
-					for _, tl := range []tile{tileMid, tileWide, tileBig, tileBigK32} {
-						if tl == tileBig && r.k.gemmBig == nil {
+					for _, tl := range []tile{tileMid, tileWide, tileBig, tileBigK32, tileHopper} {
+						if !r.has(tl) {
 							continue
 						}
 						if tl.vector() && k%8 != 0 {

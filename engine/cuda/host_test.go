@@ -33,6 +33,8 @@ func TestPTXFresh(t *testing.T) {
 	}
 	assert.Equal(t, hex.EncodeToString(h.Sum(nil)), ptxDigest(), "kernels.ptx is stale: run engine/cuda/csrc/gen.sh (needs nvcc) and commit kernels.ptx")
 	assert.Contains(t, string(kernelsPTX[:400]), ".target sm_80", "the PTX must target compute_80, the oldest architecture the kernels support")
+	assert.Equal(t, ptxDigest(), digestOf(hopperPTX), "kernels_sm90a.ptx is stale: run engine/cuda/csrc/gen.sh and commit it")
+	assert.Contains(t, string(hopperPTX[:600]), ".version 8.0\n.target sm_90a", "the Hopper module must be PTX ISA 8.0 for sm_90a")
 }
 
 func TestPoolPages(t *testing.T) {

@@ -40,6 +40,7 @@ const kvMargin = 1 << 30
 type Net struct {
 	cfg      *llama.Config
 	bf16     bool
+	wgmma    bool // EnvWGMMA: the 128 x 256 products on Hopper's wgmma
 	reps     []*replica
 	numerics string
 	maxRows  int

@@ -21,8 +21,11 @@ type replica struct {
 	ctx *driver.Context
 	w   *worker
 	mod *driver.Module
-	k   kernelSet
-	st  driver.Stream
+	// hmod is the Hopper module (hopperPTX), loaded on compute capability
+	// 9.0 alone; nil elsewhere.
+	hmod *driver.Module
+	k    kernelSet
+	st   driver.Stream
 
 	allocs []driver.Ptr // every device allocation, freed by close
 
@@ -79,6 +82,10 @@ type kernelSet struct {
 	// 8), with gemm's bits; nil where the GPU's SharedOptin is below its
 	// shared memory (gemmNarrow runs instead).
 	gemmStream *driver.Func
+	// gemmWG is the 128 x 256 bf16 product on Hopper's wgmma (the Hopper
+	// module), with gemm's bits; nil but on compute capability 9.0 (then
+	// gemmBig runs).
+	gemmWG *driver.Func
 }
 
 func (r *replica) live() int {
@@ -168,6 +175,9 @@ func (r *replica) close() error {
 		r.host = nil
 		if r.st != 0 {
 			errs = append(errs, r.ctx.DestroyStream(r.st))
+		}
+		if r.hmod != nil {
+			errs = append(errs, r.hmod.Unload())
 		}
 		if r.mod != nil {
 			errs = append(errs, r.mod.Unload())
