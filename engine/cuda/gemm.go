@@ -129,9 +129,8 @@ const hopperSmem = 4 * (128 + 256) * 64 * 2
 
 // EnvWGMMA set to 1 runs the 128 x 256 products on Hopper's wgmma
 // (gemm_bf16_wg) on a GPU of compute capability 9.0. Experimental and off
-// by default: it gives mma.sync's bits but, as written, ptxas serialises
-// its wgmma steps and it runs at a third of the mma.sync kernel's speed
-// (docs/gpu.md).
+// by default: it gives mma.sync's bits but, as written, runs at a third of
+// the mma.sync kernel's speed (docs/gpu.md).
 const EnvWGMMA = "BATCHTRANS_CUDA_WGMMA"
 
 // loadHopper loads the Hopper module and gemm_bf16_wg on a bf16 replica

@@ -10,10 +10,9 @@
 // epilogues: plain, accumulate, split planes, SwiGLU.
 //
 // Experimental, off by default (engine/cuda's EnvWGMMA): on an H200 its
-// bits matched every other kernel's in all GPU tests, but ptxas reports
-// "warpgroup.arrive is injected ... to allow use of registers in GMMA"
-// (C7519) at each step, serialising them, and it ran at 187 TFLOP/s
-// against the mma.sync kernel's 524.
+// bits matched every other kernel's in all GPU tests, but it ran at 187
+// TFLOP/s against the mma.sync kernel's 524, for reasons not yet
+// measured (docs/gpu.md).
 //
 // A block of two warpgroups computes a WG_M x WG_N tile, each warpgroup
 // 64 rows by 256 columns with wgmma.m64n256k16 (128 float32 sums a
