@@ -430,3 +430,25 @@ func TestGemmTileSwiGLURefuses(t *testing.T) {
 	r.net.bf16 = false
 	assert.ErrorIs(t, r.gemmTileSwiGLU(tileMid, 0, 0, 0, 32, 1024, 2048), errSwiGLU, "float32")
 }
+
+// TestMMATiles: attention_mma's warps a unit of rows takes (16 / group
+// rows each, at least one), for every group the kernels take, and the
+// shared memory of a warp.
+func TestMMATiles(t *testing.T) {
+	cases := []struct{ rows, group, want int }{
+		{1, 4, 1}, {16, 4, 4}, {5, 4, 2}, {16, 1, 1}, {17, 1, 2}, {16, 2, 2},
+		{8, 8, 4}, {4, 16, 4}, {16, 3, 4}, {10, 6, 5},
+	}
+	for _, c := range cases {
+		assert.Equal(t, c.want, mmaTiles(c.rows, c.group), "%d rows, %d query heads a KV head", c.rows, c.group)
+	}
+	// Every row of a tile has a warp, and no warp is left without one.
+	for group := 1; group <= 16; group++ {
+		per := max(1, 16/group)
+		for rows := 1; rows <= maxTileRows(group); rows++ {
+			n := mmaTiles(rows, group)
+			assert.True(t, n*per >= rows && (n-1)*per < rows, "%d rows, group %d: %d warps of %d rows", rows, group, n, per)
+		}
+	}
+	assert.Equal(t, 16<<10, attMMASmem(64), "two stages of 32 keys and values of head_dim 64, bf16")
+}
