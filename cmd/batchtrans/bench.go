@@ -10,7 +10,6 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
-	"runtime/pprof"
 	"slices"
 	"time"
 
@@ -211,17 +210,11 @@ func benchCmd(ctx context.Context, env *cliEnv, args []string) error {
 
 	b := &bencher{net: net, cfg: cfg, rng: rand.New(rand.NewPCG(1, 2)), stop: env.signals,
 		prefillBudget: benchPrefillBudget}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return withCode(exitFatal, fmt.Errorf("bench: %w", err))
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return withCode(exitFatal, fmt.Errorf("bench: cpu profile: %w", err))
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return withCode(exitFatal, fmt.Errorf("bench: %w", err))
 	}
+	defer stopProfile()
 	if err := b.run(&res, *prefill, *decode, *batch); err != nil {
 		if errors.Is(err, errBenchInterrupted) {
 			return withCode(exitInterrupted, err)

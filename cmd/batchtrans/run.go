@@ -139,17 +139,11 @@ func datasetOptions(j *jobs.Job) dataset.Options {
 }
 
 func runJob(ctx context.Context, env *cliEnv, log *slog.Logger, o runOptions) error {
-	if o.cpuProfile != "" {
-		f, err := os.Create(o.cpuProfile)
-		if err != nil {
-			return withCode(exitUsage, fmt.Errorf("--cpuprofile: %w", err))
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return withCode(exitUsage, fmt.Errorf("--cpuprofile: %w", err))
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(o.cpuProfile)
+	if err != nil {
+		return withCode(exitUsage, fmt.Errorf("--cpuprofile: %w", err))
 	}
+	defer stopProfile()
 	j, err := loadJob(o.job)
 	if err != nil {
 		return err
@@ -311,4 +305,24 @@ func numericsOf(tr runner.Translator) string {
 		return m.Numerics()
 	}
 	return ""
+}
+
+// startCPUProfile writes a Go CPU profile to path until stop is called
+// (run's and bench's --cpuprofile); with path "" it profiles nothing.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

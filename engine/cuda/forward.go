@@ -139,8 +139,9 @@ func (r *replica) launches(qu *queue, sh shape) {
 	dPt := dRuns.Add(8 * int64(sh.tiles))
 	eps := float32(c.RMSNormEps)
 	kvElt := int64(r.net.kvElt())
-	slab := int64(pageSize) * kv * kvElt // bytes
-	pstride := r.pageBytes / kvElt       // elements
+	slab := int64(pageSize) * kv * kvElt         // bytes
+	pstride := r.pageBytes / kvElt               // elements
+	tileRows := maxTileRows(c.Heads / c.KVHeads) // as step split the rows
 	a := &r.args
 	qu.launch(r.k.embed, R, 1, 256, a.reset().p(r.x).p(r.embed).p(dTok).i(int(h)))
 	m := int64(R)
@@ -155,7 +156,7 @@ func (r *replica) launches(qu *queue, sh shape) {
 		qu.launch(r.k.rope, R, 1, 128, a.reset().p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(r.cos).p(r.sin).p(kc).p(vc).
 			i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride))
 		r.attend(qu, attention{out: r.att, qkv: r.qkv, ones: dOnes, runs: dRuns, pos: dPos, ptoff: dPtoff, pt: dPt, kc: kc, vc: vc,
-			nOnes: sh.ones, nTiles: sh.tiles, tileRows: maxTileRows(c.Heads / c.KVHeads),
+			nOnes: sh.ones, nTiles: sh.tiles, tileRows: tileRows,
 			heads: c.Heads, kvheads: c.KVHeads, hd: c.HeadDim, page: pageSize, pstride: pstride})
 		qu.product(product{gemm: "gemm o", sum: "reduce o", y: r.x, x: r.att, w: L.o, m: m, n: h, k: q, acc: true,
 			norm: L.mlpNorm, yn: r.xn, eps: eps})

@@ -82,7 +82,7 @@ extern "C" __global__ void __launch_bounds__(128, 8) gemm_bf16(float *Y, const b
     for (int t = 0; t < kt; t++) {
         if (t + 1 < kt) gemm_bf16_load(As[(t + 1) & 1], Ws[(t + 1) & 1], A, W, M, N, K, Kz, m0, n0, (t + 1) * GB_K);
         cp_async_commit();
-        cp_async_wait1();
+        cp_async_wait_n<1>();
         __syncthreads();
         bf16(*as)[GB_LD] = As[t & 1];
         bf16(*ws)[GB_LD] = Ws[t & 1];
@@ -185,7 +185,6 @@ extern "C" __global__ void __launch_bounds__(256) gemm_f32(float *Y, const float
 #define GB2_STAGES 3
 #define GB2_SMEM (GB2_STAGES * (GB2_M + GB2_N) * GB_LD * 2)
 
-__device__ __forceinline__ void cp_async_wait_stages() { asm volatile("cp.async.wait_group %0;\n" ::"n"(GB2_STAGES - 2)); }
 
 __device__ __forceinline__ void gemm_bf16_load2(bf16 (*As)[GB_LD], bf16 (*Ws)[GB_LD], const bf16 *A, const bf16 *W,
                                                 int M, int N, int K, int Kz, int m0, int n0, int k0) {
@@ -231,7 +230,7 @@ extern "C" __global__ void __launch_bounds__(256) gemm_bf16_128(float *Y, const 
         int nt = t + GB2_STAGES - 1;
         if (nt < kt) gemm_bf16_load2(As[nt % GB2_STAGES], Ws[nt % GB2_STAGES], A, W, M, N, K, Kz, m0, n0, nt * GB_K);
         cp_async_commit();
-        cp_async_wait_stages();
+        cp_async_wait_n<GB2_STAGES - 2>();
         __syncthreads();
         bf16(*as)[GB_LD] = As[t % GB2_STAGES];
         bf16(*ws)[GB_LD] = Ws[t % GB2_STAGES];
@@ -304,12 +303,6 @@ extern "C" __global__ void __launch_bounds__(256) gemm_bf16_128(float *Y, const 
 #define GW_SMEM(bk, stages) ((stages) * (GW_M + GW_N) * (bk) * 2)
 
 
-
-__device__ __forceinline__ void ldmatrix_x4_s(unsigned *r, unsigned s) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s));
-}
 
 // gw_off is where 8-element chunk c of row r of a BK-wide tile starts, in
 // bytes from the tile. A row is CH = BK/8 chunks (8 or 4: 128 bytes or
@@ -553,7 +546,7 @@ extern "C" __global__ void __launch_bounds__(128) gemm_bf16_16(float *Y, const b
         int nt = t + GS_STAGES - 1;
         if (nt < kt) load(nt % GS_STAGES, nt * GS_K);
         cp_async_commit();
-        asm volatile("cp.async.wait_group %0;\n" ::"n"(GS_STAGES - 2));
+        cp_async_wait_n<GS_STAGES - 2>();
         __syncthreads();
         bf16(*as)[GS_LD] = As[t % GS_STAGES];
         bf16(*ws)[GS_LD] = Ws[t % GS_STAGES];
@@ -633,7 +626,7 @@ __device__ __forceinline__ void gemm_bf16_stream_body(float *Y, const bf16 *A, c
         int nt = t + DEPTH - 1;
         if (nt < kt) load(nt % DEPTH, nt * KT);
         cp_async_commit();
-        asm volatile("cp.async.wait_group %0;\n" ::"n"(DEPTH - 1));
+        cp_async_wait_n<DEPTH - 1>();
         __syncwarp();
         const bf16 *as = ring + (t % DEPTH) * STAGE, *ws = as + arows * LD;
 #pragma unroll
