@@ -124,8 +124,13 @@ const (
 )
 
 // hopperSmem is gemm_bf16_wg's shared memory (csrc/gemm_wg.cuh's
-// WG_SMEM): K tiles of 64 four deep, 192 KiB.
-const hopperSmem = 4 * (128 + 256) * 64 * 2
+// WG_SMEM): K tiles of 64 four deep, 192 KiB, and its barriers and
+// alignment; hopperThreads its block (a producer and two consumer
+// warpgroups).
+const (
+	hopperSmem    = 4*(128+256)*64*2 + 2048
+	hopperThreads = 384
+)
 
 // EnvWGMMA set to 1 runs the 128 x 256 products on Hopper's wgmma
 // (gemm_bf16_wg) on a GPU of compute capability 9.0. Experimental and off
@@ -139,7 +144,8 @@ const EnvWGMMA = "BATCHTRANS_CUDA_WGMMA"
 // compile the module (older than R525) leaves it out: the mma.sync
 // kernels give the same bits.
 func (r *replica) loadHopper(ctx *driver.Context) error {
-	if !r.net.bf16 || !r.net.wgmma || r.gpu.Major != 9 || r.gpu.Minor != 0 || r.gpu.SharedOptin < hopperSmem {
+	if !r.net.bf16 || !r.net.wgmma || r.gpu.Major != 9 || r.gpu.Minor != 0 || r.gpu.SharedOptin < hopperSmem ||
+		!ctx.HasTensorMaps() {
 		return nil
 	}
 	mod, err := ctx.LoadModule(hopperPTX)
@@ -342,8 +348,20 @@ func (r *replica) gemmTile(t tile, y, x, w driver.Ptr, m, n, k, s int64, args []
 		if r.k.gemmWG == nil {
 			return errBigSmem
 		}
+		if x%16 != 0 || w%16 != 0 { // the copy engine reads from 16-byte boundaries
+			return r.gemmTile(tileBig, y, x, w, m, n, k, s, args)
+		}
+		ma, err := r.tensorMap(x, m, k, bigRows)
+		if err != nil {
+			return err
+		}
+		mw, err := r.tensorMap(w, n, k, bigCols)
+		if err != nil {
+			return err
+		}
+		args[1], args[2] = unsafe.Pointer(ma), unsafe.Pointer(mw) // the kernel takes the maps in place of x and w
 		return r.k.gemmWG.LaunchShared(r.st, [3]int{int(cdiv(n, bigCols)), int(cdiv(m, bigRows)), int(s)},
-			[3]int{bigThreads, 1, 1}, hopperSmem, args)
+			[3]int{hopperThreads, 1, 1}, hopperSmem, args)
 	case tileNarrow:
 		return r.k.gemmNarrow.LaunchShared(r.st, [3]int{int(cdiv(n, narrowCols)), int(cdiv(m, narrowRows)), int(s)},
 			[3]int{narrowThreads, 1, 1}, narrowSmem, args)
@@ -352,6 +370,36 @@ func (r *replica) gemmTile(t tile, y, x, w driver.Ptr, m, n, k, s int64, args []
 			[3]int{wideThreads, 1, 1}, wideSmem, args)
 	}
 	return r.k.gemm.Launch(r.st, [3]int{int(cdiv(n, 64)), int(cdiv(m, 64)), int(s)}, [3]int{r.k.gemmBlock, 1, 1}, args)
+}
+
+// tmapKey names a tensor map gemm_bf16_wg reads through: a matrix of rows
+// x cols at addr, in boxes of box rows.
+type tmapKey struct {
+	addr            driver.Ptr
+	rows, cols, box int64
+}
+
+// maxTensorMaps bounds the replica's cache of tensor maps (a few per
+// product a layer, times the shapes of the steps seen).
+const maxTensorMaps = 4096
+
+// tensorMap returns the tensor map of the bf16 matrix of rows x cols at
+// addr, read in boxes of box rows by K tiles of 64 (gemm_wg.cuh's WG_K),
+// encoding it the first time (worker only).
+func (r *replica) tensorMap(addr driver.Ptr, rows, cols, box int64) (*driver.TensorMap, error) {
+	key := tmapKey{addr, rows, cols, box}
+	if m, ok := r.tmaps[key]; ok {
+		return m, nil
+	}
+	m, err := r.ctx.TensorMapBF16(addr, rows, cols, int(box), 64)
+	if err != nil {
+		return nil, err
+	}
+	if len(r.tmaps) >= maxTensorMaps {
+		clear(r.tmaps)
+	}
+	r.tmaps[key] = m
+	return m, nil
 }
 
 // partBytes is the partial-sum buffer (r.part) a step needs: the most

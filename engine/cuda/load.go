@@ -136,7 +136,7 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 		ctx.Release()
 		return nil, fmt.Errorf("cuda: GPU %d (%s): %w", i, g.Name, err)
 	}
-	r := &replica{net: n, idx: i, gpu: g, ctx: ctx, w: w, prof: newProfiler()}
+	r := &replica{net: n, idx: i, gpu: g, ctx: ctx, w: w, prof: newProfiler(), tmaps: map[tmapKey]*driver.TensorMap{}}
 	r.graphs = newGraphSet(r.prof.on)
 	err = w.do(func() error {
 		var err error

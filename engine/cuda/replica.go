@@ -50,8 +50,9 @@ type replica struct {
 	host                                                       []byte
 	ones, runs                                                 []int32 // the step's attention tiles, before they join meta
 	args                                                       launchArgs
-	prof                                                       profiler // BATCHTRANS_CUDA_PROFILE timings
-	graphs                                                     graphSet // recorded steps per shape
+	prof                                                       profiler                      // BATCHTRANS_CUDA_PROFILE timings
+	graphs                                                     graphSet                      // recorded steps per shape
+	tmaps                                                      map[tmapKey]*driver.TensorMap // gemm_bf16_wg's operands (tensorMap)
 }
 
 type layerWeights struct {

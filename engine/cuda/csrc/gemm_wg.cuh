@@ -9,19 +9,18 @@
 // GPU tests compare this kernel with the others bit for bit). The same
 // epilogues: plain, accumulate, split planes, SwiGLU.
 //
-// Experimental, off by default (engine/cuda's EnvWGMMA): on an H200 its
-// bits matched every other kernel's in all GPU tests, but it ran at 187
-// TFLOP/s against the mma.sync kernel's 524, for reasons not yet
-// measured (docs/gpu.md).
-//
-// A block of two warpgroups computes a WG_M x WG_N tile, each warpgroup
-// 64 rows by 256 columns with wgmma.m64n256k16 (128 float32 sums a
-// thread, laid out per warp as mma.m16n8k16's accumulators of 32 n8
-// tiles). K goes in tiles of WG_K, WG_STAGES deep, copied with cp.async
-// into shared memory as wgmma reads it without swizzling: per k16 step,
-// 8-row x 16-byte core matrices, the two of a row group side by side (128
-// bytes apart: the descriptor's leading offset) and row groups 256 bytes
-// apart (its stride offset).
+// A block computes a WG_M x WG_N tile with three warpgroups. The first is
+// the producer: one thread copies each K tile of WG_K of A and W with the
+// tensor memory accelerator (cp.async.bulk.tensor, from tensor maps the
+// host encodes with 128-byte swizzling) into a ring of WG_STAGES stages,
+// each guarded by two mbarriers: full (the copies' bytes have landed) and
+// empty (both consumers are done reading it). The other two are the
+// consumers: each takes 64 rows by 256 columns with wgmma.m64n256k16 (128
+// float32 sums a thread, laid out per warp as mma.m16n8k16's accumulators
+// of 32 n8 tiles), keeps one tile's steps in flight while it waits for the
+// next, and releases a stage once the steps that read it are done.
+// Zeros past M, N and K come from the copies (out of the tensor's bounds);
+// a split's range of K is a whole number of K tiles (gemm.go's splitK).
 #pragma once
 #include "common.cuh"
 #include "gemm_common.cuh"
@@ -30,23 +29,57 @@
 #define WG_N 256
 #define WG_K 64
 #define WG_STAGES 4
-#define WG_THREADS 256
-#define WG_SA (WG_M * WG_K * 2)                    // bytes of a stage's tile of A
-#define WG_SW (WG_N * WG_K * 2)                    // and of W
-#define WG_SMEM (WG_STAGES * (WG_SA + WG_SW))      // 192 KiB
-#define WG_GROUP 8                                 // block rows walked down before moving right (L2 reuse)
+#define WG_THREADS 384
+#define WG_SA (WG_M * WG_K * 2)                         // bytes of a stage's tile of A
+#define WG_SW (WG_N * WG_K * 2)                         // and of W
+#define WG_SMEM (WG_STAGES * (WG_SA + WG_SW) + 2048)    // 192 KiB, the barriers and alignment
+#define WG_GROUP 8                                      // block rows walked down before moving right (L2 reuse)
 
-// wg_core is where 16-byte chunk q (k = 8q .. 8q + 7) of row r of a stage's
-// tile of R rows lies, in bytes: the k16 step q / 2's block of R x 16, core
-// matrix (r / 8, q % 2), row r % 8.
-__device__ __forceinline__ unsigned wg_core(int R, int r, int q) {
-    return (unsigned)((q / 2) * R * 32 + ((r / 8) * 2 + q % 2) * 128 + (r % 8) * 16);
+// tmap is a CUDA tensor map (CUtensorMap: 128 bytes, 64-byte aligned),
+// passed by value as a kernel parameter.
+struct __align__(64) tmap {
+    unsigned long long v[16];
+};
+
+__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
+    asm volatile("mbarrier.init.shared.b64 [%0], %1;\n" ::"r"(bar), "r"(count));
 }
 
-// wg_desc is the shared-memory matrix descriptor of a k16 step's block
-// at shared address a: no swizzle, leading offset 128 bytes, stride 256.
+// mbar_expect makes the barrier's current phase wait for bytes more bytes
+// of copies, and arrives on it.
+__device__ __forceinline__ void mbar_expect(unsigned bar, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void mbar_arrive(unsigned bar) {
+    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared.b64 st, [%0];\n}\n" ::"r"(bar) : "memory");
+}
+
+// mbar_wait waits until the barrier's phase of the given parity completes.
+__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
+    asm volatile("{\n.reg .pred done;\nwait_%=:\n"
+                 "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+                 "@!done bra wait_%=;\n}\n" ::"r"(bar),
+                 "r"(parity)
+                 : "memory");
+}
+
+// tma_load copies the box at (c0, c1) (c0 along the contiguous dimension)
+// of the tensor that map describes to shared address dst, counting its
+// bytes on barrier bar.
+__device__ __forceinline__ void tma_load(unsigned dst, const tmap *map, int c0, int c1, unsigned bar) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+                 "l"(map), "r"(c0), "r"(c1), "r"(bar)
+                 : "memory");
+}
+
+// wg_desc is the shared-memory matrix descriptor of a k16 step's block of
+// rows at shared address a, as the tensor maps' 128-byte swizzle lays
+// them out: rows of 128 bytes (64 k), 8-row atoms 1024 bytes apart (the
+// stride offset), each atom 1024-byte aligned; a step's start moves 32
+// bytes along the row.
 __device__ __forceinline__ unsigned long long wg_desc(unsigned a) {
-    return (unsigned long long)((a & 0x3FFFF) >> 4) | (8ull << 16) | (16ull << 32);
+    return (unsigned long long)((a & 0x3FFFF) >> 4) | (1ull << 16) | (64ull << 32) | (1ull << 62);
 }
 
 __device__ __forceinline__ void wgmma_256(float *d, unsigned long long da, unsigned long long db) {
@@ -56,87 +89,72 @@ __device__ __forceinline__ void wgmma_256(float *d, unsigned long long da, unsig
                  : "l"(da), "l"(db));
 }
 
-// wg_fence_operands keeps the compiler from moving any access to the
-// sums across the point where it stands (wgmma writes them asynchronously).
-__device__ __forceinline__ void wg_fence_operands(float *d) {
-#pragma unroll
-    for (int i = 0; i < 128; i++) asm volatile("" : "+f"(d[i])::"memory");
-}
-
-// wg_load copies tile kt (k from kt * WG_K within the split) into the
-// stage at shared addresses as (A) and ws (W). A warp's 32 copies take 8
-// consecutive rows at 4 consecutive chunks: 64 contiguous bytes of each
-// global row, and 512 bytes of shared memory that meet every bank 4 times.
-// Past M, N or Kz a copy is of zero bytes (zero-filled).
-__device__ __forceinline__ void wg_load(unsigned as, unsigned ws, const bf16 *A, const bf16 *W, int M, int N, int K,
-                                        int Kz, int m0, int n0, int kt) {
-    int k0 = kt * WG_K;
-#pragma unroll
-    for (int i = 0; i < (WG_M + WG_N) * (WG_K / 8) / WG_THREADS; i++) {
-        int idx = threadIdx.x + i * WG_THREADS, w = idx / 32, lane = idx % 32;
-        bool isA = w < WG_M / 8 * 2;
-        int wl = isA ? w : w - WG_M / 8 * 2, R = isA ? WG_M : WG_N;
-        int r = (wl % (R / 8)) * 8 + lane % 8, q = (wl / (R / 8)) * 4 + lane / 8;
-        int grow = (isA ? m0 : n0) + r, k = k0 + 8 * q;
-        bool in = grow < (isA ? M : N) && k < Kz;
-        const bf16 *src = isA ? A : W;
-        if (in) src += (size_t)grow * K + k;
-        cp_async16_s((isA ? as : ws) + wg_core(R, r, q), src, in ? 16 : 0);
-    }
-}
 
 extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)
-    gemm_bf16_wg(float *Y, const bf16 *A, const bf16 *W, int M, int N, int K, int accumulate) {
-    extern __shared__ __align__(128) unsigned char wg_smem[];
-    unsigned As = (unsigned)__cvta_generic_to_shared(wg_smem), Ws = As + WG_STAGES * WG_SA;
+    gemm_bf16_wg(float *Y, const __grid_constant__ tmap mapA, const __grid_constant__ tmap mapW, int M, int N, int K,
+                 int accumulate) {
+    extern __shared__ __align__(1024) unsigned char wg_smem[];
+    unsigned base = ((unsigned)__cvta_generic_to_shared(wg_smem) + 1023) & ~1023u;
+    unsigned As = base, Ws = As + WG_STAGES * WG_SA, bars = Ws + WG_STAGES * WG_SW; // full[s] at bars + 8s, empty[s] at bars + 8(WG_STAGES + s)
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wg = warp / 4;
-    int g = lane >> 2, tq = lane & 3;
     int tn = gridDim.x, tm = gridDim.y;
     int id = blockIdx.y * tn + blockIdx.x, span = WG_GROUP * tn;
     int first = id / span * WG_GROUP, rows = min(tm - first, WG_GROUP), local = id % span;
     int m0 = (first + local % rows) * WG_M, n0 = local / rows * WG_N;
+    int Kz = K / (int)gridDim.z, k0 = (int)blockIdx.z * Kz; // the split's range (a multiple of WG_K when split)
+    int kt = (Kz + WG_K - 1) / WG_K;
 
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < WG_STAGES; s++) {
+            mbar_init(bars + 8 * s, 1);                    // the producer's arrival, with the copies' bytes
+            mbar_init(bars + 8 * (WG_STAGES + s), 8);      // each consumer warp's
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    if (wg == 0) { // producer
+        if (threadIdx.x == 0) {
+            asm volatile("prefetch.tensormap [%0];\n" ::"l"(&mapA) : "memory");
+            asm volatile("prefetch.tensormap [%0];\n" ::"l"(&mapW) : "memory");
+            for (int t = 0; t < kt; t++) {
+                int s = t % WG_STAGES;
+                if (t >= WG_STAGES) mbar_wait(bars + 8 * (WG_STAGES + s), (t / WG_STAGES - 1) & 1);
+                unsigned full = bars + 8 * s;
+                mbar_expect(full, WG_SA + WG_SW);
+                tma_load(As + s * WG_SA, &mapA, k0 + t * WG_K, m0, full);
+                tma_load(Ws + s * WG_SW, &mapW, k0 + t * WG_K, n0, full);
+            }
+        }
+        return;
+    }
+
+    int c = wg - 1, g = lane >> 2, tq = lane & 3;
     float d[128];
 #pragma unroll
     for (int i = 0; i < 128; i++) d[i] = 0.f;
-    int Kz = split_k(A, W, K);
-    int kt = (Kz + WG_K - 1) / WG_K;
-#pragma unroll
-    for (int s = 0; s < WG_STAGES - 1; s++) {
-        if (s < kt) wg_load(As + s * WG_SA, Ws + s * WG_SW, A, W, M, N, K, Kz, m0, n0, s);
-        cp_async_commit();
-    }
     for (int t = 0; t < kt; t++) {
-        int st = t % WG_STAGES;
-        cp_async_wait_n<WG_STAGES - 2>(); // tile t has landed
-        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-        __syncthreads();
+        int s = t % WG_STAGES;
+        mbar_wait(bars + 8 * s, (t / WG_STAGES) & 1);
         int steps = min(WG_K / 16, (Kz - t * WG_K + 15) / 16); // ceil(Kz/16) steps in all
-        unsigned a = As + st * WG_SA + wg * 64 / 8 * 2 * 128, w = Ws + st * WG_SW;
-        wg_fence_operands(d);
+        unsigned a = As + s * WG_SA + c * 64 * 128, w = Ws + s * WG_SW;
         asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-        if (steps == WG_K / 16) { // every tile but perhaps the last: no branch between the steps
+        if (steps == WG_K / 16) { // every tile but perhaps the last
 #pragma unroll
-            for (int kk = 0; kk < WG_K / 16; kk++) wgmma_256(d, wg_desc(a + kk * WG_M * 32), wg_desc(w + kk * WG_N * 32));
+            for (int kk = 0; kk < WG_K / 16; kk++) wgmma_256(d, wg_desc(a + kk * 32), wg_desc(w + kk * 32));
         } else {
-            for (int kk = 0; kk < steps; kk++) wgmma_256(d, wg_desc(a + kk * WG_M * 32), wg_desc(w + kk * WG_N * 32));
+            for (int kk = 0; kk < steps; kk++) wgmma_256(d, wg_desc(a + kk * 32), wg_desc(w + kk * 32));
         }
         asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
         asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); // tile t - 1's steps are done
-        wg_fence_operands(d);
-        __syncthreads(); // in both warpgroups: its stage is free
-        int nt = t + WG_STAGES - 1, ns = nt % WG_STAGES;
-        if (nt < kt) wg_load(As + ns * WG_SA, Ws + ns * WG_SW, A, W, M, N, K, Kz, m0, n0, nt);
-        cp_async_commit();
+        if (t > 0 && lane == 0) mbar_arrive(bars + 8 * (WG_STAGES + (t - 1) % WG_STAGES));
     }
     asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-    wg_fence_operands(d);
-    cp_async_wait_n<0>();
 
-    // Warp warp % 4 of warpgroup wg holds rows 16 (warp % 4) .. + 15 of the
-    // warpgroup's 64, as one m16 row of 32 n8 tiles.
+    // Warp warp % 4 of consumer c holds rows 16 (warp % 4) .. + 15 of the
+    // consumer's 64, as one m16 row of 32 n8 tiles.
     const float(*acc)[32][4] = (const float(*)[32][4])d;
-    int r0 = m0 + wg * 64 + (warp % 4) * 16;
+    int r0 = m0 + c * 64 + (warp % 4) * 16;
     if (accumulate == GEMM_SWIGLU) {
         swiglu_epilogue<1, 32>(Y, acc, M, N, r0, n0, g, tq);
         return;

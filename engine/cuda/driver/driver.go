@@ -85,6 +85,10 @@ var symbols = []string{
 	"cuGraphDestroy", "cuGraphExecDestroy",
 }
 
+// optional are the functions the backend uses where the driver has them
+// (CUDA 12.0 and later: tensor maps, for Hopper's copy engine).
+var optional = []string{"cuTensorMapEncodeTiled"}
+
 func open() (*Lib, error) {
 	if runtime.GOOS != "linux" {
 		return nil, fmt.Errorf("the CUDA backend runs on Linux only (this is %s)", runtime.GOOS)
@@ -114,6 +118,11 @@ func open() (*Lib, error) {
 			return nil, fmt.Errorf("%s lacks %s: the NVIDIA driver is too old", l.Path, s)
 		}
 		l.fn[s] = p
+	}
+	for _, s := range optional {
+		if p, err := purego.Dlsym(h, s); err == nil && p != 0 {
+			l.fn[s] = p
+		}
 	}
 	if err := l.call("cuInit", 0); err != nil {
 		return nil, err
