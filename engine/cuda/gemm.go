@@ -132,15 +132,16 @@ const (
 	hopperThreads = 384
 )
 
-// EnvWGMMA set to 1 runs the 128 x 256 products on Hopper's wgmma
-// (gemm_bf16_wg) on a GPU of compute capability 9.0. Experimental and off
-// by default: it gives mma.sync's bits but, as written, runs at a third of
-// the mma.sync kernel's speed (docs/gpu.md).
+// EnvWGMMA set to 0 keeps the 128 x 256 products on mma.sync
+// (gemm_bf16_128x256) on a GPU of compute capability 9.0, where they run
+// on Hopper's wgmma (gemm_bf16_wg) by default: the same bits, for
+// measuring one against the other.
 const EnvWGMMA = "BATCHTRANS_CUDA_WGMMA"
 
 // loadHopper loads the Hopper module and gemm_bf16_wg on a bf16 replica
 // of a GPU of compute capability 9.0 that gives a block its shared
-// memory, when the Net asks for wgmma (worker only). A driver that cannot
+// memory and whose driver encodes tensor maps, unless EnvWGMMA is 0
+// (worker only). A driver that cannot
 // compile the module (older than R525) leaves it out: the mma.sync
 // kernels give the same bits.
 func (r *replica) loadHopper(ctx *driver.Context) error {
@@ -348,7 +349,9 @@ func (r *replica) gemmTile(t tile, y, x, w driver.Ptr, m, n, k, s int64, args []
 		if r.k.gemmWG == nil {
 			return errBigSmem
 		}
-		if x%16 != 0 || w%16 != 0 { // the copy engine reads from 16-byte boundaries
+		// The copy engine reads from 16-byte boundaries, and the kernel
+		// takes whole K tiles of 64 (gemm_bf16_128x256 has the same bits).
+		if x%16 != 0 || w%16 != 0 || (k/s)%64 != 0 {
 			return r.gemmTile(tileBig, y, x, w, m, n, k, s, args)
 		}
 		ma, err := r.tensorMap(x, m, k, bigRows)

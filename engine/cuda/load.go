@@ -71,7 +71,7 @@ func Load(opts Options) (*Net, error) {
 	if opts.MaxRows <= 0 || opts.MaxOutputs <= 0 {
 		return nil, fmt.Errorf("cuda: MaxRows %d and MaxOutputs %d must be positive", opts.MaxRows, opts.MaxOutputs)
 	}
-	n := &Net{cfg: cfg, bf16: opts.BF16, wgmma: os.Getenv(EnvWGMMA) == "1", maxRows: opts.MaxRows, maxOut: opts.MaxOutputs,
+	n := &Net{cfg: cfg, bf16: opts.BF16, wgmma: os.Getenv(EnvWGMMA) != "0", maxRows: opts.MaxRows, maxOut: opts.MaxOutputs,
 		guInterleaved: cfg.Intermediate%guGroup == 0,
 		numerics:      numericsOf(rep.GPUs[0], driver.VersionString(lib.Version))}
 	fail := func(err error) (*Net, error) {

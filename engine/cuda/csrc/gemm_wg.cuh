@@ -4,7 +4,7 @@
 //
 // Same bits as every kernel of gemm.cuh: each output element is one chain
 // of k16 steps in order of k from a zero sum over its split's range,
-// ceil(Kz/16) steps, and a wgmma.m64nNk16 step gives the bits of the
+// Kz/16 steps, and a wgmma.m64nNk16 step gives the bits of the
 // mma.m16n8k16 step on the same operands (scripts/gpu/wgmma_bits.cu; the
 // GPU tests compare this kernel with the others bit for bit). The same
 // epilogues: plain, accumulate, split planes, SwiGLU.
@@ -19,8 +19,11 @@
 // float32 sums a thread, laid out per warp as mma.m16n8k16's accumulators
 // of 32 n8 tiles), keeps one tile's steps in flight while it waits for the
 // next, and releases a stage once the steps that read it are done.
-// Zeros past M, N and K come from the copies (out of the tensor's bounds);
-// a split's range of K is a whole number of K tiles (gemm.go's splitK).
+// Zeros past M and N come from the copies (out of the tensor's bounds).
+// A split's range of K must be a whole number of K tiles (the host runs
+// gemm.cuh's 128 x 256 kernel otherwise), so every tile runs the same
+// four steps with no branch among them: ptxas serialises wgmma steps
+// that a divergent path separates.
 #pragma once
 #include "common.cuh"
 #include "gemm_common.cuh"
@@ -51,8 +54,13 @@ __device__ __forceinline__ void mbar_expect(unsigned bar, unsigned bytes) {
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
 }
 
-__device__ __forceinline__ void mbar_arrive(unsigned bar) {
-    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared.b64 st, [%0];\n}\n" ::"r"(bar) : "memory");
+// mbar_arrive_if arrives on the barrier where on holds, as a predicated
+// instruction: a branch between wgmma steps would make ptxas serialise
+// them.
+__device__ __forceinline__ void mbar_arrive_if(unsigned bar, bool on) {
+    asm volatile("{\n.reg .b64 st;\n.reg .pred p;\nsetp.ne.b32 p, %1, 0;\n@p mbarrier.arrive.shared.b64 st, [%0];\n}\n" ::"r"(bar),
+                 "r"((int)on)
+                 : "memory");
 }
 
 // mbar_wait waits until the barrier's phase of the given parity completes.
@@ -101,8 +109,8 @@ extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)
     int id = blockIdx.y * tn + blockIdx.x, span = WG_GROUP * tn;
     int first = id / span * WG_GROUP, rows = min(tm - first, WG_GROUP), local = id % span;
     int m0 = (first + local % rows) * WG_M, n0 = local / rows * WG_N;
-    int Kz = K / (int)gridDim.z, k0 = (int)blockIdx.z * Kz; // the split's range (a multiple of WG_K when split)
-    int kt = (Kz + WG_K - 1) / WG_K;
+    int Kz = K / (int)gridDim.z, k0 = (int)blockIdx.z * Kz; // the split's range, a multiple of WG_K (gemm.go)
+    int kt = Kz / WG_K;
 
     if (threadIdx.x == 0) {
         for (int s = 0; s < WG_STAGES; s++) {
@@ -136,18 +144,13 @@ extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)
     for (int t = 0; t < kt; t++) {
         int s = t % WG_STAGES;
         mbar_wait(bars + 8 * s, (t / WG_STAGES) & 1);
-        int steps = min(WG_K / 16, (Kz - t * WG_K + 15) / 16); // ceil(Kz/16) steps in all
         unsigned a = As + s * WG_SA + c * 64 * 128, w = Ws + s * WG_SW;
         asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-        if (steps == WG_K / 16) { // every tile but perhaps the last
 #pragma unroll
-            for (int kk = 0; kk < WG_K / 16; kk++) wgmma_256(d, wg_desc(a + kk * 32), wg_desc(w + kk * 32));
-        } else {
-            for (int kk = 0; kk < steps; kk++) wgmma_256(d, wg_desc(a + kk * 32), wg_desc(w + kk * 32));
-        }
+        for (int kk = 0; kk < WG_K / 16; kk++) wgmma_256(d, wg_desc(a + kk * 32), wg_desc(w + kk * 32));
         asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
         asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); // tile t - 1's steps are done
-        if (t > 0 && lane == 0) mbar_arrive(bars + 8 * (WG_STAGES + (t - 1) % WG_STAGES));
+        mbar_arrive_if(bars + 8 * (WG_STAGES + (t + WG_STAGES - 1) % WG_STAGES), t > 0 && lane == 0);
     }
     asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 
