@@ -349,9 +349,7 @@ func (r *replica) gemmTile(t tile, y, x, w driver.Ptr, m, n, k, s int64, args []
 		if r.k.gemmWG == nil {
 			return errBigSmem
 		}
-		// The copy engine reads from 16-byte boundaries, and the kernel
-		// takes whole K tiles of 64 (gemm_bf16_128x256 has the same bits).
-		if x%16 != 0 || w%16 != 0 || (k/s)%64 != 0 {
+		if !hopperTakes(x, w, k, s) { // gemm_bf16_128x256 has the same bits
 			return r.gemmTile(tileBig, y, x, w, m, n, k, s, args)
 		}
 		ma, err := r.tensorMap(x, m, k, bigRows)
@@ -373,6 +371,13 @@ func (r *replica) gemmTile(t tile, y, x, w driver.Ptr, m, n, k, s int64, args []
 			[3]int{wideThreads, 1, 1}, wideSmem, args)
 	}
 	return r.k.gemm.Launch(r.st, [3]int{int(cdiv(n, 64)), int(cdiv(m, 64)), int(s)}, [3]int{r.k.gemmBlock, 1, 1}, args)
+}
+
+// hopperTakes reports whether gemm_bf16_wg takes a product of x and w over
+// k split s ways: the copy engine reads from 16-byte boundaries, and the
+// kernel runs whole K tiles of 64.
+func hopperTakes(x, w driver.Ptr, k, s int64) bool {
+	return x%16 == 0 && w%16 == 0 && s > 0 && k%(s*64) == 0
 }
 
 // tmapKey names a tensor map gemm_bf16_wg reads through: a matrix of rows

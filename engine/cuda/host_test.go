@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/batchtrans/batchtrans/engine/cuda/driver"
 	"github.com/batchtrans/batchtrans/engine/llama"
 )
 
@@ -451,4 +452,27 @@ func TestMMATiles(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 16<<10, attMMASmem(64), "two stages of 32 keys and values of head_dim 64, bf16")
+}
+
+// gemm_bf16_wg runs a product only from 16-byte aligned operands and over
+// whole K tiles of 64 in each split's range; gemmTile runs the mma.sync
+// 128 x 256 kernel (the same bits) otherwise.
+func TestHopperTakes(t *testing.T) {
+	cases := []struct {
+		name string
+		x, w driver.Ptr
+		k, s int64
+		want bool
+	}{
+		{"q|k|v, split in 2", 0x1000, 0x2000, 2048, 2, true},
+		{"down, split in 4", 0x1000, 0x2000, 8192, 4, true},
+		{"whole K", 0x1000, 0x2000, 2048, 1, true},
+		{"K not whole tiles", 0x1000, 0x2000, 2056, 1, false},
+		{"a split's range not whole tiles", 0x1000, 0x2000, 2048 + 128, 4, false},
+		{"x off a 16-byte boundary", 0x1008, 0x2000, 2048, 1, false},
+		{"w off a 16-byte boundary", 0x1000, 0x2004, 2048, 1, false},
+	}
+	for _, tc := range cases {
+		assert.Equal(t, tc.want, hopperTakes(tc.x, tc.w, tc.k, tc.s), tc.name)
+	}
 }
