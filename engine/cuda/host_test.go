@@ -476,3 +476,28 @@ func TestHopperTakes(t *testing.T) {
 		assert.Equal(t, tc.want, hopperTakes(tc.x, tc.w, tc.k, tc.s), tc.name)
 	}
 }
+
+// A prefix's whole pages are shared by the states that load it: a page
+// returns to the pool only once every holder has let it go, and is never
+// handed out while held.
+func TestPagesShared(t *testing.T) {
+	r := &replica{free: []int32{3, 2, 1, 0}, refs: make([]int32, 4)}
+	prefix, err := r.take(2)
+	require.NoError(t, err)
+	p := prefix[0]
+	a := r.share(prefix[:1])
+	b := r.share(prefix[:1])
+	assert.Equal(t, []int32{p}, a)
+	r.release(prefix)
+	assert.Len(t, r.free, 3)
+	assert.NotContains(t, r.free, p, "the shared page is still held by two states")
+	r.release(a)
+	assert.NotContains(t, r.free, p)
+	got, err := r.take(3)
+	require.NoError(t, err)
+	assert.NotContains(t, got, p, "a held page was handed out")
+	r.release(b)
+	assert.Equal(t, []int32{p}, r.free)
+	_, err = r.take(2)
+	assert.ErrorIs(t, err, errKVFull)
+}

@@ -482,7 +482,7 @@ func (r *replica) finish(cos, sin []float32, kvCap int64) error {
 	if r.host, err = r.ctx.AllocHost(int(metaBytes + 4*L)); err != nil {
 		return err
 	}
-	r.free = make([]int32, pages)
+	r.free, r.refs = make([]int32, pages), make([]int32, pages)
 	for i := range r.free {
 		r.free[i] = int32(pages) - 1 - int32(i) // page 0 first
 	}

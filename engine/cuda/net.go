@@ -273,7 +273,12 @@ func (s *State) Snapshot(n int) (backend.Prefix, error) {
 	return p, nil
 }
 
-// LoadPrefix makes an empty state continue from p.
+// LoadPrefix makes an empty state continue from p. The prefix's whole
+// pages are shared, not copied: the state writes only from position p.n
+// on, and attention reads the same values from them (so many sequences
+// of one prompt read its system prompt's keys and values once, through
+// L2); a last page the prefix fills in part is copied, as the state
+// writes into it.
 func (s *State) LoadPrefix(bp backend.Prefix) error {
 	p, ok := bp.(*Prefix)
 	if !ok || s.r == nil || p.net != s.r.net {
@@ -283,15 +288,16 @@ func (s *State) LoadPrefix(bp backend.Prefix) error {
 		return fmt.Errorf("load prefix: state is at position %d, not empty", s.pos)
 	}
 	src := p.pages[s.r.idx]
-	pg, err := s.r.take(len(src))
+	whole := p.n / pageSize
+	pg, err := s.r.take(len(src) - whole)
 	if err != nil {
 		return err
 	}
-	if err := s.r.w.do(func() error { return s.r.copyPages(pg, src) }); err != nil {
+	if err := s.r.w.do(func() error { return s.r.copyPages(pg, src[whole:]) }); err != nil {
 		s.r.release(pg)
 		return err
 	}
-	s.pages, s.pos = append(s.pages[:0], pg...), p.n
+	s.pages, s.pos = append(append(s.pages[:0], s.r.share(src[:whole])...), pg...), p.n
 	return nil
 }
 

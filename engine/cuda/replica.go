@@ -40,6 +40,7 @@ type replica struct {
 	pageBytes int64
 	mu        sync.Mutex
 	free      []int32
+	refs      []int32 // per page: the states and prefixes holding it (0: free)
 	states    int
 
 	// Step buffers (see forward) and the page-locked host staging. part
@@ -115,16 +116,35 @@ func (r *replica) take(n int) ([]int32, error) {
 	}
 	pg := append([]int32(nil), r.free[len(r.free)-n:]...)
 	r.free = r.free[:len(r.free)-n]
+	for _, p := range pg {
+		r.refs[p] = 1
+	}
 	return pg, nil
 }
 
-// release returns pages to the pool.
+// share takes one more hold on pages already held (whole pages of a
+// prefix, which no state writes again), and returns them.
+func (r *replica) share(pg []int32) []int32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range pg {
+		r.refs[p]++
+	}
+	return append([]int32(nil), pg...)
+}
+
+// release drops a hold on each page; a page no one holds returns to the
+// pool.
 func (r *replica) release(pg []int32) {
 	if len(pg) == 0 {
 		return
 	}
 	r.mu.Lock()
-	r.free = append(r.free, pg...)
+	for _, p := range pg {
+		if r.refs[p]--; r.refs[p] == 0 {
+			r.free = append(r.free, p)
+		}
+	}
 	r.mu.Unlock()
 }
 
