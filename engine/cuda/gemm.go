@@ -132,6 +132,14 @@ const (
 	hopperThreads = 384
 )
 
+// hopperSplitSmem is gemm_bf16_wgs's (WGS_SMEM): 128 x 128 tiles, K tiles
+// of 64 six deep, 192 KiB and the barriers; hopperSplitCols its tiles'
+// columns.
+const (
+	hopperSplitSmem = 6*(128+128)*64*2 + 2048
+	hopperSplitCols = 128
+)
+
 // EnvWGMMA set to 0 keeps the 128 x 256 products on mma.sync
 // (gemm_bf16_128x256) on a GPU of compute capability 9.0, where they run
 // on Hopper's wgmma (gemm_bf16_wg) by default: the same bits, for
@@ -160,7 +168,13 @@ func (r *replica) loadHopper(ctx *driver.Context) error {
 	if r.k.gemmWG, err = mod.Func("gemm_bf16_wg"); err != nil {
 		return err
 	}
-	return r.k.gemmWG.SetMaxSharedBytes(hopperSmem)
+	if err := r.k.gemmWG.SetMaxSharedBytes(hopperSmem); err != nil {
+		return err
+	}
+	if r.k.gemmWGS, err = mod.Func("gemm_bf16_wgs"); err != nil {
+		return err
+	}
+	return r.k.gemmWGS.SetMaxSharedBytes(hopperSplitSmem)
 }
 
 // has reports whether kernel t is loaded on this replica.
@@ -453,8 +467,57 @@ func (q *queue) product(p product) {
 		}
 		return
 	}
+	if r.k.gemmWGS != nil && hopperTakes(p.x, p.w, p.k, s) && fuseSplits(p.m, p.n, p.k, s, r.gpu.SMs, p.norm != 0) {
+		q.gemmSplitWhole(p.gemm, p.y, p.x, p.w, p.m, p.n, p.k, s, p.acc)
+		if p.norm != 0 {
+			q.launch(r.k.rmsnorm, int(p.m), 1, 256, r.args.reset().p(p.yn).p(p.y).p(p.norm).p(0).i(int(p.n)).f(p.eps))
+		}
+		return
+	}
 	q.gemm(p.gemm, r.part, p.x, p.w, p.m, p.n, p.k, s, false)
 	q.reduce(p.sum, p.y, p.yn, p.norm, p.m, p.n, s, p.acc, p.eps)
+}
+
+// gemmSplitWhole launches gemm_bf16_wgs: y = x . w^T over s ranges of K
+// summed in the block, stored or added onto y (acc), with the bits of the
+// split product and its reduce (worker only; hopperTakes must hold).
+func (r *replica) gemmSplitWhole(y, x, w driver.Ptr, m, n, k, s int64, acc bool) error {
+	ma, err := r.tensorMap(x, m, k, bigRows)
+	if err != nil {
+		return err
+	}
+	mw, err := r.tensorMap(w, n, k, hopperSplitCols)
+	if err != nil {
+		return err
+	}
+	args := r.args.reset().p(y).p(0).p(0).i(int(m)).i(int(n)).i(int(k)).i(int(s)).i(flag(acc)).list()
+	args[1], args[2] = unsafe.Pointer(ma), unsafe.Pointer(mw)
+	return r.k.gemmWGS.LaunchShared(r.st, [3]int{int(cdiv(n, hopperSplitCols)), int(cdiv(m, bigRows)), 1},
+		[3]int{hopperThreads, 1, 1}, hopperSplitSmem, args)
+}
+
+// fuseSplits reports whether a product of m rows and n columns over k,
+// split s ways, runs faster whole in one block (gemm_bf16_wgs, then the
+// RMSNorm kernel where the reduce would have normalised: norm) than as
+// the split product on 128 x 256 tiles and its reduce. The same bits
+// either way, so this weighs speed alone, from a model of an H200: a 64-k
+// step of a 128 x 128 tile takes 1.15 times half a 128 x 256 one (0.43
+// µs), blocks run in whole waves over the multiprocessors, and the
+// reduce and the norm move their bytes at 3 TB/s (plus 2 µs a launch).
+// It holds for Llama 3.2 1B's q|k|v, o and down at 1,024 rows, not at 512.
+func fuseSplits(m, n, k, s int64, sms int, norm bool) bool {
+	if s < 2 || m < bigRows || sms <= 0 {
+		return false
+	}
+	const step, bw, launch = 0.43, 3e6, 2.0 // µs a 128 x 128 64-k step, bytes a µs, µs a launch
+	waves := func(blocks int64) float64 { return float64(cdiv(blocks, int64(sms))) }
+	rowTiles := cdiv(m, bigRows)
+	split := waves(rowTiles*cdiv(n, bigCols)*s)*float64(k/s/64)*2*step + float64(m*n*4*(s+1))/bw
+	whole := waves(rowTiles*cdiv(n, hopperSplitCols)) * float64(k/64) * 1.15 * step
+	if norm {
+		whole += float64(m*n*4)/bw + launch
+	}
+	return whole < split
 }
 
 // reduce queues the sum of the s partial planes in r.part (m x n each)
@@ -470,6 +533,13 @@ func (q *queue) reduce(name string, y, yn, norm driver.Ptr, m, n, s int64, acc b
 func (q *queue) gemmSwiGLU(name string, act, x, w driver.Ptr, m, n, k int64) {
 	if q.open() {
 		q.close(name, q.r.gemmSwiGLU(act, x, w, m, n, k))
+	}
+}
+
+// gemmSplitWhole queues replica.gemmSplitWhole, timed as name.
+func (q *queue) gemmSplitWhole(name string, y, x, w driver.Ptr, m, n, k, s int64, acc bool) {
+	if q.open() {
+		q.close(name, q.r.gemmSplitWhole(y, x, w, m, n, k, s, acc))
 	}
 }
 

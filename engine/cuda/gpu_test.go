@@ -1272,3 +1272,71 @@ func TestGPULoadPhases(t *testing.T) {
 		}
 	}
 }
+
+// TestGemmSplitWhole holds gemm_bf16_wgs (every range of K summed in the
+// block, then the RMSNorm kernel) to the split product and its reduce, bit
+// for bit, on the split shapes of Llama 3.2 1B at the row counts where
+// fuseSplits picks it, a ragged row count, and with and without adding
+// onto the residual and normalising.
+func TestGemmSplitWhole(t *testing.T) {
+	r := testReplica(t, true)
+	if r.k.gemmWGS == nil {
+		t.Skipf("gemm_bf16_wgs runs on compute capability 9.0 only (this is %s, %s)", r.gpu.Name, r.gpu.CC())
+	}
+	shapes := []struct{ m, n, k int }{{1024, 2048, 2048}, {1024, 2048, 8192}, {1024, 3072, 2048}, {300, 2048, 8192}, {4096, 2048, 2048}}
+	var part int64
+	for _, sh := range shapes {
+		part = max(part, int64(sh.m*sh.n)*splitK(int64(sh.n), int64(sh.k)))
+	}
+	r.part = deviceAlloc(t, r, 4*part)
+	rng := rand.New(rand.NewPCG(11, 12))
+	const eps = 1e-5
+	for _, sh := range shapes {
+		m, n, k := int64(sh.m), int64(sh.n), int64(sh.k)
+		s := splitK(n, k)
+		require.Greater(t, s, int64(1), "%v does not split", sh)
+		t.Run(fmt.Sprintf("%dx%dx%d/S=%d", sh.m, sh.n, sh.k, s), func(t *testing.T) {
+			t.Logf("fuseSplits picks it: %v", fuseSplits(m, n, k, s, r.gpu.SMs, true))
+			da, dw := uploadAs(t, r, randVals(rng, sh.m*sh.k, true), true), uploadAs(t, r, randVals(rng, sh.n*sh.k, true), true)
+			init := randVals(rng, sh.m*sh.n, false)
+			norm := upload(t, r, randVals(rng, sh.n, false))
+			y, yn := deviceAlloc(t, r, 4*m*n), deviceAlloc(t, r, 2*m*n)
+			for _, acc := range []bool{false, true} {
+				for _, withNorm := range []bool{false, true} {
+					w := driver.Ptr(0)
+					if withNorm {
+						w = norm
+					}
+					run := func(whole bool) (sum, normed []float32) {
+						copyTo(t, r, y, init)
+						require.NoError(t, r.w.do(func() error {
+							q := queue{r: r}
+							if whole {
+								q.gemmSplitWhole("gemm", y, da, dw, m, n, k, s, acc)
+								if w != 0 {
+									q.launch(r.k.rmsnorm, sh.m, 1, 256, r.args.reset().p(yn).p(y).p(w).p(0).i(sh.n).f(eps))
+								}
+							} else {
+								q.gemm("gemm", r.part, da, dw, m, n, k, s, false)
+								q.reduce("reduce", y, yn, w, m, n, s, acc, eps)
+							}
+							if q.err != nil {
+								return q.err
+							}
+							return r.ctx.Sync(r.st)
+						}))
+						sum = download(t, r, y, sh.m*sh.n)
+						if w != 0 {
+							normed = download(t, r, yn, sh.m*sh.n/2) // bf16 pairs, compared as bits
+						}
+						return sum, normed
+					}
+					wantSum, wantNorm := run(false)
+					gotSum, gotNorm := run(true)
+					assert.Equal(t, bitsOf(wantSum), bitsOf(gotSum), "accumulate=%v norm=%v: the sums differ", acc, withNorm)
+					assert.Equal(t, bitsOf(wantNorm), bitsOf(gotNorm), "accumulate=%v norm=%v: the normed rows differ", acc, withNorm)
+				}
+			}
+		})
+	}
+}

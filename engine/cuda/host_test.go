@@ -501,3 +501,29 @@ func TestPagesShared(t *testing.T) {
 	_, err = r.take(2)
 	assert.ErrorIs(t, err, errKVFull)
 }
+
+// fuseSplits takes Llama 3.2 1B's split products whole in one block at
+// 1,024 rows and more on an H200 (132 multiprocessors), not at 512 or
+// below, nor for a product that does not split.
+func TestFuseSplits(t *testing.T) {
+	const sms = 132
+	cases := []struct {
+		name    string
+		m, n, k int64
+		norm    bool
+		want    bool
+	}{
+		{"o at 1,024 rows", 1024, 2048, 2048, true, true},
+		{"down at 1,024 rows", 1024, 2048, 8192, true, true},
+		{"q|k|v at 1,024 rows", 1024, 3072, 2048, false, true},
+		{"o at 4,096 rows", 4096, 2048, 2048, true, true},
+		{"o at 512 rows", 512, 2048, 2048, true, false},
+		{"down at 512 rows", 512, 2048, 8192, true, false},
+		{"one row", 1, 2048, 2048, true, false},
+	}
+	for _, tc := range cases {
+		s := splitK(tc.n, tc.k)
+		assert.Equal(t, tc.want, fuseSplits(tc.m, tc.n, tc.k, s, sms, tc.norm), "%s (S=%d)", tc.name, s)
+	}
+	assert.False(t, fuseSplits(1024, 16384, 2048, 1, sms, false), "gate|up does not split")
+}

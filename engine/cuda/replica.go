@@ -88,6 +88,9 @@ type kernelSet struct {
 	// module), with gemm's bits; nil but on compute capability 9.0 (then
 	// gemmBig runs).
 	gemmWG *driver.Func
+	// gemmWGS is the split bf16 product whole in one block on wgmma
+	// (128 x 128 tiles, every range of K in turn; fuseSplits says when).
+	gemmWGS *driver.Func
 }
 
 func (r *replica) live() int {
