@@ -149,9 +149,8 @@ const EnvWGMMA = "BATCHTRANS_CUDA_WGMMA"
 // loadHopper loads the Hopper module and gemm_bf16_wg on a bf16 replica
 // of a GPU of compute capability 9.0 that gives a block its shared
 // memory and whose driver encodes tensor maps, unless EnvWGMMA is 0
-// (worker only). A driver that cannot
-// compile the module (older than R525) leaves it out: the mma.sync
-// kernels give the same bits.
+// (worker only). A driver that cannot compile the module (older than
+// R525) leaves it out: the mma.sync kernels give the same bits.
 func (r *replica) loadHopper(ctx *driver.Context) error {
 	if !r.net.bf16 || !r.net.wgmma || r.gpu.Major != 9 || r.gpu.Minor != 0 || r.gpu.SharedOptin < hopperSmem ||
 		!ctx.HasTensorMaps() {
@@ -462,20 +461,24 @@ func (q *queue) product(p product) {
 	s := r.splits(p.n, p.k)
 	if s == 1 {
 		q.gemm(p.gemm, p.y, p.x, p.w, p.m, p.n, p.k, 1, p.acc)
-		if p.norm != 0 {
-			q.launch(r.k.rmsnorm, int(p.m), 1, 256, r.args.reset().p(p.yn).p(p.y).p(p.norm).p(0).i(int(p.n)).f(p.eps))
-		}
+		q.normRows(p)
 		return
 	}
 	if r.k.gemmWGS != nil && hopperTakes(p.x, p.w, p.k, s) && fuseSplits(p.m, p.n, p.k, s, r.gpu.SMs, p.norm != 0) {
 		q.gemmSplitWhole(p.gemm, p.y, p.x, p.w, p.m, p.n, p.k, s, p.acc)
-		if p.norm != 0 {
-			q.launch(r.k.rmsnorm, int(p.m), 1, 256, r.args.reset().p(p.yn).p(p.y).p(p.norm).p(0).i(int(p.n)).f(p.eps))
-		}
+		q.normRows(p)
 		return
 	}
 	q.gemm(p.gemm, r.part, p.x, p.w, p.m, p.n, p.k, s, false)
 	q.reduce(p.sum, p.y, p.yn, p.norm, p.m, p.n, s, p.acc, p.eps)
+}
+
+// normRows queues yn = RMSNorm(y) * norm for the product's rows where it
+// asks for the norm (norm not 0), after a product the reduce does not end.
+func (q *queue) normRows(p product) {
+	if p.norm != 0 {
+		q.launch(q.r.k.rmsnorm, int(p.m), 1, 256, q.r.args.reset().p(p.yn).p(p.y).p(p.norm).p(0).i(int(p.n)).f(p.eps))
+	}
 }
 
 // gemmSplitWhole launches gemm_bf16_wgs: y = x . w^T over s ranges of K

@@ -1313,9 +1313,7 @@ func TestGemmSplitWhole(t *testing.T) {
 							q := queue{r: r}
 							if whole {
 								q.gemmSplitWhole("gemm", y, da, dw, m, n, k, s, acc)
-								if w != 0 {
-									q.launch(r.k.rmsnorm, sh.m, 1, 256, r.args.reset().p(yn).p(y).p(w).p(0).i(sh.n).f(eps))
-								}
+								q.normRows(product{y: y, yn: yn, norm: w, m: m, n: n, eps: eps})
 							} else {
 								q.gemm("gemm", r.part, da, dw, m, n, k, s, false)
 								q.reduce("reduce", y, yn, w, m, n, s, acc, eps)
