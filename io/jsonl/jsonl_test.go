@@ -321,3 +321,30 @@ func FuzzJSONL(f *testing.F) {
 		require.NoError(t, w.Close())
 	})
 }
+
+// splitObject's byte scan (splitValid) and the decoder's path
+// (splitDecoded) agree on every line: the same members and raw values, or
+// the same error.
+func FuzzSplitObject(f *testing.F) {
+	for _, s := range []string{
+		`{"id": 1, "text": "a \"quoted\" word", "n": -1.5e3, "t": true, "x": null}`,
+		` { "a" : [1, {"b": "}"}, "]"] , "c":{"d":{}} } `, `{}`, `{ }`, `[1]`, `"s"`, `{"a":1,"a":2}`, `{"":1}`,
+		`{"a\u0062":1}`, `{"a\\b":1}`, `{"a":"\u00e9\n"}`, "{\"a\":1}\t\r\n", `{"a":1} x`, `{"a":}`, "{\"a\":\"\xff\"}",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		want, wantErr := splitDecoded(line, nil)
+		got, err := splitObject(line, nil)
+		if wantErr != nil {
+			require.EqualError(t, err, wantErr.Error())
+			return
+		}
+		require.NoError(t, err)
+		require.Equal(t, len(want), len(got))
+		for i := range want {
+			require.Equal(t, want[i].key, got[i].key)
+			require.Equal(t, string(want[i].raw), string(got[i].raw))
+		}
+	})
+}

@@ -358,8 +358,108 @@ type pair struct {
 }
 
 // splitObject splits one line holding a JSON object into its members, in
-// line order. raw values alias line.
+// line order. raw values alias line. A valid line takes splitValid's
+// scan; any other, and any that scan declines, the decoder's
+// (splitDecoded), which names what is wrong.
 func splitObject(line []byte, out []pair) ([]pair, error) {
+	if utf8.Valid(line) && json.Valid(line) {
+		if pairs, ok := splitValid(line, out); ok {
+			return pairs, nil
+		}
+	}
+	return splitDecoded(line, out[:0])
+}
+
+// splitValid splits a line that json.Valid accepts by scanning its bytes:
+// the top level must be an object whose keys hold no escapes, none of them
+// empty or repeated (ok is false otherwise, and the decoder's path gives
+// the error or the decoded key). A value runs from its first byte to its
+// last, as the decoder's offsets give it.
+func splitValid(line []byte, out []pair) (pairs []pair, ok bool) {
+	i := skipSpace(line, 0)
+	if i >= len(line) || line[i] != '{' {
+		return out, false
+	}
+	i = skipSpace(line, i+1)
+	if line[i] == '}' {
+		return out, true
+	}
+	for {
+		// A key: a string (valid JSON, so it closes).
+		end := stringEnd(line, i)
+		key := line[i+1 : end-1]
+		if len(key) == 0 || bytes.IndexByte(key, '\\') >= 0 {
+			return out, false
+		}
+		for _, p := range out {
+			if p.key == string(key) {
+				return out, false
+			}
+		}
+		i = skipSpace(line, skipSpace(line, end)+1) // past the colon
+		start := i
+		i = valueEnd(line, i)
+		out = append(out, pair{key: string(key), raw: line[start:i]})
+		i = skipSpace(line, i)
+		if line[i] == '}' {
+			return out, true
+		}
+		i = skipSpace(line, i+1) // past the comma
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// stringEnd returns the index past the closing quote of the string whose
+// opening quote is at i.
+func stringEnd(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return i
+}
+
+// valueEnd returns the index past the value that starts at i: a string,
+// an object or array (to its matching bracket, strings skipped), or a
+// number or literal (to the next delimiter).
+func valueEnd(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return stringEnd(b, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				i = stringEnd(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return i
+	}
+	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\r' && b[i] != '\n' {
+		i++
+	}
+	return i
+}
+
+// splitDecoded is splitObject through encoding/json's decoder.
+func splitDecoded(line []byte, out []pair) ([]pair, error) {
 	if !utf8.Valid(line) {
 		return out, errors.New("invalid UTF-8")
 	}
