@@ -22,7 +22,16 @@ type Index struct {
 	slot [8]byte
 	head [8]byte
 	buf  []byte
+	// block caches slots blockNo * slotsPerBlock .. of the table (Get's
+	// reads; the table does not change after build), blockLen bytes of it
+	// read (less at the table's end).
+	block    []byte
+	blockNo  int64
+	blockLen int
 }
+
+// slotsPerBlock is how many slots of the table Get reads at once (4 KiB).
+const slotsPerBlock = 512
 
 // Index flushes the log and builds the offset table for its rows.
 func (l *Log) Index() (*Index, error) {
@@ -89,36 +98,62 @@ func (x *Index) build(end int64) error {
 }
 
 // Get returns row i's result; ok is false if the row is not finished.
+// The table is read a block of slots at a time (rows are asked for in
+// order when the output is written), and a record with its header in one
+// read where it fits the buffer.
 func (x *Index) Get(i int64) (row Row, ok bool, err error) {
 	if i < 0 || i >= maxIndex {
 		return Row{}, false, nil
 	}
-	if _, err := x.tab.ReadAt(x.slot[:], i*8); err != nil {
-		if errors.Is(err, io.EOF) {
-			return Row{}, false, nil
+	if b := i / slotsPerBlock; b != x.blockNo || x.block == nil {
+		if x.block == nil {
+			x.block = make([]byte, 8*slotsPerBlock)
 		}
-		return Row{}, false, fmt.Errorf("read checkpoint index: %w", err)
+		n, err := x.tab.ReadAt(x.block, b*8*slotsPerBlock)
+		if err != nil && !errors.Is(err, io.EOF) {
+			x.block = nil
+			return Row{}, false, fmt.Errorf("read checkpoint index: %w", err)
+		}
+		x.blockNo, x.blockLen = b, n
 	}
-	off := int64(binary.LittleEndian.Uint64(x.slot[:]))
+	at := int(i%slotsPerBlock) * 8
+	if at+8 > x.blockLen { // past the table's end: no row this far finished
+		return Row{}, false, nil
+	}
+	off := int64(binary.LittleEndian.Uint64(x.block[at:]))
 	if off == 0 {
 		return Row{}, false, nil
 	}
 	off--
-	if _, err := x.log.ReadAt(x.head[:], off); err != nil {
+	if cap(x.buf) < 4096 {
+		x.buf = make([]byte, 4096)
+	}
+	got, err := x.log.ReadAt(x.buf[:cap(x.buf)], off)
+	if got < 8 {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
 		return Row{}, false, fmt.Errorf("read checkpoint at %d: %w", off, err)
 	}
+	copy(x.head[:], x.buf[:8])
 	n := int(binary.LittleEndian.Uint32(x.head[:4]))
-	if cap(x.buf) < n {
-		x.buf = make([]byte, n)
+	if n < 1 {
+		return Row{}, false, fmt.Errorf("checkpoint record at %d: empty", off)
 	}
-	x.buf = x.buf[:n]
-	if _, err := x.log.ReadAt(x.buf, off+8); err != nil {
-		return Row{}, false, fmt.Errorf("read checkpoint at %d: %w", off, err)
+	if got < 8+n { // a record longer than the first read: read the rest
+		if cap(x.buf) < 8+n {
+			x.buf = append(make([]byte, 0, 8+n), x.buf[:got]...)
+		}
+		x.buf = x.buf[:8+n]
+		if _, err := x.log.ReadAt(x.buf[got:], off+int64(got)); err != nil {
+			return Row{}, false, fmt.Errorf("read checkpoint at %d: %w", off, err)
+		}
 	}
-	if crc32.Checksum(x.buf, crcTable) != binary.LittleEndian.Uint32(x.head[4:]) {
+	body := x.buf[8 : 8+n]
+	if crc32.Checksum(body, crcTable) != binary.LittleEndian.Uint32(x.head[4:]) {
 		return Row{}, false, fmt.Errorf("checkpoint record at %d fails its checksum", off)
 	}
-	if err := json.Unmarshal(x.buf[1:], &row); err != nil {
+	if err := json.Unmarshal(body[1:], &row); err != nil {
 		return Row{}, false, fmt.Errorf("checkpoint record at %d: %w", off, err)
 	}
 	return row, true, nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -218,4 +219,48 @@ func TestOlderFormatRefused(t *testing.T) {
 	_, err = Open(path)
 	require.ErrorContains(t, err, "format version 1")
 	assert.ErrorContains(t, err, "--restart")
+}
+
+// Index.Get reads the table a block of slots at a time and a record with
+// its header at once: rows over several blocks, asked in order and out of
+// it, unfinished rows between finished ones, and records longer than the
+// first read all come back as written.
+func TestIndexBlocksAndLongRecords(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.ckpt")
+	l, err := Create(path, Header{Date: "25 Nov 2026"})
+	require.NoError(t, err)
+	require.NoError(t, l.StartSession(time.Unix(100, 0)))
+	const n = 3*slotsPerBlock + 7
+	want := map[int64]string{}
+	for i := int64(n - 1); i >= 0; i-- {
+		if i%3 == 1 {
+			continue // unfinished
+		}
+		s := fmt.Sprintf("t%d", i)
+		if i%50 == 0 {
+			s = strings.Repeat("long ", 2000) + s // past the 4 KiB first read
+		}
+		want[i] = s
+		require.NoError(t, l.Append(Row{Index: i, Text: text(s)}))
+	}
+	x, err := l.Index()
+	require.NoError(t, err)
+	defer x.Close()
+	order := make([]int64, 0, 2*n+2)
+	for i := range int64(n + 2) {
+		order = append(order, i)
+	}
+	for i := int64(n + 1); i >= 0; i -= 7 { // back and forth across blocks
+		order = append(order, i)
+	}
+	for _, i := range order {
+		r, ok, err := x.Get(i)
+		require.NoError(t, err, "row %d", i)
+		s, finished := want[i]
+		require.Equal(t, finished, ok, "row %d", i)
+		if ok {
+			assert.Equal(t, i, r.Index)
+			assert.Equal(t, s, *r.Text, "row %d", i)
+		}
+	}
 }
