@@ -365,15 +365,9 @@ func (r *replica) gemmTile(t tile, y, x, w driver.Ptr, m, n, k, s int64, args []
 		if !hopperTakes(x, w, k, s) { // gemm_bf16_128x256 has the same bits
 			return r.gemmTile(tileBig, y, x, w, m, n, k, s, args)
 		}
-		ma, err := r.tensorMap(x, m, k, bigRows)
-		if err != nil {
+		if err := r.operandMaps(args, x, w, m, n, k, bigCols); err != nil {
 			return err
 		}
-		mw, err := r.tensorMap(w, n, k, bigCols)
-		if err != nil {
-			return err
-		}
-		args[1], args[2] = unsafe.Pointer(ma), unsafe.Pointer(mw) // the kernel takes the maps in place of x and w
 		return r.k.gemmWG.LaunchShared(r.st, [3]int{int(cdiv(n, bigCols)), int(cdiv(m, bigRows)), int(s)},
 			[3]int{hopperThreads, 1, 1}, hopperSmem, args)
 	case tileNarrow:
@@ -391,6 +385,23 @@ func (r *replica) gemmTile(t tile, y, x, w driver.Ptr, m, n, k, s int64, args []
 // kernel runs whole K tiles of 64.
 func hopperTakes(x, w driver.Ptr, k, s int64) bool {
 	return x%16 == 0 && w%16 == 0 && s > 0 && k%(s*64) == 0
+}
+
+// operandMaps puts the tensor maps of a wgmma product's operands in
+// args[1] and args[2], where its kernels take them in place of x and w:
+// x's m rows in boxes of 128 (bigRows), w's n rows in boxes of wRows (the
+// kernel's tile columns).
+func (r *replica) operandMaps(args []unsafe.Pointer, x, w driver.Ptr, m, n, k, wRows int64) error {
+	ma, err := r.tensorMap(x, m, k, bigRows)
+	if err != nil {
+		return err
+	}
+	mw, err := r.tensorMap(w, n, k, wRows)
+	if err != nil {
+		return err
+	}
+	args[1], args[2] = unsafe.Pointer(ma), unsafe.Pointer(mw)
+	return nil
 }
 
 // tmapKey names a tensor map gemm_bf16_wg reads through: a matrix of rows
@@ -485,16 +496,10 @@ func (q *queue) normRows(p product) {
 // summed in the block, stored or added onto y (acc), with the bits of the
 // split product and its reduce (worker only; hopperTakes must hold).
 func (r *replica) gemmSplitWhole(y, x, w driver.Ptr, m, n, k, s int64, acc bool) error {
-	ma, err := r.tensorMap(x, m, k, bigRows)
-	if err != nil {
-		return err
-	}
-	mw, err := r.tensorMap(w, n, k, hopperSplitCols)
-	if err != nil {
-		return err
-	}
 	args := r.args.reset().p(y).p(0).p(0).i(int(m)).i(int(n)).i(int(k)).i(int(s)).i(flag(acc)).list()
-	args[1], args[2] = unsafe.Pointer(ma), unsafe.Pointer(mw)
+	if err := r.operandMaps(args, x, w, m, n, k, hopperSplitCols); err != nil {
+		return err
+	}
 	return r.k.gemmWGS.LaunchShared(r.st, [3]int{int(cdiv(n, hopperSplitCols)), int(cdiv(m, bigRows)), 1},
 		[3]int{hopperThreads, 1, 1}, hopperSplitSmem, args)
 }

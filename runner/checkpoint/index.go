@@ -20,11 +20,10 @@ type Index struct {
 	tab  *os.File
 	path string
 	slot [8]byte
-	head [8]byte
 	buf  []byte
 	// block caches slots blockNo * slotsPerBlock .. of the table (Get's
-	// reads; the table does not change after build), blockLen bytes of it
-	// read (less at the table's end).
+	// reads; the table does not change after build; -1: none), blockLen
+	// bytes of it read (less at the table's end).
 	block    []byte
 	blockNo  int64
 	blockLen int
@@ -48,7 +47,7 @@ func (l *Log) Index() (*Index, error) {
 		tab.Close()
 		return nil, fmt.Errorf("open checkpoint: %w", err)
 	}
-	x := &Index{log: rf, tab: tab, path: path}
+	x := &Index{log: rf, tab: tab, path: path, block: make([]byte, 8*slotsPerBlock), blockNo: -1}
 	if err := x.build(l.size); err != nil {
 		x.Close()
 		return nil, err
@@ -105,13 +104,10 @@ func (x *Index) Get(i int64) (row Row, ok bool, err error) {
 	if i < 0 || i >= maxIndex {
 		return Row{}, false, nil
 	}
-	if b := i / slotsPerBlock; b != x.blockNo || x.block == nil {
-		if x.block == nil {
-			x.block = make([]byte, 8*slotsPerBlock)
-		}
+	if b := i / slotsPerBlock; b != x.blockNo {
 		n, err := x.tab.ReadAt(x.block, b*8*slotsPerBlock)
 		if err != nil && !errors.Is(err, io.EOF) {
-			x.block = nil
+			x.blockNo = -1
 			return Row{}, false, fmt.Errorf("read checkpoint index: %w", err)
 		}
 		x.blockNo, x.blockLen = b, n
@@ -135,8 +131,7 @@ func (x *Index) Get(i int64) (row Row, ok bool, err error) {
 		}
 		return Row{}, false, fmt.Errorf("read checkpoint at %d: %w", off, err)
 	}
-	copy(x.head[:], x.buf[:8])
-	n := int(binary.LittleEndian.Uint32(x.head[:4]))
+	n := int(binary.LittleEndian.Uint32(x.buf[:4])) // the header: length, checksum
 	if n < 1 {
 		return Row{}, false, fmt.Errorf("checkpoint record at %d: empty", off)
 	}
@@ -150,7 +145,7 @@ func (x *Index) Get(i int64) (row Row, ok bool, err error) {
 		}
 	}
 	body := x.buf[8 : 8+n]
-	if crc32.Checksum(body, crcTable) != binary.LittleEndian.Uint32(x.head[4:]) {
+	if crc32.Checksum(body, crcTable) != binary.LittleEndian.Uint32(x.buf[4:8]) {
 		return Row{}, false, fmt.Errorf("checkpoint record at %d fails its checksum", off)
 	}
 	if err := json.Unmarshal(body[1:], &row); err != nil {

@@ -156,6 +156,28 @@ __device__ __forceinline__ void wg_produce(wg_ring r, const tmap *mapA, const tm
     }
 }
 
+// wg_tile is a consumer's K tile t: it waits for the tile's stage, adds its
+// four k16 steps (wgmma.m64n<BN>k16, 64 rows from c * 64) onto the sums d
+// and leaves them in flight; once tile t - 1's steps are done, its lane 0
+// releases that stage. No branch stands between the steps (see above).
+template <int BN, int STAGES>
+__device__ __forceinline__ void wg_tile(wg_ring ring, int t, int c, int lane, float *d) {
+    int s = t % STAGES;
+    mbar_wait(ring.bars + 8 * s, (t / STAGES) & 1);
+    unsigned a = ring.A + s * WG_SA + c * 64 * 128, w = ring.W + s * BN * WG_K * 2;
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+    for (int kk = 0; kk < WG_K / 16; kk++) {
+        if (BN == 256)
+            wgmma_256(d, wg_desc(a + kk * 32), wg_desc(w + kk * 32));
+        else
+            wgmma_128(d, wg_desc(a + kk * 32), wg_desc(w + kk * 32));
+    }
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); // tile t - 1's steps are done
+    mbar_arrive_if(ring.bars + 8 * (STAGES + (t + STAGES - 1) % STAGES), t > 0 && lane == 0);
+}
+
 extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)
     gemm_bf16_wg(float *Y, const __grid_constant__ tmap mapA, const __grid_constant__ tmap mapW, int M, int N, int K,
                  int accumulate) {
@@ -174,17 +196,7 @@ extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)
     float d[128];
 #pragma unroll
     for (int i = 0; i < 128; i++) d[i] = 0.f;
-    for (int t = 0; t < kt; t++) {
-        int s = t % WG_STAGES;
-        mbar_wait(ring.bars + 8 * s, (t / WG_STAGES) & 1);
-        unsigned a = ring.A + s * WG_SA + c * 64 * 128, w = ring.W + s * WG_SW;
-        asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#pragma unroll
-        for (int kk = 0; kk < WG_K / 16; kk++) wgmma_256(d, wg_desc(a + kk * 32), wg_desc(w + kk * 32));
-        asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-        asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); // tile t - 1's steps are done
-        mbar_arrive_if(ring.bars + 8 * (WG_STAGES + (t + WG_STAGES - 1) % WG_STAGES), t > 0 && lane == 0);
-    }
+    for (int t = 0; t < kt; t++) wg_tile<WG_N, WG_STAGES>(ring, t, c, lane, d);
     asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 
     // Warp warp % 4 of consumer c holds rows 16 (warp % 4) .. + 15 of the
@@ -227,17 +239,7 @@ extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)
     for (int z = 0, t = 0; z < S; z++) {
 #pragma unroll
         for (int i = 0; i < 64; i++) d[i] = 0.f;
-        for (int e = t + kz; t < e; t++) {
-            int s = t % WGS_STAGES;
-            mbar_wait(ring.bars + 8 * s, (t / WGS_STAGES) & 1);
-            unsigned a = ring.A + s * WG_SA + c * 64 * 128, w = ring.W + s * WGS_SW;
-            asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#pragma unroll
-            for (int kk = 0; kk < WG_K / 16; kk++) wgmma_128(d, wg_desc(a + kk * 32), wg_desc(w + kk * 32));
-            asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-            asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); // tile t - 1's steps are done
-            mbar_arrive_if(ring.bars + 8 * (WGS_STAGES + (t + WGS_STAGES - 1) % WGS_STAGES), t > 0 && lane == 0);
-        }
+        for (int e = t + kz; t < e; t++) wg_tile<WGS_N, WGS_STAGES>(ring, t, c, lane, d);
         asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); // the range's chain is done
 #pragma unroll
         for (int i = 0; i < 64; i++) sum[i] = __fadd_rn(sum[i], d[i]);
