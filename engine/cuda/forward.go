@@ -145,19 +145,34 @@ func (r *replica) launches(qu *queue, sh shape) {
 	a := &r.args
 	qu.launch(r.k.embed, R, 1, 256, a.reset().p(r.x).p(r.embed).p(dTok).i(int(h)))
 	m := int64(R)
+	// A step of one row runs its products on gemm_bf16_row (row.go), which
+	// normalises its input itself, ends its ranges of K and gate|up's
+	// SwiGLU in the block: no rmsnorm, reduce or swiglu launches.
+	rows := R == 1 && r.k.rows
 	for l := range r.layers {
 		L := &r.layers[l]
 		kc := r.pool.Add(int64(l) * 2 * slab)
 		vc := kc.Add(slab)
-		if l == 0 { // later layers' attention norms end the layer before
-			qu.launch(r.k.rmsnorm, R, 1, 256, a.reset().p(r.xn).p(r.x).p(L.attnNorm).p(0).i(int(h)).f(eps))
+		if rows {
+			qu.row(rowProduct{name: "gemm qkv", y: r.qkv, x: r.x, norm: L.attnNorm, w: L.qkv, n: q + 2*kv, k: h, flags: rowNorm, eps: eps})
+		} else {
+			if l == 0 { // later layers' attention norms end the layer before
+				qu.launch(r.k.rmsnorm, R, 1, 256, a.reset().p(r.xn).p(r.x).p(L.attnNorm).p(0).i(int(h)).f(eps))
+			}
+			qu.product(product{gemm: "gemm qkv", sum: "reduce qkv", y: r.qkv, x: r.xn, w: L.qkv, m: m, n: q + 2*kv, k: h})
 		}
-		qu.product(product{gemm: "gemm qkv", sum: "reduce qkv", y: r.qkv, x: r.xn, w: L.qkv, m: m, n: q + 2*kv, k: h})
 		qu.launch(r.k.rope, R, 1, 128, a.reset().p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(r.cos).p(r.sin).p(kc).p(vc).
 			i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride))
 		r.attend(qu, attention{out: r.att, qkv: r.qkv, ones: dOnes, runs: dRuns, pos: dPos, ptoff: dPtoff, pt: dPt, kc: kc, vc: vc,
 			nOnes: sh.ones, nTiles: sh.tiles, tileRows: tileRows,
 			heads: c.Heads, kvheads: c.KVHeads, hd: c.HeadDim, page: pageSize, pstride: pstride})
+		if rows {
+			qu.row(rowProduct{name: "gemm o", y: r.x, a: r.att, w: L.o, n: h, k: q, flags: rowAcc})
+			qu.row(rowProduct{name: "gemm gate|up swiglu", act: r.act, x: r.x, norm: L.mlpNorm, w: L.gu, n: 2 * inter, k: h,
+				flags: rowNorm | rowSwiGLU, eps: eps})
+			qu.row(rowProduct{name: "gemm down", y: r.x, a: r.act, w: L.down, n: h, k: inter, flags: rowAcc})
+			continue
+		}
 		qu.product(product{gemm: "gemm o", sum: "reduce o", y: r.x, x: r.att, w: L.o, m: m, n: h, k: q, acc: true,
 			norm: L.mlpNorm, yn: r.xn, eps: eps})
 		if r.fusesSwiGLU(m) { // act's bits either way
@@ -177,8 +192,12 @@ func (r *replica) launches(qu *queue, sh shape) {
 			norm: next, yn: r.xn, eps: eps})
 	}
 	if outs > 0 {
-		qu.launch(r.k.rmsnorm, outs, 1, 256, a.reset().p(r.last).p(r.x).p(r.norm).p(dOut).i(int(h)).f(eps))
-		qu.product(product{gemm: "gemm lm_head", sum: "reduce lm_head", y: r.logits, x: r.last, w: r.lmHead, m: int64(outs), n: vocab, k: h})
+		if rows { // the one row is the output row
+			qu.row(rowProduct{name: "gemm lm_head", y: r.logits, x: r.x, norm: r.norm, w: r.lmHead, n: vocab, k: h, flags: rowNorm, eps: eps})
+		} else {
+			qu.launch(r.k.rmsnorm, outs, 1, 256, a.reset().p(r.last).p(r.x).p(r.norm).p(dOut).i(int(h)).f(eps))
+			qu.product(product{gemm: "gemm lm_head", sum: "reduce lm_head", y: r.logits, x: r.last, w: r.lmHead, m: int64(outs), n: vocab, k: h})
+		}
 		parts := argmaxParts(outs, vocab, r.gpu.SMs)
 		qu.launch(r.k.argmax, outs, parts, 256, a.reset().p(r.argOut).p(r.argVal).p(r.argIdx).p(r.logits).i(int(vocab)))
 		if parts > 1 {

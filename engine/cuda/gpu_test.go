@@ -1338,3 +1338,77 @@ func TestGemmSplitWhole(t *testing.T) {
 		})
 	}
 }
+
+// TestGemmRow holds gemm_bf16_row to the kernels a one-row step would
+// otherwise run, bit for bit: the input row from rmsnorm (or as given),
+// the streamed product (split where the shape splits) and its reduce,
+// adding onto the residual or not, and gate|up's swiglu. The shapes:
+// Llama 3.2 1B's five products (ranges 2, 2, 1, 4, 1), and ragged column
+// counts that leave a block part empty.
+func TestGemmRow(t *testing.T) {
+	r := testReplica(t, true)
+	if r.k.gemmRow == nil {
+		t.Skipf("%s gives a block %d bytes of shared memory, gemm_bf16_row needs %d", r.gpu.Name, r.gpu.SharedOptin, rowSmem(8192))
+	}
+	rng := rand.New(rand.NewPCG(13, 14))
+	const eps = 1e-5
+	shapes := []struct {
+		n, k  int
+		flags int
+	}{
+		{3072, 2048, rowNorm}, {2048, 2048, rowAcc}, {16384, 2048, rowNorm | rowSwiGLU}, {2048, 8192, rowAcc},
+		{128256, 2048, rowNorm}, {1000, 2048, rowNorm}, {1000, 8192, rowAcc}, {8208, 2048, rowSwiGLU}, {2056, 4096, 0},
+	}
+	var part int64
+	for _, sh := range shapes {
+		part = max(part, int64(sh.n)*splitK(int64(sh.n), int64(sh.k)))
+	}
+	r.part = deviceAlloc(t, r, 4*part)
+	for _, sh := range shapes {
+		n, k := int64(sh.n), int64(sh.k)
+		s := splitK(n, k)
+		t.Run(fmt.Sprintf("%dx%d/S=%d/flags=%d", sh.n, sh.k, s, sh.flags), func(t *testing.T) {
+			require.True(t, rowTakes(k, s))
+			x := upload(t, r, randVals(rng, sh.k, false))
+			norm := upload(t, r, randVals(rng, sh.k, false))
+			a := uploadAs(t, r, randVals(rng, sh.k, true), true)
+			dw := uploadAs(t, r, randVals(rng, sh.n*sh.k, true), true)
+			init := randVals(rng, sh.n, false)
+			y, xn := deviceAlloc(t, r, 4*n), deviceAlloc(t, r, 2*k)
+			act := deviceAlloc(t, r, 2*n)
+			swiglu := sh.flags&rowSwiGLU != 0
+			run := func(fused bool) []float32 {
+				copyTo(t, r, y, init)
+				copyTo(t, r, act, make([]float32, sh.n/2))
+				require.NoError(t, r.w.do(func() error {
+					q := queue{r: r}
+					if fused {
+						q.row(rowProduct{name: "row", y: y, act: act, a: a, x: x, norm: norm, w: dw, n: n, k: k, flags: sh.flags, eps: eps})
+					} else {
+						in := a
+						if sh.flags&rowNorm != 0 {
+							q.launch(r.k.rmsnorm, 1, 1, 256, r.args.reset().p(xn).p(x).p(norm).p(0).i(sh.k).f(eps))
+							in = xn
+						}
+						q.product(product{gemm: "gemm", sum: "reduce", y: y, x: in, w: dw, m: 1, n: n, k: k, acc: sh.flags&rowAcc != 0})
+						if swiglu {
+							inter := sh.n / 2
+							q.launch(r.k.swiglu, 1, (inter+1023)/1024, 256, r.args.reset().p(act).p(y).i(inter).i(1))
+						}
+					}
+					if q.err != nil {
+						return q.err
+					}
+					return r.ctx.Sync(r.st)
+				}))
+				if swiglu {
+					return download(t, r, act, sh.n/4) // bf16 pairs, compared as bits
+				}
+				return download(t, r, y, sh.n)
+			}
+			want := run(false)
+			got := run(true)
+			assertSameBits(t, want, got, "gemm_bf16_row against the kernels it stands in for")
+		})
+	}
+}

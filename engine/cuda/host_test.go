@@ -527,3 +527,34 @@ func TestFuseSplits(t *testing.T) {
 	}
 	assert.False(t, fuseSplits(1024, 16384, 2048, 1, sms, false), "gate|up does not split")
 }
+
+// gemm_bf16_row takes Llama 3.2 1B's five products (ranges of K 2, 2, 1,
+// 4 and 1) and only ranges its block can hold, each whole K tiles of 64;
+// a replica runs one-row steps on it only where it takes every product of
+// the model, gate|up interleaved and whole.
+func TestRowTakes(t *testing.T) {
+	cfg := &llama.Config{Hidden: 2048, Intermediate: 8192, Heads: 32, KVHeads: 8, HeadDim: 64, Vocab: 128256}
+	n := &Net{cfg: cfg, bf16: true, guInterleaved: true}
+	h, q, kv, inter, vocab := n.dims()
+	for _, p := range [][2]int64{{q + 2*kv, h}, {h, q}, {2 * inter, h}, {h, inter}, {vocab, h}} {
+		assert.True(t, rowTakes(p[1], splitK(p[0], p[1])), "%d x %d", p[0], p[1])
+	}
+	assert.False(t, rowTakes(3072, 3), "three ranges")
+	assert.False(t, rowTakes(2048+32, 1), "K not whole tiles")
+	assert.False(t, rowTakes(2048+64, 2), "a range not whole tiles")
+	assert.Equal(t, int64(8192), n.rowMostK())
+	assert.Equal(t, 36864+16384+1024, rowSmem(8192), "rings, the row, the norm's scratch")
+
+	t.Setenv(EnvRow, "1")
+	r := &replica{net: n, k: kernelSet{gemmRow: &driver.Func{}}}
+	assert.True(t, r.rowReady())
+	r.net = &Net{cfg: cfg, bf16: true}
+	assert.False(t, r.rowReady(), "gate|up not interleaved")
+	r.net = &Net{cfg: cfg, bf16: false, guInterleaved: true}
+	assert.False(t, r.rowReady(), "float32")
+	r.net, r.k.gemmRow = n, nil
+	assert.False(t, r.rowReady(), "kernel not loaded")
+	t.Setenv(EnvRow, "0")
+	r.k.gemmRow = &driver.Func{}
+	assert.False(t, r.rowReady(), EnvRow+"=0")
+}

@@ -154,13 +154,6 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 		if n.bf16 {
 			suffix, r.k.gemmBlock = "_bf16", 128
 		}
-		// Each kernel, and the dynamic shared memory it may ask for (0:
-		// the default 48 KiB is enough).
-		type kernel struct {
-			dst  **driver.Func
-			name string
-			smem int
-		}
 		ks := []kernel{
 			{&r.k.embed, "embed" + suffix, 0}, {&r.k.rmsnorm, "rmsnorm" + suffix, 0}, {&r.k.attention, "attention" + suffix, 0},
 			{&r.k.swiglu, "swiglu" + suffix, 0}, {&r.k.gemm, "gemm" + suffix, 0}, {&r.k.rope, "rope_store" + suffix, 0},
@@ -176,20 +169,17 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 			if most := streamSmem(narrowRows); g.SharedOptin >= most {
 				ks = append(ks, kernel{&r.k.gemmStream, "gemm_bf16_16s", most})
 			}
-		}
-		for _, k := range ks {
-			if *k.dst, err = r.mod.Func(k.name); err != nil {
-				return err
-			}
-			if k.smem > 0 {
-				if err := (*k.dst).SetMaxSharedBytes(k.smem); err != nil {
-					return err
-				}
+			if name, most := rowKernel(n.rowMostK()); g.SharedOptin >= most {
+				ks = append(ks, kernel{&r.k.gemmRow, name, most})
 			}
 		}
-		if err := r.loadAttMMA(g.SharedOptin); err != nil {
+		if err := findKernels(r.mod, ks, false); err != nil {
 			return err
 		}
+		if err := r.loadAttMMA(r.mod, g.SharedOptin); err != nil {
+			return err
+		}
+		r.k.rows = r.rowReady()
 		return r.loadHopper(ctx)
 	})
 	if err != nil {
@@ -197,6 +187,35 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 		return nil, fmt.Errorf("cuda: GPU %d (%s): load kernels: %w", i, g.Name, err)
 	}
 	return r, nil
+}
+
+// kernel names a kernel to look up and where it goes, and the dynamic
+// shared memory it may ask for (0: the default 48 KiB is enough).
+type kernel struct {
+	dst  **driver.Func
+	name string
+	smem int
+}
+
+// findKernels looks each of ks up in mod, marked to be launched early
+// where early (worker only).
+func findKernels(mod *driver.Module, ks []kernel, early bool) error {
+	for _, k := range ks {
+		f, err := mod.Func(k.name)
+		if err != nil {
+			return err
+		}
+		if k.smem > 0 {
+			if err := f.SetMaxSharedBytes(k.smem); err != nil {
+				return err
+			}
+		}
+		if early {
+			f.SetEarly()
+		}
+		*k.dst = f
+	}
+	return nil
 }
 
 // elt is the bytes of one weight.

@@ -91,6 +91,12 @@ type kernelSet struct {
 	// gemmWGS is the split bf16 product whole in one block on wgmma
 	// (128 x 128 tiles, every range of K in turn; fuseSplits says when).
 	gemmWGS *driver.Func
+	// gemmRow is the one-row bf16 product with the kernels around it
+	// folded in (row.go); nil where the GPU's SharedOptin is below its
+	// shared memory.
+	gemmRow *driver.Func
+	// rows says the one-row steps run on gemmRow (rowReady).
+	rows bool
 }
 
 func (r *replica) live() int {

@@ -7,5 +7,6 @@
 #include "attention.cuh"
 #include "swiglu.cuh"
 #include "gemm.cuh"
+#include "row.cuh"
 #include "reduce.cuh"
 #include "argmax.cuh"

@@ -1,0 +1,229 @@
+// row.cuh: the decode step of one sequence, whose every matrix product has
+// one row, with the kernels around the products folded into them:
+// gemm_bf16_row computes a product's ranges of K in one block and adds
+// them as reduce.cuh does, adds onto the residual stream, normalises its
+// input row itself and ends gate|up with SwiGLU. Every value has the bits
+// of the kernels it stands in for (the split product, reduce, rmsnorm,
+// swiglu), so a sequence's outputs do not depend on whether it decodes
+// alone or among others.
+#pragma once
+#include "common.cuh"
+#include "mma.cuh"
+#include "rmsnorm.cuh"
+#include "swiglu.cuh"
+
+// rmsnorm_row_128 writes dst = RMSNorm(src) * w (hidden values, bf16) with
+// the bits of rmsnorm.cuh's one block of 256 threads, computed by a block
+// of 128: thread t keeps the shares of rmsnorm's threads t and t + 128 (the
+// elements t + 256j and t + 128 + 256j, each in order of j), adds them as
+// block_sum_d's first level does, then runs its later levels (the same
+// pairs in the same tree: two in shared memory, five by shuffles within a
+// warp). scratch holds 128 doubles; dst may be shared memory.
+__device__ __forceinline__ void rmsnorm_row_128(bf16 *dst, const float *src, const float *w, int hidden, float eps,
+                                                double *scratch) {
+    int t = threadIdx.x;
+    double sa = 0, sb = 0;
+#pragma unroll 8
+    for (int i = t; i < hidden; i += 256) {
+        sa = sum_sq(sa, src[i]);
+        if (i + 128 < hidden) sb = sum_sq(sb, src[i + 128]);
+    }
+    double v = sa + sb;
+    scratch[t] = v;
+    __syncthreads();
+    if (t < 64) scratch[t] = v = v + scratch[t + 64];
+    __syncthreads();
+    if (t < 32) {
+        v = v + scratch[t + 32];
+#pragma unroll
+        for (int s = 16; s > 0; s >>= 1) v = v + __shfl_down_sync(0xffffffffu, v, s);
+    }
+    __syncthreads(); // every read of scratch above is done
+    if (t == 0) scratch[0] = v;
+    __syncthreads();
+    double ss = scratch[0];
+    float ms = (float)(ss / (double)hidden);
+    float inv = (float)(1.0 / sqrt((double)__fadd_rn(ms, eps)));
+    for (int i = t; i < hidden; i += 128) dst[i] = __float2bfloat16_rn(__fmul_rn(w[i], __fmul_rn(src[i], inv)));
+}
+
+#define ROW_WARPS 4
+#define ROW_KT 64
+#define ROW_DEPTH 8
+#define ROW_LD (ROW_KT + 8) // padded rows: ldmatrix's 8 rows meet every bank once
+#define ROW_STAGE (8 * ROW_LD)
+// ROW_SMEM(K) is a block's shared memory for a product over K: the warps'
+// rings of weights, the input row and the norm's scratch (engine/cuda's
+// rowSmem).
+#define ROW_SMEM(K) (ROW_WARPS * ROW_DEPTH * ROW_STAGE * 2 + (K) * 2 + 128 * 8)
+
+// gemm_bf16_row's flags.
+#define ROW_ACC 1    // add onto Y (the residual stream)
+#define ROW_NORM 2   // the input row is RMSNorm(X) * norm, not A
+#define ROW_SWIGLU 4 // gate|up (interleaved, S = 1): write act = SwiGLU, not Y
+
+// gemm_bf16_row: y = a . W^T for one row a of K (N columns), K split into S
+// ranges (1, 2 or 4; K / S a multiple of ROW_KT). A block is four warps of 8
+// columns by one range each (32 / S columns a block); each warp streams its
+// columns' weights over its range through its own ring of cp.async stages
+// (ROW_DEPTH deep, issued before the input row is ready) and runs the
+// tensor-core steps of every other product kernel over its range from zero
+// (ceil(Kz/16) mma.m16n8k16 steps in order of k, the row in the first
+// fragment row, zeros below). Then the block adds each column's S partials
+// in order of the range and, with ROW_ACC, onto Y, as reduce does; with
+// ROW_SWIGLU (S = 1, the rows of W interleaved in groups of 8: a block's
+// warps hold gate, up, gate, up) it writes act = silu(gate) * up in bf16 as
+// the products' SwiGLU epilogue does. The input row is A (bf16), or with
+// ROW_NORM RMSNorm(X) * norm (rmsnorm_row_128: the rmsnorm kernel's bits),
+// held whole in shared memory.
+// row_quad_transpose gives lane tq of each group of four lanes (a row of
+// W) the mma's B fragments from the 16 bytes each lane loaded: lane j holds
+// pairs 4j .. 4j + 3 of a 32-k chunk, and the k16 steps need pairs tq, 4 +
+// tq (step 0) and 8 + tq, 12 + tq (step 1) in lane tq: y[j] = lane j's x[tq].
+__device__ __forceinline__ void row_quad_transpose(uint4 x, int lane, unsigned *y) {
+    int tq = lane & 3, base = lane & ~3;
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+        int src = (tq + r) & 3, j = (tq - r) & 3;
+        unsigned s = src == 0 ? x.x : src == 1 ? x.y : src == 2 ? x.z : x.w;
+        unsigned v = __shfl_sync(0xffffffffu, s, base | j);
+#pragma unroll
+        for (int i = 0; i < 4; i++) y[i] = j == i ? v : y[i];
+    }
+}
+
+// ROW_REGS: the weights' 16-byte pieces in flight a lane when the weights
+// go through registers (gemm_bf16_row_r).
+#define ROW_REGS 8
+
+__device__ __forceinline__ uint4 row_load(const bf16 *p) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
+}
+
+template <bool REGS>
+__device__ __forceinline__ void gemm_bf16_row_body(float *Y, bf16 *act, const bf16 *A, const float *X, const float *norm,
+                                                   const bf16 *W, int N, int K, int S, int flags, float eps) {
+    extern __shared__ __align__(16) unsigned char row_smem[];
+    bf16 *ring0 = (bf16 *)row_smem;
+    bf16 *arow = ring0 + (REGS ? 0 : ROW_WARPS * ROW_DEPTH * ROW_STAGE);
+    double *scratch = (double *)(arow + K);
+    __shared__ float part[ROW_WARPS][8];
+    early_release();
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, tq = lane & 3;
+    int cols = 32 / S;                           // the block's columns
+    int z = warp % S;                            // the warp's range
+    int n0 = blockIdx.x * cols + (warp / S) * 8; // its first column
+    int Kz = K / S, kt = Kz / ROW_KT;
+    bool live = n0 < N;
+    bf16 *ring = ring0 + warp * ROW_DEPTH * ROW_STAGE;
+    const bf16 *w = W + (size_t)n0 * K + (size_t)z * Kz;
+    auto load = [&](int s, int k0) {
+        bf16 *ws = ring + s * ROW_STAGE;
+#pragma unroll
+        for (int c = lane; c < 8 * ROW_KT / 8; c += 32) {
+            int r = c / (ROW_KT / 8), col = (c % (ROW_KT / 8)) * 8;
+            bool in = n0 + r < N;
+            cp_async16(ws + r * ROW_LD + col, in ? w + (size_t)r * K + k0 + col : W, in ? 16 : 0);
+        }
+    };
+    // REGS: lane (g, tq) reads row n0 + g, 16 bytes at k = 32c + 8tq.
+    bool rin = n0 + g < N;
+    const bf16 *wr = w + (size_t)g * K + 8 * tq;
+    int nc = Kz / 32;
+    uint4 buf[ROW_REGS];
+    if (REGS) {
+#pragma unroll
+        for (int u = 0; u < ROW_REGS; u++) buf[u] = rin && u < nc ? row_load(wr + 32 * u) : make_uint4(0, 0, 0, 0);
+    } else {
+#pragma unroll
+        for (int s = 0; s < ROW_DEPTH - 1; s++) {
+            if (live && s < kt) load(s, s * ROW_KT);
+            cp_async_commit();
+        }
+    }
+    early_wait(); // the weights above are the model's; the rows below are the step's
+    if (flags & ROW_NORM) {
+        rmsnorm_row_128(arow, X, norm, K, eps, scratch);
+    } else {
+        for (int i = threadIdx.x * 8; i < K; i += ROW_WARPS * 32 * 8) *(uint4 *)&arow[i] = *(const uint4 *)&A[i];
+    }
+    __syncthreads();
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    const bf16 *ar0 = arow + (size_t)z * Kz + tq * 2;
+    if (REGS) {
+        for (int c = 0; live && c < nc; c += ROW_REGS) {
+#pragma unroll
+            for (int u = 0; u < ROW_REGS; u++) {
+                int cc = c + u;
+                if (cc >= nc) break;
+                uint4 x = buf[u];
+                if (cc + ROW_REGS < nc) buf[u] = rin ? row_load(wr + 32 * (cc + ROW_REGS)) : make_uint4(0, 0, 0, 0);
+                unsigned b[4] = {0u, 0u, 0u, 0u};
+                row_quad_transpose(x, lane, b);
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const bf16 *ar = ar0 + cc * 32 + 16 * h;
+                    unsigned a0 = g == 0 ? *(const unsigned *)ar : 0u, a2 = g == 0 ? *(const unsigned *)(ar + 8) : 0u;
+                    mma_bf16(acc, a0, 0u, a2, 0u, b[2 * h], b[2 * h + 1]);
+                }
+            }
+        }
+    } else {
+        for (int t = 0; live && t < kt; t++) {
+            int nt = t + ROW_DEPTH - 1;
+            if (nt < kt) load(nt % ROW_DEPTH, nt * ROW_KT);
+            cp_async_commit();
+            cp_async_wait_n<ROW_DEPTH - 1>();
+            __syncwarp();
+            const bf16 *ws = ring + (t % ROW_DEPTH) * ROW_STAGE;
+#pragma unroll
+            for (int kk = 0; kk < ROW_KT; kk += 32) {
+                unsigned b[4];
+                ldmatrix_x4(b, ws + (lane % 8) * ROW_LD + kk + (lane / 8) * 8);
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const bf16 *ar = ar0 + t * ROW_KT + kk + 16 * h;
+                    unsigned a0 = g == 0 ? *(const unsigned *)ar : 0u, a2 = g == 0 ? *(const unsigned *)(ar + 8) : 0u;
+                    mma_bf16(acc, a0, 0u, a2, 0u, b[2 * h], b[2 * h + 1]);
+                }
+            }
+            __syncwarp(); // every lane is done with the stage the next copy refills
+        }
+    }
+    if (g == 0) {
+        part[warp][tq * 2] = acc[0];
+        part[warp][tq * 2 + 1] = acc[1];
+    }
+    __syncthreads();
+    int t = threadIdx.x;
+    if (flags & ROW_SWIGLU) {
+        // Gate group p (8 columns at blockIdx.x * 32 + 16p) is warp 2p's,
+        // its ups warp 2p + 1's.
+        int p = t / 8, j = t % 8, col = blockIdx.x * 32 + 16 * p;
+        if (t < 16 && col < N) act[(col / 16) * GU_GROUP + j] = __float2bfloat16_rn(silu_mul(part[2 * p][j], part[2 * p + 1][j]));
+        return;
+    }
+    int col = blockIdx.x * cols + t;
+    if (t < cols && col < N) {
+        int c = t / 8, j = t % 8;
+        float v = part[c * S][j];
+        for (int r = 1; r < S; r++) v = __fadd_rn(v, part[c * S + r][j]);
+        if (flags & ROW_ACC) v = __fadd_rn(Y[col], v);
+        Y[col] = v;
+    }
+}
+
+#define ROW_ARGS                                                                                                       \
+    float *Y, bf16 *act, const bf16 *A, const float *X, const float *norm, const bf16 *W, int N, int K, int S, int flags, \
+        float eps
+extern "C" __global__ void __launch_bounds__(ROW_WARPS * 32) gemm_bf16_row(ROW_ARGS) {
+    gemm_bf16_row_body<false>(Y, act, A, X, norm, W, N, K, S, flags, eps);
+}
+// gemm_bf16_row_r is gemm_bf16_row with the weights read into registers,
+// ROW_REGS pieces in flight a lane (shared memory: the row and the norm's
+// scratch alone).
+extern "C" __global__ void __launch_bounds__(ROW_WARPS * 32) gemm_bf16_row_r(ROW_ARGS) {
+    gemm_bf16_row_body<true>(Y, act, A, X, norm, W, N, K, S, flags, eps);
+}

@@ -1,0 +1,129 @@
+package cuda
+
+import (
+	"os"
+
+	"github.com/batchtrans/batchtrans/engine/cuda/driver"
+)
+
+// A step of one row (one sequence's decode) runs its products on
+// gemm_bf16_row (csrc/row.cuh), which also does what the kernels around
+// them would: it adds a split product's ranges in the block, adds onto
+// the residual stream, normalises its input row itself, and ends gate|up
+// with SwiGLU. So a layer takes six kernels instead of ten, with the same
+// bits (TestGemmRow, and TestBatchInvariance's rows alone against rows
+// among others).
+
+// EnvRow set to 0 runs a one-row step on the kernels every other step
+// runs (the same bits), for measuring one against the other.
+const EnvRow = "BATCHTRANS_CUDA_ROW"
+
+// gemm_bf16_row's launch: four warps of 8 columns, each over one range of
+// K; its flags (csrc/row.cuh's ROW_*).
+const (
+	rowThreads = 128
+	rowCols    = 32
+	rowAcc     = 1
+	rowNorm    = 2
+	rowSwiGLU  = 4
+)
+
+// rowSmem is gemm_bf16_row's shared memory for a product over k: the
+// warps' rings of K tiles of 64 eight deep, the input row and the norm's
+// scratch (ROW_SMEM).
+func rowSmem(k int64) int { return 4*8*8*(64+8)*2 + int(k)*2 + 128*8 }
+
+// rowKernel is the one-row product's name and shared memory for a
+// product over k: gemm_bf16_row, or gemm_bf16_row_r (the weights through
+// registers: the row and the scratch alone) where EnvRow is "regs".
+func rowKernel(k int64) (string, int) {
+	if os.Getenv(EnvRow) == "regs" {
+		return "gemm_bf16_row_r", int(k)*2 + 128*8
+	}
+	return "gemm_bf16_row", rowSmem(k)
+}
+
+// rowTakes reports whether gemm_bf16_row runs a product over k split s
+// ways: its block holds 32/s columns by s ranges, each a whole number of
+// its K tiles.
+func rowTakes(k, s int64) bool { return (s == 1 || s == 2 || s == 4) && k%(s*64) == 0 }
+
+// rowMostK is the longest K of the model's products: the shared memory
+// gemm_bf16_row is loaded with.
+func (n *Net) rowMostK() int64 {
+	h, q, _, inter, _ := n.dims()
+	return max(h, q, inter)
+}
+
+// rowReady reports whether this replica runs its one-row steps on
+// gemm_bf16_row: a bf16 model whose products it takes, gate|up
+// interleaved for its SwiGLU, and the kernel loaded (EnvRow not 0).
+func (r *replica) rowReady() bool {
+	if v := os.Getenv(EnvRow); v != "1" && v != "regs" { // opt-in until measured on a GPU
+		return false
+	}
+	if r.k.gemmRow == nil || !r.net.bf16 || !r.net.guInterleaved {
+		return false
+	}
+	h, q, kv, inter, vocab := r.net.dims()
+	for _, p := range [...]struct{ n, k int64 }{{q + 2*kv, h}, {h, q}, {2 * inter, h}, {h, inter}, {vocab, h}} {
+		if !rowTakes(p.k, r.splits(p.n, p.k)) {
+			return false
+		}
+	}
+	return r.splits(2*inter, h) == 1 && r.splits(vocab, h) == 1
+}
+
+// rowProduct is one product of a one-row step on gemm_bf16_row: y =
+// a . w^T (n columns over k), or y += that (rowAcc), its input a, or
+// RMSNorm(x) * norm (rowNorm), or act = SwiGLU of it (rowSwiGLU).
+type rowProduct struct {
+	name       string
+	y, act, a  driver.Ptr
+	x, norm, w driver.Ptr
+	n, k       int64
+	flags      int
+	eps        float32
+}
+
+// row queues p.
+func (q *queue) row(p rowProduct) {
+	r := q.r
+	s := r.splits(p.n, p.k)
+	cols := rowCols / s
+	_, smem := rowKernel(p.k)
+	q.named(p.name, r.k.gemmRow, int(cdiv(p.n, cols)), 1, rowThreads, smem,
+		r.args.reset().p(p.y).p(p.act).p(p.a).p(p.x).p(p.norm).p(p.w).i(int(p.n)).i(int(p.k)).i(int(s)).i(p.flags).f(p.eps))
+}
+
+// EnvEarly set to 0 launches every kernel the plain way on Hopper (the
+// same bits), for measuring what launching early saves.
+const EnvEarly = "BATCHTRANS_CUDA_EARLY"
+
+// loadEarly takes the kernels of a one-row step from the Hopper module
+// mod, built to be launched early (csrc/common.cuh's early_wait), in
+// place of the plain module's, and marks them so: each then starts while
+// the kernel before it finishes, and gemm_bf16_row streams its first K
+// tiles of weights meanwhile. They wait for the kernel before them before
+// they touch the step's values, so they may follow any kernel, in any
+// step (worker only).
+func (r *replica) loadEarly(mod *driver.Module) error {
+	ks := []kernel{{&r.k.rope, "rope_store_bf16", 0}, {&r.k.argmax, "argmax", 0}, {&r.k.argmaxMerge, "argmax_merge", 0}}
+	if r.k.gemmRow != nil {
+		name, smem := rowKernel(r.net.rowMostK())
+		ks = append(ks, kernel{&r.k.gemmRow, name, smem})
+	}
+	if err := findKernels(mod, ks, true); err != nil {
+		return err
+	}
+	if r.k.attMMA == nil {
+		return nil
+	}
+	if err := r.loadAttMMA(mod, r.gpu.SharedOptin); err != nil {
+		return err
+	}
+	for _, k := range r.k.attMMA {
+		k.f.SetEarly()
+	}
+	return nil
+}
