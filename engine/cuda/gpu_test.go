@@ -1348,7 +1348,7 @@ func TestGemmSplitWhole(t *testing.T) {
 func TestGemmRow(t *testing.T) {
 	r := testReplica(t, true)
 	if r.k.gemmRow == nil {
-		t.Skipf("%s gives a block %d bytes of shared memory, gemm_bf16_row needs %d", r.gpu.Name, r.gpu.SharedOptin, rowSmem(8192))
+		t.Skipf("%s gives a block %d bytes of shared memory, gemm_bf16_row needs %d", r.gpu.Name, r.gpu.SharedOptin, rowSmem(8192, 8))
 	}
 	rng := rand.New(rand.NewPCG(13, 14))
 	const eps = 1e-5

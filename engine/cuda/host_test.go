@@ -543,9 +543,17 @@ func TestRowTakes(t *testing.T) {
 	assert.False(t, rowTakes(2048+32, 1), "K not whole tiles")
 	assert.False(t, rowTakes(2048+64, 2), "a range not whole tiles")
 	assert.Equal(t, int64(8192), n.rowMostK())
-	assert.Equal(t, 36864+16384+1024, rowSmem(8192), "rings, the row, the norm's scratch")
+	assert.Equal(t, 36864+16384+1024, rowSmem(8192, 8), "rings, the row, the norm's scratch")
 
 	t.Setenv(EnvRow, "1")
+	for _, p := range []struct {
+		k, s int64
+		want string
+	}{{h, 2, "gemm_bf16_row_d16"}, {q, 2, "gemm_bf16_row_d16"}, {h, 1, "gemm_bf16_row"}, {inter, 4, "gemm_bf16_row"}} {
+		name, smem := rowKernel(p.k, p.s)
+		assert.Equal(t, p.want, name, "K %d in %d ranges", p.k, p.s)
+		assert.LessOrEqual(t, smem, 227*1024, "an H200 block's shared memory")
+	}
 	r := &replica{net: n, k: kernelSet{gemmRow: &driver.Func{}}}
 	assert.True(t, r.rowReady())
 	r.net = &Net{cfg: cfg, bf16: true}

@@ -169,8 +169,8 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 			if most := streamSmem(narrowRows); g.SharedOptin >= most {
 				ks = append(ks, kernel{&r.k.gemmStream, "gemm_bf16_16s", most})
 			}
-			if name, most := rowKernel(n.rowMostK()); g.SharedOptin >= most {
-				ks = append(ks, kernel{&r.k.gemmRow, name, most})
+			if rk := r.rowKernels(); g.SharedOptin >= max(rk[0].smem, rk[1].smem) {
+				ks = append(ks, rk...)
 			}
 		}
 		if err := findKernels(r.mod, ks, false); err != nil {

@@ -28,19 +28,28 @@ const (
 	rowSwiGLU  = 4
 )
 
-// rowSmem is gemm_bf16_row's shared memory for a product over k: the
-// warps' rings of K tiles of 64 eight deep, the input row and the norm's
-// scratch (ROW_SMEM).
-func rowSmem(k int64) int { return 4*8*8*(64+8)*2 + int(k)*2 + 128*8 }
+// rowSmem is gemm_bf16_row's shared memory for a product over k with
+// rings depth deep: the warps' rings of K tiles of 64, the input row and
+// the norm's scratch.
+func rowSmem(k int64, depth int) int { return 4*depth*8*(64+8)*2 + int(k)*2 + 128*8 }
 
-// rowKernel is the one-row product's name and shared memory for a
-// product over k: gemm_bf16_row, or gemm_bf16_row_r (the weights through
-// registers: the row and the scratch alone) where EnvRow is "regs".
-func rowKernel(k int64) (string, int) {
-	if os.Getenv(EnvRow) == "regs" {
+// rowDeep is the most K tiles a range may have for the product to run
+// on gemm_bf16_row_d16: all its weights in flight at once.
+const rowDeep = 16
+
+// rowKernel is the one-row product kernel's name and its shared memory
+// for a product over k split s ways: gemm_bf16_row_d16 for ranges of at
+// most rowDeep K tiles, else gemm_bf16_row; gemm_bf16_row_r (the weights
+// through registers: the row and the scratch alone) where EnvRow is
+// "regs"; gemm_bf16_row always where it is "8".
+func rowKernel(k, s int64) (string, int) {
+	switch v := os.Getenv(EnvRow); {
+	case v == "regs":
 		return "gemm_bf16_row_r", int(k)*2 + 128*8
+	case v != "8" && k/s/64 <= rowDeep:
+		return "gemm_bf16_row_d16", rowSmem(k, 16)
 	}
-	return "gemm_bf16_row", rowSmem(k)
+	return "gemm_bf16_row", rowSmem(k, 8)
 }
 
 // rowTakes reports whether gemm_bf16_row runs a product over k split s
@@ -59,7 +68,7 @@ func (n *Net) rowMostK() int64 {
 // gemm_bf16_row: a bf16 model whose products it takes, gate|up
 // interleaved for its SwiGLU, and the kernel loaded (EnvRow not 0).
 func (r *replica) rowReady() bool {
-	if v := os.Getenv(EnvRow); v != "1" && v != "regs" { // opt-in until measured on a GPU
+	if v := os.Getenv(EnvRow); v != "1" && v != "8" && v != "regs" { // opt-in until measured on a GPU
 		return false
 	}
 	if r.k.gemmRow == nil || !r.net.bf16 || !r.net.guInterleaved {
@@ -91,9 +100,23 @@ func (q *queue) row(p rowProduct) {
 	r := q.r
 	s := r.splits(p.n, p.k)
 	cols := rowCols / s
-	_, smem := rowKernel(p.k)
-	q.named(p.name, r.k.gemmRow, int(cdiv(p.n, cols)), 1, rowThreads, smem,
+	name, smem := rowKernel(p.k, s)
+	f := r.k.gemmRow
+	if name == "gemm_bf16_row_d16" {
+		f = r.k.gemmRowDeep
+	}
+	q.named(p.name, f, int(cdiv(p.n, cols)), 1, rowThreads, smem,
 		r.args.reset().p(p.y).p(p.act).p(p.a).p(p.x).p(p.norm).p(p.w).i(int(p.n)).i(int(p.k)).i(int(s)).i(p.flags).f(p.eps))
+}
+
+// rowKernels are the one-row product kernels to look up: the one that
+// takes the model's longest K (gemmRow), and gemm_bf16_row_d16 for ranges
+// of at most rowDeep K tiles (gemmRowDeep).
+func (r *replica) rowKernels() []kernel {
+	most := r.net.rowMostK()
+	name, smem := rowKernel(most, 1)
+	deep, deepSmem := rowKernel(rowDeep*64, 1)
+	return []kernel{{&r.k.gemmRow, name, smem}, {&r.k.gemmRowDeep, deep, max(deepSmem, rowSmem(most, 16))}}
 }
 
 // EnvEarly set to 0 launches every kernel the plain way on Hopper (the
@@ -110,8 +133,7 @@ const EnvEarly = "BATCHTRANS_CUDA_EARLY"
 func (r *replica) loadEarly(mod *driver.Module) error {
 	ks := []kernel{{&r.k.rope, "rope_store_bf16", 0}, {&r.k.argmax, "argmax", 0}, {&r.k.argmaxMerge, "argmax_merge", 0}}
 	if r.k.gemmRow != nil {
-		name, smem := rowKernel(r.net.rowMostK())
-		ks = append(ks, kernel{&r.k.gemmRow, name, smem})
+		ks = append(ks, r.rowKernels()...)
 	}
 	if err := findKernels(mod, ks, true); err != nil {
 		return err

@@ -52,10 +52,9 @@ __device__ __forceinline__ void rmsnorm_row_128(bf16 *dst, const float *src, con
 #define ROW_DEPTH 8
 #define ROW_LD (ROW_KT + 8) // padded rows: ldmatrix's 8 rows meet every bank once
 #define ROW_STAGE (8 * ROW_LD)
-// ROW_SMEM(K) is a block's shared memory for a product over K: the warps'
-// rings of weights, the input row and the norm's scratch (engine/cuda's
-// rowSmem).
-#define ROW_SMEM(K) (ROW_WARPS * ROW_DEPTH * ROW_STAGE * 2 + (K) * 2 + 128 * 8)
+// A block's shared memory for a product over K is the warps' rings of
+// weights (ROW_WARPS x depth x ROW_STAGE), the input row and the norm's
+// scratch (engine/cuda's rowSmem).
 
 // gemm_bf16_row's flags.
 #define ROW_ACC 1    // add onto Y (the residual stream)
@@ -102,12 +101,12 @@ __device__ __forceinline__ uint4 row_load(const bf16 *p) {
     return v;
 }
 
-template <bool REGS>
+template <bool REGS, int DEPTH>
 __device__ __forceinline__ void gemm_bf16_row_body(float *Y, bf16 *act, const bf16 *A, const float *X, const float *norm,
                                                    const bf16 *W, int N, int K, int S, int flags, float eps) {
     extern __shared__ __align__(16) unsigned char row_smem[];
     bf16 *ring0 = (bf16 *)row_smem;
-    bf16 *arow = ring0 + (REGS ? 0 : ROW_WARPS * ROW_DEPTH * ROW_STAGE);
+    bf16 *arow = ring0 + (REGS ? 0 : ROW_WARPS * DEPTH * ROW_STAGE);
     double *scratch = (double *)(arow + K);
     __shared__ float part[ROW_WARPS][8];
     early_release();
@@ -117,7 +116,7 @@ __device__ __forceinline__ void gemm_bf16_row_body(float *Y, bf16 *act, const bf
     int n0 = blockIdx.x * cols + (warp / S) * 8; // its first column
     int Kz = K / S, kt = Kz / ROW_KT;
     bool live = n0 < N;
-    bf16 *ring = ring0 + warp * ROW_DEPTH * ROW_STAGE;
+    bf16 *ring = ring0 + warp * DEPTH * ROW_STAGE;
     const bf16 *w = W + (size_t)n0 * K + (size_t)z * Kz;
     auto load = [&](int s, int k0) {
         bf16 *ws = ring + s * ROW_STAGE;
@@ -138,7 +137,7 @@ __device__ __forceinline__ void gemm_bf16_row_body(float *Y, bf16 *act, const bf
         for (int u = 0; u < ROW_REGS; u++) buf[u] = rin && u < nc ? row_load(wr + 32 * u) : make_uint4(0, 0, 0, 0);
     } else {
 #pragma unroll
-        for (int s = 0; s < ROW_DEPTH - 1; s++) {
+        for (int s = 0; s < DEPTH - 1; s++) {
             if (live && s < kt) load(s, s * ROW_KT);
             cp_async_commit();
         }
@@ -172,12 +171,12 @@ __device__ __forceinline__ void gemm_bf16_row_body(float *Y, bf16 *act, const bf
         }
     } else {
         for (int t = 0; live && t < kt; t++) {
-            int nt = t + ROW_DEPTH - 1;
-            if (nt < kt) load(nt % ROW_DEPTH, nt * ROW_KT);
+            int nt = t + DEPTH - 1;
+            if (nt < kt) load(nt % DEPTH, nt * ROW_KT);
             cp_async_commit();
-            cp_async_wait_n<ROW_DEPTH - 1>();
+            cp_async_wait_n<DEPTH - 1>();
             __syncwarp();
-            const bf16 *ws = ring + (t % ROW_DEPTH) * ROW_STAGE;
+            const bf16 *ws = ring + (t % DEPTH) * ROW_STAGE;
 #pragma unroll
             for (int kk = 0; kk < ROW_KT; kk += 32) {
                 unsigned b[4];
@@ -219,11 +218,16 @@ __device__ __forceinline__ void gemm_bf16_row_body(float *Y, bf16 *act, const bf
     float *Y, bf16 *act, const bf16 *A, const float *X, const float *norm, const bf16 *W, int N, int K, int S, int flags, \
         float eps
 extern "C" __global__ void __launch_bounds__(ROW_WARPS * 32) gemm_bf16_row(ROW_ARGS) {
-    gemm_bf16_row_body<false>(Y, act, A, X, norm, W, N, K, S, flags, eps);
+    gemm_bf16_row_body<false, ROW_DEPTH>(Y, act, A, X, norm, W, N, K, S, flags, eps);
+}
+// gemm_bf16_row_d16 is gemm_bf16_row with rings 16 deep: a range of up to
+// 16 K tiles has all its weights in flight at once.
+extern "C" __global__ void __launch_bounds__(ROW_WARPS * 32) gemm_bf16_row_d16(ROW_ARGS) {
+    gemm_bf16_row_body<false, 16>(Y, act, A, X, norm, W, N, K, S, flags, eps);
 }
 // gemm_bf16_row_r is gemm_bf16_row with the weights read into registers,
 // ROW_REGS pieces in flight a lane (shared memory: the row and the norm's
 // scratch alone).
 extern "C" __global__ void __launch_bounds__(ROW_WARPS * 32) gemm_bf16_row_r(ROW_ARGS) {
-    gemm_bf16_row_body<true>(Y, act, A, X, norm, W, N, K, S, flags, eps);
+    gemm_bf16_row_body<true, ROW_DEPTH>(Y, act, A, X, norm, W, N, K, S, flags, eps);
 }
