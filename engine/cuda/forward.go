@@ -153,16 +153,25 @@ func (r *replica) launches(qu *queue, sh shape) {
 		L := &r.layers[l]
 		kc := r.pool.Add(int64(l) * 2 * slab)
 		vc := kc.Add(slab)
+		roped := rows && r.k.rowRoPE
 		if rows {
-			qu.row(rowProduct{name: "gemm qkv", y: r.qkv, x: r.x, norm: L.attnNorm, w: L.qkv, n: q + 2*kv, k: h, flags: rowNorm, eps: eps})
+			p := rowProduct{name: "gemm qkv", y: r.qkv, x: r.x, norm: L.attnNorm, w: L.qkv, n: q + 2*kv, k: h, flags: rowNorm, eps: eps}
+			if roped {
+				p.name, p.flags = "gemm qkv rope", rowNorm|rowRoPE
+				p.rope = ropeParams{pos: dPos, ptoff: dPtoff, pagetab: dPt, cos: r.cos, sin: r.sin, kc: kc, vc: vc,
+					heads: int32(c.Heads), kvheads: int32(c.KVHeads), hd: int32(c.HeadDim), page: pageSize, pstride: pstride}
+			}
+			qu.row(p)
 		} else {
 			if l == 0 { // later layers' attention norms end the layer before
 				qu.launch(r.k.rmsnorm, R, 1, 256, a.reset().p(r.xn).p(r.x).p(L.attnNorm).p(0).i(int(h)).f(eps))
 			}
 			qu.product(product{gemm: "gemm qkv", sum: "reduce qkv", y: r.qkv, x: r.xn, w: L.qkv, m: m, n: q + 2*kv, k: h})
 		}
-		qu.launch(r.k.rope, R, 1, 128, a.reset().p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(r.cos).p(r.sin).p(kc).p(vc).
-			i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride))
+		if !roped {
+			qu.launch(r.k.rope, R, 1, 128, a.reset().p(r.qkv).p(dPos).p(dPtoff).p(dPt).p(r.cos).p(r.sin).p(kc).p(vc).
+				i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride))
+		}
 		r.attend(qu, attention{out: r.att, qkv: r.qkv, ones: dOnes, runs: dRuns, pos: dPos, ptoff: dPtoff, pt: dPt, kc: kc, vc: vc,
 			nOnes: sh.ones, nTiles: sh.tiles, tileRows: tileRows,
 			heads: c.Heads, kvheads: c.KVHeads, hd: c.HeadDim, page: pageSize, pstride: pstride})

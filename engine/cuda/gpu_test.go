@@ -1412,3 +1412,57 @@ func TestGemmRow(t *testing.T) {
 		})
 	}
 }
+
+// TestGemmRowRoPE holds gemm_bf16_row's q|k|v with RoPE and the KV store
+// (rowRoPE) to the product, its reduce and rope_store_bf16, bit for bit:
+// the rotated q|k|v row and the keys and values in the cache's slot.
+func TestGemmRowRoPE(t *testing.T) {
+	r := testReplica(t, true)
+	if r.k.gemmRow == nil {
+		t.Skipf("%s gives a block %d bytes of shared memory, gemm_bf16_row needs %d", r.gpu.Name, r.gpu.SharedOptin, rowSmem(8192, 8))
+	}
+	rng := rand.New(rand.NewPCG(15, 16))
+	const eps, heads, kvheads, hd, page, p = 1e-5, 32, 8, 64, 32, 45
+	n, k := int64((heads+2*kvheads)*hd), int64(2048)
+	s := splitK(n, k)
+	require.Equal(t, int64(2), s)
+	r.part = deviceAlloc(t, r, 4*n*s)
+	x := upload(t, r, randVals(rng, int(k), false))
+	norm := upload(t, r, randVals(rng, int(k), false))
+	dw := uploadAs(t, r, randVals(rng, int(n*k), true), true)
+	cosT, sinT := upload(t, r, randVals(rng, 64*hd/2, false)), upload(t, r, randVals(rng, 64*hd/2, false))
+	meta := upload(t, r, []int32{p, 0, 2, 3}) // pos, ptoff, the page table
+	kvdim := int64(kvheads * hd)
+	pstride := page * kvdim
+	y, xn := deviceAlloc(t, r, 4*n), deviceAlloc(t, r, 2*k)
+	kc, vc := deviceAlloc(t, r, 2*4*pstride), deviceAlloc(t, r, 2*4*pstride)
+	rp := ropeParams{pos: meta, ptoff: meta.Add(4), pagetab: meta.Add(8), cos: cosT, sin: sinT, kc: kc, vc: vc,
+		heads: heads, kvheads: kvheads, hd: hd, page: page, pstride: pstride}
+	run := func(fused bool) (qkv []float32, keys, vals []uint16) {
+		copyTo(t, r, y, make([]float32, n))
+		copyTo(t, r, kc, make([]float32, 4*pstride/2))
+		copyTo(t, r, vc, make([]float32, 4*pstride/2))
+		require.NoError(t, r.w.do(func() error {
+			q := queue{r: r}
+			if fused {
+				q.row(rowProduct{name: "row", y: y, x: x, norm: norm, w: dw, n: n, k: k, flags: rowNorm | rowRoPE, eps: eps, rope: rp})
+			} else {
+				q.launch(r.k.rmsnorm, 1, 1, 256, r.args.reset().p(xn).p(x).p(norm).p(0).i(int(k)).f(eps))
+				q.product(product{gemm: "gemm", sum: "reduce", y: y, x: xn, w: dw, m: 1, n: n, k: k})
+				q.launch(r.k.rope, 1, 1, 128, r.args.reset().p(y).p(rp.pos).p(rp.ptoff).p(rp.pagetab).p(cosT).p(sinT).p(kc).p(vc).
+					i(heads).i(kvheads).i(hd).i(page).l(pstride))
+			}
+			if q.err != nil {
+				return q.err
+			}
+			return r.ctx.Sync(r.st)
+		}))
+		return download(t, r, y, int(n)), downloadAs[uint16](t, r, kc, int(4*pstride)), downloadAs[uint16](t, r, vc, int(4*pstride))
+	}
+	wq, wk, wv := run(false)
+	gq, gk, gv := run(true)
+	assertSameBits(t, wq, gq, "q|k|v after RoPE")
+	assert.True(t, slices.Equal(wk, gk), "the keys in the cache differ")
+	assert.True(t, slices.Equal(wv, gv), "the values in the cache differ")
+	assert.NotEqual(t, make([]uint16, len(wk)), wk, "the reference stored no keys")
+}

@@ -556,6 +556,7 @@ func TestRowTakes(t *testing.T) {
 	}
 	r := &replica{net: n, k: kernelSet{gemmRow: &driver.Func{}}}
 	assert.True(t, r.rowReady())
+	assert.True(t, r.rowRoPE(), "q|k|v in two ranges, head_dim 64")
 	r.net = &Net{cfg: cfg, bf16: true}
 	assert.False(t, r.rowReady(), "gate|up not interleaved")
 	r.net = &Net{cfg: cfg, bf16: false, guInterleaved: true}

@@ -179,7 +179,7 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 		if err := r.loadAttMMA(r.mod, g.SharedOptin); err != nil {
 			return err
 		}
-		r.k.rows = r.rowReady()
+		r.k.rows, r.k.rowRoPE = r.rowReady(), r.rowRoPE()
 		return r.loadHopper(ctx)
 	})
 	if err != nil {

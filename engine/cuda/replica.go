@@ -54,6 +54,7 @@ type replica struct {
 	prof                                                       profiler                      // BATCHTRANS_CUDA_PROFILE timings
 	graphs                                                     graphSet                      // recorded steps per shape
 	tmaps                                                      map[tmapKey]*driver.TensorMap // gemm_bf16_wg's operands (tensorMap)
+	rope                                                       ropeParams                    // gemm_bf16_row's, for the launch at hand
 }
 
 type layerWeights struct {
@@ -98,8 +99,9 @@ type kernelSet struct {
 	// gemmRowDeep is gemm_bf16_row_d16, for ranges of at most rowDeep K
 	// tiles (rowKernel).
 	gemmRowDeep *driver.Func
-	// rows says the one-row steps run on gemmRow (rowReady).
-	rows bool
+	// rows says the one-row steps run on gemmRow (rowReady), and rowRoPE
+	// that their q|k|v product also does RoPE's work.
+	rows, rowRoPE bool
 }
 
 func (r *replica) live() int {
@@ -240,7 +242,15 @@ func (a *launchArgs) add(v uint64) *launchArgs {
 }
 
 func (a *launchArgs) p(p driver.Ptr) *launchArgs { return a.add(uint64(p)) }
-func (a *launchArgs) i(v int) *launchArgs        { return a.add(uint64(uint32(int32(v)))) }
-func (a *launchArgs) l(v int64) *launchArgs      { return a.add(uint64(v)) }
-func (a *launchArgs) f(v float32) *launchArgs    { return a.add(uint64(math.Float32bits(v))) }
-func (a *launchArgs) list() []unsafe.Pointer     { return a.ptrs[:a.n] }
+
+// by passes the parameter at v (a struct passed by value), which must stay
+// put until the launch returns.
+func (a *launchArgs) by(v unsafe.Pointer) *launchArgs {
+	a.ptrs[a.n] = v
+	a.n++
+	return a
+}
+func (a *launchArgs) i(v int) *launchArgs     { return a.add(uint64(uint32(int32(v)))) }
+func (a *launchArgs) l(v int64) *launchArgs   { return a.add(uint64(v)) }
+func (a *launchArgs) f(v float32) *launchArgs { return a.add(uint64(math.Float32bits(v))) }
+func (a *launchArgs) list() []unsafe.Pointer  { return a.ptrs[:a.n] }

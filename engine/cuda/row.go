@@ -2,6 +2,7 @@ package cuda
 
 import (
 	"os"
+	"unsafe"
 
 	"github.com/batchtrans/batchtrans/engine/cuda/driver"
 )
@@ -26,7 +27,16 @@ const (
 	rowAcc     = 1
 	rowNorm    = 2
 	rowSwiGLU  = 4
+	rowRoPE    = 8
 )
+
+// ropeParams is csrc/row.cuh's row_rope: rope_store's parameters for the
+// one row, passed by value.
+type ropeParams struct {
+	pos, ptoff, pagetab, cos, sin, kc, vc driver.Ptr
+	heads, kvheads, hd, page              int32
+	pstride                               int64
+}
 
 // rowSmem is gemm_bf16_row's shared memory for a product over k with
 // rings depth deep: the warps' rings of K tiles of 64, the input row and
@@ -83,9 +93,19 @@ func (r *replica) rowReady() bool {
 	return r.splits(2*inter, h) == 1 && r.splits(vocab, h) == 1
 }
 
+// rowRoPE reports whether the replica's one-row q|k|v product ends with
+// RoPE and the KV store (rowRoPE): its block holds the same 8 of a head's
+// two halves where the product splits K in two and head_dim is a
+// multiple of 16.
+func (r *replica) rowRoPE() bool {
+	h, q, kv, _, _ := r.net.dims()
+	return r.splits(q+2*kv, h) == 2 && r.net.cfg.HeadDim%16 == 0
+}
+
 // rowProduct is one product of a one-row step on gemm_bf16_row: y =
 // a . w^T (n columns over k), or y += that (rowAcc), its input a, or
-// RMSNorm(x) * norm (rowNorm), or act = SwiGLU of it (rowSwiGLU).
+// RMSNorm(x) * norm (rowNorm), or act = SwiGLU of it (rowSwiGLU); q|k|v
+// then RoPE and the KV store (rowRoPE, with rope).
 type rowProduct struct {
 	name       string
 	y, act, a  driver.Ptr
@@ -93,6 +113,7 @@ type rowProduct struct {
 	n, k       int64
 	flags      int
 	eps        float32
+	rope       ropeParams
 }
 
 // row queues p.
@@ -100,13 +121,15 @@ func (q *queue) row(p rowProduct) {
 	r := q.r
 	s := r.splits(p.n, p.k)
 	cols := rowCols / s
+	r.rope = p.rope
 	name, smem := rowKernel(p.k, s)
 	f := r.k.gemmRow
 	if name == "gemm_bf16_row_d16" {
 		f = r.k.gemmRowDeep
 	}
 	q.named(p.name, f, int(cdiv(p.n, cols)), 1, rowThreads, smem,
-		r.args.reset().p(p.y).p(p.act).p(p.a).p(p.x).p(p.norm).p(p.w).i(int(p.n)).i(int(p.k)).i(int(s)).i(p.flags).f(p.eps))
+		r.args.reset().p(p.y).p(p.act).p(p.a).p(p.x).p(p.norm).p(p.w).i(int(p.n)).i(int(p.k)).i(int(s)).i(p.flags).f(p.eps).
+			by(unsafe.Pointer(&r.rope)))
 }
 
 // rowKernels are the one-row product kernels to look up: the one that

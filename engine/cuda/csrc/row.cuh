@@ -60,6 +60,17 @@ __device__ __forceinline__ void rmsnorm_row_128(bf16 *dst, const float *src, con
 #define ROW_ACC 1    // add onto Y (the residual stream)
 #define ROW_NORM 2   // the input row is RMSNorm(X) * norm, not A
 #define ROW_SWIGLU 4 // gate|up (interleaved, S = 1): write act = SwiGLU, not Y
+#define ROW_ROPE 8   // q|k|v (S = 2): RoPE and the KV store of rope.cuh follow
+
+// row_rope is what ROW_ROPE needs of rope_store's parameters, for the one
+// row: its position, page table and the layer's caches.
+struct row_rope {
+    const int *pos, *ptoff, *pagetab;
+    const float *cosT, *sinT;
+    bf16 *kc, *vc;
+    int heads, kvheads, hd, page;
+    long pstride;
+};
 
 // gemm_bf16_row: y = a . W^T for one row a of K (N columns), K split into S
 // ranges (1, 2 or 4; K / S a multiple of ROW_KT). A block is four warps of 8
@@ -103,7 +114,8 @@ __device__ __forceinline__ uint4 row_load(const bf16 *p) {
 
 template <bool REGS, int DEPTH>
 __device__ __forceinline__ void gemm_bf16_row_body(float *Y, bf16 *act, const bf16 *A, const float *X, const float *norm,
-                                                   const bf16 *W, int N, int K, int S, int flags, float eps) {
+                                                   const bf16 *W, int N, int K, int S, int flags, float eps,
+                                                   const row_rope &rope) {
     extern __shared__ __align__(16) unsigned char row_smem[];
     bf16 *ring0 = (bf16 *)row_smem;
     bf16 *arow = ring0 + (REGS ? 0 : ROW_WARPS * DEPTH * ROW_STAGE);
@@ -114,6 +126,10 @@ __device__ __forceinline__ void gemm_bf16_row_body(float *Y, bf16 *act, const bf
     int cols = 32 / S;                           // the block's columns
     int z = warp % S;                            // the warp's range
     int n0 = blockIdx.x * cols + (warp / S) * 8; // its first column
+    // ROW_ROPE: a block's two groups of 8 are the same 8 of a head's two
+    // halves, the pairs RoPE rotates together.
+    int gh = rope.hd / 16, half = rope.hd / 2;
+    if (flags & ROW_ROPE) n0 = (blockIdx.x / gh) * rope.hd + (warp / S) * half + (blockIdx.x % gh) * 8;
     int Kz = K / S, kt = Kz / ROW_KT;
     bool live = n0 < N;
     bf16 *ring = ring0 + warp * DEPTH * ROW_STAGE;
@@ -204,6 +220,31 @@ __device__ __forceinline__ void gemm_bf16_row_body(float *Y, bf16 *act, const bf
         if (t < 16 && col < N) act[(col / 16) * GU_GROUP + j] = __float2bfloat16_rn(silu_mul(part[2 * p][j], part[2 * p + 1][j]));
         return;
     }
+    if (flags & ROW_ROPE) {
+        // rope_store's operations on the pair (j, j + half) of head h, for
+        // the row at position p: queries and keys rotated, keys and values
+        // stored in the cache, rounded to bf16.
+        if (t >= 8) return;
+        float a = part[0][t], b = part[S][t];
+        for (int r = 1; r < S; r++) a = __fadd_rn(a, part[r][t]), b = __fadd_rn(b, part[S + r][t]);
+        int h = blockIdx.x / gh, j = (blockIdx.x % gh) * 8 + t, p = rope.pos[0], kvdim = rope.kvheads * rope.hd;
+        size_t slot = (size_t)rope.pagetab[rope.ptoff[0] + p / rope.page] * rope.pstride + (size_t)(p % rope.page) * kvdim;
+        if (h < rope.heads + rope.kvheads) {
+            float c = rope.cosT[(size_t)p * half + j], s = rope.sinT[(size_t)p * half + j];
+            float a2 = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
+            b = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s));
+            a = a2;
+        }
+        if (h >= rope.heads) {
+            bool key = h < rope.heads + rope.kvheads;
+            bf16 *cache = (key ? rope.kc : rope.vc) + slot + (size_t)(h - rope.heads - (key ? 0 : rope.kvheads)) * rope.hd + j;
+            cache[0] = __float2bfloat16_rn(a);
+            cache[half] = __float2bfloat16_rn(b);
+        }
+        Y[h * rope.hd + j] = a;
+        Y[h * rope.hd + j + half] = b;
+        return;
+    }
     int col = blockIdx.x * cols + t;
     if (t < cols && col < N) {
         int c = t / 8, j = t % 8;
@@ -216,18 +257,18 @@ __device__ __forceinline__ void gemm_bf16_row_body(float *Y, bf16 *act, const bf
 
 #define ROW_ARGS                                                                                                       \
     float *Y, bf16 *act, const bf16 *A, const float *X, const float *norm, const bf16 *W, int N, int K, int S, int flags, \
-        float eps
+        float eps, row_rope rope
 extern "C" __global__ void __launch_bounds__(ROW_WARPS * 32) gemm_bf16_row(ROW_ARGS) {
-    gemm_bf16_row_body<false, ROW_DEPTH>(Y, act, A, X, norm, W, N, K, S, flags, eps);
+    gemm_bf16_row_body<false, ROW_DEPTH>(Y, act, A, X, norm, W, N, K, S, flags, eps, rope);
 }
 // gemm_bf16_row_d16 is gemm_bf16_row with rings 16 deep: a range of up to
 // 16 K tiles has all its weights in flight at once.
 extern "C" __global__ void __launch_bounds__(ROW_WARPS * 32) gemm_bf16_row_d16(ROW_ARGS) {
-    gemm_bf16_row_body<false, 16>(Y, act, A, X, norm, W, N, K, S, flags, eps);
+    gemm_bf16_row_body<false, 16>(Y, act, A, X, norm, W, N, K, S, flags, eps, rope);
 }
 // gemm_bf16_row_r is gemm_bf16_row with the weights read into registers,
 // ROW_REGS pieces in flight a lane (shared memory: the row and the norm's
 // scratch alone).
 extern "C" __global__ void __launch_bounds__(ROW_WARPS * 32) gemm_bf16_row_r(ROW_ARGS) {
-    gemm_bf16_row_body<true, ROW_DEPTH>(Y, act, A, X, norm, W, N, K, S, flags, eps);
+    gemm_bf16_row_body<true, ROW_DEPTH>(Y, act, A, X, norm, W, N, K, S, flags, eps, rope);
 }
