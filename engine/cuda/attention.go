@@ -132,10 +132,10 @@ func (r *replica) attend(qu *queue, a attention) {
 	}
 }
 
-// loadAttMMA finds attention_mma in mod for each head_dim it is compiled
-// for (bf16 only), with as many warps a block as the GPU's shared memory
+// loadAttMMA finds attention_mma for each head_dim it is compiled for
+// (bf16 only), with as many warps a block as the GPU's shared memory
 // takes, unless EnvAttentionMMA is 0.
-func (r *replica) loadAttMMA(mod *driver.Module, optin int) error {
+func (r *replica) loadAttMMA(optin int) error {
 	if !r.net.bf16 || os.Getenv(EnvAttentionMMA) == "0" {
 		return nil
 	}
@@ -145,7 +145,7 @@ func (r *replica) loadAttMMA(mod *driver.Module, optin int) error {
 		if w < 1 {
 			continue
 		}
-		f, err := mod.Func(fmt.Sprintf("attention_mma%d_bf16", hd))
+		f, err := r.mod.Func(fmt.Sprintf("attention_mma%d_bf16", hd))
 		if err != nil {
 			return err
 		}

@@ -3,7 +3,6 @@ package cuda
 import (
 	"errors"
 	"fmt"
-	"os"
 	"unsafe"
 
 	"github.com/batchtrans/batchtrans/engine/cuda/driver"
@@ -147,20 +146,14 @@ const (
 // measuring one against the other.
 const EnvWGMMA = "BATCHTRANS_CUDA_WGMMA"
 
-// loadHopper loads the Hopper module on a bf16 replica of a GPU of
-// compute capability 9.0 (worker only), and from it gemm_bf16_wg and
-// gemm_bf16_wgs where the GPU gives a block their shared memory and the
-// driver encodes tensor maps, unless EnvWGMMA is 0, and the kernels of a
-// one-row step launched early (loadEarly). A driver that cannot compile
-// the module (older than R525) leaves it out: the other kernels give the
-// same bits.
+// loadHopper loads the Hopper module and gemm_bf16_wg on a bf16 replica
+// of a GPU of compute capability 9.0 that gives a block its shared
+// memory and whose driver encodes tensor maps, unless EnvWGMMA is 0
+// (worker only). A driver that cannot compile the module (older than
+// R525) leaves it out: the mma.sync kernels give the same bits.
 func (r *replica) loadHopper(ctx *driver.Context) error {
-	if !r.net.bf16 || r.gpu.Major != 9 || r.gpu.Minor != 0 {
-		return nil
-	}
-	wg := r.net.wgmma && r.gpu.SharedOptin >= hopperSmem && ctx.HasTensorMaps()
-	early := ctx.HasEarlyLaunch() && os.Getenv(EnvEarly) == "1" // opt-in until measured on a GPU
-	if !wg && !early {
+	if !r.net.bf16 || !r.net.wgmma || r.gpu.Major != 9 || r.gpu.Minor != 0 || r.gpu.SharedOptin < hopperSmem ||
+		!ctx.HasTensorMaps() {
 		return nil
 	}
 	mod, err := ctx.LoadModule(hopperPTX)
@@ -171,14 +164,6 @@ func (r *replica) loadHopper(ctx *driver.Context) error {
 		return fmt.Errorf("load the Hopper kernels: %w", err)
 	}
 	r.hmod = mod
-	if early {
-		if err := r.loadEarly(mod); err != nil {
-			return err
-		}
-	}
-	if !wg {
-		return nil
-	}
 	if r.k.gemmWG, err = mod.Func("gemm_bf16_wg"); err != nil {
 		return err
 	}

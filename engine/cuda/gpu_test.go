@@ -1348,7 +1348,7 @@ func TestGemmSplitWhole(t *testing.T) {
 func TestGemmRow(t *testing.T) {
 	r := testReplica(t, true)
 	if r.k.gemmRow == nil {
-		t.Skipf("%s gives a block %d bytes of shared memory, gemm_bf16_row needs %d", r.gpu.Name, r.gpu.SharedOptin, rowSmem(8192, 8))
+		t.Skipf("%s gives a block %d bytes of shared memory, gemm_bf16_row needs %d", r.gpu.Name, r.gpu.SharedOptin, rowSmem(maxRowK))
 	}
 	rng := rand.New(rand.NewPCG(13, 14))
 	const eps = 1e-5
@@ -1419,7 +1419,7 @@ func TestGemmRow(t *testing.T) {
 func TestGemmRowRoPE(t *testing.T) {
 	r := testReplica(t, true)
 	if r.k.gemmRow == nil {
-		t.Skipf("%s gives a block %d bytes of shared memory, gemm_bf16_row needs %d", r.gpu.Name, r.gpu.SharedOptin, rowSmem(8192, 8))
+		t.Skipf("%s gives a block %d bytes of shared memory, gemm_bf16_row needs %d", r.gpu.Name, r.gpu.SharedOptin, rowSmem(maxRowK))
 	}
 	rng := rand.New(rand.NewPCG(15, 16))
 	const eps, heads, kvheads, hd, page, p = 1e-5, 32, 8, 64, 32, 45

@@ -169,14 +169,14 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 			if most := streamSmem(narrowRows); g.SharedOptin >= most {
 				ks = append(ks, kernel{&r.k.gemmStream, "gemm_bf16_16s", most})
 			}
-			if rk := r.rowKernels(); g.SharedOptin >= max(rk[0].smem, rk[1].smem) {
-				ks = append(ks, rk...)
+			if most := rowSmem(n.rowMostK()); g.SharedOptin >= most {
+				ks = append(ks, kernel{&r.k.gemmRow, "gemm_bf16_row", most})
 			}
 		}
-		if err := findKernels(r.mod, ks, false); err != nil {
+		if err := findKernels(r.mod, ks); err != nil {
 			return err
 		}
-		if err := r.loadAttMMA(r.mod, g.SharedOptin); err != nil {
+		if err := r.loadAttMMA(g.SharedOptin); err != nil {
 			return err
 		}
 		r.k.rows, r.k.rowRoPE = r.rowReady(), r.rowRoPE()
@@ -197,9 +197,8 @@ type kernel struct {
 	smem int
 }
 
-// findKernels looks each of ks up in mod, marked to be launched early
-// where early (worker only).
-func findKernels(mod *driver.Module, ks []kernel, early bool) error {
+// findKernels looks each of ks up in mod (worker only).
+func findKernels(mod *driver.Module, ks []kernel) error {
 	for _, k := range ks {
 		f, err := mod.Func(k.name)
 		if err != nil {
@@ -209,9 +208,6 @@ func findKernels(mod *driver.Module, ks []kernel, early bool) error {
 			if err := f.SetMaxSharedBytes(k.smem); err != nil {
 				return err
 			}
-		}
-		if early {
-			f.SetEarly()
 		}
 		*k.dst = f
 	}

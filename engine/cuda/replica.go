@@ -96,9 +96,6 @@ type kernelSet struct {
 	// folded in (row.go); nil where the GPU's SharedOptin is below its
 	// shared memory.
 	gemmRow *driver.Func
-	// gemmRowDeep is gemm_bf16_row_d16, for ranges of at most rowDeep K
-	// tiles (rowKernel).
-	gemmRowDeep *driver.Func
 	// rows says the one-row steps run on gemmRow (rowReady), and rowRoPE
 	// that their q|k|v product also does RoPE's work.
 	rows, rowRoPE bool

@@ -19,8 +19,6 @@ __device__ __forceinline__ bool better(float v, int i, float bv, int bi) {
 // order alone, so the threads and the parts may visit the row in any
 // order: here four values a load, four loads in flight.
 extern "C" __global__ void argmax(int *out, float *pv, int *pi, const float *logits, int n) {
-    early_release();
-    early_wait();
     __shared__ float sv[256];
     __shared__ int si[256];
     int r = blockIdx.x, t = threadIdx.x, parts = gridDim.y, p = blockIdx.y;
@@ -66,8 +64,6 @@ extern "C" __global__ void argmax(int *out, float *pv, int *pi, const float *log
 // argmax_merge writes to out[r] the best of row r's parts partial bests
 // (argmax with gridDim.y = parts), one warp a row.
 extern "C" __global__ void argmax_merge(int *out, const float *pv, const int *pi, int parts) {
-    early_release();
-    early_wait();
     int r = blockIdx.x, t = threadIdx.x;
     float bv = NAN;
     int bi = 0;

@@ -24,23 +24,6 @@ __device__ __forceinline__ double block_sum_d(double v, double *scratch) {
     return r;
 }
 
-// Programmatic dependent launch (compute capability 9.0; compiled where
-// BT_EARLY is defined, in the Hopper module): a kernel launched early
-// (driver's LaunchEarly) may start while the kernel queued before it still
-// runs. early_wait holds it until that kernel has finished and its writes
-// are visible; a kernel so launched calls it before it reads or writes
-// anything the kernels before it write or read (the weights it may read
-// before). early_release lets the kernel queued after this one start. In
-// the other module both are nothing: its kernels are launched the plain
-// way, each after the one before has finished.
-#ifdef BT_EARLY
-__device__ __forceinline__ void early_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
-__device__ __forceinline__ void early_release() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
-#else
-__device__ __forceinline__ void early_wait() {}
-__device__ __forceinline__ void early_release() {}
-#endif
-
 __device__ __forceinline__ float to_f32(float v) { return v; }
 __device__ __forceinline__ float to_f32(bf16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ void store(float *p, float v) { *p = v; }

@@ -15,8 +15,6 @@ template <typename KV>
 __device__ void rope_store(float *qkv, const int *pos, const int *ptoff, const int *pagetab,
                            const float *cosT, const float *sinT, KV *kc, KV *vc,
                            int heads, int kvheads, int hd, int page, long pstride) {
-    early_release();
-    early_wait();
     int r = blockIdx.x;
     int half = hd / 2, qdim = heads * hd, kvdim = kvheads * hd;
     float *row = qkv + (size_t)r * (qdim + 2 * kvdim);

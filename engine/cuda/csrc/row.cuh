@@ -48,13 +48,15 @@ __device__ __forceinline__ void rmsnorm_row_128(bf16 *dst, const float *src, con
 }
 
 #define ROW_WARPS 4
-#define ROW_KT 64
-#define ROW_DEPTH 8
+#define ROW_KT 256
+#define ROW_DEPTH 4
 #define ROW_LD (ROW_KT + 8) // padded rows: ldmatrix's 8 rows meet every bank once
 #define ROW_STAGE (8 * ROW_LD)
 // A block's shared memory for a product over K is the warps' rings of
-// weights (ROW_WARPS x depth x ROW_STAGE), the input row and the norm's
-// scratch (engine/cuda's rowSmem).
+// weights (ROW_WARPS x ROW_DEPTH x ROW_STAGE bf16), the input row and the
+// norm's scratch (engine/cuda's rowSmem). K tiles of 256 (512 bytes of a
+// row of W a copy) four deep beat tiles of 64 eight deep by 5-10% on the
+// H200 (docs/gpu.md).
 
 // gemm_bf16_row's flags.
 #define ROW_ACC 1    // add onto Y (the residual stream)
@@ -85,43 +87,18 @@ struct row_rope {
 // warps hold gate, up, gate, up) it writes act = silu(gate) * up in bf16 as
 // the products' SwiGLU epilogue does. The input row is A (bf16), or with
 // ROW_NORM RMSNorm(X) * norm (rmsnorm_row_128: the rmsnorm kernel's bits),
-// held whole in shared memory.
-// row_quad_transpose gives lane tq of each group of four lanes (a row of
-// W) the mma's B fragments from the 16 bytes each lane loaded: lane j holds
-// pairs 4j .. 4j + 3 of a 32-k chunk, and the k16 steps need pairs tq, 4 +
-// tq (step 0) and 8 + tq, 12 + tq (step 1) in lane tq: y[j] = lane j's x[tq].
-__device__ __forceinline__ void row_quad_transpose(uint4 x, int lane, unsigned *y) {
-    int tq = lane & 3, base = lane & ~3;
-#pragma unroll
-    for (int r = 0; r < 4; r++) {
-        int src = (tq + r) & 3, j = (tq - r) & 3;
-        unsigned s = src == 0 ? x.x : src == 1 ? x.y : src == 2 ? x.z : x.w;
-        unsigned v = __shfl_sync(0xffffffffu, s, base | j);
-#pragma unroll
-        for (int i = 0; i < 4; i++) y[i] = j == i ? v : y[i];
-    }
-}
-
-// ROW_REGS: the weights' 16-byte pieces in flight a lane when the weights
-// go through registers (gemm_bf16_row_r).
-#define ROW_REGS 8
-
-__device__ __forceinline__ uint4 row_load(const bf16 *p) {
-    uint4 v;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-    return v;
-}
-
-template <bool REGS, int DEPTH>
-__device__ __forceinline__ void gemm_bf16_row_body(float *Y, bf16 *act, const bf16 *A, const float *X, const float *norm,
-                                                   const bf16 *W, int N, int K, int S, int flags, float eps,
-                                                   const row_rope &rope) {
+// held whole in shared memory. With ROW_ROPE (q|k|v, S = 2) the block's
+// two column groups are a head's two halves' same 8 (so that RoPE's pairs
+// meet), and it ends as rope_store does: queries and keys rotated into
+// Y, keys and values stored in the cache in bf16.
+extern "C" __global__ void __launch_bounds__(ROW_WARPS * 32)
+    gemm_bf16_row(float *Y, bf16 *act, const bf16 *A, const float *X, const float *norm, const bf16 *W, int N, int K, int S,
+                  int flags, float eps, row_rope rope) {
     extern __shared__ __align__(16) unsigned char row_smem[];
     bf16 *ring0 = (bf16 *)row_smem;
-    bf16 *arow = ring0 + (REGS ? 0 : ROW_WARPS * DEPTH * ROW_STAGE);
+    bf16 *arow = ring0 + ROW_WARPS * ROW_DEPTH * ROW_STAGE;
     double *scratch = (double *)(arow + K);
     __shared__ float part[ROW_WARPS][8];
-    early_release();
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, tq = lane & 3;
     int cols = 32 / S;                           // the block's columns
     int z = warp % S;                            // the warp's range
@@ -132,7 +109,7 @@ __device__ __forceinline__ void gemm_bf16_row_body(float *Y, bf16 *act, const bf
     if (flags & ROW_ROPE) n0 = (blockIdx.x / gh) * rope.hd + (warp / S) * half + (blockIdx.x % gh) * 8;
     int Kz = K / S, kt = Kz / ROW_KT;
     bool live = n0 < N;
-    bf16 *ring = ring0 + warp * DEPTH * ROW_STAGE;
+    bf16 *ring = ring0 + warp * ROW_DEPTH * ROW_STAGE;
     const bf16 *w = W + (size_t)n0 * K + (size_t)z * Kz;
     auto load = [&](int s, int k0) {
         bf16 *ws = ring + s * ROW_STAGE;
@@ -143,22 +120,11 @@ __device__ __forceinline__ void gemm_bf16_row_body(float *Y, bf16 *act, const bf
             cp_async16(ws + r * ROW_LD + col, in ? w + (size_t)r * K + k0 + col : W, in ? 16 : 0);
         }
     };
-    // REGS: lane (g, tq) reads row n0 + g, 16 bytes at k = 32c + 8tq.
-    bool rin = n0 + g < N;
-    const bf16 *wr = w + (size_t)g * K + 8 * tq;
-    int nc = Kz / 32;
-    uint4 buf[ROW_REGS];
-    if (REGS) {
 #pragma unroll
-        for (int u = 0; u < ROW_REGS; u++) buf[u] = rin && u < nc ? row_load(wr + 32 * u) : make_uint4(0, 0, 0, 0);
-    } else {
-#pragma unroll
-        for (int s = 0; s < DEPTH - 1; s++) {
-            if (live && s < kt) load(s, s * ROW_KT);
-            cp_async_commit();
-        }
+    for (int s = 0; s < ROW_DEPTH - 1; s++) {
+        if (live && s < kt) load(s, s * ROW_KT);
+        cp_async_commit();
     }
-    early_wait(); // the weights above are the model's; the rows below are the step's
     if (flags & ROW_NORM) {
         rmsnorm_row_128(arow, X, norm, K, eps, scratch);
     } else {
@@ -167,45 +133,25 @@ __device__ __forceinline__ void gemm_bf16_row_body(float *Y, bf16 *act, const bf
     __syncthreads();
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
     const bf16 *ar0 = arow + (size_t)z * Kz + tq * 2;
-    if (REGS) {
-        for (int c = 0; live && c < nc; c += ROW_REGS) {
+    for (int t = 0; live && t < kt; t++) {
+        int nt = t + ROW_DEPTH - 1;
+        if (nt < kt) load(nt % ROW_DEPTH, nt * ROW_KT);
+        cp_async_commit();
+        cp_async_wait_n<ROW_DEPTH - 1>();
+        __syncwarp();
+        const bf16 *ws = ring + (t % ROW_DEPTH) * ROW_STAGE;
 #pragma unroll
-            for (int u = 0; u < ROW_REGS; u++) {
-                int cc = c + u;
-                if (cc >= nc) break;
-                uint4 x = buf[u];
-                if (cc + ROW_REGS < nc) buf[u] = rin ? row_load(wr + 32 * (cc + ROW_REGS)) : make_uint4(0, 0, 0, 0);
-                unsigned b[4] = {0u, 0u, 0u, 0u};
-                row_quad_transpose(x, lane, b);
+        for (int kk = 0; kk < ROW_KT; kk += 32) {
+            unsigned b[4];
+            ldmatrix_x4(b, ws + (lane % 8) * ROW_LD + kk + (lane / 8) * 8);
 #pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    const bf16 *ar = ar0 + cc * 32 + 16 * h;
-                    unsigned a0 = g == 0 ? *(const unsigned *)ar : 0u, a2 = g == 0 ? *(const unsigned *)(ar + 8) : 0u;
-                    mma_bf16(acc, a0, 0u, a2, 0u, b[2 * h], b[2 * h + 1]);
-                }
+            for (int h = 0; h < 2; h++) {
+                const bf16 *ar = ar0 + t * ROW_KT + kk + 16 * h;
+                unsigned a0 = g == 0 ? *(const unsigned *)ar : 0u, a2 = g == 0 ? *(const unsigned *)(ar + 8) : 0u;
+                mma_bf16(acc, a0, 0u, a2, 0u, b[2 * h], b[2 * h + 1]);
             }
         }
-    } else {
-        for (int t = 0; live && t < kt; t++) {
-            int nt = t + DEPTH - 1;
-            if (nt < kt) load(nt % DEPTH, nt * ROW_KT);
-            cp_async_commit();
-            cp_async_wait_n<DEPTH - 1>();
-            __syncwarp();
-            const bf16 *ws = ring + (t % DEPTH) * ROW_STAGE;
-#pragma unroll
-            for (int kk = 0; kk < ROW_KT; kk += 32) {
-                unsigned b[4];
-                ldmatrix_x4(b, ws + (lane % 8) * ROW_LD + kk + (lane / 8) * 8);
-#pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    const bf16 *ar = ar0 + t * ROW_KT + kk + 16 * h;
-                    unsigned a0 = g == 0 ? *(const unsigned *)ar : 0u, a2 = g == 0 ? *(const unsigned *)(ar + 8) : 0u;
-                    mma_bf16(acc, a0, 0u, a2, 0u, b[2 * h], b[2 * h + 1]);
-                }
-            }
-            __syncwarp(); // every lane is done with the stage the next copy refills
-        }
+        __syncwarp(); // every lane is done with the stage the next copy refills
     }
     if (g == 0) {
         part[warp][tq * 2] = acc[0];
@@ -255,20 +201,3 @@ __device__ __forceinline__ void gemm_bf16_row_body(float *Y, bf16 *act, const bf
     }
 }
 
-#define ROW_ARGS                                                                                                       \
-    float *Y, bf16 *act, const bf16 *A, const float *X, const float *norm, const bf16 *W, int N, int K, int S, int flags, \
-        float eps, row_rope rope
-extern "C" __global__ void __launch_bounds__(ROW_WARPS * 32) gemm_bf16_row(ROW_ARGS) {
-    gemm_bf16_row_body<false, ROW_DEPTH>(Y, act, A, X, norm, W, N, K, S, flags, eps, rope);
-}
-// gemm_bf16_row_d16 is gemm_bf16_row with rings 16 deep: a range of up to
-// 16 K tiles has all its weights in flight at once.
-extern "C" __global__ void __launch_bounds__(ROW_WARPS * 32) gemm_bf16_row_d16(ROW_ARGS) {
-    gemm_bf16_row_body<false, 16>(Y, act, A, X, norm, W, N, K, S, flags, eps, rope);
-}
-// gemm_bf16_row_r is gemm_bf16_row with the weights read into registers,
-// ROW_REGS pieces in flight a lane (shared memory: the row and the norm's
-// scratch alone).
-extern "C" __global__ void __launch_bounds__(ROW_WARPS * 32) gemm_bf16_row_r(ROW_ARGS) {
-    gemm_bf16_row_body<true, ROW_DEPTH>(Y, act, A, X, norm, W, N, K, S, flags, eps, rope);
-}
