@@ -24,8 +24,8 @@ type shape struct{ rows, outs, ones, tiles int }
 // graphSet records a step's launches as a CUDA graph the second time its
 // shape comes, and from then on replays the graph: one driver call
 // instead of one per kernel, and the kernels start back to back. A
-// decode step of one sequence runs about 150 kernels of a few
-// microseconds each, so queueing them one by one would cost more than
+// decode step of one sequence runs about 85 kernels of a few to a few
+// tens of microseconds each, so queueing them one by one would cost more than
 // running them. The replayed kernels are the same launches with the same
 // parameters, so the bits are the same. Recording is off while profiling
 // (each launch is timed on its own then).
