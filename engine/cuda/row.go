@@ -21,12 +21,13 @@ import (
 const EnvRow = "BATCHTRANS_CUDA_ROW"
 
 // gemm_bf16_row's launch: four warps of 8 columns, each over one range of
-// K in K tiles of 256 (rowTile) four deep; its flags (csrc/row.cuh's
+// K in K tiles of 256 (rowTile) three deep (rowDepth); its flags (csrc/row.cuh's
 // ROW_*).
 const (
 	rowThreads = 128
 	rowCols    = 32
 	rowTile    = 256
+	rowDepth   = 3
 	rowAcc     = 1
 	rowNorm    = 2
 	rowSwiGLU  = 4
@@ -34,9 +35,10 @@ const (
 )
 
 // rowSmem is gemm_bf16_row's shared memory for a product over k: the
-// warps' rings of four K tiles of 256 (8 rows of W each, padded), the
-// input row and the norm's scratch (ROW_SMEM).
-func rowSmem(k int64) int { return 4*4*8*(rowTile+8)*2 + int(k)*2 + 128*8 }
+// warps' rings of three K tiles of 256 (8 rows of W each, padded), the
+// input row and the norm's scratch: at K = 2,048 four blocks fit an
+// H200 multiprocessor (gate|up's 512 blocks in one wave of 528).
+func rowSmem(k int64) int { return 4*rowDepth*8*(rowTile+8)*2 + int(k)*2 + 128*8 }
 
 // rowTakes reports whether gemm_bf16_row runs a product over k split s
 // ways: its block holds 32/s columns by s ranges, each a whole number of

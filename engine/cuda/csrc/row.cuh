@@ -49,14 +49,15 @@ __device__ __forceinline__ void rmsnorm_row_128(bf16 *dst, const float *src, con
 
 #define ROW_WARPS 4
 #define ROW_KT 256
-#define ROW_DEPTH 4
+#define ROW_DEPTH 3
 #define ROW_LD (ROW_KT + 8) // padded rows: ldmatrix's 8 rows meet every bank once
 #define ROW_STAGE (8 * ROW_LD)
 // A block's shared memory for a product over K is the warps' rings of
 // weights (ROW_WARPS x ROW_DEPTH x ROW_STAGE bf16), the input row and the
 // norm's scratch (engine/cuda's rowSmem). K tiles of 256 (512 bytes of a
-// row of W a copy) four deep beat tiles of 64 eight deep by 5-10% on the
-// H200 (docs/gpu.md).
+// row of W a copy) beat tiles of 64 eight deep by 5-10% on the H200, and
+// three deep leaves room for four blocks of K = 2,048 a multiprocessor
+// (docs/gpu.md).
 
 // gemm_bf16_row's flags.
 #define ROW_ACC 1    // add onto Y (the residual stream)
