@@ -146,8 +146,9 @@ func (r *replica) launches(qu *queue, sh shape) {
 	qu.launch(r.k.embed, R, 1, 256, a.reset().p(r.x).p(r.embed).p(dTok).i(int(h)))
 	m := int64(R)
 	// A step of one row runs its products on gemm_bf16_row (row.go), which
-	// normalises its input itself, ends its ranges of K and gate|up's
-	// SwiGLU in the block: no rmsnorm, reduce or swiglu launches.
+	// normalises its input itself and ends its ranges of K, gate|up's
+	// SwiGLU and q|k|v's RoPE in the block: no rmsnorm, reduce, swiglu or
+	// rope launches.
 	rows := R == 1 && r.k.rows
 	for l := range r.layers {
 		L := &r.layers[l]
