@@ -1346,10 +1346,7 @@ func TestGemmSplitWhole(t *testing.T) {
 // Llama 3.2 1B's five products (ranges 2, 2, 1, 4, 1), and ragged column
 // counts that leave a block part empty.
 func TestGemmRow(t *testing.T) {
-	r := testReplica(t, true)
-	if r.k.gemmRow == nil {
-		t.Skipf("%s gives a block %d bytes of shared memory, gemm_bf16_row needs %d", r.gpu.Name, r.gpu.SharedOptin, rowSmem(maxRowK))
-	}
+	r := rowReplica(t)
 	rng := rand.New(rand.NewPCG(13, 14))
 	const eps = 1e-5
 	shapes := []struct {
@@ -1413,14 +1410,21 @@ func TestGemmRow(t *testing.T) {
 	}
 }
 
-// TestGemmRowRoPE holds gemm_bf16_row's q|k|v with RoPE and the KV store
-// (rowRoPE) to the product, its reduce and rope_store_bf16, bit for bit:
-// the rotated q|k|v row and the keys and values in the cache's slot.
-func TestGemmRowRoPE(t *testing.T) {
+// rowReplica is testReplica in bf16 where gemm_bf16_row loaded; it skips
+// elsewhere.
+func rowReplica(t *testing.T) *replica {
 	r := testReplica(t, true)
 	if r.k.gemmRow == nil {
 		t.Skipf("%s gives a block %d bytes of shared memory, gemm_bf16_row needs %d", r.gpu.Name, r.gpu.SharedOptin, rowSmem(maxRowK))
 	}
+	return r
+}
+
+// TestGemmRowRoPE holds gemm_bf16_row's q|k|v with RoPE and the KV store
+// (rowRoPE) to the product, its reduce and rope_store_bf16, bit for bit:
+// the rotated q|k|v row and the keys and values in the cache's slot.
+func TestGemmRowRoPE(t *testing.T) {
+	r := rowReplica(t)
 	rng := rand.New(rand.NewPCG(15, 16))
 	const eps, heads, kvheads, hd, page, p = 1e-5, 32, 8, 64, 32, 45
 	n, k := int64((heads+2*kvheads)*hd), int64(2048)

@@ -154,6 +154,13 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 		if n.bf16 {
 			suffix, r.k.gemmBlock = "_bf16", 128
 		}
+		// Each kernel, and the dynamic shared memory it may ask for (0:
+		// the default 48 KiB is enough).
+		type kernel struct {
+			dst  **driver.Func
+			name string
+			smem int
+		}
 		ks := []kernel{
 			{&r.k.embed, "embed" + suffix, 0}, {&r.k.rmsnorm, "rmsnorm" + suffix, 0}, {&r.k.attention, "attention" + suffix, 0},
 			{&r.k.swiglu, "swiglu" + suffix, 0}, {&r.k.gemm, "gemm" + suffix, 0}, {&r.k.rope, "rope_store" + suffix, 0},
@@ -173,8 +180,15 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 				ks = append(ks, kernel{&r.k.gemmRow, "gemm_bf16_row", most})
 			}
 		}
-		if err := findKernels(r.mod, ks); err != nil {
-			return err
+		for _, k := range ks {
+			if *k.dst, err = r.mod.Func(k.name); err != nil {
+				return err
+			}
+			if k.smem > 0 {
+				if err := (*k.dst).SetMaxSharedBytes(k.smem); err != nil {
+					return err
+				}
+			}
 		}
 		if err := r.loadAttMMA(g.SharedOptin); err != nil {
 			return err
@@ -187,31 +201,6 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 		return nil, fmt.Errorf("cuda: GPU %d (%s): load kernels: %w", i, g.Name, err)
 	}
 	return r, nil
-}
-
-// kernel names a kernel to look up and where it goes, and the dynamic
-// shared memory it may ask for (0: the default 48 KiB is enough).
-type kernel struct {
-	dst  **driver.Func
-	name string
-	smem int
-}
-
-// findKernels looks each of ks up in mod (worker only).
-func findKernels(mod *driver.Module, ks []kernel) error {
-	for _, k := range ks {
-		f, err := mod.Func(k.name)
-		if err != nil {
-			return err
-		}
-		if k.smem > 0 {
-			if err := f.SetMaxSharedBytes(k.smem); err != nil {
-				return err
-			}
-		}
-		*k.dst = f
-	}
-	return nil
 }
 
 // elt is the bytes of one weight.

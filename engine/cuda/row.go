@@ -21,8 +21,8 @@ import (
 const EnvRow = "BATCHTRANS_CUDA_ROW"
 
 // gemm_bf16_row's launch: four warps of 8 columns, each over one range of
-// K in K tiles of 256 (rowTile) three deep (rowDepth); its flags (csrc/row.cuh's
-// ROW_*).
+// K in K tiles of 256 (rowTile) three deep (rowDepth); its flags
+// (csrc/row.cuh's ROW_*).
 const (
 	rowThreads = 128
 	rowCols    = 32

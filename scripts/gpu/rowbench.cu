@@ -8,25 +8,16 @@
 // against the first (the same mma steps in the same order). docs/gpu.md's
 // sixth round quotes its output. On a GPU machine:
 //   nvcc -arch=sm_90a -O3 -std=c++17 scripts/gpu/rowbench.cu -o rowbench && ./rowbench
-#include <cuda_bf16.h>
+#include "../../engine/cuda/csrc/mma.cuh"
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
-typedef __nv_bfloat16 bf16;
 #define CK(x) do { cudaError_t e = (x); if (e != cudaSuccess) { printf("%s:%d %s\n", __FILE__, __LINE__, cudaGetErrorString(e)); exit(1);} } while (0)
 
-__device__ __forceinline__ void cp16(unsigned s, const void *g) { asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(g)); }
+// The copies, fragment loads and tensor-core step the backend's kernels use.
+__device__ __forceinline__ void cp16(unsigned s, const void *g) { cp_async16_s(s, g, 16); }
 __device__ __forceinline__ void cp16h(unsigned s, const void *g) { asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;\n" ::"r"(s), "l"(g)); }
-__device__ __forceinline__ void commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> __device__ __forceinline__ void waitn() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-__device__ __forceinline__ void mma(float *c, unsigned a0, unsigned a1, unsigned a2, unsigned a3, unsigned b0, unsigned b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ void ldm4(unsigned *r, unsigned s) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
-}
 template <int H> __device__ __forceinline__ uint4 ldw(const void *p) {
     uint4 v;
     if (H == 1)
@@ -63,24 +54,24 @@ __global__ void __launch_bounds__(128) row_stream(float *Y, const bf16 *A, const
         if (lane < KT / 8) cp16((unsigned)__cvta_generic_to_shared(as + lane * 8), A + k0 + lane * 8);
     };
 #pragma unroll
-    for (int s = 0; s < DEPTH - 1; s++) { if (s < kt) load(s, s * KT); commit(); }
+    for (int s = 0; s < DEPTH - 1; s++) { if (s < kt) load(s, s * KT); cp_async_commit(); }
     float acc[4] = {0, 0, 0, 0};
     for (int t = 0; t < kt; t++) {
         int nt = t + DEPTH - 1;
         if (nt < kt) load(nt % DEPTH, nt * KT);
-        commit();
-        waitn<DEPTH - 1>();
+        cp_async_commit();
+        cp_async_wait_n<DEPTH - 1>();
         __syncwarp();
         const bf16 *as = ring + (t % DEPTH) * STAGE, *ws = as + LD;
 #pragma unroll
         for (int kk = 0; kk < KT; kk += 32) {
             unsigned b[4];
-            ldm4(b, (unsigned)__cvta_generic_to_shared(ws + (lane % 8) * LD + kk + (lane / 8) * 8));
+            ldmatrix_x4_s(b, (unsigned)__cvta_generic_to_shared(ws + (lane % 8) * LD + kk + (lane / 8) * 8));
 #pragma unroll
             for (int h = 0; h < 2; h++) {
                 const bf16 *ar = as + kk + 16 * h + tq * 2;
                 unsigned a0 = g == 0 ? *(const unsigned *)ar : 0u, a2 = g == 0 ? *(const unsigned *)(ar + 8) : 0u;
-                mma(acc, a0, 0u, a2, 0u, b[2 * h], b[2 * h + 1]);
+                mma_bf16(acc, a0, 0u, a2, 0u, b[2 * h], b[2 * h + 1]);
             }
         }
         __syncwarp();
@@ -130,9 +121,9 @@ __global__ void __launch_bounds__(WARPS * 32) row_reg(float *Y, const bf16 *A, c
             }
             const bf16 *ar = arow + cc * 32 + tq * 2;
             unsigned a0 = g == 0 ? *(const unsigned *)ar : 0u, a2 = g == 0 ? *(const unsigned *)(ar + 8) : 0u;
-            mma(acc, a0, 0u, a2, 0u, y0, y1);
+            mma_bf16(acc, a0, 0u, a2, 0u, y0, y1);
             unsigned a0b = g == 0 ? *(const unsigned *)(ar + 16) : 0u, a2b = g == 0 ? *(const unsigned *)(ar + 24) : 0u;
-            mma(acc, a0b, 0u, a2b, 0u, y2, y3);
+            mma_bf16(acc, a0b, 0u, a2b, 0u, y2, y3);
         }
     }
     if (g == 0) {

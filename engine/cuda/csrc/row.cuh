@@ -2,15 +2,24 @@
 // one row, with the kernels around the products folded into them:
 // gemm_bf16_row computes a product's ranges of K in one block and adds
 // them as reduce.cuh does, adds onto the residual stream, normalises its
-// input row itself and ends gate|up with SwiGLU. Every value has the bits
-// of the kernels it stands in for (the split product, reduce, rmsnorm,
-// swiglu), so a sequence's outputs do not depend on whether it decodes
+// input row itself, ends gate|up with SwiGLU and q|k|v with RoPE and the
+// KV store. Every value has the bits of the kernels it stands in for (the
+// split product, reduce, rmsnorm, swiglu, rope_store), so a sequence's outputs do not depend on whether it decodes
 // alone or among others.
 #pragma once
 #include "common.cuh"
 #include "mma.cuh"
 #include "rmsnorm.cuh"
 #include "swiglu.cuh"
+
+// row_sum is column j of column group c of a block: its S ranges'
+// partials (warps c*S .. c*S + S-1) added in order of the range, as
+// reduce adds the planes.
+__device__ __forceinline__ float row_sum(const float (*part)[8], int c, int S, int j) {
+    float v = part[c * S][j];
+    for (int r = 1; r < S; r++) v = __fadd_rn(v, part[c * S + r][j]);
+    return v;
+}
 
 // rmsnorm_row_128 writes dst = RMSNorm(src) * w (hidden values, bf16) with
 // the bits of rmsnorm.cuh's one block of 256 threads, computed by a block
@@ -172,8 +181,7 @@ extern "C" __global__ void __launch_bounds__(ROW_WARPS * 32)
         // the row at position p: queries and keys rotated, keys and values
         // stored in the cache, rounded to bf16.
         if (t >= 8) return;
-        float a = part[0][t], b = part[S][t];
-        for (int r = 1; r < S; r++) a = __fadd_rn(a, part[r][t]), b = __fadd_rn(b, part[S + r][t]);
+        float a = row_sum(part, 0, S, t), b = row_sum(part, 1, S, t);
         int h = blockIdx.x / gh, j = (blockIdx.x % gh) * 8 + t, p = rope.pos[0], kvdim = rope.kvheads * rope.hd;
         size_t slot = (size_t)rope.pagetab[rope.ptoff[0] + p / rope.page] * rope.pstride + (size_t)(p % rope.page) * kvdim;
         if (h < rope.heads + rope.kvheads) {
@@ -194,9 +202,7 @@ extern "C" __global__ void __launch_bounds__(ROW_WARPS * 32)
     }
     int col = blockIdx.x * cols + t;
     if (t < cols && col < N) {
-        int c = t / 8, j = t % 8;
-        float v = part[c * S][j];
-        for (int r = 1; r < S; r++) v = __fadd_rn(v, part[c * S + r][j]);
+        float v = row_sum(part, t / 8, S, t % 8);
         if (flags & ROW_ACC) v = __fadd_rn(Y[col], v);
         Y[col] = v;
     }
