@@ -79,7 +79,7 @@ func (r *replica) run(qu *queue, key shape) {
 	g := &r.graphs
 	switch g.next(key) {
 	case replay:
-		qu.err = r.ctx.LaunchGraph(g.rec[key], r.st)
+		qu.err = r.prof.graph(r, g.rec[key])
 		return
 	case launchDirect:
 		r.launches(qu, key)
@@ -99,7 +99,7 @@ func (r *replica) run(qu *queue, key shape) {
 		return
 	}
 	g.rec[key] = e
-	qu.err = r.ctx.LaunchGraph(e, r.st)
+	qu.err = r.prof.graph(r, e)
 }
 
 // freeGraphs destroys the recorded graphs (worker only).

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -562,4 +563,24 @@ func TestRowTakes(t *testing.T) {
 	t.Setenv(EnvRow, "0")
 	r.k.gemmRow = &driver.Func{}
 	assert.False(t, r.rowReady(), EnvRow+"=0")
+}
+
+// poll hands over what is sent whether it comes while it polls or after
+// it has blocked, and reports a closed channel.
+func TestPoll(t *testing.T) {
+	c := make(chan int, 1)
+	c <- 7
+	v, ok := poll(c, time.Millisecond)
+	assert.True(t, ok)
+	assert.Equal(t, 7, v, "sent before")
+	go func() { time.Sleep(20 * time.Millisecond); c <- 8 }()
+	v, ok = poll(c, time.Millisecond)
+	assert.True(t, ok)
+	assert.Equal(t, 8, v, "sent after the polling")
+	go func() { time.Sleep(20 * time.Microsecond); c <- 9 }()
+	v, _ = poll(c, 0)
+	assert.Equal(t, 9, v, "no polling")
+	close(c)
+	_, ok = poll(c, time.Millisecond)
+	assert.False(t, ok, "closed")
 }

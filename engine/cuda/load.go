@@ -137,7 +137,7 @@ func newReplica(n *Net, lib *driver.Lib, i int, g driver.GPU) (*replica, error) 
 		return nil, fmt.Errorf("cuda: GPU %d (%s): %w", i, g.Name, err)
 	}
 	r := &replica{net: n, idx: i, gpu: g, ctx: ctx, w: w, prof: newProfiler(), tmaps: map[tmapKey]*driver.TensorMap{}}
-	r.graphs = newGraphSet(r.prof.on)
+	r.graphs = newGraphSet(r.prof.on && !r.prof.steps)
 	err = w.do(func() error {
 		var err error
 		if r.mod, err = ctx.LoadModule(kernelsPTX); err != nil {

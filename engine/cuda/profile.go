@@ -9,13 +9,16 @@ import (
 
 // EnvProfile turns on the per-kernel timing of forward steps when set to
 // 1: every launch is bracketed by two events, which costs some speed.
-// Net.Profile reports the totals.
+// Set to "steps" it times each step's recorded graph as a whole instead
+// ("gpu: step"), graphs kept, so the step's device time can be set
+// against the host's. Net.Profile reports the totals.
 const EnvProfile = "BATCHTRANS_CUDA_PROFILE"
 
 // profiler totals the device time of each stage of the step, and the
 // host's time to queue a step and to wait for it.
 type profiler struct {
-	on    bool
+	on    bool // any profiling
+	steps bool // whole steps, not launches
 	pool  []driver.Event
 	marks []profMark
 	open  driver.Event // the start event of the launch being timed
@@ -29,13 +32,14 @@ type profMark struct {
 }
 
 func newProfiler() profiler {
-	return profiler{on: os.Getenv(EnvProfile) == "1", ms: map[string]float64{}, calls: map[string]int{}}
+	v := os.Getenv(EnvProfile)
+	return profiler{on: v == "1" || v == "steps", steps: v == "steps", ms: map[string]float64{}, calls: map[string]int{}}
 }
 
 // start records the event that opens a timed launch (worker only; a no-op
 // unless profiling).
 func (p *profiler) start(r *replica) error {
-	if !p.on {
+	if !p.on || p.steps {
 		return nil
 	}
 	p.open = p.event(r)
@@ -44,11 +48,28 @@ func (p *profiler) start(r *replica) error {
 
 // stop closes the launch start opened, timing it as name.
 func (p *profiler) stop(r *replica, name string) error {
-	if !p.on {
+	if !p.on || p.steps {
 		return nil
 	}
 	e := p.event(r)
 	p.marks = append(p.marks, profMark{name, p.open, e})
+	return r.ctx.Record(e, r.st)
+}
+
+// graph times the launch of a recorded step's graph g as "gpu: step"
+// when profiling whole steps; it launches g either way.
+func (p *profiler) graph(r *replica, g driver.Graph) error {
+	if !p.steps {
+		return r.ctx.LaunchGraph(g, r.st)
+	}
+	s, e := p.event(r), p.event(r)
+	p.marks = append(p.marks, profMark{"gpu: step", s, e})
+	if err := r.ctx.Record(s, r.st); err != nil {
+		return err
+	}
+	if err := r.ctx.LaunchGraph(g, r.st); err != nil {
+		return err
+	}
 	return r.ctx.Record(e, r.st)
 }
 

@@ -1,20 +1,38 @@
 package cuda
 
 import (
+	"os"
 	"runtime"
+	"time"
 
 	"github.com/batchtrans/batchtrans/engine/cuda/driver"
 )
 
 // worker runs closures on one goroutine locked to one OS thread, where its
 // GPU's context is current: every driver call of a replica goes through it.
+//
+// A step is one closure, and a decode runs them back to back with little
+// host work between, so both sides poll for a while before they block: a
+// parked thread takes tens of microseconds to wake, a fair part of a
+// one-sequence step (about a millisecond).
 type worker struct {
 	jobs chan func()
+	spin time.Duration // how long each side polls before it blocks
 }
+
+// workerSpin is how long the worker and its callers poll. EnvWorkerSpin
+// set to 0 turns polling off (for measuring one against the other).
+const (
+	workerSpin    = time.Millisecond
+	EnvWorkerSpin = "BATCHTRANS_CUDA_SPIN"
+)
 
 // startWorker starts the goroutine and makes ctx current on its thread.
 func startWorker(ctx *driver.Context) (*worker, error) {
-	w := &worker{jobs: make(chan func())}
+	w := &worker{jobs: make(chan func(), 1), spin: workerSpin}
+	if os.Getenv(EnvWorkerSpin) == "0" {
+		w.spin = 0
+	}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -23,7 +41,11 @@ func startWorker(ctx *driver.Context) (*worker, error) {
 			return
 		}
 		errc <- nil
-		for f := range w.jobs {
+		for {
+			f, ok := poll(w.jobs, w.spin)
+			if !ok {
+				return
+			}
 			f()
 		}
 	}()
@@ -33,11 +55,37 @@ func startWorker(ctx *driver.Context) (*worker, error) {
 	return w, nil
 }
 
+// poll receives from c, checking it without blocking for up to spin
+// before it blocks; ok is false once c is closed.
+func poll[T any](c chan T, spin time.Duration) (v T, ok bool) {
+	if spin > 0 {
+		var until time.Time
+		for i := 0; ; i++ {
+			select {
+			case v, ok = <-c:
+				return v, ok
+			default:
+			}
+			if i%64 == 63 {
+				now := time.Now()
+				if until.IsZero() {
+					until = now.Add(spin)
+				} else if now.After(until) {
+					break
+				}
+			}
+		}
+	}
+	v, ok = <-c
+	return v, ok
+}
+
 // do runs f on the worker's thread and returns its error.
 func (w *worker) do(f func() error) error {
 	done := make(chan error, 1)
 	w.jobs <- func() { done <- f() }
-	return <-done
+	err, _ := poll(done, w.spin)
+	return err
 }
 
 // stop ends the goroutine (its thread is released with it).

@@ -27,13 +27,29 @@ __device__ __forceinline__ float row_sum(const float (*part)[8], int c, int S, i
 // elements t + 256j and t + 128 + 256j, each in order of j), adds them as
 // block_sum_d's first level does, then runs its later levels (the same
 // pairs in the same tree: two in shared memory, five by shuffles within a
-// warp). scratch holds 128 doubles; dst may be shared memory.
+// warp). The first ROW_NORM_HELD elements of each share, and their weights,
+// are read once, all at the start, and held in registers for the second
+// pass (a hidden size up to 2,048 whole). scratch holds 128 doubles; dst
+// may be shared memory.
+#define ROW_NORM_HELD 8
 __device__ __forceinline__ void rmsnorm_row_128(bf16 *dst, const float *src, const float *w, int hidden, float eps,
                                                 double *scratch) {
     int t = threadIdx.x;
+    float xa[ROW_NORM_HELD], xb[ROW_NORM_HELD], wa[ROW_NORM_HELD], wb[ROW_NORM_HELD];
+#pragma unroll
+    for (int j = 0; j < ROW_NORM_HELD; j++) {
+        int i = t + 256 * j;
+        xa[j] = i < hidden ? src[i] : 0.f, wa[j] = i < hidden ? w[i] : 0.f;
+        xb[j] = i + 128 < hidden ? src[i + 128] : 0.f, wb[j] = i + 128 < hidden ? w[i + 128] : 0.f;
+    }
     double sa = 0, sb = 0;
-#pragma unroll 8
-    for (int i = t; i < hidden; i += 256) {
+#pragma unroll
+    for (int j = 0; j < ROW_NORM_HELD; j++) {
+        int i = t + 256 * j;
+        if (i < hidden) sa = sum_sq(sa, xa[j]);
+        if (i + 128 < hidden) sb = sum_sq(sb, xb[j]);
+    }
+    for (int i = t + 256 * ROW_NORM_HELD; i < hidden; i += 256) {
         sa = sum_sq(sa, src[i]);
         if (i + 128 < hidden) sb = sum_sq(sb, src[i + 128]);
     }
@@ -53,7 +69,13 @@ __device__ __forceinline__ void rmsnorm_row_128(bf16 *dst, const float *src, con
     double ss = scratch[0];
     float ms = (float)(ss / (double)hidden);
     float inv = (float)(1.0 / sqrt((double)__fadd_rn(ms, eps)));
-    for (int i = t; i < hidden; i += 128) dst[i] = __float2bfloat16_rn(__fmul_rn(w[i], __fmul_rn(src[i], inv)));
+#pragma unroll
+    for (int j = 0; j < ROW_NORM_HELD; j++) {
+        int i = t + 256 * j;
+        if (i < hidden) dst[i] = __float2bfloat16_rn(__fmul_rn(wa[j], __fmul_rn(xa[j], inv)));
+        if (i + 128 < hidden) dst[i + 128] = __float2bfloat16_rn(__fmul_rn(wb[j], __fmul_rn(xb[j], inv)));
+    }
+    for (int i = t + 256 * ROW_NORM_HELD; i < hidden; i += 128) dst[i] = __float2bfloat16_rn(__fmul_rn(w[i], __fmul_rn(src[i], inv)));
 }
 
 #define ROW_WARPS 4
@@ -135,6 +157,17 @@ extern "C" __global__ void __launch_bounds__(ROW_WARPS * 32)
         if (live && s < kt) load(s, s * ROW_KT);
         cp_async_commit();
     }
+    // ROW_ROPE: the epilogue's position, cache slot, cos and sin, read now
+    // so that their trips to memory overlap the product.
+    int rp = 0;
+    size_t rslot = 0;
+    float rc = 0.f, rs = 0.f;
+    if ((flags & ROW_ROPE) && threadIdx.x < 8) {
+        int j = (blockIdx.x % gh) * 8 + threadIdx.x;
+        rp = rope.pos[0];
+        rslot = (size_t)rope.pagetab[rope.ptoff[0] + rp / rope.page] * rope.pstride + (size_t)(rp % rope.page) * (rope.kvheads * rope.hd);
+        rc = rope.cosT[(size_t)rp * half + j], rs = rope.sinT[(size_t)rp * half + j];
+    }
     if (flags & ROW_NORM) {
         rmsnorm_row_128(arow, X, norm, K, eps, scratch);
     } else {
@@ -182,17 +215,15 @@ extern "C" __global__ void __launch_bounds__(ROW_WARPS * 32)
         // stored in the cache, rounded to bf16.
         if (t >= 8) return;
         float a = row_sum(part, 0, S, t), b = row_sum(part, 1, S, t);
-        int h = blockIdx.x / gh, j = (blockIdx.x % gh) * 8 + t, p = rope.pos[0], kvdim = rope.kvheads * rope.hd;
-        size_t slot = (size_t)rope.pagetab[rope.ptoff[0] + p / rope.page] * rope.pstride + (size_t)(p % rope.page) * kvdim;
+        int h = blockIdx.x / gh, j = (blockIdx.x % gh) * 8 + t;
         if (h < rope.heads + rope.kvheads) {
-            float c = rope.cosT[(size_t)p * half + j], s = rope.sinT[(size_t)p * half + j];
-            float a2 = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
-            b = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s));
+            float a2 = __fsub_rn(__fmul_rn(a, rc), __fmul_rn(b, rs));
+            b = __fadd_rn(__fmul_rn(b, rc), __fmul_rn(a, rs));
             a = a2;
         }
         if (h >= rope.heads) {
             bool key = h < rope.heads + rope.kvheads;
-            bf16 *cache = (key ? rope.kc : rope.vc) + slot + (size_t)(h - rope.heads - (key ? 0 : rope.kvheads)) * rope.hd + j;
+            bf16 *cache = (key ? rope.kc : rope.vc) + rslot + (size_t)(h - rope.heads - (key ? 0 : rope.kvheads)) * rope.hd + j;
             cache[0] = __float2bfloat16_rn(a);
             cache[half] = __float2bfloat16_rn(b);
         }
