@@ -96,6 +96,7 @@ type attention struct {
 	nOnes, nTiles, tileRows                      int
 	heads, kvheads, hd, page                     int
 	pstride                                      int64
+	early                                        bool // a one-row step's: launched early where the replica can
 }
 
 // attend queues attention for a's rows: on the tensor cores where the
@@ -112,6 +113,9 @@ func (r *replica) attend(qu *queue, a attention) {
 			qu.launchShared(k.f, (warps+k.warps-1)/k.warps, 1, 32*k.warps, k.warps*attMMASmem(a.hd),
 				args.reset().p(a.out).p(a.qkv).p(units).i(pairs).i(n).i(mts).p(a.pos).p(a.ptoff).p(a.pt).p(a.kc).p(a.vc).
 					i(a.heads).i(a.kvheads).i(a.page).l(a.pstride).f(scale2))
+		}
+		if e, ok := r.k.attEarly[a.hd]; ok && a.early {
+			k = e
 		}
 		if a.nOnes > 0 {
 			launch(a.ones, 0, a.nOnes, 1)

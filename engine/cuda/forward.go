@@ -174,7 +174,7 @@ func (r *replica) launches(qu *queue, sh shape) {
 				i(c.Heads).i(c.KVHeads).i(c.HeadDim).i(pageSize).l(pstride))
 		}
 		r.attend(qu, attention{out: r.att, qkv: r.qkv, ones: dOnes, runs: dRuns, pos: dPos, ptoff: dPtoff, pt: dPt, kc: kc, vc: vc,
-			nOnes: sh.ones, nTiles: sh.tiles, tileRows: tileRows,
+			nOnes: sh.ones, nTiles: sh.tiles, tileRows: tileRows, early: rows,
 			heads: c.Heads, kvheads: c.KVHeads, hd: c.HeadDim, page: pageSize, pstride: pstride})
 		if rows {
 			qu.row(rowProduct{name: "gemm o", y: r.x, a: r.att, w: L.o, n: h, k: q, flags: rowAcc})

@@ -173,7 +173,10 @@ func (r *replica) loadHopper(ctx *driver.Context) error {
 	if r.k.gemmWGS, err = mod.Func("gemm_bf16_wgs"); err != nil {
 		return err
 	}
-	return r.k.gemmWGS.SetMaxSharedBytes(hopperSplitSmem)
+	if err := r.k.gemmWGS.SetMaxSharedBytes(hopperSplitSmem); err != nil {
+		return err
+	}
+	return r.loadEarly(ctx, mod)
 }
 
 // has reports whether kernel t is loaded on this replica.

@@ -99,6 +99,10 @@ type kernelSet struct {
 	// rows says the one-row steps run on gemmRow (rowReady), and rowRoPE
 	// that their q|k|v product also does RoPE's work.
 	rows, rowRoPE bool
+	// rowEarly and attEarly are gemmRow and attMMA from the Hopper module,
+	// launched early in one-row steps (row.go's loadEarly; nil where not).
+	rowEarly *driver.Func
+	attEarly map[int]attKernel
 }
 
 func (r *replica) live() int {

@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"fmt"
 	"os"
 	"unsafe"
 
@@ -114,7 +115,50 @@ func (q *queue) row(p rowProduct) {
 	r := q.r
 	s := r.splits(p.n, p.k)
 	r.rope = p.rope
-	q.named(p.name, r.k.gemmRow, int(cdiv(p.n, rowCols/s)), 1, rowThreads, rowSmem(p.k),
+	f := r.k.gemmRow
+	if r.k.rowEarly != nil {
+		f = r.k.rowEarly
+	}
+	q.named(p.name, f, int(cdiv(p.n, rowCols/s)), 1, rowThreads, rowSmem(p.k),
 		r.args.reset().p(p.y).p(p.act).p(p.a).p(p.x).p(p.norm).p(p.w).i(int(p.n)).i(int(p.k)).i(int(s)).i(p.flags).f(p.eps).
 			by(unsafe.Pointer(&r.rope)))
+}
+
+// EnvEarly set to 0 launches a one-row step's kernels the plain way on
+// Hopper (the same bits), for measuring what launching early saves.
+const EnvEarly = "BATCHTRANS_CUDA_EARLY"
+
+// loadEarly takes a one-row step's products and attention from the Hopper
+// module mod, built to be launched early (csrc/common.cuh's early_wait),
+// and marks them so: each lets the kernel after it start as soon as its
+// own blocks run, so a product streams its first K tiles of weights while
+// the kernel before it (attention, or the product before) finishes, and
+// waits for that kernel before it touches the step's values (worker
+// only).
+func (r *replica) loadEarly(ctx *driver.Context, mod *driver.Module) error {
+	if r.k.gemmRow == nil || !ctx.HasEarlyLaunch() || os.Getenv(EnvEarly) == "0" {
+		return nil
+	}
+	f, err := mod.Func("gemm_bf16_row")
+	if err != nil {
+		return err
+	}
+	if err := f.SetMaxSharedBytes(rowSmem(r.net.rowMostK())); err != nil {
+		return err
+	}
+	f.SetEarly()
+	r.k.rowEarly = f
+	r.k.attEarly = map[int]attKernel{}
+	for hd, k := range r.k.attMMA {
+		f, err := mod.Func(fmt.Sprintf("attention_mma%d_bf16", hd))
+		if err != nil {
+			return err
+		}
+		if err := f.SetMaxSharedBytes(k.warps * attMMASmem(hd)); err != nil {
+			return err
+		}
+		f.SetEarly()
+		r.k.attEarly[hd] = attKernel{f, k.warps}
+	}
+	return nil
 }

@@ -423,6 +423,10 @@ __device__ __forceinline__ void attention_mma(bf16 *out, const float *qkv, const
     constexpr int KS = HD / 16; // k steps of Q.K^T
     constexpr int NT = HD / 8;  // n tiles of the output
     extern __shared__ __align__(16) unsigned char att_sm[];
+    // Launched early (the Hopper module, a one-row step): wait for q|k|v,
+    // then let the o product start streaming its weights at once.
+    early_wait();
+    early_release();
     const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
     long w = (long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int mt = (int)(w % mts), kvh = (int)(w / mts % kvheads);

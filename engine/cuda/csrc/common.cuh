@@ -8,6 +8,23 @@
 
 typedef __nv_bfloat16 bf16;
 
+// Programmatic dependent launch (compute capability 9.0; compiled where
+// BT_EARLY is defined, in the Hopper module): a kernel launched early
+// (the driver's LaunchEarly) may start while the kernel queued before it
+// still runs. early_wait holds it until that kernel has finished and its
+// writes are visible; a kernel so launched calls it before it reads or
+// writes anything the kernels before it write or read (it may read its
+// weights and the step's metadata before). early_release lets the kernel
+// queued after this one start. In the other module both are nothing: its
+// kernels are launched the plain way, each after the one before ends.
+#ifdef BT_EARLY
+__device__ __forceinline__ void early_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
+__device__ __forceinline__ void early_release() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
+#else
+__device__ __forceinline__ void early_wait() {}
+__device__ __forceinline__ void early_release() {}
+#endif
+
 // block_sum_d sums v over blockDim.x threads (a power of two up to 1024)
 // in a fixed tree order; every thread gets the result. scratch holds
 // blockDim.x values.

@@ -127,6 +127,11 @@ extern "C" __global__ void __launch_bounds__(ROW_WARPS * 32)
     gemm_bf16_row(float *Y, bf16 *act, const bf16 *A, const float *X, const float *norm, const bf16 *W, int N, int K, int S,
                   int flags, float eps, row_rope rope) {
     extern __shared__ __align__(16) unsigned char row_smem[];
+    // Launched early (the Hopper module): the next kernel may start now,
+    // and stream its first weights where this one leaves room (it waits
+    // for this one before it reads what this one writes). Releasing it
+    // only once the block had all its weights measured slower.
+    early_release();
     bf16 *ring0 = (bf16 *)row_smem;
     bf16 *arow = ring0 + ROW_WARPS * ROW_DEPTH * ROW_STAGE;
     double *scratch = (double *)(arow + K);
@@ -168,6 +173,9 @@ extern "C" __global__ void __launch_bounds__(ROW_WARPS * 32)
         rslot = (size_t)rope.pagetab[rope.ptoff[0] + rp / rope.page] * rope.pstride + (size_t)(rp % rope.page) * (rope.kvheads * rope.hd);
         rc = rope.cosT[(size_t)rp * half + j], rs = rope.sinT[(size_t)rp * half + j];
     }
+    // Launched early (the Hopper module), the block has its first weights
+    // on the way; what the kernels before it write it reads only now.
+    early_wait();
     if (flags & ROW_NORM) {
         rmsnorm_row_128(arow, X, norm, K, eps, scratch);
     } else {

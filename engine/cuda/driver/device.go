@@ -244,10 +244,15 @@ func (m *Module) Unload() error { return m.c.l.call("cuModuleUnload", m.m) }
 
 // Func is a kernel.
 type Func struct {
-	c    *Context
-	f    uintptr
-	Name string
+	c     *Context
+	f     uintptr
+	Name  string
+	early bool // SetEarly
 }
+
+// SetEarly makes Launch and LaunchShared launch f early (LaunchEarly)
+// from now on.
+func (f *Func) SetEarly() { f.early = true }
 
 // Func looks a kernel up by name.
 func (m *Module) Func(name string) (*Func, error) {
@@ -307,6 +312,9 @@ func (f *Func) Launch(s Stream, grid [3]int, block [3]int, args []unsafe.Pointer
 
 // LaunchShared is Launch with shared bytes of dynamic shared memory.
 func (f *Func) LaunchShared(s Stream, grid [3]int, block [3]int, shared int, args []unsafe.Pointer) error {
+	if f.early {
+		return f.LaunchEarly(s, grid, block, shared, args)
+	}
 	var ap unsafe.Pointer
 	if len(args) > 0 {
 		ap = unsafe.Pointer(&args[0])
@@ -317,6 +325,52 @@ func (f *Func) LaunchShared(s Stream, grid [3]int, block [3]int, shared int, arg
 		uintptr(shared), uintptr(s), uintptr(ap), 0)
 	if c := int32(r); c != 0 {
 		return fmt.Errorf("launch %s: %w", f.Name, f.c.l.errorOf("cuLaunchKernel", c))
+	}
+	return nil
+}
+
+// HasEarlyLaunch reports whether the driver launches kernels with
+// attributes (cuLaunchKernelEx, CUDA 12.0 and later), as LaunchEarly needs.
+func (c *Context) HasEarlyLaunch() bool { return c.l.fn["cuLaunchKernelEx"] != 0 }
+
+// launchConfig is CUlaunchConfig, and launchAttr CUlaunchAttribute (an id
+// and a 64-byte value, 8-byte aligned).
+type launchConfig struct {
+	grid, block [3]uint32
+	shared      uint32
+	stream      uintptr
+	attrs       *launchAttr
+	nattrs      uint32
+	_           uint32
+}
+
+type launchAttr struct {
+	id    uint32
+	_     uint32
+	value [8]uint64
+}
+
+// LaunchEarly is LaunchShared with programmatic stream serialisation
+// (compute capability 9.0): f may start before the kernel queued before
+// it on s has finished, and must wait for it (griddepcontrol.wait) before
+// it reads what that kernel writes or writes what it reads; that kernel's
+// blocks let it start by griddepcontrol.launch_dependents, or by ending.
+// Only kernels built to wait may be launched so.
+func (f *Func) LaunchEarly(s Stream, grid [3]int, block [3]int, shared int, args []unsafe.Pointer) error {
+	const programmaticStreamSerialization = 6 // CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+	attr := launchAttr{id: programmaticStreamSerialization}
+	attr.value[0] = 1
+	cfg := launchConfig{shared: uint32(shared), stream: uintptr(s), attrs: &attr, nattrs: 1}
+	for i := range 3 {
+		cfg.grid[i], cfg.block[i] = uint32(grid[i]), uint32(block[i])
+	}
+	var ap unsafe.Pointer
+	if len(args) > 0 {
+		ap = unsafe.Pointer(&args[0])
+	}
+	r, _, _ := purego.SyscallN(f.c.l.fn["cuLaunchKernelEx"], uintptr(unsafe.Pointer(&cfg)), f.f, uintptr(ap), 0)
+	if c := int32(r); c != 0 {
+		return fmt.Errorf("launch %s: %w", f.Name, f.c.l.errorOf("cuLaunchKernelEx", c))
 	}
 	return nil
 }

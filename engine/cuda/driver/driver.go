@@ -86,8 +86,9 @@ var symbols = []string{
 }
 
 // optional are the functions the backend uses where the driver has them
-// (CUDA 12.0 and later: tensor maps, for Hopper's copy engine).
-var optional = []string{"cuTensorMapEncodeTiled"}
+// (CUDA 12.0 and later: tensor maps, for Hopper's copy engine; launches
+// with attributes, for programmatic dependent launch).
+var optional = []string{"cuTensorMapEncodeTiled", "cuLaunchKernelEx"}
 
 func open() (*Lib, error) {
 	if runtime.GOOS != "linux" {
