@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -51,6 +52,18 @@ const (
 type codec interface {
 	promptIDs(req Request) ([]int, error)
 	decode(ids []int) string
+}
+
+// streamCodec is a codec that also decodes one id at a time, for the stop
+// strings' check: textStream.add returns the text that is now whole, and
+// held what decode of all the ids so far has after it.
+type streamCodec interface {
+	stream() textStream
+}
+
+type textStream interface {
+	add(id int) string
+	held() string
 }
 
 // prefixCodec is a codec that also says how many leading prompt ids are
@@ -159,10 +172,16 @@ type seq struct {
 	building bool
 	out      []int
 	text     string // decoded output, kept only while stop strings are watched
-	eos      bool   // the last output id is an EOS id
-	done     chan struct{}
-	res      Result
-	err      error
+	// With a streamCodec, stream decodes the output one id at a time
+	// instead: streamed is what it has returned, stops the stop strings'
+	// bytes, window scratch for the part a new match could lie in.
+	stream           textStream
+	streamed, window []byte
+	stops            [][]byte
+	eos              bool // the last output id is an EOS id
+	done             chan struct{}
+	res              Result
+	err              error
 }
 
 // scheduler owns the step loop. Sequences wait in queue until a slot in
@@ -538,18 +557,52 @@ func (m *Model) next(s *seq) (finish string) {
 		s.eos = true
 		return FinishStop
 	}
-	if len(s.req.Stop) > 0 {
-		s.text = m.codec.decode(s.out)
-		for _, stop := range s.req.Stop {
-			if strings.Contains(s.text, stop) {
-				return FinishStop
-			}
-		}
+	if len(s.req.Stop) > 0 && m.stopped(s, tok) {
+		return FinishStop
 	}
 	if len(s.out) >= s.req.MaxNewTokens || s.state.Pos() >= m.cfg.MaxPositions {
 		return FinishLength
 	}
 	return ""
+}
+
+// stopped reports whether the decoded output of s, now ending in tok,
+// contains one of its stop strings. With a streamCodec it decodes tok
+// alone and searches only where a new match could be (the decoded output
+// up to the last id had none: a new one ends in what tok added, or in the
+// bytes still held back), so a long output costs no more a step than a
+// short one; the answer is decode's (TestStopStreamMatchesDecode).
+func (m *Model) stopped(s *seq, tok int) bool {
+	sc, ok := m.codec.(streamCodec)
+	if !ok {
+		s.text = m.codec.decode(s.out)
+		for _, stop := range s.req.Stop {
+			if strings.Contains(s.text, stop) {
+				return true
+			}
+		}
+		return false
+	}
+	if s.stream == nil {
+		s.stream = sc.stream()
+		for _, id := range s.out[:len(s.out)-1] {
+			s.streamed = append(s.streamed, s.stream.add(id)...)
+		}
+		for _, stop := range s.req.Stop {
+			s.stops = append(s.stops, []byte(stop))
+		}
+	}
+	prev := len(s.streamed)
+	s.streamed = append(s.streamed, s.stream.add(tok)...)
+	held := s.stream.held()
+	for _, stop := range s.stops {
+		from := max(0, prev-len(stop)+1)
+		s.window = append(append(s.window[:0], s.streamed[from:]...), held...)
+		if bytes.Contains(s.window, stop) {
+			return true
+		}
+	}
+	return false
 }
 
 // output is what the step that ends s's prompt or decodes its next token

@@ -246,6 +246,25 @@ func (c *textCodec) checkIDs(ids []int) error {
 	return nil
 }
 
+// stream decodes generated ids one at a time, as decode does all of them.
+func (c *textCodec) stream() textStream { return &tokenStream{c.tok, c.tok.NewDecoder()} }
+
+// tokenStream is textCodec's textStream: special tokens left out, as
+// decode leaves them.
+type tokenStream struct {
+	tok *tokenizer.Tokenizer
+	d   *tokenizer.Decoder
+}
+
+func (t *tokenStream) add(id int) string {
+	if t.tok.IsSpecial(id) {
+		return ""
+	}
+	return t.d.Add(id)
+}
+
+func (t *tokenStream) held() string { return t.d.Held() }
+
 // decode returns the text of generated ids with special tokens left out,
 // as transformers' decode(..., skip_special_tokens=True).
 func (c *textCodec) decode(ids []int) string {

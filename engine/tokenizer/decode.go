@@ -48,6 +48,10 @@ func (d *Decoder) Add(id int) string {
 	return out
 }
 
+// Held returns what Flush would return now, without resetting: Decode of
+// every id so far is what Add has returned, then Held.
+func (d *Decoder) Held() string { return string(appendLossy(nil, d.pending)) }
+
 // Flush returns what is still held back (an unfinished character becomes
 // U+FFFD) and resets the decoder.
 func (d *Decoder) Flush() string {

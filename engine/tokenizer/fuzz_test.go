@@ -25,12 +25,15 @@ func FuzzRoundTrip(f *testing.F) {
 			got := tok.Decode(ids)
 			d := tok.NewDecoder()
 			var streamed string
-			for _, id := range ids {
+			for i, id := range ids {
 				piece := d.Add(id)
 				if !utf8.ValidString(piece) {
 					t.Fatalf("decoder emitted invalid UTF-8 %q", piece)
 				}
 				streamed += piece
+				if sofar := tok.Decode(ids[:i+1]); streamed+d.Held() != sofar {
+					t.Fatalf("after %d ids: stream %q + held %q != decode %q", i+1, streamed, d.Held(), sofar)
+				}
 			}
 			streamed += d.Flush()
 			if streamed != got {

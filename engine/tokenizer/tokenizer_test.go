@@ -174,6 +174,7 @@ func TestStreamingDecoderNeverSplits(t *testing.T) {
 	d := tok.NewDecoder()
 	e6, _ := tok.TokenID(byteLevelEncode([]byte{0xe6}))
 	assert.Equal(t, "", d.Add(e6))
+	assert.Equal(t, "\uFFFD", d.Held(), "held, as Flush would give it")
 	assert.Equal(t, "\uFFFD", d.Flush())
 	assert.Equal(t, "", d.Flush())
 }
