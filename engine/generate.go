@@ -117,6 +117,7 @@ func (m *Model) Generate(ctx context.Context, req Request) (Result, error) {
 		greedy:  req.Temperature <= 0,
 		done:    make(chan struct{}),
 	}
+	m.watch(s)
 	// A prefix too large to keep is not built: its builder would only make
 	// the requests sharing it wait.
 	if prefix >= minPrefix && m.sched.cache != nil && m.net.KVBytes(prefix) <= m.sched.cache.maxBytes {
@@ -171,10 +172,10 @@ type seq struct {
 	looked   bool
 	building bool
 	out      []int
-	text     string // decoded output, kept only while stop strings are watched
-	// With a streamCodec, stream decodes the output one id at a time
-	// instead: streamed is what it has returned, stops the stop strings'
-	// bytes, window scratch for the part a new match could lie in.
+	// With stop strings and a streamCodec (watch), stream decodes the
+	// output one id at a time: streamed is what it has returned, stops the
+	// stop strings' bytes, window scratch for the part a new match could
+	// lie in.
 	stream           textStream
 	streamed, window []byte
 	stops            [][]byte
@@ -566,31 +567,34 @@ func (m *Model) next(s *seq) (finish string) {
 	return ""
 }
 
+// watch readies s's stop strings for stopped: decoded one id at a time
+// where the codec streams.
+func (m *Model) watch(s *seq) {
+	sc, ok := m.codec.(streamCodec)
+	if !ok || len(s.req.Stop) == 0 {
+		return
+	}
+	s.stream = sc.stream()
+	for _, stop := range s.req.Stop {
+		s.stops = append(s.stops, []byte(stop))
+	}
+}
+
 // stopped reports whether the decoded output of s, now ending in tok,
-// contains one of its stop strings. With a streamCodec it decodes tok
+// contains one of its stop strings. With a stream (watch) it decodes tok
 // alone and searches only where a new match could be (the decoded output
 // up to the last id had none: a new one ends in what tok added, or in the
 // bytes still held back), so a long output costs no more a step than a
 // short one; the answer is decode's (TestStopStreamMatchesDecode).
 func (m *Model) stopped(s *seq, tok int) bool {
-	sc, ok := m.codec.(streamCodec)
-	if !ok {
-		s.text = m.codec.decode(s.out)
+	if s.stream == nil {
+		text := m.codec.decode(s.out)
 		for _, stop := range s.req.Stop {
-			if strings.Contains(s.text, stop) {
+			if strings.Contains(text, stop) {
 				return true
 			}
 		}
 		return false
-	}
-	if s.stream == nil {
-		s.stream = sc.stream()
-		for _, id := range s.out[:len(s.out)-1] {
-			s.streamed = append(s.streamed, s.stream.add(id)...)
-		}
-		for _, stop := range s.req.Stop {
-			s.stops = append(s.stops, []byte(stop))
-		}
 	}
 	prev := len(s.streamed)
 	s.streamed = append(s.streamed, s.stream.add(tok)...)

@@ -18,6 +18,7 @@ type decodeOnly struct{ codec }
 // string while ids are generated one at a time; 0 if none.
 func firstStop(m *Model, ids []int, stops []string) int {
 	s := &seq{req: Request{Stop: stops}}
+	m.watch(s)
 	for i, id := range ids {
 		s.out = append(s.out, id)
 		if m.stopped(s, id) {

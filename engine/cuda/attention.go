@@ -149,14 +149,21 @@ func (r *replica) loadAttMMA(optin int) error {
 		if w < 1 {
 			continue
 		}
-		f, err := r.mod.Func(fmt.Sprintf("attention_mma%d_bf16", hd))
+		k, err := findAttMMA(r.mod, hd, w)
 		if err != nil {
 			return err
 		}
-		if err := f.SetMaxSharedBytes(w * attMMASmem(hd)); err != nil {
-			return err
-		}
-		r.k.attMMA[hd] = attKernel{f, w}
+		r.k.attMMA[hd] = k
 	}
 	return nil
+}
+
+// findAttMMA looks attention_mma for head_dim hd up in mod, with the
+// shared memory of warps warps a block.
+func findAttMMA(mod *driver.Module, hd, warps int) (attKernel, error) {
+	f, err := mod.Func(fmt.Sprintf("attention_mma%d_bf16", hd))
+	if err != nil {
+		return attKernel{}, err
+	}
+	return attKernel{f, warps}, f.SetMaxSharedBytes(warps * attMMASmem(hd))
 }

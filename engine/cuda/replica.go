@@ -99,9 +99,9 @@ type kernelSet struct {
 	// rows says the one-row steps run on gemmRow (rowReady), and rowRoPE
 	// that their q|k|v product also does RoPE's work.
 	rows, rowRoPE bool
-	// rowEarly and attEarly are gemmRow and attMMA from the Hopper module,
-	// launched early in one-row steps (row.go's loadEarly; nil where not).
-	rowEarly *driver.Func
+	// attEarly is attMMA from the Hopper module, launched early in one-row
+	// steps (row.go's loadEarly, which puts gemmRow's early copy in its
+	// place too; nil where not).
 	attEarly map[int]attKernel
 }
 

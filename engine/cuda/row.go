@@ -1,7 +1,6 @@
 package cuda
 
 import (
-	"fmt"
 	"os"
 	"unsafe"
 
@@ -115,11 +114,7 @@ func (q *queue) row(p rowProduct) {
 	r := q.r
 	s := r.splits(p.n, p.k)
 	r.rope = p.rope
-	f := r.k.gemmRow
-	if r.k.rowEarly != nil {
-		f = r.k.rowEarly
-	}
-	q.named(p.name, f, int(cdiv(p.n, rowCols/s)), 1, rowThreads, rowSmem(p.k),
+	q.named(p.name, r.k.gemmRow, int(cdiv(p.n, rowCols/s)), 1, rowThreads, rowSmem(p.k),
 		r.args.reset().p(p.y).p(p.act).p(p.a).p(p.x).p(p.norm).p(p.w).i(int(p.n)).i(int(p.k)).i(int(s)).i(p.flags).f(p.eps).
 			by(unsafe.Pointer(&r.rope)))
 }
@@ -128,9 +123,10 @@ func (q *queue) row(p rowProduct) {
 // Hopper (the same bits), for measuring what launching early saves.
 const EnvEarly = "BATCHTRANS_CUDA_EARLY"
 
-// loadEarly takes a one-row step's products and attention from the Hopper
-// module mod, built to be launched early (csrc/common.cuh's early_wait),
-// and marks them so: each lets the kernel after it start as soon as its
+// loadEarly takes a one-row step's products (in place of the plain
+// module's gemmRow, which one-row steps alone run) and attention
+// (attEarly) from the Hopper module mod, built to be launched early
+// (csrc/common.cuh's early_wait), and marks them so: each lets the kernel after it start as soon as its
 // own blocks run, so a product streams its first K tiles of weights while
 // the kernel before it (attention, or the product before) finishes, and
 // waits for that kernel before it touches the step's values (worker
@@ -147,18 +143,15 @@ func (r *replica) loadEarly(ctx *driver.Context, mod *driver.Module) error {
 		return err
 	}
 	f.SetEarly()
-	r.k.rowEarly = f
+	r.k.gemmRow = f
 	r.k.attEarly = map[int]attKernel{}
 	for hd, k := range r.k.attMMA {
-		f, err := mod.Func(fmt.Sprintf("attention_mma%d_bf16", hd))
+		e, err := findAttMMA(mod, hd, k.warps)
 		if err != nil {
 			return err
 		}
-		if err := f.SetMaxSharedBytes(k.warps * attMMASmem(hd)); err != nil {
-			return err
-		}
-		f.SetEarly()
-		r.k.attEarly[hd] = attKernel{f, k.warps}
+		e.f.SetEarly()
+		r.k.attEarly[hd] = e
 	}
 	return nil
 }

@@ -58,22 +58,15 @@ func startWorker(ctx *driver.Context) (*worker, error) {
 // poll receives from c, checking it without blocking for up to spin
 // before it blocks; ok is false once c is closed.
 func poll[T any](c chan T, spin time.Duration) (v T, ok bool) {
-	if spin > 0 {
-		var until time.Time
-		for i := 0; ; i++ {
-			select {
-			case v, ok = <-c:
-				return v, ok
-			default:
-			}
-			if i%64 == 63 {
-				now := time.Now()
-				if until.IsZero() {
-					until = now.Add(spin)
-				} else if now.After(until) {
-					break
-				}
-			}
+	until := time.Now().Add(spin)
+	for i := 0; spin > 0; i++ {
+		select {
+		case v, ok = <-c:
+			return v, ok
+		default:
+		}
+		if i%64 == 63 && time.Now().After(until) { // the clock every 64 tries
+			break
 		}
 	}
 	v, ok = <-c

@@ -4,8 +4,8 @@
 // them as reduce.cuh does, adds onto the residual stream, normalises its
 // input row itself, ends gate|up with SwiGLU and q|k|v with RoPE and the
 // KV store. Every value has the bits of the kernels it stands in for (the
-// split product, reduce, rmsnorm, swiglu, rope_store), so a sequence's outputs do not depend on whether it decodes
-// alone or among others.
+// split product, reduce, rmsnorm, swiglu, rope_store), so a sequence's
+// outputs do not depend on whether it decodes alone or among others.
 #pragma once
 #include "common.cuh"
 #include "mma.cuh"
@@ -164,12 +164,10 @@ extern "C" __global__ void __launch_bounds__(ROW_WARPS * 32)
     }
     // ROW_ROPE: the epilogue's position, cache slot, cos and sin, read now
     // so that their trips to memory overlap the product.
-    int rp = 0;
     size_t rslot = 0;
     float rc = 0.f, rs = 0.f;
     if ((flags & ROW_ROPE) && threadIdx.x < 8) {
-        int j = (blockIdx.x % gh) * 8 + threadIdx.x;
-        rp = rope.pos[0];
+        int j = (blockIdx.x % gh) * 8 + threadIdx.x, rp = rope.pos[0];
         rslot = (size_t)rope.pagetab[rope.ptoff[0] + rp / rope.page] * rope.pstride + (size_t)(rp % rope.page) * (rope.kvheads * rope.hd);
         rc = rope.cosT[(size_t)rp * half + j], rs = rope.sinT[(size_t)rp * half + j];
     }
